@@ -1,0 +1,160 @@
+"""fsplug's exceptions: every error a user can meet, in one tree.
+
+    FsplugError
+    ├── UserInputError (also ValueError)       bad input: fix the repo, the call or the data
+    │   ├── ConfigError                        feature_store.yaml / store config
+    │   ├── DefinitionError                    feature repo YAML; carries every problem found
+    │   ├── ReferenceNotFoundError             unknown feature / view / service / entity
+    │   ├── EntityKeyError                     missing or mistyped entity keys in a request
+    │   ├── RequestFeatureError                missing or mistyped request-time features
+    │   └── SourceDataError                    offline Parquet data that does not match its view
+    ├── RegistryError                          no registry applied yet, or a corrupt one
+    ├── ModelError                             model artifacts
+    │   ├── ModelIntegrityError                checksum mismatch: the file was changed
+    │   └── ModelSignatureError (also ValueError)  the registry no longer serves what the model needs
+    └── StoreError                             online store failures, translated at one boundary per store
+        ├── StoreDriverMissingError            the store's Python driver is not installed
+        ├── StoreUnavailableError  [Transient] cannot reach the store
+        ├── StoreTimeoutError      [Transient] a read or write exceeded its time budget
+        ├── NamespaceNotFoundError [Terminal]  the configured namespace/database does not exist
+        ├── RecordTooBigError      [Terminal]  a record exceeds the store's size limit
+        └── TTLNotAllowedError     [Terminal]  the server refuses record TTLs (Aerospike code 22)
+
+`TransientError` and `TerminalError` are marker bases: a retry decision is
+`isinstance(err, TransientError)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "FsplugError",
+    "TransientError",
+    "TerminalError",
+    "UserInputError",
+    "ConfigError",
+    "DefinitionError",
+    "Problem",
+    "ReferenceNotFoundError",
+    "EntityKeyError",
+    "RequestFeatureError",
+    "SourceDataError",
+    "RegistryError",
+    "ModelError",
+    "ModelIntegrityError",
+    "ModelSignatureError",
+    "StoreError",
+    "StoreDriverMissingError",
+    "StoreUnavailableError",
+    "StoreTimeoutError",
+    "NamespaceNotFoundError",
+    "RecordTooBigError",
+    "TTLNotAllowedError",
+]
+
+
+class FsplugError(Exception):
+    """Base of every error fsplug raises on purpose."""
+
+
+class TransientError:
+    """Marker: the same call may succeed later (retry with backoff)."""
+
+
+class TerminalError:
+    """Marker: retrying will not help until something is changed."""
+
+
+class UserInputError(FsplugError, ValueError):
+    """Bad input from the user: a definition, a call argument or data."""
+
+
+class ConfigError(UserInputError):
+    """feature_store.yaml or a store configuration is invalid."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a feature repo, located at `file:line:column`."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class DefinitionError(UserInputError):
+    """A feature repo has invalid definitions; `problems` lists every one found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.message))
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the feature repo:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class ReferenceNotFoundError(UserInputError, KeyError):
+    """A feature, view, service or entity name that the registry does not know."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class EntityKeyError(UserInputError):
+    """Entity keys of a request are missing or of the wrong type."""
+
+
+class RequestFeatureError(UserInputError):
+    """Request-time features are missing or of the wrong type."""
+
+
+class SourceDataError(UserInputError):
+    """Offline data does not match its declaration (file, column, expected, found)."""
+
+
+class RegistryError(FsplugError):
+    """The registry is missing (run `fsplug apply`) or cannot be read."""
+
+
+class ModelError(FsplugError):
+    """A model artifact cannot be used."""
+
+
+class ModelIntegrityError(ModelError, TerminalError):
+    """The artifact's sha256 does not match its sidecar: it was changed or corrupted."""
+
+
+class ModelSignatureError(ModelError, ValueError):
+    """The model's feature signature differs from what the registry serves now."""
+
+
+class StoreError(FsplugError):
+    """An online store operation failed."""
+
+
+class StoreDriverMissingError(StoreError, ConfigError):
+    """The online store's Python driver is not installed."""
+
+
+class StoreUnavailableError(StoreError, TransientError):
+    """The online store cannot be reached."""
+
+
+class StoreTimeoutError(StoreError, TransientError):
+    """An online store call exceeded its time budget."""
+
+
+class NamespaceNotFoundError(StoreError, TerminalError):
+    """The configured namespace (or database) does not exist on the store."""
+
+
+class RecordTooBigError(StoreError, TerminalError):
+    """A record is larger than the store accepts."""
+
+
+class TTLNotAllowedError(StoreError, TerminalError):
+    """The store refuses records with a TTL (Aerospike result code 22)."""

@@ -1,0 +1,1 @@
+"""Offline data: Parquet sources, latest-row scans for materialization, point-in-time joins."""

@@ -1,0 +1,1 @@
+"""Online stores: the interface (base) and its implementations, one module each."""

@@ -1,0 +1,1 @@
+"""Test helpers shipped with fsplug (the Aerospike wire-compatible test server)."""

@@ -1,0 +1,96 @@
+"""Feature value types: the dtype vocabulary of feature repos and how each maps to storage.
+
+| dtype          | numpy (results)   | Arrow (offline)            | Aerospike bin         | SQLite column |
+|----------------|-------------------|----------------------------|-----------------------|---------------|
+| int64          | int64             | int64 (any int width)      | integer               | INTEGER       |
+| float64        | float64           | float64 (float32 widened)  | double                | REAL          |
+| float32        | float32           | float32 / float64          | double                | REAL          |
+| string         | object (str)      | string / large_string      | string                | TEXT          |
+| bool           | bool              | bool                       | boolean               | INTEGER 0/1   |
+| bytes          | object (bytes)    | binary / large_binary      | blob (bytes)          | BLOB          |
+| timestamp      | datetime64[us]    | timestamp (UTC)            | integer (us, UTC)     | INTEGER (us)  |
+| list[float64]  | object (ndarray)  | list<float64>              | list of doubles       | BLOB (f8 LE)  |
+
+Nothing here imports pyarrow at module import time: `import fsplug` stays light.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DType", "parse_dtype", "DTYPE_NAMES"]
+
+
+class DType(str, Enum):
+    """A feature's declared value type."""
+
+    INT64 = "int64"
+    FLOAT64 = "float64"
+    FLOAT32 = "float32"
+    STRING = "string"
+    BOOL = "bool"
+    BYTES = "bytes"
+    TIMESTAMP = "timestamp"
+    FLOAT64_LIST = "list[float64]"
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        """The dtype of result arrays for this feature."""
+        return _NUMPY[self]
+
+    @property
+    def is_numeric(self) -> bool:
+        """True where a value can go straight into a model's float vector."""
+        return self in (DType.INT64, DType.FLOAT64, DType.FLOAT32, DType.BOOL)
+
+    def arrow_type(self) -> Any:
+        """The pyarrow type used for this dtype in offline tables (imports pyarrow)."""
+        import pyarrow as pa
+
+        return {
+            DType.INT64: pa.int64(),
+            DType.FLOAT64: pa.float64(),
+            DType.FLOAT32: pa.float32(),
+            DType.STRING: pa.string(),
+            DType.BOOL: pa.bool_(),
+            DType.BYTES: pa.binary(),
+            DType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+            DType.FLOAT64_LIST: pa.list_(pa.float64()),
+        }[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_NUMPY: dict[DType, np.dtype] = {
+    DType.INT64: np.dtype("int64"),
+    DType.FLOAT64: np.dtype("float64"),
+    DType.FLOAT32: np.dtype("float32"),
+    DType.STRING: np.dtype(object),
+    DType.BOOL: np.dtype(bool),
+    DType.BYTES: np.dtype(object),
+    DType.TIMESTAMP: np.dtype("datetime64[us]"),
+    DType.FLOAT64_LIST: np.dtype(object),
+}
+
+_ALIASES = {
+    "list<float64>": DType.FLOAT64_LIST,
+    "array<float64>": DType.FLOAT64_LIST,
+    "list[double]": DType.FLOAT64_LIST,
+}
+
+DTYPE_NAMES: tuple[str, ...] = tuple(d.value for d in DType)
+
+
+def parse_dtype(name: str) -> DType:
+    """Return the DType named `name` (canonical spelling or a documented alias); ValueError otherwise."""
+    key = str(name).strip()
+    if key in _ALIASES:
+        return _ALIASES[key]
+    try:
+        return DType(key)
+    except ValueError:
+        raise ValueError(f"unknown dtype {name!r}; allowed: {', '.join(DTYPE_NAMES)}") from None
