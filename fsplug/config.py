@@ -1,0 +1,111 @@
+"""feature_store.yaml: the repo-level configuration model and its loader.
+
+```yaml
+project: dispatch              # required; names the registry and the store's tables/sets prefix-free
+registry: data/registry.json   # where `fsplug apply` writes the compiled registry (relative to the repo)
+online_store:                  # validated by the store's own config model (see fsplug/online/)
+  type: sqlite                 # sqlite | aerospike | package.module:Class
+  path: data/online.db
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fsplug._yaml import YamlDoc, load_yaml
+from fsplug.errors import ConfigError, DefinitionError, Problem
+
+__all__ = ["RepoConfig", "LoadedConfig", "load_config", "CONFIG_FILE", "resolve_repo_path"]
+
+CONFIG_FILE = "feature_store.yaml"
+
+
+class RepoConfig(BaseModel):
+    """The top level of feature_store.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project: str = Field(description="Project name, recorded in the registry.")
+    registry: str = Field(default="data/registry.json", description="Registry JSON path, relative to the repo.")
+    online_store: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "sqlite"},
+        description="Online store settings; `type` picks the store, the rest is the store's own config.",
+    )
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        import re
+
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", v or ""):
+            raise ValueError(f"project {v!r} must be a name of letters, digits, '_' and '-'")
+        return v
+
+
+@dataclass
+class LoadedConfig:
+    """A validated feature_store.yaml and the store config model it selects."""
+
+    root: Path
+    config: RepoConfig
+    store: Any  # the store's pydantic config model instance
+    doc: YamlDoc
+
+    @property
+    def registry_path(self) -> Path:
+        return resolve_repo_path(self.root, self.config.registry)
+
+
+def resolve_repo_path(root: Path, path: str) -> Path:
+    """A repo-relative path made absolute; relative paths may not climb out of the repo.
+
+    An absolute path is taken as written: the user asked for it on purpose.
+    """
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    full = (root / p).resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise ConfigError(f"path {path!r} escapes the feature repo {root}; write an absolute path to mean it")
+    return full
+
+
+def load_config(root: Path) -> LoadedConfig:
+    """Read and validate `root/feature_store.yaml`, including the online store's config."""
+    from fsplug.online.base import store_class
+
+    root = Path(root).resolve()
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{root} is not a feature repo: {CONFIG_FILE} not found (use --repo DIR)")
+    problems: list[Problem] = []
+    doc = load_yaml(path, CONFIG_FILE, problems)
+    if doc is None:
+        raise DefinitionError(problems)
+    if not isinstance(doc.data, dict):
+        raise DefinitionError([doc.problem((), f"{CONFIG_FILE} must be a mapping")])
+    from fsplug.definitions import format_validation_error
+
+    try:
+        config = RepoConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise DefinitionError([format_validation_error(dict(e), doc, RepoConfig) for e in exc.errors()]) from None
+    raw = dict(config.online_store)
+    kind = raw.get("type", "sqlite")
+    try:
+        cls = store_class(str(kind))
+    except ConfigError as exc:
+        raise DefinitionError([doc.problem(("online_store", "type"), str(exc))]) from None
+    raw.setdefault("type", kind)
+    try:
+        store = cls.config_model.model_validate(raw)
+    except ValidationError as exc:
+        raise DefinitionError(
+            [format_validation_error(dict(e), doc, cls.config_model, prefix=("online_store",)) for e in exc.errors()]
+        ) from None
+    return LoadedConfig(root=root, config=config, store=store, doc=doc)

@@ -1,0 +1,530 @@
+"""Feature repo YAML: the spec models and the loader that reads a repo into them.
+
+A feature repo is a folder with `feature_store.yaml` and any number of other `*.yaml`/`*.yml`
+files (read recursively in sorted order, skipping `data/` and hidden folders) holding lists of
+`entities`, `sources`, `feature_views`, `request_sources` and `feature_services`.
+
+Specs are shape-checked here (pydantic, `extra="forbid"`); cross-object rules (references,
+duplicate names, bin collisions, source paths) are checked by the compiler in registry.py.
+Every problem carries the `file:line:column` of the YAML node it is about.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fsplug._yaml import YamlDoc, load_yaml
+from fsplug.errors import DefinitionError, Problem
+from fsplug.types import DTYPE_NAMES, DType, parse_dtype
+
+__all__ = [
+    "EntitySpec",
+    "JoinKeySpec",
+    "SourceSpec",
+    "FeatureSpec",
+    "FeatureViewSpec",
+    "RequestFeatureSpec",
+    "RequestSourceSpec",
+    "FeatureServiceSpec",
+    "RepoFileSpec",
+    "LoadedRepo",
+    "load_repo_definitions",
+    "parse_ttl",
+    "did_you_mean",
+]
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BIN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_BIN_BYTES = 15
+MAX_SET_BYTES = 63
+RESERVED_BIN_PREFIX = "_ts_"
+_TTL_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_ttl(value: Any) -> int | None:
+    """Seconds of a ttl (`30s`, `15m`, `12h`, `2d`, `1w`, `1d12h`, an int of seconds); None = never stale."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"ttl must be a duration like 30s, 15m, 12h, 2d, 1w, or 0/none; got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"ttl cannot be negative; got {value}")
+        return value or None
+    text = str(value).strip().lower()
+    if text in ("none", "never", "0", ""):
+        return None
+    m = _TTL_RE.match(text)
+    if not m or not any(m.groups()):
+        raise ValueError(
+            f"bad ttl {value!r}: use a duration like 30s, 15m, 12h, 2d, 1w (or combined, 1d12h), or 0/none"
+        )
+    seconds = sum(int(g) * _UNIT[u] for g, u in zip(m.groups(), "wdhms") if g)
+    return seconds or None
+
+
+def did_you_mean(name: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str:
+    """' Did you mean 'x'?' when a close candidate exists, else ''."""
+    close = difflib.get_close_matches(str(name), sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class Spec(BaseModel):
+    """Base of every YAML spec: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_name(v: str, what: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(f"{what} {v!r} must start with a letter or '_' and use only letters, digits and '_'")
+    return v
+
+
+class _DTyped(Spec):
+    dtype: DType
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> DType:
+        if isinstance(v, DType):
+            return v
+        if not isinstance(v, str):
+            raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}; got {v!r}")
+        return parse_dtype(v)
+
+
+class JoinKeySpec(_DTyped):
+    """One join key column of an entity (int64 or string)."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "join key")
+
+    @field_validator("dtype")
+    @classmethod
+    def _key_dtype(cls, v: DType) -> DType:
+        if v not in (DType.INT64, DType.STRING):
+            raise ValueError(f"join key dtype must be int64 or string; got {v.value!r}")
+        return v
+
+
+class EntitySpec(Spec):
+    """An entity: what features describe, identified by one join key or several (composite)."""
+
+    name: str
+    join_key: str | None = None
+    dtype: str | None = None
+    join_keys: list[JoinKeySpec] | None = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        _check_name(v, "entity name")
+        if len(v.encode()) > MAX_SET_BYTES:
+            raise ValueError(
+                f"entity name {v!r} is {len(v.encode())} bytes; it names the Aerospike set, "
+                f"which allows {MAX_SET_BYTES}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _keys(self) -> "EntitySpec":
+        if self.join_keys is not None:
+            if self.join_key is not None or self.dtype is not None:
+                raise ValueError("give either join_key + dtype or join_keys, not both")
+            if not self.join_keys:
+                raise ValueError("join_keys cannot be empty")
+            names = [k.name for k in self.join_keys]
+            if len(set(names)) != len(names):
+                raise ValueError(f"join_keys repeat a name: {names}")
+        elif self.join_key is None:
+            raise ValueError("an entity needs join_key (with dtype) or join_keys")
+        else:
+            _check_name(self.join_key, "join key")
+            JoinKeySpec(name=self.join_key, dtype=self.dtype or "int64")
+        return self
+
+    def keys(self) -> list[JoinKeySpec]:
+        """The join keys in order, whichever form the YAML used."""
+        if self.join_keys is not None:
+            return list(self.join_keys)
+        return [JoinKeySpec(name=self.join_key, dtype=self.dtype or "int64")]
+
+
+class SourceSpec(Spec):
+    """An offline Parquet source: a file or a directory of files (hive partitions allowed)."""
+
+    name: str
+    type: Literal["parquet"] = "parquet"
+    path: str
+    timestamp_field: str
+    created_timestamp_field: str | None = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "source name")
+
+
+def _check_bin(v: str) -> str:
+    size = len(v.encode("utf-8"))
+    if size > MAX_BIN_BYTES:
+        raise ValueError(f"bin {v!r} is {size} bytes; Aerospike allows {MAX_BIN_BYTES}")
+    if not BIN_RE.match(v):
+        raise ValueError(f"bin {v!r} may use only A-Z, a-z, 0-9, '_' and '-'")
+    if v.startswith(RESERVED_BIN_PREFIX):
+        raise ValueError(f"bin {v!r} starts with {RESERVED_BIN_PREFIX!r}, reserved for fsplug's timestamp bins")
+    return v
+
+
+def check_default(dtype: DType, value: Any) -> Any:
+    """Return `value` as a valid default of `dtype`, or raise ValueError saying what fits."""
+    if value is None:
+        return None
+    ok: bool
+    if dtype is DType.INT64:
+        ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    elif dtype in (DType.FLOAT64, DType.FLOAT32):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif dtype is DType.BOOL:
+        ok = isinstance(value, bool)
+    elif dtype in (DType.STRING, DType.BYTES):
+        ok = isinstance(value, str)
+    elif dtype is DType.TIMESTAMP:
+        from datetime import datetime
+
+        ok = isinstance(value, (str, datetime))
+        if ok:
+            try:
+                value = (value if isinstance(value, datetime) else datetime.fromisoformat(value)).isoformat()
+            except ValueError:
+                ok = False
+    else:  # list[float64]
+        ok = isinstance(value, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value
+        )
+        value = [float(x) for x in value] if ok else value
+    if not ok:
+        raise ValueError(f"default {value!r} does not fit dtype {dtype.value}")
+    return value
+
+
+class FeatureSpec(_DTyped):
+    """One feature of a view: its type, the Aerospike bin (and SQLite column) storing it, a default."""
+
+    name: str
+    bin: str | None = None
+    column: str | None = Field(default=None, description="source column; defaults to the feature name")
+    default: Any = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "feature name")
+
+    @field_validator("bin")
+    @classmethod
+    def _bin(cls, v: str | None) -> str | None:
+        return None if v is None else _check_bin(v)
+
+    @model_validator(mode="after")
+    def _post(self) -> "FeatureSpec":
+        check_default(self.dtype, self.default)
+        if self.bin is None:
+            try:
+                _check_bin(self.name)
+            except ValueError as exc:
+                raise ValueError(f"{exc}: the bin defaults to the feature name, so set `bin:` explicitly") from None
+        return self
+
+    @property
+    def bin_name(self) -> str:
+        return self.bin or self.name
+
+
+class FeatureViewSpec(Spec):
+    """A group of features of one entity, loaded from one source, with one freshness ttl."""
+
+    name: str
+    entity: str
+    source: str
+    ttl: Any = None
+    features: list[FeatureSpec]
+    online: bool = True
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "feature view name")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, v: Any) -> Any:
+        parse_ttl(v)
+        return v
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[FeatureSpec]) -> list[FeatureSpec]:
+        if not v:
+            raise ValueError("a feature view needs at least one feature")
+        return v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): str(x) for k, x in v.items()}
+        return v
+
+
+class RequestFeatureSpec(_DTyped):
+    """A value that arrives with the request (not stored), e.g. the pickup distance."""
+
+    name: str
+    default: Any = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "request feature name")
+
+    @model_validator(mode="after")
+    def _post(self) -> "RequestFeatureSpec":
+        check_default(self.dtype, self.default)
+        return self
+
+
+class RequestSourceSpec(Spec):
+    """A named group of request-time features."""
+
+    name: str
+    features: list[RequestFeatureSpec]
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "request source name")
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[RequestFeatureSpec]) -> list[RequestFeatureSpec]:
+        if not v:
+            raise ValueError("a request source needs at least one feature")
+        return v
+
+
+class FeatureServiceSpec(Spec):
+    """A named, ordered list of feature refs (`view:feature`, `view:*`) a model uses."""
+
+    name: str
+    features: list[str]
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "feature service name")
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a feature service needs at least one feature ref")
+        return v
+
+
+class RepoFileSpec(Spec):
+    """The top level of a definitions file."""
+
+    entities: list[EntitySpec] = Field(default_factory=list)
+    sources: list[SourceSpec] = Field(default_factory=list)
+    feature_views: list[FeatureViewSpec] = Field(default_factory=list)
+    request_sources: list[RequestSourceSpec] = Field(default_factory=list)
+    feature_services: list[FeatureServiceSpec] = Field(default_factory=list)
+
+
+KINDS = {
+    "entities": "entity",
+    "sources": "source",
+    "feature_views": "feature view",
+    "request_sources": "request source",
+    "feature_services": "feature service",
+}
+
+
+@dataclass
+class Located:
+    """A spec and where it was defined (for cross-object error messages)."""
+
+    spec: Any
+    doc: YamlDoc
+    loc: tuple[Any, ...]
+
+    def problem(self, message: str, *sub: Any, key: bool = False) -> Problem:
+        return self.doc.problem(self.loc + tuple(sub), message, key=key)
+
+
+@dataclass
+class LoadedRepo:
+    """Every spec of a repo, by kind, in file order, with locations."""
+
+    root: Path
+    objects: dict[str, list[Located]]
+
+
+def _describe_input(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel] = None) -> type[BaseModel] | None:
+    """The spec model that the pydantic error location `loc` points into."""
+    model: Any = root or RepoFileSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        ann = info.annotation
+        for _ in range(3):  # unwrap list[X] / X | None
+            args = getattr(ann, "__args__", None)
+            if args:
+                ann = next((a for a in args if a is not type(None)), ann)
+        model = ann
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _clean_loc(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[Any, ...]:
+    """Drop the parts pydantic adds for union members, keeping list indexes and field names."""
+    out: list[Any] = []
+    model: Any = root
+    for i, part in enumerate(loc):
+        if isinstance(part, int) or i == len(loc) - 1:
+            out.append(part)
+            continue
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if fields is None:
+            out.append(part)  # inside a free-form mapping (tags, online_store)
+            continue
+        if part in fields:
+            out.append(part)
+            model = _model_at((part,), model)
+    return tuple(out)
+
+
+def format_validation_error(
+    err: dict[str, Any], doc: YamlDoc, root: type[BaseModel] = RepoFileSpec, prefix: tuple[Any, ...] = ()
+) -> Problem:
+    """Turn one pydantic error into a located, readable Problem that names field, value and what fits."""
+    loc = _clean_loc(tuple(err["loc"]), root)
+    typ = err["type"]
+    full = prefix + loc
+    field_path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in full).replace(".[", "[")
+    if typ == "extra_forbidden":
+        parent = _model_at(loc[:-1], root)
+        names = list(parent.model_fields) if parent else []
+        key = loc[-1]
+        hint = did_you_mean(str(key), names)
+        where = field_path.rsplit(".", 1)[0] if "." in field_path else ""
+        msg = f"unknown field {key!r}" + (f" in {where}" if where else "")
+        msg += hint if hint else (f"; allowed: {', '.join(names)}" if names else "")
+        return doc.problem(full, msg, key=True)
+    if typ == "missing":
+        return doc.problem(full[:-1], f"{field_path}: required field {full[-1]!r} is missing")
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    elif typ == "model_type":
+        message = f"expected a mapping; got {_describe_input(err.get('input'))}"
+    elif "input" in err:
+        message = f"{message}; got {_describe_input(err['input'])}"
+    return doc.problem(full, f"{field_path}: {message}" if field_path else message)
+
+
+def definition_files(root: Path) -> list[Path]:
+    """The YAML files holding definitions: every *.yaml/*.yml but feature_store.yaml, sorted."""
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or rel.parts[0] in ("data",):
+            continue
+        if path.suffix in (".yaml", ".yml") and path.is_file() and rel.as_posix() not in (
+            "feature_store.yaml",
+            "feature_store.yml",
+        ):
+            files.append(path)
+    return files
+
+
+def load_repo_definitions(root: Path, problems: list[Problem] | None = None) -> LoadedRepo:
+    """Read and shape-check every definitions file of the repo at `root`.
+
+    Problems are appended to `problems` when given (the caller reports them all together);
+    otherwise a DefinitionError is raised if there are any.
+    """
+    own = problems is None
+    problems = [] if problems is None else problems
+    objects: dict[str, list[Located]] = {kind: [] for kind in KINDS}
+    for path in definition_files(root):
+        display = path.relative_to(root).as_posix()
+        doc = load_yaml(path, display, problems)
+        if doc is None:
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(doc.problem((), f"a definitions file must be a mapping with keys {', '.join(KINDS)}"))
+            continue
+        # Validate object by object so that one bad object does not hide the others.
+        for key, value in doc.data.items():
+            if key not in KINDS:
+                problems.append(
+                    doc.problem((key,), f"unknown top-level key {key!r}{did_you_mean(str(key), list(KINDS))}"
+                                + ("" if did_you_mean(str(key), list(KINDS)) else f"; allowed: {', '.join(KINDS)}"),
+                                key=True)
+                )
+                continue
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                problems.append(doc.problem((key,), f"{key} must be a list of {KINDS[key]} mappings; got "
+                                                    f"{type(value).__name__}"))
+                continue
+            model = _model_at((key,))
+            for i, item in enumerate(value):
+                try:
+                    spec = model.model_validate(item)
+                except ValidationError as exc:
+                    for err in exc.errors():
+                        err = dict(err)
+                        err["loc"] = (key, i, *err["loc"])
+                        problems.append(format_validation_error(err, doc))
+                    continue
+                objects[key].append(Located(spec, doc, (key, i)))
+    if own and problems:
+        raise DefinitionError(problems)
+    return LoadedRepo(root=root, objects=objects)

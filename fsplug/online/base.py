@@ -1,0 +1,157 @@
+"""The online store interface: a small ABC, its capabilities, and how stores are found.
+
+Stores are registered in the entry-point group `fsplug.online_stores` (`sqlite`, `aerospike`);
+`online_store.type` may also be `package.module:Class` for a store outside fsplug. A store
+module must not import its driver at import time: only `connect()` does, so `import fsplug`
+and config validation work without the driver installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from fsplug.errors import ConfigError
+from fsplug.definitions import did_you_mean
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fsplug.plan import RetrievalPlan
+    from fsplug.registry import FeatureView, Registry, RegistryDiff
+
+__all__ = ["OnlineStore", "StoreConfig", "Capabilities", "WriteBatch", "store_class", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "fsplug.online_stores"
+
+
+class StoreConfig(BaseModel):
+    """Base of every store's config model: `type` plus the store's own documented fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store can do, so callers and the conformance suite need no isinstance checks."""
+
+    max_read_batch: int
+    """Entity keys per read call; larger requests are split into chunks of this size."""
+    conditional_writes: bool
+    """Writes never replace a newer event with an older one (checked by the store itself)."""
+    record_ttl: bool
+    """Records can expire on the server (Aerospike record TTL)."""
+    partial_results: bool
+    """A read can report per-entity errors (e.g. a dead node) instead of failing the batch."""
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """Rows of one feature view to write: keys, event timestamps (us, UTC) and one column per feature.
+
+    `keys` holds one sequence per join key (named by `key_names`); `columns` is aligned to
+    `view.features` and holds Python values (None = null) or numpy arrays, already checked
+    against the declared dtypes.
+    """
+
+    view: "FeatureView"
+    key_names: tuple[str, ...]
+    keys: Sequence[Sequence[Any]]
+    event_ts_us: "np.ndarray"
+    columns: Sequence[Sequence[Any]]
+
+    def __len__(self) -> int:
+        return len(self.event_ts_us)
+
+
+class OnlineStore(ABC):
+    """An online store: holds the latest feature values per entity for key-based batch reads."""
+
+    config_model: ClassVar[type[StoreConfig]]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, config: StoreConfig, repo_root: Path):
+        self.config = config
+        self.repo_root = repo_root
+
+    @abstractmethod
+    def apply(self, registry: "Registry", diff: "RegistryDiff") -> list[str]:
+        """Create or update what the registry needs (tables, columns, namespace checks).
+
+        Returns human-readable lines describing what was done.
+        """
+
+    @abstractmethod
+    def write(self, batch: WriteBatch) -> int:
+        """Upsert one feature view's rows; never touches other views' values of the same entity.
+
+        Returns the number of rows written (rows whose stored event is newer are skipped and
+        not counted). Raises a StoreError subclass on failure.
+        """
+
+    @abstractmethod
+    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
+        """Read every entity group of `plan` for its keys, in one call to the store where it can.
+
+        `keys_by_group[i]` holds the key tuples of `plan.groups[i]`. Returns, per group, one row per
+        key in key order: None when the entity has no record, else a tuple aligned to `group.bins`
+        (None for nulls) or, when `row_mapping` is True, a mapping bin -> value (missing = null).
+        """
+
+    row_mapping: ClassVar[bool] = False
+    """True when `read` returns mappings bin -> value instead of tuples."""
+
+    @abstractmethod
+    def teardown(self, registry: "Registry") -> list[str]:
+        """Remove everything this store holds for the registry's entities."""
+
+    def close(self) -> None:
+        """Release connections; the store may not be used afterwards."""
+
+    def __enter__(self) -> "OnlineStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+_BUILTIN = {"sqlite": "fsplug.online.sqlite:SQLiteOnlineStore", "aerospike": "fsplug.online.aerospike:AerospikeOnlineStore"}
+
+
+def _import(target: str) -> type[OnlineStore]:
+    module, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load online store {target!r}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, OnlineStore)):
+        raise ConfigError(f"{target!r} is not an fsplug OnlineStore subclass")
+    return cls
+
+
+def store_class(kind: str) -> type[OnlineStore]:
+    """The OnlineStore class for `online_store.type` (a registered name or `package.module:Class`)."""
+    if ":" in kind:
+        return _import(kind)
+    registered = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if kind in registered:
+        try:
+            cls = registered[kind].load()
+        except ImportError as exc:
+            raise ConfigError(f"cannot load online store {kind!r}: {exc}") from exc
+        return cls
+    if kind in _BUILTIN:  # running from a source tree that was not pip-installed
+        return _import(_BUILTIN[kind])
+    known = sorted(set(registered) | set(_BUILTIN))
+    raise ConfigError(
+        f"unknown online store type {kind!r}{did_you_mean(kind, known)}; known types: {', '.join(known)}, "
+        "or package.module:Class for your own store"
+    )

@@ -1,0 +1,245 @@
+"""The SQLite online store: the embedded default, a real file database that needs no server.
+
+Layout: one table per entity (named after it), the join keys as primary key, one column per
+bin (named as the bin) and one `_ts_<view>` column per view holding its event time in
+microseconds. WAL mode lets readers in other threads and processes proceed while a
+materialization writes. Each thread gets its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from pydantic import Field
+
+from fsplug.config import resolve_repo_path
+from fsplug.errors import NamespaceNotFoundError, StoreError, StoreTimeoutError, StoreUnavailableError
+from fsplug.online.base import Capabilities, OnlineStore, StoreConfig, WriteBatch
+from fsplug.types import DType
+
+if TYPE_CHECKING:
+    from fsplug.plan import RetrievalPlan
+    from fsplug.registry import Registry, RegistryDiff
+
+__all__ = ["SQLiteConfig", "SQLiteOnlineStore"]
+
+_SQL_TYPE = {
+    DType.INT64: "INTEGER",
+    DType.FLOAT64: "REAL",
+    DType.FLOAT32: "REAL",
+    DType.STRING: "TEXT",
+    DType.BOOL: "INTEGER",
+    DType.BYTES: "BLOB",
+    DType.TIMESTAMP: "INTEGER",
+    DType.FLOAT64_LIST: "BLOB",
+}
+
+
+class SQLiteConfig(StoreConfig):
+    """`online_store` settings for `type: sqlite`."""
+
+    type: str = "sqlite"
+    path: str = Field(default="data/online.db", description="Database file, relative to the repo.")
+    busy_timeout_ms: int = Field(default=5000, ge=0, description="How long a call waits for a lock.")
+    synchronous: str = Field(default="NORMAL", pattern="^(OFF|NORMAL|FULL|EXTRA)$",
+                             description="SQLite synchronous mode; NORMAL is durable across app crashes in WAL.")
+    write_batch_rows: int = Field(default=10_000, ge=1, description="Rows per write transaction.")
+    read_batch_keys: int = Field(default=5_000, ge=1, le=30_000, description="Keys per IN (...) query.")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def translate(exc: sqlite3.Error, what: str) -> StoreError:
+    """The one place sqlite3 errors become fsplug errors."""
+    msg = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in msg or "busy" in msg:
+            return StoreTimeoutError(f"SQLite {what}: the database stayed locked past busy_timeout_ms ({msg})")
+        if "no such table" in msg:
+            return NamespaceNotFoundError(f"SQLite {what}: {msg}; run `fsplug apply` first")
+        if "unable to open" in msg:
+            return StoreUnavailableError(f"SQLite {what}: {msg}")
+    return StoreError(f"SQLite {what} failed: {msg}")
+
+
+class SQLiteOnlineStore(OnlineStore):
+    """Online store in one SQLite file."""
+
+    config_model = SQLiteConfig
+    capabilities = Capabilities(max_read_batch=5_000, conditional_writes=True, record_ttl=False,
+                                partial_results=False)
+    config: SQLiteConfig
+
+    def __init__(self, config: SQLiteConfig, repo_root: Path):
+        super().__init__(config, repo_root)
+        self.path = resolve_repo_path(repo_root, config.path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._sql: dict[Any, str] = {}
+
+    # ---- connections ---------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.config.busy_timeout_ms / 1000, isolation_level=None,
+                                       check_same_thread=False, cached_statements=512)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.config.synchronous}")
+                conn.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
+            except sqlite3.Error as exc:
+                raise translate(exc, f"open {self.path}") from exc
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for c in self._all:
+                c.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # ---- schema --------------------------------------------------------------------------
+    def apply(self, registry: "Registry", diff: "RegistryDiff") -> list[str]:
+        conn = self._conn()
+        actions = []
+        try:
+            for ent in registry.entities.values():
+                cols: dict[str, str] = {}
+                for view in registry.feature_views.values():
+                    if view.entity != ent.name or not view.online:
+                        continue
+                    for f in view.features:
+                        cols[f.bin] = _SQL_TYPE[f.dtype]
+                    cols[view.timestamp_bin] = "INTEGER"
+                keys = [(k.name, "INTEGER" if k.dtype is DType.INT64 else "TEXT") for k in ent.join_keys]
+                existing = {r[1] for r in conn.execute(f"PRAGMA table_info({_q(ent.name)})")}
+                if not existing:
+                    defs = [f"{_q(k)} {t} NOT NULL" for k, t in keys] + [f"{_q(c)} {t}" for c, t in cols.items()]
+                    pk = ", ".join(_q(k) for k, _ in keys)
+                    rowid = " WITHOUT ROWID" if len(keys) > 1 or keys[0][1] != "INTEGER" else ""
+                    conn.execute(f"CREATE TABLE {_q(ent.name)} ({', '.join(defs)}, PRIMARY KEY ({pk})){rowid}")
+                    actions.append(f"created table {ent.name} ({len(cols)} columns)")
+                else:
+                    added = [c for c in cols if c not in existing]
+                    for c in added:
+                        conn.execute(f"ALTER TABLE {_q(ent.name)} ADD COLUMN {_q(c)} {cols[c]}")
+                    if added:
+                        actions.append(f"added columns to {ent.name}: {', '.join(added)}")
+        except sqlite3.Error as exc:
+            raise translate(exc, "apply") from exc
+        self._sql.clear()
+        return actions
+
+    def teardown(self, registry: "Registry") -> list[str]:
+        conn = self._conn()
+        out = []
+        try:
+            for ent in registry.entities:
+                conn.execute(f"DROP TABLE IF EXISTS {_q(ent)}")
+                out.append(f"dropped table {ent}")
+        except sqlite3.Error as exc:
+            raise translate(exc, "teardown") from exc
+        self._sql.clear()
+        return out
+
+    # ---- writes --------------------------------------------------------------------------
+    def write(self, batch: WriteBatch) -> int:
+        view = batch.view
+        keys = list(batch.key_names)
+        key = ("w", view.name, tuple(keys), tuple(f.bin for f in view.features))
+        sql = self._sql.get(key)
+        if sql is None:
+            ts = _q(view.timestamp_bin)
+            cols = keys + [f.bin for f in view.features] + [view.timestamp_bin]
+            sets = ", ".join(f"{_q(c)}=excluded.{_q(c)}" for c in cols[len(keys):])
+            sql = (f"INSERT INTO {_q(view.entity)} ({', '.join(map(_q, cols))}) VALUES ({', '.join('?' * len(cols))}) "
+                   f"ON CONFLICT({', '.join(map(_q, keys))}) DO UPDATE SET {sets} "
+                   f"WHERE {_q(view.entity)}.{ts} IS NULL OR {_q(view.entity)}.{ts} <= excluded.{ts}")
+            self._sql[key] = sql
+        columns = [_to_sql(f.dtype, col) for f, col in zip(view.features, batch.columns)]
+        ts_list = batch.event_ts_us.tolist() if hasattr(batch.event_ts_us, "tolist") else list(batch.event_ts_us)
+        key_cols = [k.tolist() if hasattr(k, "tolist") else list(k) for k in batch.keys]
+        rows = list(zip(*key_cols, *columns, ts_list))
+        conn = self._conn()
+        written = 0
+        step = self.config.write_batch_rows
+        try:
+            for i in range(0, len(rows), step):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    before = conn.total_changes
+                    conn.executemany(sql, rows[i:i + step])
+                    written += conn.total_changes - before
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise translate(exc, f"write of view {view.name!r}") from exc
+        return written
+
+    # ---- reads ---------------------------------------------------------------------------
+    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
+        conn = self._conn()
+        out = []
+        try:
+            for g, keys in zip(plan.groups, keys_by_group):
+                nk = len(g.join_keys)
+                step = self.config.read_batch_keys
+                found: dict[Any, tuple[Any, ...]] = {}
+                for i in range(0, len(keys), step):
+                    chunk = keys[i:i + step]
+                    sql = self._read_sql(g, len(chunk))
+                    if nk == 1:
+                        params = [k[0] for k in chunk]
+                        for r in conn.execute(sql, params):
+                            found[(r[0],)] = r[1:]
+                    else:
+                        params = [v for k in chunk for v in k]
+                        for r in conn.execute(sql, params):
+                            found[r[:nk]] = r[nk:]
+                get = found.get
+                out.append([get(k) for k in keys])
+        except sqlite3.Error as exc:
+            raise translate(exc, "read") from exc
+        return out
+
+    def _read_sql(self, g: Any, n: int) -> str:
+        key = ("r", g, n)
+        sql = self._sql.get(key)
+        if sql is None:
+            cols = ", ".join(map(_q, g.join_keys + g.bins))
+            if len(g.join_keys) == 1:
+                where = f"{_q(g.join_keys[0])} IN ({', '.join('?' * n)})"
+            else:
+                tup = "(" + ", ".join("?" * len(g.join_keys)) + ")"
+                where = f"({', '.join(map(_q, g.join_keys))}) IN (VALUES {', '.join([tup] * n)})"
+            sql = f"SELECT {cols} FROM {_q(g.set_name)} WHERE {where}"
+            if len(self._sql) > 4096:
+                self._sql.clear()
+            self._sql[key] = sql
+        return sql
+
+
+def _to_sql(dtype: DType, col: Sequence[Any]) -> list[Any]:
+    """Python/numpy values to what sqlite3 binds; NaN floats become NULL."""
+    vals = col.tolist() if hasattr(col, "tolist") else list(col)
+    if dtype in (DType.FLOAT64, DType.FLOAT32):
+        return [None if v is None or v != v else v for v in vals]
+    if dtype is DType.BOOL:
+        return [None if v is None else int(v) for v in vals]
+    if dtype is DType.FLOAT64_LIST:
+        import numpy as np
+
+        return [None if v is None else np.asarray(v, dtype="<f8").tobytes() for v in vals]
+    return vals

@@ -1,0 +1,484 @@
+"""Retrieval plans (feature refs compiled against a registry) and the columnar results they produce.
+
+A RetrievalPlan knows everything the serving path needs: per entity set the bins to select
+(features plus each view's timestamp bin), and per output column its dtype, view, bin, default
+and ttl. Executing a plan is one store read plus a few vectorized numpy steps: no YAML, no
+registry walks, no per-value objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import IntEnum
+from functools import cached_property
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from fsplug.definitions import did_you_mean
+from fsplug.errors import EntityKeyError, ReferenceNotFoundError, RequestFeatureError, UserInputError
+from fsplug.registry import Registry, check_ref
+from fsplug.types import DType
+
+__all__ = ["FieldStatus", "OutputColumn", "ViewRead", "EntityGroup", "RetrievalPlan", "compile_plan", "OnlineResult"]
+
+
+class FieldStatus(IntEnum):
+    """Per-value status, numbered as Feast's FieldStatus."""
+
+    INVALID = 0
+    PRESENT = 1
+    NULL_VALUE = 2
+    NOT_FOUND = 3
+    OUTSIDE_MAX_AGE = 4
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One output column: a stored feature (group >= 0) or a request-time feature (group == -1)."""
+
+    name: str
+    ref: str
+    view: str
+    feature: str
+    dtype: DType
+    default: Any
+    group: int
+    bin: str | None
+    bin_index: int
+    view_index: int
+    ttl_seconds: int | None
+
+    @property
+    def is_request(self) -> bool:
+        return self.group < 0
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """A view read within an entity group: its timestamp bin's index and its ttl in microseconds."""
+
+    name: str
+    timestamp_bin: str
+    ts_index: int
+    ttl_us: int  # 0 = never stale
+
+
+@dataclass(frozen=True)
+class EntityGroup:
+    """One entity set read by a plan: the join keys and exactly the bins to select."""
+
+    entity: str
+    set_name: str
+    join_keys: tuple[str, ...]
+    key_dtypes: tuple[DType, ...]
+    bins: tuple[str, ...]
+    views: tuple[ViewRead, ...]
+    numeric: bool  # every bin holds numbers: rows convert to one float matrix
+
+
+@dataclass(frozen=True)
+class RetrievalPlan:
+    """An immutable, compiled answer to "which features, from where, typed how"."""
+
+    registry_hash: str
+    refs: tuple[str, ...]
+    service: str | None
+    full_feature_names: bool
+    columns: tuple[OutputColumn, ...]
+    groups: tuple[EntityGroup, ...]
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @cached_property
+    def join_keys(self) -> tuple[str, ...]:
+        """Every join key a request must carry, in first-use order."""
+        out: list[str] = []
+        for g in self.groups:
+            out.extend(k for k in g.join_keys if k not in out)
+        return tuple(out)
+
+    @cached_property
+    def request_columns(self) -> tuple[OutputColumn, ...]:
+        return tuple(c for c in self.columns if c.is_request)
+
+    @cached_property
+    def _defaults(self) -> np.ndarray:
+        return np.array([_numeric_default(c) for c in self.columns], dtype=np.float64)
+
+    @cached_property
+    def _group_columns(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+        """Per group: output column positions, their bin indexes, and their view indexes."""
+        out = []
+        for gi, _ in enumerate(self.groups):
+            cols = [i for i, c in enumerate(self.columns) if c.group == gi]
+            out.append((
+                np.array(cols, dtype=np.intp),
+                np.array([self.columns[i].bin_index for i in cols], dtype=np.intp),
+                np.array([self.columns[i].view_index for i in cols], dtype=np.intp),
+            ))
+        return tuple(out)
+
+    def explain(self) -> str:
+        """A readable description of what this plan reads and returns."""
+        lines = [f"RetrievalPlan for {('service ' + self.service) if self.service else 'features'} "
+                 f"(registry {self.registry_hash[:12]})"]
+        for g in self.groups:
+            keys = ", ".join(f"{k}: {d.value}" for k, d in zip(g.join_keys, g.key_dtypes))
+            lines.append(f"  read entity {g.entity!r} (set/table {g.set_name!r}; keys {keys})")
+            lines.append(f"    bins: {', '.join(g.bins)}")
+            for v in g.views:
+                ttl = "never stale" if not v.ttl_us else f"ttl {_fmt_seconds(v.ttl_us // 1_000_000)}"
+                lines.append(f"    view {v.name}: timestamp bin {v.timestamp_bin}, {ttl}")
+        lines.append("  output columns:")
+        for i, c in enumerate(self.columns):
+            src = "request" if c.is_request else f"bin {c.bin}"
+            default = "" if c.default is None else f", default {c.default!r}"
+            lines.append(f"    {i:>2} {c.name} {c.dtype.value} <- {c.ref} ({src}{default})")
+        return "\n".join(lines)
+
+    # ---- request handling ----------------------------------------------------------------
+    def keys_by_group(self, entities: Mapping[str, Sequence[Any]], n: int) -> list[list[tuple[Any, ...]]]:
+        """Validated key tuples per entity group for a columnar request of `n` rows."""
+        out = []
+        for g in self.groups:
+            cols = []
+            for name, dtype in zip(g.join_keys, g.key_dtypes):
+                if name not in entities:
+                    raise EntityKeyError(
+                        f"missing join key {name!r} for entity {g.entity!r}"
+                        f"{did_you_mean(name, list(entities))}; the request has: {', '.join(entities) or 'nothing'}"
+                    )
+                cols.append(_check_keys(name, dtype, entities[name], n))
+            out.append(list(zip(*cols)) if len(cols) > 1 else [(k,) for k in cols[0]])
+        return out
+
+    def request_values(self, entities: Mapping[str, Sequence[Any]], n: int) -> dict[int, list[Any]]:
+        """Validated request-time feature values by output column position."""
+        out = {}
+        for i, c in enumerate(self.columns):
+            if not c.is_request:
+                continue
+            if c.feature in entities:
+                vals = list(entities[c.feature])
+                if len(vals) != n:
+                    raise RequestFeatureError(f"request feature {c.feature!r} has {len(vals)} values for {n} rows")
+            elif c.default is not None:
+                vals = [c.default] * n
+            else:
+                raise RequestFeatureError(
+                    f"missing request feature {c.feature!r} ({c.dtype.value}) required by {c.ref}; "
+                    "pass it with the entity rows"
+                )
+            out[i] = [_check_request_value(c, v) for v in vals]
+        return out
+
+
+def _fmt_seconds(s: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if s % size == 0 and s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _numeric_default(c: OutputColumn) -> float:
+    if c.default is None or not c.dtype.is_numeric:
+        return math.nan
+    return float(c.default)
+
+
+def _check_keys(name: str, dtype: DType, values: Sequence[Any], n: int) -> list[Any]:
+    vals = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if len(vals) != n:
+        raise EntityKeyError(f"join key {name!r} has {len(vals)} values for {n} rows")
+    if dtype is DType.INT64:
+        for v in vals:
+            if type(v) is not int:
+                if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                    return [int(x) for x in vals]
+                raise EntityKeyError(f"join key {name!r} is int64; got {v!r} ({type(v).__name__})")
+    else:
+        for v in vals:
+            if type(v) is not str:
+                raise EntityKeyError(f"join key {name!r} is string; got {v!r} ({type(v).__name__})")
+    return vals
+
+
+def _check_request_value(c: OutputColumn, v: Any) -> Any:
+    if v is None:
+        if c.default is None:
+            raise RequestFeatureError(f"request feature {c.feature!r} is null and has no default")
+        return c.default
+    if c.dtype.is_numeric:
+        if isinstance(v, (int, float, np.integer, np.floating)) and not (
+            isinstance(v, (bool, np.bool_)) and c.dtype is not DType.BOOL
+        ):
+            if c.dtype is DType.INT64 and isinstance(v, (float, np.floating)) and not float(v).is_integer():
+                raise RequestFeatureError(f"request feature {c.feature!r} is int64; got {v!r}")
+            return v
+        raise RequestFeatureError(f"request feature {c.feature!r} is {c.dtype.value}; got {v!r} ({type(v).__name__})")
+    if c.dtype is DType.STRING and not isinstance(v, str):
+        raise RequestFeatureError(f"request feature {c.feature!r} is string; got {v!r} ({type(v).__name__})")
+    return v
+
+
+def compile_plan(
+    registry: Registry,
+    *,
+    features: Sequence[str] | None = None,
+    service: str | None = None,
+    full_feature_names: bool = False,
+) -> RetrievalPlan:
+    """Compile feature refs (or a feature service) into a RetrievalPlan."""
+    if (features is None) == (service is None):
+        raise UserInputError("give exactly one of features=[...] or service=...")
+    if service is not None:
+        refs = registry.service(service).refs
+    else:
+        if isinstance(features, str):
+            features = [features]
+        refs = tuple(features)
+        if not refs:
+            raise UserInputError("features=[] is empty: name at least one 'view:feature'")
+    expanded: list[tuple[str, str]] = []
+    for ref in refs:
+        err = check_ref(ref, registry.feature_views, registry.request_sources)
+        if err:
+            raise ReferenceNotFoundError(err)
+        view, feat = ref.split(":")
+        target = registry.feature_views.get(view) or registry.request_sources[view]
+        names = [f.name for f in target.features] if feat == "*" else [feat]
+        for name in names:
+            if (view, name) in expanded:
+                raise UserInputError(f"feature {view}:{name} is requested twice")
+            expanded.append((view, name))
+
+    groups: dict[str, dict[str, Any]] = {}
+    columns: list[OutputColumn] = []
+    for view, feat in expanded:
+        out_name = f"{view}__{feat}" if full_feature_names else feat
+        if view in registry.request_sources:
+            rf = next(f for f in registry.request_sources[view].features if f.name == feat)
+            columns.append(OutputColumn(out_name, f"{view}:{feat}", view, feat, rf.dtype, rf.default, -1, None, -1, -1,
+                                        None))
+            continue
+        fv = registry.feature_views[view]
+        f = fv.feature(feat)
+        g = groups.setdefault(fv.entity, {"bins": [], "views": []})
+        if view not in [v[0] for v in g["views"]]:
+            g["views"].append((view, fv.timestamp_bin, fv.ttl_seconds))
+        if f.bin not in g["bins"]:
+            g["bins"].append(f.bin)
+        columns.append(OutputColumn(out_name, f"{view}:{feat}", view, feat, f.dtype, f.default,
+                                    list(groups).index(fv.entity), f.bin, g["bins"].index(f.bin),
+                                    [v[0] for v in g["views"]].index(view), fv.ttl_seconds))
+    seen: dict[str, str] = {}
+    for c in columns:
+        if c.name in seen:
+            raise UserInputError(
+                f"output name {c.name!r} comes from both {seen[c.name]} and {c.ref}; "
+                "use full_feature_names=True (view__feature names)"
+            )
+        seen[c.name] = c.ref
+    built: list[EntityGroup] = []
+    for entity, g in groups.items():
+        ent = registry.entity(entity)
+        bins = list(g["bins"])
+        views = []
+        for name, ts_bin, ttl in g["views"]:
+            views.append(ViewRead(name, ts_bin, len(bins), (ttl or 0) * 1_000_000))
+            bins.append(ts_bin)
+        numeric = all(c.dtype.is_numeric for c in columns if c.group == len(built))
+        built.append(EntityGroup(entity, entity, tuple(k.name for k in ent.join_keys),
+                                 tuple(k.dtype for k in ent.join_keys), tuple(bins), tuple(views), numeric))
+    return RetrievalPlan(registry.hash, tuple(refs), service, full_feature_names, tuple(columns), tuple(built))
+
+
+def now_us() -> int:
+    """The current time in microseconds since the epoch (UTC)."""
+    return int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+
+
+class OnlineResult:
+    """Columnar result of one online read: values, per-value statuses and event timestamps.
+
+    Conversions are computed on first use from the raw rows the store returned, so a caller
+    that only needs `to_numpy()` pays for nothing else.
+    """
+
+    def __init__(self, plan: RetrievalPlan, rows: list[list[Any]], request_values: dict[int, list[Any]],
+                 n: int, now_us: int, row_mapping: bool = False, errors: list[Any] | None = None):
+        self.plan = plan
+        self._rows = rows
+        self._request = request_values
+        self.n = n
+        self.now_us = now_us
+        self._mapping = row_mapping
+        self.errors = errors  # per-group lists of per-entity exceptions (partial results), or None
+
+    # ---- raw matrices -----------------------------------------------------------------
+    @cached_property
+    def _tuples(self) -> list[list[tuple[Any, ...]]]:
+        out = []
+        for g, rows in zip(self.plan.groups, self._rows):
+            if self._mapping:
+                bins = g.bins
+                empty = (None,) * len(bins)
+                out.append([tuple(map(r.get, bins)) if r is not None else empty for r in rows])
+            else:
+                empty = (None,) * len(g.bins)
+                out.append([r if r is not None else empty for r in rows])
+        return out
+
+    @cached_property
+    def _matrices(self) -> list[np.ndarray]:
+        """Per group: an (n, bins) float matrix (NaN = null) of the numeric bins and timestamps."""
+        mats = []
+        for g, rows in zip(self.plan.groups, self._tuples):
+            if g.numeric:
+                mats.append(np.array(rows, dtype=np.float64).reshape(len(rows), len(g.bins)))
+            else:
+                m = np.full((len(rows), len(g.bins)), np.nan)
+                numeric_idx = {c.bin_index for c in self.plan.columns if c.group >= 0 and c.dtype.is_numeric}
+                numeric_idx |= {v.ts_index for v in g.views}
+                for j in numeric_idx:
+                    m[:, j] = np.array([r[j] for r in rows], dtype=np.float64)
+                mats.append(m)
+        return mats
+
+    @cached_property
+    def statuses(self) -> np.ndarray:
+        """(n, columns) uint8 array of FieldStatus values."""
+        st = np.full((self.n, len(self.plan.columns)), FieldStatus.PRESENT, dtype=np.uint8)
+        for gi, g in enumerate(self.plan.groups):
+            cols, bin_idx, view_idx = self.plan._group_columns[gi]
+            if not len(cols):
+                continue
+            m = self._matrices[gi]
+            ts = m[:, [v.ts_index for v in g.views]]  # (n, views)
+            ttl = np.array([v.ttl_us or np.inf for v in g.views])
+            missing = np.isnan(ts)
+            stale = ~missing & ((self.now_us - ts) > ttl)
+            if g.numeric:
+                null = np.isnan(m[:, bin_idx])
+            else:
+                rows = self._tuples[gi]
+                null = np.array([[r[j] is None for j in bin_idx] for r in rows], dtype=bool).reshape(len(rows), -1)
+            s = np.where(null, FieldStatus.NULL_VALUE, FieldStatus.PRESENT)
+            s = np.where(stale[:, view_idx], FieldStatus.OUTSIDE_MAX_AGE, s)
+            s = np.where(missing[:, view_idx], FieldStatus.NOT_FOUND, s)
+            st[:, cols] = s
+        return st
+
+    def to_numpy(self, fill_defaults: bool = True) -> np.ndarray:
+        """(n, columns) float64 matrix in plan order, for models.
+
+        Values that are not PRESENT get the feature's declared default (NaN without one) when
+        `fill_defaults`, else NaN. Non-numeric features are NaN: models take numbers.
+        """
+        out = np.full((self.n, len(self.plan.columns)), np.nan)
+        for gi, _ in enumerate(self.plan.groups):
+            cols, bin_idx, _ = self.plan._group_columns[gi]
+            if len(cols):
+                out[:, cols] = self._matrices[gi][:, bin_idx]
+        for i, vals in self._request.items():
+            if self.plan.columns[i].dtype.is_numeric:
+                out[:, i] = np.asarray(vals, dtype=np.float64)
+        bad = self.statuses != FieldStatus.PRESENT
+        if bad.any():
+            fill = np.broadcast_to(self.plan._defaults if fill_defaults else np.nan, out.shape)
+            out[bad] = fill[bad]
+        return out
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Typed arrays per output column; non-PRESENT values hold the default (or the dtype's null)."""
+        out: dict[str, np.ndarray] = {}
+        st = self.statuses
+        for i, c in enumerate(self.plan.columns):
+            if c.is_request:
+                raw = self._request[i]
+            else:
+                raw = [r[c.bin_index] for r in self._tuples[c.group]]
+            ok = st[:, i] == FieldStatus.PRESENT
+            out[c.name] = _typed(c, raw, ok)
+        return out
+
+    @cached_property
+    def event_timestamps(self) -> dict[str, np.ndarray]:
+        """Per view: datetime64[us] event time of the values returned (NaT when not found)."""
+        out = {}
+        for gi, g in enumerate(self.plan.groups):
+            for v in g.views:
+                ts = self._matrices[gi][:, v.ts_index]
+                arr = np.full(self.n, np.datetime64("NaT"), dtype="datetime64[us]")
+                ok = ~np.isnan(ts)
+                arr[ok] = ts[ok].astype(np.int64).astype("datetime64[us]")
+                out[v.name] = arr
+        return out
+
+    def status_names(self) -> dict[str, list[str]]:
+        return {c.name: [FieldStatus(s).name for s in self.statuses[:, i]] for i, c in enumerate(self.plan.columns)}
+
+    def to_dict(self, include_statuses: bool = False) -> dict[str, list[Any]]:
+        """Plain Python lists per output column (None where not PRESENT and no default)."""
+        out: dict[str, list[Any]] = {}
+        st = self.statuses
+        for i, c in enumerate(self.plan.columns):
+            vals = self.columns[c.name].tolist()
+            if c.dtype is DType.TIMESTAMP:
+                vals = [None if v is None else v.replace(tzinfo=timezone.utc) for v in vals]
+            elif c.dtype is DType.FLOAT64_LIST:
+                vals = [None if v is None else list(v) for v in vals]
+            if c.default is None and not c.is_request:
+                vals = [v if s == FieldStatus.PRESENT else None for v, s in zip(vals, st[:, i])]
+            out[c.name] = vals
+        if include_statuses:
+            for c, names in self.status_names().items():
+                out[f"{c}__status"] = names
+        return out
+
+    def to_arrow(self) -> Any:
+        """A pyarrow Table: one column per feature (nulls where not PRESENT and no default)."""
+        import pyarrow as pa
+
+        data = self.to_dict()
+        return pa.table({c.name: pa.array(data[c.name], type=c.dtype.arrow_type()) for c in self.plan.columns})
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"OnlineResult({self.n} rows x {len(self.plan.columns)} columns)"
+
+
+def _typed(c: OutputColumn, raw: list[Any], ok: np.ndarray) -> np.ndarray:
+    dtype = c.dtype
+    default = c.default
+    if dtype is DType.TIMESTAMP:
+        arr = np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[us]")
+        for i, v in enumerate(raw):
+            if ok[i] and v is not None:
+                arr[i] = np.datetime64(int(v), "us")
+            elif default is not None:
+                arr[i] = np.datetime64(datetime.fromisoformat(default).replace(tzinfo=None), "us")
+        return arr
+    if dtype.is_numeric:
+        fill = default if default is not None else (np.nan if dtype in (DType.FLOAT64, DType.FLOAT32) else 0)
+        vals = [v if (k and v is not None) else fill for v, k in zip(raw, ok)]
+        return np.array(vals, dtype=dtype.numpy_dtype)
+    arr = np.empty(len(raw), dtype=object)
+    for i, v in enumerate(raw):
+        if ok[i] and v is not None:
+            if dtype is DType.FLOAT64_LIST and not isinstance(v, np.ndarray):
+                v = np.frombuffer(v, dtype="<f8").copy() if isinstance(v, (bytes, bytearray)) else np.asarray(v, float)
+            arr[i] = v
+        elif default is not None:
+            arr[i] = default.encode() if dtype is DType.BYTES else default
+        else:
+            arr[i] = None
+    return arr

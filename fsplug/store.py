@@ -1,0 +1,269 @@
+"""FeatureStore: the facade users call, from the CLI or from serving code.
+
+The registry is read from its JSON file (never from YAML) on first use; the online store is
+connected on first use; retrieval plans are compiled once per (registry hash, refs).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from fsplug.config import LoadedConfig, load_config
+from fsplug.definitions import load_repo_definitions
+from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
+from fsplug.plan import OnlineResult, RetrievalPlan, compile_plan, now_us
+from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
+
+if TYPE_CHECKING:
+    from fsplug.online.base import OnlineStore
+
+__all__ = ["FeatureStore", "FeatureVector", "ApplyResult"]
+
+MAX_ENTITIES_PER_REQUEST = 10_000
+"""Largest online request accepted; larger ones are refused (split them: latency is per request)."""
+
+
+@dataclass(frozen=True)
+class FeatureVector:
+    """One entity's model-ready vector: float values in the service's order, their statuses and names."""
+
+    values: np.ndarray
+    statuses: np.ndarray
+    names: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.names, self.values.tolist()))
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    diff: RegistryDiff
+    registry: Registry
+    warnings: tuple[str, ...]
+    store_actions: tuple[str, ...]
+
+
+class FeatureStore:
+    """A feature repo opened for apply, materialization and serving."""
+
+    def __init__(self, repo: str | Path = "."):
+        self.repo_path = Path(repo).resolve()
+        self._config: LoadedConfig | None = None
+        self._registry: Registry | None = None
+        self._online: OnlineStore | None = None
+        self._plans: dict[tuple[Any, ...], RetrievalPlan] = {}
+        self._lock = threading.Lock()
+
+    # ---- configuration and registry -------------------------------------------------------
+    @property
+    def config(self) -> LoadedConfig:
+        if self._config is None:
+            self._config = load_config(self.repo_path)
+        return self._config
+
+    @property
+    def registry_store(self) -> RegistryStore:
+        return RegistryStore(self.config.registry_path)
+
+    @property
+    def registry(self) -> Registry:
+        """The applied registry (loaded once; `refresh_registry()` re-reads it)."""
+        if self._registry is None:
+            self._registry = self.registry_store.load()
+        return self._registry
+
+    def refresh_registry(self) -> Registry:
+        self._registry = self.registry_store.load()
+        return self._registry
+
+    def compile(self, *, check_paths: bool) -> tuple[Registry, list[str]]:
+        """Load and compile the repo's YAML; raises DefinitionError listing every problem."""
+        problems: list[Problem] = []
+        warnings: list[str] = []
+        repo = load_repo_definitions(self.repo_path, problems)
+        try:
+            reg = compile_repo(repo, self.config.config.project, check_paths=check_paths, problems=problems,
+                               warnings=warnings)
+        except DefinitionError as exc:
+            raise DefinitionError(exc.problems) from None
+        if problems:
+            raise DefinitionError(problems)
+        return reg, warnings
+
+    def changes(self) -> tuple[RegistryDiff, list[str]]:
+        """What `apply` would change (the `fsplug plan` command); writes nothing."""
+        new, warnings = self.compile(check_paths=False)
+        return diff(self.registry_store.load_or_none(), new), warnings
+
+    def apply(self) -> ApplyResult:
+        """Compile the YAML, write the registry (atomically, under a lock) and update the online store."""
+        new, warnings = self.compile(check_paths=True)
+        store = self.registry_store
+        with store.locked():
+            old = store.load_or_none()
+            d = diff(old, new)
+            if old is not None:
+                # keep materialization state of views that still exist
+                new = replace(new, state={k: v for k, v in old.state.items() if k in new.feature_views})
+            actions = self.online_store.apply(new, d)
+            if d or old is None or old.state != new.state:
+                store.save(new)
+        self._registry = new
+        self._plans.clear()
+        return ApplyResult(d, new, tuple(warnings), tuple(actions))
+
+    # ---- online store ---------------------------------------------------------------------
+    @property
+    def online_store(self) -> "OnlineStore":
+        if self._online is None:
+            with self._lock:
+                if self._online is None:
+                    from fsplug.online.base import store_class
+
+                    cfg = self.config.store
+                    self._online = store_class(cfg.type)(cfg, self.repo_path)
+        return self._online
+
+    def teardown(self) -> list[str]:
+        """Remove the online data of every entity in the registry."""
+        return self.online_store.teardown(self.registry)
+
+    def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+            self._online = None
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- retrieval ------------------------------------------------------------------------
+    def plan(self, features: Sequence[str] | None = None, service: str | None = None,
+             full_feature_names: bool = False) -> RetrievalPlan:
+        """The compiled RetrievalPlan for feature refs or a feature service (cached per registry hash)."""
+        reg = self.registry
+        key = (reg.hash, tuple(features) if features is not None else None, service, full_feature_names)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = compile_plan(reg, features=features, service=service, full_feature_names=full_feature_names)
+            self._plans[key] = plan
+        return plan
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | None = None,
+        service: str | None = None,
+        entity_rows: Sequence[Mapping[str, Any]] | None = None,
+        entities: Mapping[str, Sequence[Any]] | None = None,
+        full_feature_names: bool = False,
+        partial_results: bool = False,
+    ) -> OnlineResult:
+        """Feature values for many entities in one store read.
+
+        Pass `entity_rows=[{"driver_id": 1}, ...]` or columnar `entities={"driver_id": [...]}`;
+        request-time features travel in the same rows/columns. With `partial_results=True` a
+        store that supports it reports per-entity failures (e.g. a dead node) in
+        `result.errors` and as NOT_FOUND instead of failing the whole request.
+        """
+        plan = self.plan(features, service, full_feature_names)
+        cols, n = _columnar(entity_rows, entities)
+        return self._read(plan, cols, n, partial_results)
+
+    def _read(self, plan: RetrievalPlan, cols: Mapping[str, Sequence[Any]], n: int,
+              partial: bool = False) -> OnlineResult:
+        if n > MAX_ENTITIES_PER_REQUEST:
+            raise UserInputError(f"{n} entities in one request; the limit is {MAX_ENTITIES_PER_REQUEST}")
+        keys = plan.keys_by_group(cols, n)
+        request = plan.request_values(cols, n)
+        store = self.online_store
+        errors = None
+        if partial and getattr(store, "read_partial", None):
+            rows, errors = store.read_partial(plan, keys)
+        else:
+            rows = store.read(plan, keys) if plan.groups else []
+        return OnlineResult(plan, rows, request, n, now_us(), store.row_mapping, errors)
+
+    def get_feature_vector(self, service: str, request: Mapping[str, Any] | None = None,
+                           **entity_key: Any) -> FeatureVector:
+        """The model-ready vector of one entity for a feature service: the fastest serving path.
+
+        `get_feature_vector("decline_model_v1", driver_id=42, request={"pickup_distance_km": 1.2})`.
+        Missing or stale values are filled with the declared defaults (NaN without one); the
+        statuses say which.
+        """
+        plan = self.plan(service=service)
+        cols = {k: (v,) for k, v in entity_key.items()}
+        if request:
+            cols.update({k: (v,) for k, v in request.items()})
+        res = self._read(plan, cols, 1)
+        return FeatureVector(res.to_numpy()[0], res.statuses[0], plan.names)
+
+    # ---- offline --------------------------------------------------------------------------
+    def materialize(self, start: datetime | None, end: datetime, views: Sequence[str] | None = None,
+                    progress: bool | None = None) -> Any:
+        """Load the latest row per entity with start <= event time < end into the online store."""
+        from fsplug.materialize import materialize
+
+        return materialize(self, start, end, views=views, incremental=False, progress=progress)
+
+    def materialize_incremental(self, end: datetime, views: Sequence[str] | None = None,
+                                progress: bool | None = None) -> Any:
+        """Materialize each view from its stored watermark (or the beginning) up to `end`."""
+        from fsplug.materialize import materialize
+
+        return materialize(self, None, end, views=views, incremental=True, progress=progress)
+
+    def push(self, view: str, table: Any) -> int:
+        """Write fresh rows (a pyarrow Table or dict of columns) straight to the online store."""
+        from fsplug.materialize import push
+
+        return push(self, view, table)
+
+    write_to_online_store = push
+
+    def get_historical_features(self, entity_df: Any, features: Sequence[str] | None = None,
+                                service: str | None = None, full_feature_names: bool = False,
+                                event_timestamp_column: str = "event_timestamp") -> Any:
+        """A point-in-time correct training table (pyarrow Table) for entity rows with timestamps."""
+        from fsplug.training import get_historical_features
+
+        return get_historical_features(self, entity_df, features=features, service=service,
+                                       full_feature_names=full_feature_names,
+                                       event_timestamp_column=event_timestamp_column)
+
+
+def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
+              entities: Mapping[str, Sequence[Any]] | None) -> tuple[Mapping[str, Sequence[Any]], int]:
+    if (entity_rows is None) == (entities is None):
+        raise EntityKeyError("give exactly one of entity_rows=[{...}, ...] or entities={key: [...]}")
+    if entities is not None:
+        lengths = {k: len(v) for k, v in entities.items()}
+        if not lengths:
+            raise EntityKeyError("entities={} is empty: pass at least the join key columns")
+        if len(set(lengths.values())) > 1:
+            raise EntityKeyError(f"entity columns differ in length: {lengths}")
+        n = next(iter(lengths.values()))
+        if n == 0:
+            raise EntityKeyError("the request has no entities")
+        return entities, n
+    rows = list(entity_rows)
+    if not rows:
+        raise EntityKeyError("entity_rows is empty: pass at least one row")
+    keys = list(rows[0])
+    cols: dict[str, list[Any]] = {k: [] for k in keys}
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise EntityKeyError(f"entity_rows[{i}] must be a mapping like {{'driver_id': 1}}; got {r!r}")
+        if list(r) != keys and set(r) != set(keys):
+            raise EntityKeyError(f"entity_rows[{i}] has keys {sorted(r)}; entity_rows[0] has {sorted(keys)}")
+        for k in keys:
+            cols[k].append(r[k])
+    return cols, len(rows)
