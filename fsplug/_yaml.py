@@ -83,12 +83,25 @@ def load_yaml(path: Path, display: str, problems: list[Problem]) -> YamlDoc | No
         doc.positions[()] = (1, 1)
         return doc
     before = len(problems)
-    doc.data = _convert(node, (), doc, problems)
+    try:
+        doc.data = _convert(node, (), doc, problems)
+    except _TooBig:
+        problems.append(Problem(display, 1, 1, f"too many YAML nodes (over {MAX_NODES:,}; aliases expanding?)"))
+        return None
     return doc if len(problems) == before else None
+
+
+MAX_NODES = 200_000
+
+
+class _TooBig(Exception):
+    pass
 
 
 def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem]) -> Any:
     doc.positions[loc] = _pos(node)
+    if len(doc.positions) > MAX_NODES:
+        raise _TooBig
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:

@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-from fsplug.errors import FsplugError
+from fsplug.errors import EntityKeyError, FsplugError
 
 __all__ = ["main"]
 
@@ -99,7 +99,7 @@ def _entities(plan: Any, pairs: list[tuple[str, str]], request: list[tuple[str, 
             try:
                 v = int(value)
             except ValueError:
-                raise FsplugError(f"--entity {key}={value}: {key} is int64") from None
+                raise EntityKeyError(f"--entity {key}={value}: {key} is int64") from None
         cols.setdefault(key, []).append(v)
     n = max(len(v) for v in cols.values())
     for key, value in request:

@@ -1,0 +1,67 @@
+"""Shared fixtures: throwaway feature repos built from YAML text."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURE_REPO = ROOT / "feature_repo"
+
+DEFAULT_CONFIG = """\
+project: test
+registry: data/registry.json
+online_store:
+  type: sqlite
+  path: data/online.db
+"""
+
+
+def write_repo(root: Path, files: dict[str, str], config: str | None = DEFAULT_CONFIG) -> Path:
+    """Write a feature repo: `files` maps relative paths to (dedented) YAML text."""
+    root.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (root / "feature_store.yaml").write_text(textwrap.dedent(config))
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.fixture
+def make_repo(tmp_path):
+    """`make_repo({"defs.yaml": "..."})` -> path of a new repo under tmp_path."""
+    counter = iter(range(1000))
+
+    def make(files: dict[str, str], config: str | None = DEFAULT_CONFIG) -> Path:
+        return write_repo(tmp_path / f"repo{next(counter)}", files, config)
+
+    return make
+
+
+@pytest.fixture
+def ride_repo(tmp_path) -> Path:
+    """A copy of the shipped feature_repo's definitions (no data)."""
+    dst = tmp_path / "ride_repo"
+    shutil.copytree(FEATURE_REPO, dst, ignore=shutil.ignore_patterns("data"))
+    return dst
+
+
+@pytest.fixture
+def applied_ride_repo(ride_repo) -> Path:
+    """The shipped feature repo with placeholder source files, applied."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fsplug.store import FeatureStore
+
+    (ride_repo / "data").mkdir(exist_ok=True)
+    for name in ("driver_stats", "driver_activity"):
+        pq.write_table(pa.table({"driver_id": pa.array([], pa.int64())}), ride_repo / "data" / f"{name}.parquet")
+    with FeatureStore(ride_repo) as store:
+        store.apply()
+    return ride_repo

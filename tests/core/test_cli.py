@@ -1,0 +1,81 @@
+"""The `fsplug` command line: exit codes, output and errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fsplug.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plan_apply_dump(ride_repo, capsys):
+    (ride_repo / "data").mkdir()
+    code, out, err = run(capsys, "--repo", str(ride_repo), "plan")
+    assert code == 0
+    assert "+ create feature view driver_stats" in out
+    assert "warning" in err and "does not exist" in err
+
+    code, out, err = run(capsys, "--repo", str(ride_repo), "apply")
+    assert code == 1
+    assert err.startswith("error: 2 problems in the feature repo:")
+    assert "features/driver.yaml:10:11: source 'driver_stats_daily'" in err
+    assert "Traceback" not in err
+    assert not (ride_repo / "data" / "registry.json").exists()
+
+    for name in ("driver_stats", "driver_activity"):
+        (ride_repo / "data" / f"{name}.parquet").write_bytes(b"x")
+    code, out, _ = run(capsys, "--repo", str(ride_repo), "apply")
+    assert code == 0 and "7 to create" in out and "created table driver" in out
+
+    code, out, _ = run(capsys, "--repo", str(ride_repo), "apply")
+    assert code == 0 and out.startswith("No changes")
+
+    code, out, _ = run(capsys, "--repo", str(ride_repo), "registry-dump")
+    data = json.loads(out)
+    assert data["project"] == "dispatch"
+    assert {v["name"] for v in data["feature_views"]} == {"driver_stats", "driver_activity"}
+
+    code, out, _ = run(capsys, "--repo", str(ride_repo), "plan", "--service", "decline_model_v1")
+    assert code == 0 and "RetrievalPlan for service decline_model_v1" in out
+
+    code, out, _ = run(capsys, "--repo", str(ride_repo), "plan", "--features", "driver_stats:trips_30d,driver_activity:*")
+    assert code == 0 and "6 declines_1h" not in out and "5 declines_1h" in out
+
+
+def test_user_error_exit_1(ride_repo, capsys):
+    code, _, err = run(capsys, "--repo", str(ride_repo), "registry-dump")
+    assert code == 1 and "run `fsplug apply` first" in err
+
+
+def test_usage_error_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["materialize", "yesterday", "now"])
+    assert info.value.code == 2
+    assert "is not an ISO-8601 time" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "fsplug.cli", "--help"], capture_output=True, text=True, check=True)
+    for cmd in ("plan", "apply", "registry-dump", "materialize", "materialize-incremental", "get-online-features",
+                "teardown"):
+        assert cmd in out.stdout
+
+
+def test_import_fsplug_is_light():
+    code = ("import sys, fsplug, fsplug.store, fsplug.cli;"
+            "bad = [m for m in ('aerospike', 'sklearn', 'pyarrow') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
