@@ -1,0 +1,562 @@
+"""Parquet sources: open them, check them against their declarations, scan the latest row per entity.
+
+Plain functions over plain arguments; the registry/materialization code passes names and dtypes.
+
+Time semantics (the same everywhere in fsplug's offline layer):
+
+- Timestamp columns may have any unit and any time zone. A tz-naive timestamp is taken as UTC.
+  Comparisons happen at microsecond precision; output timestamps are ``timestamp[us, UTC]``
+  (nanoseconds are truncated).
+- ``scan_latest`` keeps rows with ``start <= event_ts < end``: start inclusive, end exclusive, as
+  Feast's file offline store does in ``pull_latest_from_table_or_query``
+  (``df[ts] >= start_date & df[ts] < end_date``). Consecutive windows ``[a, b)``, ``[b, c)`` thus
+  never read a row twice. (Feast's SQL stores use ``BETWEEN``, inclusive at both ends; fsplug follows
+  the Parquet store.)
+- Latest row per entity: greatest event timestamp; ties broken by the greatest created timestamp
+  (a null created timestamp loses to any non-null one); remaining ties go to the row that comes last
+  in scan order (files in path order, rows in file order), i.e. "last written wins".
+- Rows whose join key (any column of it) is null are skipped and counted in `ScanStats.null_key_rows`.
+  Rows with a null event timestamp fall outside every window.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from fsplug.errors import SourceDataError
+from fsplug.types import DType
+
+__all__ = ["open_source", "check_columns", "scan_latest", "ScanStats"]
+
+UTC_US = pa.timestamp("us", tz="UTC")
+_INT64_MIN = np.iinfo(np.int64).min
+_HIVE_DIR = re.compile(r"^[^=]+=.*$")
+# Rows of (keys, event ts, created ts, row id) sorted at once when choosing the latest rows; about
+# 32 bytes a row for an int64 key plus the sort's own indices, so ~200-300 MB at this size.
+DEFAULT_SORT_ROWS = 4_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# opening
+
+
+def open_source(path: str | Path) -> ds.Dataset:
+    """Open a Parquet file, or a directory of them (recursively; hive `key=value` dirs are detected).
+
+    Every file's footer is read here, so a corrupt or non-Parquet file is reported now, by name,
+    rather than halfway through a materialization. Files and dirs starting with `.` or `_` are
+    ignored (Spark's `_SUCCESS`, `.crc`).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SourceDataError(f"{p}: no such file or directory")
+    try:
+        if p.is_dir():
+            hive = _has_hive_dirs(p)
+            dataset = ds.dataset(p, format="parquet", partitioning="hive" if hive else None)
+        else:
+            dataset = ds.dataset(p, format="parquet")
+    except (pa.ArrowException, OSError) as e:
+        raise SourceDataError(f"{p}: cannot be read as Parquet: {_first_line(e)}") from e
+    problems = []
+    n_files = 0
+    for frag in dataset.get_fragments():
+        n_files += 1
+        try:
+            frag.physical_schema  # noqa: B018 - reads and validates the footer
+        except (pa.ArrowException, OSError) as e:
+            problems.append(f"{frag.path}: not a readable Parquet file: {_first_line(e)}")
+    if problems:
+        raise SourceDataError("\n".join(problems))
+    if n_files == 0:
+        raise SourceDataError(f"{p}: directory holds no Parquet files")
+    return dataset
+
+
+def _has_hive_dirs(root: Path) -> bool:
+    for _dirpath, dirnames, _files in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
+        if any(_HIVE_DIR.match(d) for d in dirnames):
+            return True
+    return False
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _as_dataset(path_or_dataset: str | Path | ds.Dataset) -> tuple[ds.Dataset, str]:
+    if isinstance(path_or_dataset, ds.Dataset):
+        files = getattr(path_or_dataset, "files", None) or ["<dataset>"]
+        return path_or_dataset, str(files[0]) if len(files) == 1 else f"{len(files)} files"
+    return open_source(path_or_dataset), str(path_or_dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# types
+
+
+def _base_type(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def arrow_type_ok(t: pa.DataType, dtype: DType) -> bool:
+    """True when a column of Arrow type `t` can be read as `dtype` without changing its meaning."""
+    t = _base_type(t)
+    if dtype is DType.INT64:
+        return pa.types.is_integer(t)
+    if dtype is DType.FLOAT64:
+        return pa.types.is_floating(t)
+    if dtype is DType.FLOAT32:
+        return pa.types.is_floating(t)
+    if dtype is DType.STRING:
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    if dtype is DType.BOOL:
+        return pa.types.is_boolean(t)
+    if dtype is DType.BYTES:
+        return (
+            pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_fixed_size_binary(t)
+            or pa.types.is_binary_view(t)
+        )
+    if dtype is DType.TIMESTAMP:
+        return pa.types.is_timestamp(t)
+    if dtype is DType.FLOAT64_LIST:
+        return (
+            pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+        ) and pa.types.is_floating(t.value_type)
+    raise AssertionError(dtype)
+
+
+def to_utc_us(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A timestamp array of any unit/zone as ``timestamp[us, UTC]`` (naive = UTC; ns truncated)."""
+    t = arr.type
+    if t == UTC_US:
+        return arr
+    if t.unit != "us":
+        arr = arr.cast(pa.timestamp("us", t.tz), safe=False)
+    return arr.cast(UTC_US)
+
+
+def cast_to_dtype(arr: pa.Array | pa.ChunkedArray, dtype: DType) -> pa.Array | pa.ChunkedArray:
+    """Cast a column already accepted by `arrow_type_ok` to `dtype`'s Arrow type (ArrowInvalid on overflow)."""
+    if dtype is DType.TIMESTAMP:
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.cast(arr.type.value_type)
+        return to_utc_us(arr)
+    target = dtype.arrow_type()
+    return arr if arr.type == target else arr.cast(target)
+
+
+def _ts_micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Timestamps as int64 microseconds since the epoch, UTC; nulls become INT64_MIN."""
+    us = to_utc_us(arr).cast(pa.int64())
+    return us.fill_null(_INT64_MIN).to_numpy()
+
+
+def _to_utc_datetime(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+_UNIT_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _ceil_in_unit(dt: datetime, unit: str) -> int:
+    """The smallest integer count of `unit` since the epoch that is >= dt (dt tz-aware)."""
+    delta = _to_utc_datetime(dt) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    per_s = _UNIT_PER_S[unit]
+    if per_s >= 1_000_000:
+        return micros * (per_s // 1_000_000)
+    return -((-micros) // (1_000_000 // per_s))
+
+
+def _time_filter(ts_field: str, ts_type: pa.DataType, start: datetime | None, end: datetime | None):
+    """A pushdown filter `start <= ts < end` in the column's own unit and zone (exact for every unit)."""
+    expr = None
+
+    def bound(dt: datetime) -> pa.Scalar:
+        return pa.scalar(_ceil_in_unit(dt, ts_type.unit), pa.int64()).cast(ts_type)
+
+    if start is not None:
+        expr = ds.field(ts_field) >= bound(start)
+    if end is not None:
+        e = ds.field(ts_field) < bound(end)
+        expr = e if expr is None else expr & e
+    if expr is None:
+        expr = ds.field(ts_field).is_valid()
+    return expr
+
+
+# ---------------------------------------------------------------------------------------------
+# checking
+
+
+def check_columns(
+    dataset: ds.Dataset,
+    *,
+    source: str,
+    join_keys: Mapping[str, DType],
+    timestamp_field: str,
+    created_timestamp_field: str | None,
+    columns: Mapping[str, DType],
+) -> None:
+    """Raise SourceDataError listing every needed column that is missing or of an incompatible type.
+
+    `source` names the source in messages (its path, as the user wrote it). Accepted Arrow types per
+    dtype: see `arrow_type_ok` (any int width for int64, float32 widened to float64, timestamps of
+    any unit/zone with naive = UTC, string/large_string, binary, list<float32|float64>, and
+    dictionary-encoded versions of these). Each file of a directory is checked on its own, so a
+    file whose column type differs from its siblings' is named.
+    """
+    needed: list[tuple[str, DType, str]] = []
+    for k, dt in join_keys.items():
+        needed.append((k, dt, f"join key '{k}' declares {dt}"))
+    needed.append((timestamp_field, DType.TIMESTAMP, "it is the event timestamp field; expected a timestamp"))
+    if created_timestamp_field:
+        needed.append(
+            (created_timestamp_field, DType.TIMESTAMP, "it is the created timestamp field; expected a timestamp")
+        )
+    for c, dt in columns.items():
+        needed.append((c, dt, f"feature '{c}' declares {dt}"))
+
+    problems: list[str] = []
+    schema = dataset.schema
+    seen: set[str] = set()
+    for name, dt, why in needed:
+        if name in seen:
+            continue
+        seen.add(name)
+        if schema.get_field_index(name) < 0:
+            have = ", ".join(schema.names)
+            problems.append(f"{source}: column '{name}' is missing ({why.split(';')[0]}); columns are: {have}")
+            continue
+        t = schema.field(name).type
+        if not arrow_type_ok(t, dt):
+            problems.append(f"{source}: column '{name}' has type {t}; {why}")
+    # Per-file check: a directory's schema is its first file's, so a sibling with another type
+    # would only fail mid-scan with an opaque cast error.
+    fragments = list(dataset.get_fragments()) if isinstance(dataset, ds.FileSystemDataset) else []
+    if len(fragments) > 1:
+        for frag in fragments:
+            phys = frag.physical_schema
+            for name, dt, why in needed:
+                i = phys.get_field_index(name)
+                if i < 0:
+                    continue
+                t = phys.field(i).type
+                if not arrow_type_ok(t, dt) and arrow_type_ok(schema.field(name).type, dt):
+                    problems.append(f"{frag.path}: column '{name}' has type {t}; {why}")
+    if problems:
+        raise SourceDataError("\n".join(dict.fromkeys(problems)))
+
+
+def _require_columns(dataset: ds.Dataset, source: str, names: Sequence[str]) -> None:
+    missing = [n for n in names if dataset.schema.get_field_index(n) < 0]
+    if missing:
+        have = ", ".join(dataset.schema.names)
+        raise SourceDataError(
+            "\n".join(f"{source}: column '{m}' is missing; columns are: {have}" for m in missing)
+        )
+
+
+def _require_timestamp(dataset: ds.Dataset, source: str, name: str) -> pa.DataType:
+    t = dataset.schema.field(name).type
+    if not pa.types.is_timestamp(t):
+        raise SourceDataError(f"{source}: column '{name}' has type {t}; expected a timestamp")
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# latest row per entity
+
+
+@dataclass
+class ScanStats:
+    """What a `scan_latest` run saw; filled in as the scan goes (complete once it is exhausted)."""
+
+    rows_read: int = 0
+    """Rows inside the time window (read in the final pass; progress() reports the same rows)."""
+    null_key_rows: int = 0
+    """Rows skipped because a join key column was null."""
+    entities: int = 0
+    """Rows emitted: one per distinct entity in the window."""
+    passes: int = 0
+    """Passes over the key/timestamp columns (more than one when the source exceeds sort_rows)."""
+
+
+def scan_latest(
+    path: str | Path | ds.Dataset,
+    *,
+    join_keys: Sequence[str] | Mapping[str, DType],
+    timestamp_field: str,
+    created_timestamp_field: str | None,
+    columns: Sequence[str] | Mapping[str, DType],
+    start: datetime | None,
+    end: datetime,
+    batch_rows: int = 65536,
+    progress: Callable[[int], None] | None = None,
+    stats: ScanStats | None = None,
+    sort_rows: int = DEFAULT_SORT_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """Yield, in batches of about `batch_rows`, the latest row of every entity with start <= ts < end.
+
+    Output columns: the join keys, `timestamp_field` as ``timestamp[us, UTC]``, then `columns`.
+    When `join_keys`/`columns` are mappings to DTypes, the source is checked with `check_columns`
+    first and values are cast to the declared types; with plain names they keep their Arrow types.
+    `start=None` means no lower bound; naive datetimes are UTC. Tie rules: see the module docstring.
+
+    Memory stays bounded: a first pass reads only the key and timestamp columns and picks the winning
+    row of each entity (hash-partitioned into several passes when the window holds more than
+    `sort_rows` rows), keeping one byte per row in a bitmap; the final pass reads the feature
+    columns in bounded batches and keeps the winners. Rows come out in source order, not key order.
+    `progress(n)` is called with the rows read by each batch of the final pass; `stats`, if given,
+    is filled in. Errors are SourceDataError and name the file.
+    """
+    stats = stats if stats is not None else ScanStats()
+    dataset, source = _as_dataset(path)
+    key_names = list(join_keys)
+    col_names = list(columns)
+    needed = [*key_names, timestamp_field, *([created_timestamp_field] if created_timestamp_field else []), *col_names]
+    if isinstance(join_keys, Mapping) and isinstance(columns, Mapping):
+        check_columns(
+            dataset,
+            source=source,
+            join_keys=join_keys,
+            timestamp_field=timestamp_field,
+            created_timestamp_field=created_timestamp_field,
+            columns=columns,
+        )
+    else:
+        _require_columns(dataset, source, needed)
+    ts_type = _require_timestamp(dataset, source, timestamp_field)
+    if created_timestamp_field:
+        _require_timestamp(dataset, source, created_timestamp_field)
+    if not key_names:
+        raise ValueError("scan_latest needs at least one join key")
+    key_types = dict(join_keys) if isinstance(join_keys, Mapping) else {}
+    col_types = dict(columns) if isinstance(columns, Mapping) else {}
+
+    flt = _time_filter(timestamp_field, ts_type, start, end)
+    winners = _pick_winners(
+        dataset, source, flt, key_names, timestamp_field, created_timestamp_field, sort_rows, stats
+    )
+
+    out_names = list(dict.fromkeys([*key_names, timestamp_field, *col_names]))
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    base = 0
+    for batch in _batches(dataset, source, out_names, flt, batch_rows):
+        n = batch.num_rows
+        mask = winners[base : base + n]
+        base += n
+        stats.rows_read += n
+        if progress is not None:
+            progress(n)
+        if not mask.any():
+            continue
+        kept = batch.filter(pa.array(mask))
+        pending.append(_finish(kept, source, out_names, timestamp_field, key_types, col_types))
+        pending_rows += kept.num_rows
+        if pending_rows >= batch_rows:
+            yield from _emit(pending, batch_rows, stats, final=False)
+            pending_rows = sum(b.num_rows for b in pending)
+    yield from _emit(pending, batch_rows, stats, final=True)
+    if base != len(winners):  # the two passes must see the same rows in the same order
+        raise SourceDataError(f"{source}: changed while it was being read ({len(winners)} rows, then {base})")
+
+
+def _emit(pending: list[pa.RecordBatch], batch_rows: int, stats: ScanStats, final: bool) -> Iterator[pa.RecordBatch]:
+    if not pending:
+        return
+    table = pa.Table.from_batches(pending).combine_chunks()
+    pending.clear()
+    out = table.to_batches(max_chunksize=batch_rows)
+    if not final and out and out[-1].num_rows < batch_rows:
+        pending.append(out.pop())  # keep the remainder so batches stay near batch_rows
+    for b in out:
+        stats.entities += b.num_rows
+        yield b
+
+
+def _finish(
+    batch: pa.RecordBatch,
+    source: str,
+    names: list[str],
+    ts_field: str,
+    key_types: Mapping[str, DType],
+    col_types: Mapping[str, DType],
+) -> pa.RecordBatch:
+    arrays = []
+    for name in names:
+        arr = batch.column(name)
+        dt = DType.TIMESTAMP if name == ts_field else key_types.get(name) or col_types.get(name)
+        try:
+            if dt is not None:
+                arr = cast_to_dtype(arr, dt)
+        except pa.ArrowException as e:
+            raise SourceDataError(
+                f"{source}: column '{name}' of type {arr.type} cannot be read as {dt}: {_first_line(e)}"
+            ) from e
+        arrays.append(arr)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+# Arrow's default pre_buffer=True coalesces and caches the byte ranges of a whole file: a 2 GB file
+# then costs ~2 GB of RSS. Without it the scan holds a few row groups at a time (and is not slower).
+_SCAN_OPTIONS = ds.ParquetFragmentScanOptions(pre_buffer=False)
+
+
+def _batches(
+    dataset: ds.Dataset, source: str, columns: list[str], flt: Any, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Scan in a fixed order (fragments in path order, rows in file order): row ordinals of
+    separate passes over the same filter refer to the same rows."""
+    try:
+        yield from dataset.to_batches(
+            columns=columns, filter=flt, batch_size=batch_rows, fragment_scan_options=_SCAN_OPTIONS
+        )
+    except (pa.ArrowException, OSError) as e:
+        raise SourceDataError(f"{source}: reading failed: {_first_line(e)}") from e
+
+
+def _pick_winners(
+    dataset: ds.Dataset,
+    source: str,
+    flt: Any,
+    key_names: list[str],
+    ts_field: str,
+    created_field: str | None,
+    sort_rows: int,
+    stats: ScanStats,
+) -> np.ndarray:
+    """One bool per row in the window (scan order): True for the latest row of its entity."""
+    upper = dataset.count_rows()  # from Parquet metadata: cheap, and an upper bound of the window
+    n_parts = max(1, math.ceil(upper / max(1, sort_rows)))
+    cols = list(dict.fromkeys([*key_names, ts_field, *([created_field] if created_field else [])]))
+    winners: np.ndarray | None = None
+    for part in range(n_parts):
+        stats.passes += 1
+        chunks: list[pa.RecordBatch] = []
+        base = 0
+        for batch in _batches(dataset, source, cols, flt, 1 << 20):
+            n = batch.num_rows
+            rid = np.arange(base, base + n, dtype=np.int64)
+            base += n
+            keys = [batch.column(k) for k in key_names]
+            valid = np.ones(n, dtype=bool)
+            for k in keys:
+                if k.null_count:
+                    valid &= k.is_valid().to_numpy(zero_copy_only=False)
+            if part == 0:
+                stats.null_key_rows += int(n - valid.sum())
+            if n_parts > 1:
+                valid &= (_hash_keys(keys) % np.uint64(n_parts)) == part
+            if not valid.all():
+                idx = np.flatnonzero(valid)
+                if len(idx) == 0:
+                    continue
+                keys = [k.take(idx) for k in keys]
+                rid = rid[idx]
+                batch = batch.take(idx)
+            ts = _ts_micros(batch.column(ts_field))
+            arrays = [*(_plain(k) for k in keys), pa.array(ts)]
+            names = [f"k{i}" for i in range(len(keys))] + ["ts"]
+            if created_field:
+                arrays.append(pa.array(_ts_micros(batch.column(created_field))))
+                names.append("created")
+            arrays.append(pa.array(rid))
+            names.append("rid")
+            chunks.append(pa.RecordBatch.from_arrays(arrays, names=names))
+        if winners is None:
+            winners = np.zeros(base, dtype=bool)
+        elif base != len(winners):
+            raise SourceDataError(f"{source}: changed while it was being read ({len(winners)} rows, then {base})")
+        if sum(c.num_rows for c in chunks):
+            table = pa.Table.from_batches(chunks).combine_chunks()
+            chunks.clear()
+            winners[_latest_rids(table, len(key_names), created_field is not None)] = True
+            del table
+    assert winners is not None
+    return winners
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    """Keys in a sortable, comparable form (dictionary-decoded, large strings as strings)."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
+        arr = arr.cast(pa.string())
+    if pa.types.is_timestamp(arr.type):
+        arr = to_utc_us(arr)
+    return arr
+
+
+def _latest_rids(table: pa.Table, n_keys: int, has_created: bool) -> np.ndarray:
+    """Row ids of the first row of each key group when sorted by keys, ts desc, created desc, rid desc."""
+    sort_keys = [(f"k{i}", "ascending") for i in range(n_keys)]
+    sort_keys += [("ts", "descending")]
+    if has_created:
+        sort_keys += [("created", "descending")]
+    sort_keys += [("rid", "descending")]
+    order = pc.sort_indices(table, sort_keys=sort_keys)
+    n = table.num_rows
+    first = np.zeros(n, dtype=bool)
+    first[0] = n > 0
+    for i in range(n_keys):
+        k = table.column(f"k{i}").take(order)
+        if n > 1:
+            first[1:] |= pc.not_equal(k.slice(1), k.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    rid = table.column("rid").to_numpy()
+    return rid[order.to_numpy()[first]]
+
+
+_MULTS = np.random.default_rng(0x5EED).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
+
+
+def _hash_keys(keys: Sequence[pa.Array]) -> np.ndarray:
+    """A 64-bit hash per row of the (non-null) key columns; only used to split work into passes."""
+    h = np.zeros(len(keys[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for arr in keys:
+            arr = _plain(arr)
+            if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+                hk = _hash_bytes(arr)
+            else:
+                hk = arr.cast(pa.int64()).fill_null(0).to_numpy().view(np.uint64)
+            h = (h * np.uint64(0x100000001B3)) ^ hk
+        # finalizer (splitmix64) so that sequential ids spread over all passes
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def _hash_bytes(arr: pa.Array) -> np.ndarray:
+    arr = arr.cast(pa.large_binary())
+    n = len(arr)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    start, stop = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[start:stop] if bufs[2] is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    pos = np.arange(stop - start, dtype=np.int64) - np.repeat(offsets[:-1] - start, lengths)
+    with np.errstate(over="ignore"):
+        contrib = (data.astype(np.uint64) + np.uint64(1)) * _MULTS[pos % 64] + pos.astype(np.uint64)
+        cs = np.concatenate([np.zeros(1, np.uint64), np.cumsum(contrib, dtype=np.uint64)])
+        return cs[offsets[1:] - start] - cs[offsets[:-1] - start] + lengths.astype(np.uint64)
