@@ -18,7 +18,7 @@ from fsplug.config import LoadedConfig, load_config
 from fsplug.definitions import load_repo_definitions
 from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
 from fsplug.plan import OnlineResult, RetrievalPlan, compile_plan, now_us
-from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
+from fsplug.registry import Registry, RegistryDiff, RegistryStore, ViewState, compile_repo, diff
 
 if TYPE_CHECKING:
     from fsplug.online.base import OnlineStore
@@ -81,6 +81,12 @@ class FeatureStore:
     def refresh_registry(self) -> Registry:
         self._registry = self.registry_store.load()
         return self._registry
+
+    def record_state(self, view: str, state: "ViewState") -> None:
+        """Store one view's materialization state in the registry file (under its lock)."""
+        reg = self.registry_store.update_state(view, state)
+        if self._registry is None or reg.hash == self._registry.hash:
+            self._registry = reg
 
     def compile(self, *, check_paths: bool) -> tuple[Registry, list[str]]:
         """Load and compile the repo's YAML; raises DefinitionError listing every problem."""

