@@ -1,0 +1,106 @@
+"""A wire-compatible Aerospike test server (single process, stdlib only).
+
+It speaks enough of Aerospike's wire protocol that the official ``aerospike`` Python client
+(C client inside) cannot tell it from an Aerospike CE 8.1 node for the commands fsplug uses.
+Think moto's server mode or DynamoDB Local.  It listens on 127.0.0.1 only.
+
+Quick start::
+
+    from fsplug.testing.aerospike_server import AerospikeTestServer
+    import aerospike
+
+    with AerospikeTestServer(namespaces=["test"]) as srv:
+        client = aerospike.client({"hosts": [("127.0.0.1", srv.port)]}).connect()
+        client.put(("test", "demo", 1), {"x": 1})
+
+or as a program: ``python -m fsplug.testing.aerospike_server --port 3000 --namespace test``.
+
+Server
+------
+``AerospikeTestServer(namespaces=("test",), port=0, *, nsup_period=None, default_ttl=None,
+max_record_size=None, node_name=None, build="8.1.2.0", cluster_name="null")``
+
+* ``namespaces``: names (``["test", "other"]``) or ``{name: settings}`` where settings may hold
+  ``nsup_period`` (default 0), ``default_ttl`` (default 0 = never expire), ``max_record_size``
+  (default 1 MiB) and ``allow_ttl_without_nsup`` (default False).  The keyword arguments give
+  defaults for every namespace.  As on a real server, while ``nsup_period`` is 0 a write whose
+  TTL is a number of seconds (or "namespace default" when ``default_ttl`` is not 0) is refused
+  with code 22; TTL -1 (never expire), -2 (don't update) and 0 with ``default_ttl`` 0 pass.
+* ``port=0`` picks an ephemeral port, kept across ``stop()``/``start()``; ``srv.port``,
+  ``srv.address`` ("127.0.0.1:PORT"), ``srv.node_name``.
+* ``start(keep_data=False)`` / ``stop()`` / context manager.  ``start`` after ``stop`` reuses the
+  port; ``keep_data=True`` keeps the records (like persistent storage), the default empties the
+  namespaces (like an in-memory namespace).  ``stop`` closes the listener and every connection
+  and joins all threads.
+
+Introspection: ``srv.stats`` (dict of counters: one per command kind - ``get``, ``put``,
+``exists``, ``remove``, ``touch``, ``operate``, ``batch_read``, ``batch_write``,
+``batch_remove``, ``info``, ``scan``, ``query``, ``udf``, ``security``, ``unsupported`` - plus
+``batch_keys``, ``connections_opened``, ``faults_injected``, ``truncate``), ``srv.reset_stats()``,
+``srv.record_count(namespace="test", set=None)``, ``srv.open_connections()``,
+``srv.advance_clock(seconds)`` (moves the server clock: TTLs expire without sleeping).
+
+Command kinds: a single-record message is ``get`` (read all or selected bins), ``exists``
+(metadata-only read), ``put`` (write ops only), ``remove``, ``touch`` or ``operate`` (anything
+else); a batch is ``batch_read`` (every row reads), ``batch_remove`` (every row deletes) or
+``batch_write``.  Note that the client sends a ``batch_write``/``batch_read`` of a single key
+as a single-record command (so it counts as ``put``/``get``...).
+
+Fault injection
+---------------
+* ``srv.set_latency(seconds, commands=None)``: delay each answer.  ``commands=None`` means every
+  data command (not info); otherwise a set of kinds, ``"batch"`` for any batch, ``"info"``,
+  ``"all"``.  ``set_latency(0)`` turns it off.
+* ``srv.refuse_connections(True/False)``: close the listening socket (ECONNREFUSED) / reopen it
+  on the same port.  Open connections are not touched.
+* ``srv.drop_connections()``: close every open client connection (including the client's tend
+  connection); returns how many.
+* ``srv.pause()`` / ``srv.resume()``: keep accepting and reading but answer nothing; answers
+  resume (for connections the client has not given up on) after ``resume()``.
+* ``srv.fail_next(n=1, commands=None, action="drop")``: the next ``n`` data commands of the given
+  kinds (None = any) fail: ``"drop"`` closes the connection without executing, ``"drop_after"``
+  executes then closes without answering, an ``int`` answers that result code without executing
+  (a batch gets a single error message flagged LAST).  Rules queue up.
+* ``srv.clear_faults()`` undoes all of the above.
+
+Cluster
+-------
+``AerospikeTestCluster(nodes=3, namespaces=("test",), *, nsup_period=None, default_ttl=None,
+max_record_size=None, ports=None, cluster_name="null")`` runs ``nodes`` servers on distinct
+loopback ports sharing one store.  Partition ``p`` (the first two digest bytes, little-endian,
+mod 4096, as the client computes it) belongs to node ``p % nodes``; nodes advertise each other
+(``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to owners
+and splits batches by node.  A node asked for a partition it does not own serves it (a real
+server would proxy it to the owner).  ``cluster.hosts`` ("127.0.0.1:port" strings),
+``cluster.client_hosts()`` (tuples), ``cluster.nodes[i]`` (each an ``AerospikeTestServer`` with
+its own fault injection and stats), ``cluster.stop_node(i)`` / ``cluster.start_node(i)`` (a
+stopped node stays advertised as a peer, so the client gets connection errors for its keys),
+``cluster.owner_of(digest)``, ``cluster.record_count(...)``, ``cluster.advance_clock(...)``,
+``cluster.stats`` (list of per-node dicts).
+
+Supported
+---------
+Info: ``node``, ``build``, ``version``, ``edition``, ``features``, ``status``,
+``partition-generation``, ``peers-generation``, ``peers-clear-std``/``-alt``, ``peers-tls-*``,
+``replicas``, ``replicas-master``, ``partitions``, ``service*``, ``services``,
+``cluster-name``, ``cluster-stable``, ``rebalance-generation``, ``statistics``,
+``user-agent-set:value=...``, ``namespaces``, ``namespace/<ns>``, ``sets``, ``sets/<ns>``,
+``sets/<ns>/<set>``, ``bins/<ns>``, ``truncate:namespace=..[;set=..][;lut=..]``,
+``truncate-namespace:namespace=..``.  Unknown commands answer ``ERROR::unrecognized command``;
+known but unsupported ones (sindex-*, udf-*, query/scan/job commands...) answer
+``ERROR:16:command '<name>' is not supported by the fsplug Aerospike test server``.
+
+Data: put/get/select/exists/remove/touch/operate (read, write, bin delete by nil, incr,
+append, prepend, touch, delete-all), exists policies, generation policies, key send (stored),
+TTLs with expiry on read, batch read/write/operate/remove with per-row policies and results,
+filter expressions (see ``expressions``) on single and batch commands, particle types integer,
+double, string, blob (and language blobs), bool, list, map (stored as sent, byte for byte),
+GeoJSON and HLL stored opaquely.  Not supported, answered with code 16
+(AEROSPIKE_ERR_UNSUPPORTED_FEATURE): scans, queries, UDFs, CDT/bit/HLL/expression operations;
+security messages get code 51 (security not supported), as from a Community server.
+"""
+
+from fsplug.testing.aerospike_server.cluster import AerospikeTestCluster
+from fsplug.testing.aerospike_server.server import AerospikeTestServer
+
+__all__ = ["AerospikeTestServer", "AerospikeTestCluster"]
