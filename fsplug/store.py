@@ -171,34 +171,36 @@ class FeatureStore:
         entities: Mapping[str, Sequence[Any]] | None = None,
         full_feature_names: bool = False,
         partial_results: bool = False,
+        timeout_ms: int | None = None,
     ) -> OnlineResult:
         """Feature values for many entities in one store read.
 
         Pass `entity_rows=[{"driver_id": 1}, ...]` or columnar `entities={"driver_id": [...]}`;
         request-time features travel in the same rows/columns. With `partial_results=True` a
         store that supports it reports per-entity failures (e.g. a dead node) in
-        `result.errors` and as NOT_FOUND instead of failing the whole request.
+        `result.errors` and as NOT_FOUND instead of failing the whole request. `timeout_ms`
+        caps the store call (StoreTimeoutError past it).
         """
         plan = self.plan(features, service, full_feature_names)
         cols, n = _columnar(entity_rows, entities)
-        return self._read(plan, cols, n, partial_results)
+        return self._read(plan, cols, n, partial_results, timeout_ms)
 
     def _read(self, plan: RetrievalPlan, cols: Mapping[str, Sequence[Any]], n: int,
-              partial: bool = False) -> OnlineResult:
+              partial: bool = False, timeout_ms: int | None = None) -> OnlineResult:
         if n > MAX_ENTITIES_PER_REQUEST:
             raise UserInputError(f"{n} entities in one request; the limit is {MAX_ENTITIES_PER_REQUEST}")
         keys = plan.keys_by_group(cols, n)
         request = plan.request_values(cols, n)
         store = self.online_store
         errors = None
-        if partial and getattr(store, "read_partial", None):
-            rows, errors = store.read_partial(plan, keys)
+        if partial and store.capabilities.partial_results:
+            rows, errors = store.read_partial(plan, keys, timeout_ms)
         else:
-            rows = store.read(plan, keys) if plan.groups else []
+            rows = store.read(plan, keys, timeout_ms) if plan.groups else []
         return OnlineResult(plan, rows, request, n, now_us(), store.row_mapping, errors)
 
     def get_feature_vector(self, service: str, request: Mapping[str, Any] | None = None,
-                           **entity_key: Any) -> FeatureVector:
+                           timeout_ms: int | None = None, **entity_key: Any) -> FeatureVector:
         """The model-ready vector of one entity for a feature service: the fastest serving path.
 
         `get_feature_vector("decline_model_v1", driver_id=42, request={"pickup_distance_km": 1.2})`.
@@ -209,7 +211,7 @@ class FeatureStore:
         cols = {k: (v,) for k, v in entity_key.items()}
         if request:
             cols.update({k: (v,) for k, v in request.items()})
-        res = self._read(plan, cols, 1)
+        res = self._read(plan, cols, 1, timeout_ms=timeout_ms)
         return FeatureVector(res.to_numpy()[0], res.statuses[0], plan.names)
 
     # ---- offline --------------------------------------------------------------------------

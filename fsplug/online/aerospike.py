@@ -420,19 +420,25 @@ class AerospikeOnlineStore(OnlineStore):
             bins.extend(b for b in g.bins if b not in bins)
         return keys, bins
 
-    def _batch_read(self, keys: list, bins: list[str]) -> list[Any]:
+    def _batch_read(self, keys: list, bins: list[str], timeout_ms: int | None = None) -> list[Any]:
         cl = self.client()
         out = []
         step = self.config.max_read_batch
+        policy = None
+        budget = self.config.read_total_timeout_ms
+        if timeout_ms is not None and (budget == 0 or timeout_ms < budget):
+            budget = max(1, int(timeout_ms))
+            policy = {"total_timeout": budget, "socket_timeout": min(budget, self.config.read_socket_timeout_ms),
+                      "max_retries": self.config.max_retries}
         for i in range(0, len(keys), step):
-            res = self._call("batch_read", cl.batch_read, keys[i:i + step], bins,
-                             budget_ms=self.config.read_total_timeout_ms)
+            res = self._call("batch_read", cl.batch_read, keys[i:i + step], bins, policy, budget_ms=budget)
             out.extend(res.batch_records)
         return out
 
-    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
+    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+             timeout_ms: int | None = None) -> list[list[Any]]:
         keys, bins = self._keys(plan, keys_by_group)
-        recs = self._batch_read(keys, bins)
+        recs = self._batch_read(keys, bins, timeout_ms)
         out = []
         pos = 0
         for group_keys in keys_by_group:
@@ -448,11 +454,11 @@ class AerospikeOnlineStore(OnlineStore):
             pos += len(group_keys)
         return out
 
-    def read_partial(self, plan: "RetrievalPlan",
-                     keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> tuple[list[list[Any]], list[list[Any]]]:
+    def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+                     timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
         """Like `read`, but a key whose node failed gets an error entry instead of failing the batch."""
         keys, bins = self._keys(plan, keys_by_group)
-        recs = self._batch_read(keys, bins)
+        recs = self._batch_read(keys, bins, timeout_ms)
         out, errors = [], []
         pos = 0
         for group_keys in keys_by_group:

@@ -98,13 +98,24 @@ class OnlineStore(ABC):
         """
 
     @abstractmethod
-    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
+    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+             timeout_ms: int | None = None) -> list[list[Any]]:
         """Read every entity group of `plan` for its keys, in one call to the store where it can.
+
+        `timeout_ms` caps this call (StoreTimeoutError past it); None uses the store's configured budget.
 
         `keys_by_group[i]` holds the key tuples of `plan.groups[i]`. Returns, per group, one row per
         key in key order: None when the entity has no record, else a tuple aligned to `group.bins`
         (None for nulls) or, when `row_mapping` is True, a mapping bin -> value (missing = null).
         """
+
+    def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+                     timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
+        """Like `read`, plus per-group lists of per-key errors (None = fine); a failed key's row is None.
+
+        Only for stores whose `capabilities.partial_results` is True.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support partial results")
 
     row_mapping: ClassVar[bool] = False
     """True when `read` returns mappings bin -> value instead of tuples."""

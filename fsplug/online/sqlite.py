@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -189,9 +190,14 @@ class SQLiteOnlineStore(OnlineStore):
         return written
 
     # ---- reads ---------------------------------------------------------------------------
-    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
+    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+             timeout_ms: int | None = None) -> list[list[Any]]:
         conn = self._conn()
         out = []
+        if timeout_ms is not None:
+            deadline = time.monotonic() + timeout_ms / 1000
+            # SQLite calls this every N VM steps; a non-zero return interrupts the query.
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
             for g, keys in zip(plan.groups, keys_by_group):
                 nk = len(g.join_keys)
@@ -211,7 +217,12 @@ class SQLiteOnlineStore(OnlineStore):
                 get = found.get
                 out.append([get(k) for k in keys])
         except sqlite3.Error as exc:
+            if timeout_ms is not None and "interrupted" in str(exc):
+                raise StoreTimeoutError(f"SQLite read exceeded its {timeout_ms} ms budget") from exc
             raise translate(exc, "read") from exc
+        finally:
+            if timeout_ms is not None:
+                conn.set_progress_handler(None, 0)
         return out
 
     def _read_sql(self, g: Any, n: int) -> str:

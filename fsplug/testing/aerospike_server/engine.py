@@ -321,10 +321,9 @@ class Engine:
             return Outcome(P.AS_OK, 0, 0, resp)
 
         new = Record(rec.set_name if not created else set_name, stored_key, bins,
-                     (cur_gen % 0xFFFF) + 1, 0, 0)
+                     (cur_gen % 0xFFFF) + 1, ns.void_time_for(ttl, rec), 0)
         if new.size() > ns.max_record_size:
             return Outcome(P.AS_ERR_RECORD_TOO_BIG, cur_gen, cur_vt)
-        new.void_time = ns.void_time_for(ttl, rec)
         lut = self.clock.now_ns()
         if not created and lut <= rec.lut:
             lut = rec.lut + 1

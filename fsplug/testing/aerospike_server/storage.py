@@ -14,10 +14,14 @@ MAX_ALLOWED_TTL = 10 * 365 * 24 * 3600  # the server's max-ttl ceiling: 10 years
 
 DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
 
-# Record size as this server estimates it (the real server measures its flat storage format):
-# a fixed record overhead plus, per bin, the name, a small header and the value.
-RECORD_OVERHEAD = 39
-BIN_OVERHEAD = 6
+# Record size as this server estimates it, after the real server's flat storage format: a
+# 36-byte header, the void time (4 bytes, when the record expires), the set name and the stored
+# key (each with a length byte), a bin count, and per bin its name (with a length byte), a
+# particle type byte and the value (integers and doubles 8 bytes, bools 1, strings, blobs,
+# lists and maps their length plus a length byte).  Storage is counted in 16-byte blocks.
+RECORD_HEADER = 36
+RBLOCK = 16
+_FIXED_SIZE = {1: 8, 2: 8, 17: 1}
 
 
 class Clock:
@@ -52,12 +56,31 @@ class Record:
         self.lut = lut  # last update, ns since Unix epoch (server clock)
 
     def size(self) -> int:
-        n = RECORD_OVERHEAD + len(self.set_name)
+        """Estimated flat (storage) size in bytes; see RECORD_HEADER."""
+        n = RECORD_HEADER + 1
+        if self.void_time:
+            n += 4
+        if self.set_name:
+            n += 1 + len(self.set_name)
         if self.key is not None:
-            n += len(self.key)
-        for name, (_pt, raw) in self.bins.items():
-            n += BIN_OVERHEAD + len(name) + len(raw)
+            n += 1 + len(self.key)
+        for name, (pt, raw) in self.bins.items():
+            n += 2 + len(name)
+            fixed = _FIXED_SIZE.get(pt)
+            n += fixed if fixed is not None else _varint_len(len(raw)) + len(raw)
         return n
+
+    def stored_size(self) -> int:
+        """``size()`` rounded up to whole 16-byte storage blocks (``data_used_bytes``)."""
+        return -(-self.size() // RBLOCK) * RBLOCK
+
+
+def _varint_len(n: int) -> int:
+    k = 1
+    while n >= 0x80:
+        n >>= 7
+        k += 1
+    return k
 
 
 class SetInfo:
@@ -178,7 +201,7 @@ class Namespace:
                 if r.set_name:
                     c = counts.setdefault(r.set_name, [0, 0])
                     c[0] += 1
-                    c[1] += r.size()
+                    c[1] += r.stored_size()
             return [(name, c[0], c[1], self.sets[name].truncate_lut_ms if name in self.sets else 0)
                     for name, c in counts.items()]
 
