@@ -16,7 +16,7 @@ def client_config(hosts, **overrides) -> dict:
     cfg = {
         "hosts": list(hosts),
         "timeout": TIMEOUT_MS,  # connect/tend
-        "tend_interval": 100,
+        "tend_interval": 250,
         "policies": {
             "total_timeout": TIMEOUT_MS,
             "read": {"total_timeout": TIMEOUT_MS, "max_retries": 0},
