@@ -17,11 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
 FEATURES = {
     "f_rate_7d": "float64",
     "f_rate_30d": "float64",
@@ -117,8 +117,13 @@ def scan(path: Path, snapshots: int) -> dict:
         n_out += batch.num_rows
     dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"seconds": round(dt, 2), "entities_out": n_out, "rows_read": stats.rows_read,
-            "passes": stats.passes, "peak_rss_mib": round(rss, 1)}
+    return {
+        "seconds": round(dt, 2),
+        "entities_out": n_out,
+        "rows_read": stats.rows_read,
+        "passes": stats.passes,
+        "peak_rss_mib": round(rss, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,15 +146,27 @@ def main(argv: list[str] | None = None) -> None:
         if not path.exists():
             t0 = time.perf_counter()
             _child("generate", path, n, args.snapshots)
-            print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f}s")
+            print(
+                f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f}s"
+            )
         out = _child("scan", path, n, args.snapshots)
         res = json.loads(out.strip().splitlines()[-1])
         print(f"N={n:>11,} snapshots={args.snapshots}: " + ", ".join(f"{k}={v}" for k, v in res.items()))
 
 
 def _child(mode: str, path: Path, n: int, snapshots: int) -> str:
-    cmd = [sys.executable, __file__, "--child", mode, "--path", str(path), "--entities", str(n),
-           "--snapshots", str(snapshots)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--path",
+        str(path),
+        "--entities",
+        str(n),
+        "--snapshots",
+        str(snapshots),
+    ]
     env = {"PYTHONPATH": str(ROOT)}
     import os
 

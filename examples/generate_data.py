@@ -52,14 +52,13 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-UTC = timezone.utc
 DEFAULT_END = datetime(2026, 3, 1, tzinfo=UTC)
 DRIVER_ID_BASE = 1000  # driver ids are DRIVER_ID_BASE + 1 .. DRIVER_ID_BASE + n_drivers
 STATS_TTL_S = 2 * 86_400  # mirrors feature_repo/features/driver.yaml (driver_stats ttl: 2d)
@@ -173,7 +172,11 @@ def generate(
         raise ValueError("n_drivers and days must be >= 1")
     if offers_per_driver_day < 0:
         raise ValueError("offers_per_driver_day must be >= 0")
-    end = DEFAULT_END if end is None else (end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC))
+    end = (
+        DEFAULT_END
+        if end is None
+        else (end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC))
+    )
     last_day = datetime(end.year, end.month, end.day, tzinfo=UTC)
     if last_day == end:
         last_day -= timedelta(days=1)
@@ -208,8 +211,8 @@ def generate(
         raise
     for w in writers.values():
         w.close()
-    for k in paths:
-        tmp[k].replace(paths[k])
+    for k, path in paths.items():
+        tmp[k].replace(path)
     return {
         "paths": {k: str(p) for k, p in paths.items()},
         "rows": rows,
@@ -310,8 +313,12 @@ def _simulate_chunk(
         hi = BURN_IN_DAYS + np.arange(days)
         return cs[:, hi] - cs[:, hi - width]
 
-    off7, acc7, off30, acc30 = (window_sum(offers_d, 7), window_sum(accepted_d, 7),
-                                window_sum(offers_d, 30), window_sum(accepted_d, 30))
+    off7, acc7, off30, acc30 = (
+        window_sum(offers_d, 7),
+        window_sum(accepted_d, 7),
+        window_sum(offers_d, 30),
+        window_sum(accepted_d, 30),
+    )
     can30 = window_sum(cancels_d, 30)
     trips7 = acc7 - window_sum(cancels_d, 7)
     trips30 = acc30 - can30
@@ -359,7 +366,11 @@ def _simulate_chunk(
     rush = ((hour >= 7) & (hour <= 9)) | ((hour >= 17) & (hour <= 19))
     surge = 1.0 + np.round(np.clip(rng.normal(np.where(rush, 0.3, 0.0), 0.35), 0.0, 2.0), 1)
     distance = np.round(rng.gamma(2.0, 1.1, len(op)) + 0.2, 2)
-    features: dict[str, np.ndarray] = {"pickup_distance_km": distance, "surge_multiplier": surge, "hour_of_day": hour}
+    features: dict[str, np.ndarray] = {
+        "pickup_distance_km": distance,
+        "surge_multiplier": surge,
+        "hour_of_day": hour,
+    }
     features.update(_as_of(si, stats_ts, stats, o_drv, o_ts, STATS_TTL_S))
     features.update(_as_of(drv, act_ts, activity, o_drv, o_ts, ACTIVITY_TTL_S))
     prob = decline_probability(features)
@@ -371,7 +382,9 @@ def _simulate_chunk(
     if len(dup):
         early = {c: v[dup].copy() for c, v in stats.items()}
         early["trips_7d"] = np.maximum(early["trips_7d"] - rng.integers(1, 6, len(dup)), 0)
-        early["acceptance_rate_7d"] = np.clip(early["acceptance_rate_7d"] + rng.normal(0, 0.08, len(dup)), 0, 1)
+        early["acceptance_rate_7d"] = np.clip(
+            early["acceptance_rate_7d"] + rng.normal(0, 0.08, len(dup)), 0, 1
+        )
         early_created = stats_created[dup] - rng.integers(2 * 3_600, 20 * 3_600, len(dup))
         stats_tab = pa.concat_tables(
             [stats_tab, _table(STATS_SCHEMA, driver_id[si[dup]], stats_ts[dup], early_created, early)]
@@ -383,7 +396,9 @@ def _simulate_chunk(
         early["declines_1h"] = early["declines_1h"] + 1
         early["trips_today"] = np.maximum(early["trips_today"] - 1, 0)
         early_created = act_created[dup] - rng.integers(10 * 60, 90 * 60, len(dup))
-        act_tab = pa.concat_tables([act_tab, _table(ACTIVITY_SCHEMA, driver_id[drv[dup]], act_ts[dup], early_created, early)])
+        act_tab = pa.concat_tables(
+            [act_tab, _table(ACTIVITY_SCHEMA, driver_id[drv[dup]], act_ts[dup], early_created, early)]
+        )
     offers_tab = pa.Table.from_arrays(
         [
             pa.array(driver_id[o_drv]),
@@ -459,7 +474,9 @@ def _parse_end(text: str | None) -> datetime | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Generate the ride-hailing driver feature data and labelled offers.")
+    ap = argparse.ArgumentParser(
+        description="Generate the ride-hailing driver feature data and labelled offers."
+    )
     ap.add_argument("--drivers", type=int, default=10_000)
     ap.add_argument("--days", type=int, default=28)
     ap.add_argument("--out", type=Path, default=Path("feature_repo/data"))
@@ -477,7 +494,9 @@ def main(argv: list[str] | None = None) -> None:
         offers_per_driver_day=args.offers_per_driver_day,
     )
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    print(json.dumps(summary, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o), indent=2))
+    print(
+        json.dumps(summary, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o), indent=2)
+    )
 
 
 if __name__ == "__main__":

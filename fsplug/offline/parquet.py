@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import pyarrow.dataset as ds
 from fsplug.errors import SourceDataError
 from fsplug.types import DType
 
-__all__ = ["open_source", "check_columns", "scan_latest", "ScanStats"]
+__all__ = ["ScanStats", "check_columns", "open_source", "scan_latest"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 _INT64_MIN = np.iinfo(np.int64).min
@@ -152,7 +152,7 @@ def to_utc_us(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 
 def cast_to_dtype(arr: pa.Array | pa.ChunkedArray, dtype: DType) -> pa.Array | pa.ChunkedArray:
-    """Cast a column already accepted by `arrow_type_ok` to `dtype`'s Arrow type (ArrowInvalid on overflow)."""
+    """Cast a column accepted by `arrow_type_ok` to `dtype`'s Arrow type (ArrowInvalid on overflow)."""
     if dtype is DType.TIMESTAMP:
         if pa.types.is_dictionary(arr.type):
             arr = arr.cast(arr.type.value_type)
@@ -168,7 +168,7 @@ def _ts_micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _to_utc_datetime(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 _UNIT_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -176,7 +176,7 @@ _UNIT_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 def _ceil_in_unit(dt: datetime, unit: str) -> int:
     """The smallest integer count of `unit` since the epoch that is >= dt (dt tz-aware)."""
-    delta = _to_utc_datetime(dt) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = _to_utc_datetime(dt) - datetime(1970, 1, 1, tzinfo=UTC)
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     per_s = _UNIT_PER_S[unit]
     if per_s >= 1_000_000:
@@ -228,7 +228,11 @@ def check_columns(
     needed.append((timestamp_field, DType.TIMESTAMP, "it is the event timestamp field; expected a timestamp"))
     if created_timestamp_field:
         needed.append(
-            (created_timestamp_field, DType.TIMESTAMP, "it is the created timestamp field; expected a timestamp")
+            (
+                created_timestamp_field,
+                DType.TIMESTAMP,
+                "it is the created timestamp field; expected a timestamp",
+            )
         )
     for c, dt in columns.items():
         needed.append((c, dt, f"feature '{c}' declares {dt}"))
@@ -242,7 +246,9 @@ def check_columns(
         seen.add(name)
         if schema.get_field_index(name) < 0:
             have = ", ".join(schema.names)
-            problems.append(f"{source}: column '{name}' is missing ({why.split(';')[0]}); columns are: {have}")
+            problems.append(
+                f"{source}: column '{name}' is missing ({why.split(';')[0]}); columns are: {have}"
+            )
             continue
         t = schema.field(name).type
         if not arrow_type_ok(t, dt):
@@ -330,7 +336,12 @@ def scan_latest(
     dataset, source = _as_dataset(path)
     key_names = list(join_keys)
     col_names = list(columns)
-    needed = [*key_names, timestamp_field, *([created_timestamp_field] if created_timestamp_field else []), *col_names]
+    needed = [
+        *key_names,
+        timestamp_field,
+        *([created_timestamp_field] if created_timestamp_field else []),
+        *col_names,
+    ]
     if isinstance(join_keys, Mapping) and isinstance(columns, Mapping):
         check_columns(
             dataset,
@@ -379,7 +390,9 @@ def scan_latest(
         raise SourceDataError(f"{source}: changed while it was being read ({len(winners)} rows, then {base})")
 
 
-def _emit(pending: list[pa.RecordBatch], batch_rows: int, stats: ScanStats, final: bool) -> Iterator[pa.RecordBatch]:
+def _emit(
+    pending: list[pa.RecordBatch], batch_rows: int, stats: ScanStats, final: bool
+) -> Iterator[pa.RecordBatch]:
     if not pending:
         return
     table = pa.Table.from_batches(pending).combine_chunks()
@@ -484,7 +497,9 @@ def _pick_winners(
         if winners is None:
             winners = np.zeros(base, dtype=bool)
         elif base != len(winners):
-            raise SourceDataError(f"{source}: changed while it was being read ({len(winners)} rows, then {base})")
+            raise SourceDataError(
+                f"{source}: changed while it was being read ({len(winners)} rows, then {base})"
+            )
         if sum(c.num_rows for c in chunks):
             table = pa.Table.from_batches(chunks).combine_chunks()
             chunks.clear()
@@ -553,7 +568,9 @@ def _hash_bytes(arr: pa.Array) -> np.ndarray:
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
     start, stop = int(offsets[0]), int(offsets[-1])
-    data = np.frombuffer(bufs[2], dtype=np.uint8)[start:stop] if bufs[2] is not None else np.zeros(0, np.uint8)
+    data = (
+        np.frombuffer(bufs[2], dtype=np.uint8)[start:stop] if bufs[2] is not None else np.zeros(0, np.uint8)
+    )
     lengths = np.diff(offsets)
     pos = np.arange(stop - start, dtype=np.int64) - np.repeat(offsets[:-1] - start, lengths)
     with np.errstate(over="ignore"):

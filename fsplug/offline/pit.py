@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,8 @@ import pyarrow.dataset as ds
 
 from fsplug.errors import EntityKeyError, SourceDataError, UserInputError
 from fsplug.offline.parquet import (
-    _SCAN_OPTIONS,
     _INT64_MIN,
+    _SCAN_OPTIONS,
     _first_line,
     _plain,
     _time_filter,
@@ -50,7 +50,7 @@ from fsplug.types import DType
 
 __all__ = ["ViewJoin", "point_in_time_join"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def point_in_time_join(
     """
     if entity_table.schema.get_field_index(event_timestamp_column) < 0:
         raise UserInputError(
-            f"entity table has no column '{event_timestamp_column}'; columns are: {', '.join(entity_table.column_names)}"
+            f"entity table has no column '{event_timestamp_column}'; "
+            f"columns are: {', '.join(entity_table.column_names)}"
         )
     ts_col = entity_table.column(event_timestamp_column)
     if pa.types.is_dictionary(ts_col.type):
@@ -109,8 +110,8 @@ def point_in_time_join(
         for out in v.output_names:
             if out in taken:
                 raise UserInputError(
-                    f"output column '{out}' of view '{v.name}' clashes with an entity table column or another "
-                    "view's output; use full feature names (view__feature)"
+                    f"output column '{out}' of view '{v.name}' clashes with an entity table column "
+                    "or another view's output; use full feature names (view__feature)"
                 )
             taken.add(out)
 
@@ -130,8 +131,10 @@ def _key_dtype(view: ViewJoin, key: str, t: pa.DataType) -> DType:
         return DType.INT64
     if pa.types.is_string(base) or pa.types.is_large_string(base) or pa.types.is_string_view(base):
         return DType.STRING
-    raise EntityKeyError(f"entity table column '{key}' (join key of view '{view.name}') has type {t}; "
-                         "join keys are integers or strings")
+    raise EntityKeyError(
+        f"entity table column '{key}' (join key of view '{view.name}') has type {t}; "
+        "join keys are integers or strings"
+    )
 
 
 def _join_view(
@@ -189,9 +192,16 @@ def _join_view(
                 values = None
             if values is not None:
                 flt = flt & ds.field(k).isin(values)
-    cols = list(dict.fromkeys([*view.join_keys, view.timestamp_field,
-                               *([view.created_timestamp_field] if view.created_timestamp_field else []),
-                               *view.columns]))
+    cols = list(
+        dict.fromkeys(
+            [
+                *view.join_keys,
+                view.timestamp_field,
+                *([view.created_timestamp_field] if view.created_timestamp_field else []),
+                *view.columns,
+            ]
+        )
+    )
     try:
         right = dataset.to_table(columns=cols, filter=flt, fragment_scan_options=_SCAN_OPTIONS)
     except (pa.ArrowException, OSError) as e:
@@ -280,7 +290,9 @@ def _asof_indices(
             "seq": np.concatenate([np.zeros(n_left, np.int64), np.arange(n_right, dtype=np.int64)]),
         }
     )
-    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in ("gid", "ts", "side", "created", "seq")])
+    order = pc.sort_indices(
+        table, sort_keys=[(c, "ascending") for c in ("gid", "ts", "side", "created", "seq")]
+    )
     order = order.to_numpy()
     del table
     s_gid = np.concatenate([gid_left, gid_right])[order]

@@ -1,4 +1,4 @@
-"""The ride-hailing data generator: schema = feature repo, reproducible, labels = ground truth of as-of features."""
+"""The ride-hailing data generator: schema = feature repo, reproducible, labels = ground truth of as-of."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,6 @@ from fsplug.types import DType, parse_dtype
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "generate_data.py"
 REPO_YAML = ROOT / "feature_repo" / "features" / "driver.yaml"
-UTC = timezone.utc
 
 
 def _load():
@@ -94,8 +93,13 @@ def test_files_match_the_feature_repo_exactly(small):
     for f in request["features"]:
         assert offers.field(f["name"]).type == parse_dtype(f["dtype"]).arrow_type()
     assert offers.names == [
-        "driver_id", "event_timestamp", "pickup_distance_km", "surge_multiplier", "hour_of_day",
-        "declined", "true_decline_prob",
+        "driver_id",
+        "event_timestamp",
+        "pickup_distance_km",
+        "surge_multiplier",
+        "hour_of_day",
+        "declined",
+        "true_decline_prob",
     ]
     ttl = {fv["name"]: _ttl(fv["ttl"]) for fv in REPO["feature_views"]}
     assert ttl["driver_stats"] == timedelta(seconds=gd.STATS_TTL_S)
@@ -103,7 +107,7 @@ def test_files_match_the_feature_repo_exactly(small):
 
 
 def test_summary_counts_and_time_range(small):
-    out, summary = small
+    _, summary = small
     assert summary["start"] == datetime(2026, 2, 23, tzinfo=UTC) and summary["end"] == gd.DEFAULT_END
     for name, path in summary["paths"].items():
         table = pq.read_table(path)
@@ -123,7 +127,9 @@ def test_labels_follow_the_ground_truth_of_point_in_time_features(small):
     joined = point_in_time_join(offers, event_timestamp_column="event_timestamp", views=_views(out))
     names = [*gd.STATS_FEATURES, *gd.ACTIVITY_FEATURES, *gd.REQUEST_FEATURES]
     feats = {c: joined[c].cast(pa.float64()).fill_null(np.nan).to_numpy() for c in names}
-    np.testing.assert_allclose(gd.decline_probability(feats), joined["true_decline_prob"].to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        gd.decline_probability(feats), joined["true_decline_prob"].to_numpy(), rtol=0, atol=1e-12
+    )
     # the probabilities spread (the label carries signal) and the label agrees with them
     p = joined["true_decline_prob"].to_numpy()
     y = joined["declined"].to_numpy()
@@ -134,7 +140,7 @@ def test_labels_follow_the_ground_truth_of_point_in_time_features(small):
 def test_activity_ttl_matters(small):
     out, _ = small
     offers = pq.read_table(out / "offers.parquet")
-    stats_view, act_view = _views(out)
+    _, act_view = _views(out)
     no_ttl = ViewJoin(**{**act_view.__dict__, "ttl": None})
     with_ttl = point_in_time_join(offers, event_timestamp_column="event_timestamp", views=[act_view])
     without = point_in_time_join(offers, event_timestamp_column="event_timestamp", views=[no_ttl])
@@ -161,12 +167,18 @@ def test_realistic_nulls(small):
 
 def test_activity_rows_are_contiguous_shift_hours(small):
     out, _ = small
-    act = pq.read_table(out / "driver_activity.parquet", columns=["driver_id", "event_timestamp", "created", "hours_on_shift"])
-    act = act.sort_by([("driver_id", "ascending"), ("event_timestamp", "ascending"), ("created", "descending")])
+    act = pq.read_table(
+        out / "driver_activity.parquet", columns=["driver_id", "event_timestamp", "created", "hours_on_shift"]
+    )
+    act = act.sort_by(
+        [("driver_id", "ascending"), ("event_timestamp", "ascending"), ("created", "descending")]
+    )
     rows = act.to_pylist()
     shifts: dict = {}
     for r in rows:
-        shift_start = r["event_timestamp"] - timedelta(hours=r["hours_on_shift"])  # the last one ends at 24:00
+        shift_start = r["event_timestamp"] - timedelta(
+            hours=r["hours_on_shift"]
+        )  # the last one ends at 24:00
         shifts.setdefault((r["driver_id"], shift_start.date()), set()).add(
             (r["event_timestamp"], r["hours_on_shift"])
         )
@@ -185,9 +197,7 @@ def test_late_corrections_present_and_later_created_wins(small, name):
     keys = table.group_by(["driver_id", "event_timestamp"]).aggregate([("created", "count")])
     dups = keys.filter(pc.greater(keys["created_count"], 1))
     assert dups.num_rows > 0
-    offers = pa.table(
-        {"driver_id": dups["driver_id"], "event_timestamp": dups["event_timestamp"]}
-    )
+    offers = pa.table({"driver_id": dups["driver_id"], "event_timestamp": dups["event_timestamp"]})
     view = next(v for v in _views(out) if v.name == name)
     joined = point_in_time_join(offers, event_timestamp_column="event_timestamp", views=[view])
     latest = (
@@ -240,14 +250,30 @@ def test_no_offers_for_scale_runs(tmp_path):
 
 def test_cli(tmp_path):
     res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--drivers", "40", "--days", "2", "--out", str(tmp_path / "d"), "--seed", "5",
-         "--end", "2026-01-10T00:00:00"],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--drivers",
+            "40",
+            "--days",
+            "2",
+            "--out",
+            str(tmp_path / "d"),
+            "--seed",
+            "5",
+            "--end",
+            "2026-01-10T00:00:00",
+        ],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     )
     summary = json.loads(res.stdout)
-    assert summary["rows"]["driver_stats"] == pq.read_metadata(tmp_path / "d" / "driver_stats.parquet").num_rows
+    assert (
+        summary["rows"]["driver_stats"] == pq.read_metadata(tmp_path / "d" / "driver_stats.parquet").num_rows
+    )
     assert summary["end"] == "2026-01-10T00:00:00+00:00"
-    assert DType.INT64.arrow_type() == pq.read_schema(tmp_path / "d" / "offers.parquet").field("declined").type
+    assert (
+        DType.INT64.arrow_type() == pq.read_schema(tmp_path / "d" / "offers.parquet").field("declined").type
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ from fsplug.errors import SourceDataError, UserInputError
 from fsplug.offline.parquet import ScanStats, check_columns, open_source, scan_latest
 from fsplug.types import DType
 
-UTC = timezone.utc
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -34,7 +34,8 @@ def write(path: Path, table: pa.Table, **kw) -> Path:
     return path
 
 
-def scan(path, *, keys=("driver_id",), cols=("v",), start=None, end=h(1000), created="created", **kw):
+def scan(path, *, keys=("driver_id",), cols=("v",), start=None, end=None, created="created", **kw):
+    end = h(1000) if end is None else end
     stats = kw.pop("stats", None) or ScanStats()
     batches = list(
         scan_latest(
@@ -104,7 +105,7 @@ def test_empty_directory_is_an_error(tmp_path):
 
 
 def test_directory_is_read_recursively_ignoring_underscore_and_dot_files(tmp_path):
-    t = lambda i: pa.table({"driver_id": [i], "event_timestamp": ts_array([h(i)]), "v": [float(i)]})  # noqa: E731
+    t = lambda i: pa.table({"driver_id": [i], "event_timestamp": ts_array([h(i)]), "v": [float(i)]})
     write(tmp_path / "src" / "2026" / "01" / "part-0.parquet", t(1))
     write(tmp_path / "src" / "2026" / "02" / "part-0.parquet", t(2))
     (tmp_path / "src" / "_SUCCESS").write_text("")
@@ -115,7 +116,11 @@ def test_directory_is_read_recursively_ignoring_underscore_and_dot_files(tmp_pat
 
 def test_hive_partitioned_directory_exposes_partition_columns(tmp_path):
     root = tmp_path / "hive"
-    for day, region, ids in [("2026-03-01", "eu", [1, 2]), ("2026-03-02", "eu", [1]), ("2026-03-02", "us", [3])]:
+    for day, region, ids in [
+        ("2026-03-01", "eu", [1, 2]),
+        ("2026-03-02", "eu", [1]),
+        ("2026-03-02", "us", [3]),
+    ]:
         n = len(ids)
         hour = 0 if day.endswith("01") else 24
         tbl = pa.table(
@@ -128,7 +133,7 @@ def test_hive_partitioned_directory_exposes_partition_columns(tmp_path):
         write(root / f"date={day}" / f"region={region}" / "part-0.parquet", tbl)
     dset = open_source(root)
     assert {"date", "region"} <= set(dset.schema.names)
-    table, stats = scan(root, cols=("v", "region"), created=None)
+    table, _ = scan(root, cols=("v", "region"), created=None)
     got = {r["driver_id"]: (r["v"], r["region"]) for r in table.to_pylist()}
     assert got == {1: (25.0, "eu"), 2: (2.0, "eu"), 3: (27.0, "us")}
     # the time filter still works with partitions
@@ -192,11 +197,15 @@ def test_compatible_types_are_accepted(tmp_path):
 
 
 def test_mismatch_message_names_file_column_found_and_declared(tmp_path):
-    table = pa.table({"driver_id": [1], "event_timestamp": ts_array([h(0)]), "created": ts_array([h(0)]), "x": ["7"]})
+    table = pa.table(
+        {"driver_id": [1], "event_timestamp": ts_array([h(0)]), "created": ts_array([h(0)]), "x": ["7"]}
+    )
     dset = open_source(write(tmp_path / "s.parquet", table))
     with pytest.raises(SourceDataError) as ei:
         _check(dset, {"x": DType.INT64})
-    assert str(ei.value) == "data/driver_stats.parquet: column 'x' has type string; feature 'x' declares int64"
+    assert (
+        str(ei.value) == "data/driver_stats.parquet: column 'x' has type string; feature 'x' declares int64"
+    )
 
 
 @pytest.mark.parametrize(
@@ -214,12 +223,17 @@ def test_mismatch_message_names_file_column_found_and_declared(tmp_path):
     ids=lambda v: str(v.type) if isinstance(v, pa.Array) else str(v),
 )
 def test_incompatible_types_are_rejected(tmp_path, arrow, dtype):
-    table = pa.table({"driver_id": [1], "event_timestamp": ts_array([h(0)]), "created": ts_array([h(0)]), "x": arrow})
+    table = pa.table(
+        {"driver_id": [1], "event_timestamp": ts_array([h(0)]), "created": ts_array([h(0)]), "x": arrow}
+    )
     dset = open_source(write(tmp_path / "s.parquet", table))
     found = dset.schema.field("x").type  # as Parquet round-trips it (list items become 'element')
     with pytest.raises(SourceDataError) as ei:
         _check(dset, {"x": dtype})
-    assert str(ei.value) == f"data/driver_stats.parquet: column 'x' has type {found}; feature 'x' declares {dtype}"
+    assert (
+        str(ei.value)
+        == f"data/driver_stats.parquet: column 'x' has type {found}; feature 'x' declares {dtype}"
+    )
 
 
 def test_all_problems_are_reported_at_once(tmp_path):
@@ -256,7 +270,9 @@ def test_per_file_type_mismatch_in_directory_names_the_file(tmp_path):
 
 
 def test_scan_with_dtypes_runs_the_check(tmp_path):
-    table = pa.table({"driver_id": [1], "event_timestamp": ts_array([h(0)]), "created": ts_array([h(0)]), "v": ["x"]})
+    table = pa.table(
+        {"driver_id": [1], "event_timestamp": ts_array([h(0)]), "created": ts_array([h(0)]), "v": ["x"]}
+    )
     p = write(tmp_path / "s.parquet", table)
     with pytest.raises(SourceDataError, match="column 'v' has type string; feature 'v' declares float64"):
         scan(p, keys={"driver_id": DType.INT64}, cols={"v": DType.FLOAT64})
@@ -314,7 +330,13 @@ def test_latest_row_per_entity_with_window_edges(tmp_path):
 
 
 def test_start_none_means_no_lower_bound(tmp_path):
-    table = pa.table({"driver_id": [1, 2], "event_timestamp": ts_array([datetime(1971, 1, 1, tzinfo=UTC), h(0)]), "v": [1.0, 2.0]})
+    table = pa.table(
+        {
+            "driver_id": [1, 2],
+            "event_timestamp": ts_array([datetime(1971, 1, 1, tzinfo=UTC), h(0)]),
+            "v": [1.0, 2.0],
+        }
+    )
     p = write(tmp_path / "s.parquet", table)
     out, _ = scan(p, created=None, start=None, end=h(1))
     assert as_dict(out) == {1: 1.0, 2: 2.0}
@@ -380,7 +402,15 @@ def test_timezones_and_units_are_normalised_to_utc_us(tmp_path):
     write(tmp_path / "d" / "b.parquet", pa.table({"driver_id": [2], "event_timestamp": naive_ns, "v": [2.0]}))
     for part in ("a", "b"):
         p = tmp_path / "d" / f"{part}.parquet"
-        out, _ = scan(p, created=None, start=h(2).replace(tzinfo=None), end=h(3, ) + timedelta(microseconds=1))
+        out, _ = scan(
+            p,
+            created=None,
+            start=h(2).replace(tzinfo=None),
+            end=h(
+                3,
+            )
+            + timedelta(microseconds=1),
+        )
         assert out.schema.field("event_timestamp").type == pa.timestamp("us", "UTC")
         assert out["event_timestamp"].to_pylist() == [h(2) if part == "a" else h(3)]
 
@@ -460,7 +490,9 @@ def test_batches_are_bounded_and_progress_counts_rows(tmp_path):
 
 
 def test_empty_window_yields_nothing(tmp_path):
-    p = write(tmp_path / "s.parquet", pa.table({"driver_id": [1], "event_timestamp": ts_array([h(5)]), "v": [1.0]}))
+    p = write(
+        tmp_path / "s.parquet", pa.table({"driver_id": [1], "event_timestamp": ts_array([h(5)]), "v": [1.0]})
+    )
     out, stats = scan(p, created=None, start=h(6), end=h(7))
     assert out is None and stats.entities == 0 and stats.rows_read == 0
 
@@ -488,7 +520,10 @@ def reference_latest(rows: list[dict], keys, start, end, created="created") -> d
 
 def random_rows(rng, n, n_keys, string_keys=False, two_keys=False):
     ids = rng.integers(0, n_keys, n)
-    ts = [h(int(x)) + timedelta(microseconds=int(u)) for x, u in zip(rng.integers(0, 40, n), rng.integers(0, 3, n))]
+    ts = [
+        h(int(x)) + timedelta(microseconds=int(u))
+        for x, u in zip(rng.integers(0, 40, n), rng.integers(0, 3, n))
+    ]
     created = [None if rng.random() < 0.2 else h(int(x)) for x in rng.integers(0, 4, n)]
     key = [None if rng.random() < 0.03 else (f"d{i}" if string_keys else int(i)) for i in ids]
     rows = [
@@ -502,9 +537,13 @@ def random_rows(rng, n, n_keys, string_keys=False, two_keys=False):
 
 
 def write_rows(root: Path, rows: list[dict], n_files: int, rng) -> None:
-    cuts = sorted(rng.choice(np.arange(1, len(rows)), size=n_files - 1, replace=False).tolist()) if n_files > 1 else []
+    cuts = (
+        sorted(rng.choice(np.arange(1, len(rows)), size=n_files - 1, replace=False).tolist())
+        if n_files > 1
+        else []
+    )
     bounds = [0, *cuts, len(rows)]
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         part = rows[a:b]
         cols = {name: [r[name] for r in part] for name in part[0]}
         table = pa.table(cols)

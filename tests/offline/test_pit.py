@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ from fsplug.errors import EntityKeyError, SourceDataError, UserInputError
 from fsplug.offline.pit import ViewJoin, point_in_time_join
 from fsplug.types import DType
 
-UTC = timezone.utc
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -32,7 +32,17 @@ def write(path: Path, table: pa.Table, **kw) -> Path:
     return path
 
 
-def view(path, *, name="stats", keys=("driver_id",), cols=("v",), out=None, dtypes=None, ttl=None, created="created"):
+def view(
+    path,
+    *,
+    name="stats",
+    keys=("driver_id",),
+    cols=("v",),
+    out=None,
+    dtypes=None,
+    ttl=None,
+    created="created",
+):
     return ViewJoin(
         name=name,
         path=path,
@@ -90,14 +100,18 @@ def test_ttl_boundary_is_inclusive_like_feast(stats_file):
 def test_stale_latest_does_not_fall_back_to_an_older_row(stats_file):
     # at h(3.5) with ttl 1h the latest row (h(2)) is 1.5h old: null, not the h(0) row either
     ent = entities([1], [h(3.5)])
-    out = point_in_time_join(ent, event_timestamp_column="event_timestamp", views=[view(stats_file, ttl=timedelta(hours=1))])
+    out = point_in_time_join(
+        ent, event_timestamp_column="event_timestamp", views=[view(stats_file, ttl=timedelta(hours=1))]
+    )
     assert out["v"].to_pylist() == [None]
 
 
 def test_ttl_none_and_zero_mean_never_stale(stats_file):
     ent = entities([1], [h(10_000)])
     for ttl in (None, timedelta(0)):
-        out = point_in_time_join(ent, event_timestamp_column="event_timestamp", views=[view(stats_file, ttl=ttl)])
+        out = point_in_time_join(
+            ent, event_timestamp_column="event_timestamp", views=[view(stats_file, ttl=ttl)]
+        )
         assert out["v"].to_pylist() == [1.4]
 
 
@@ -165,16 +179,24 @@ def test_time_zones_and_units_on_both_sides(tmp_path):
     src = pa.table(
         {
             "driver_id": [1, 1],
-            "event_timestamp": pa.array([int(h(1).timestamp() * 1e9), int(h(3).timestamp() * 1e9)], pa.timestamp("ns")),
+            "event_timestamp": pa.array(
+                [int(h(1).timestamp() * 1e9), int(h(3).timestamp() * 1e9)], pa.timestamp("ns")
+            ),
             "v": [1.0, 3.0],
         }
     )
     p = write(tmp_path / "s.parquet", src)
     berlin = pa.array([int(h(2).timestamp()), int(h(3).timestamp())], pa.timestamp("s", "Europe/Berlin"))
-    out = point_in_time_join(pa.table({"driver_id": [1, 1], "t": berlin}), event_timestamp_column="t", views=[view(p, created=None)])
+    out = point_in_time_join(
+        pa.table({"driver_id": [1, 1], "t": berlin}),
+        event_timestamp_column="t",
+        views=[view(p, created=None)],
+    )
     assert out["v"].to_pylist() == [1.0, 3.0]
     naive = pa.array([int(h(3).timestamp() * 1000) - 1], pa.timestamp("ms"))
-    out = point_in_time_join(pa.table({"driver_id": [1], "t": naive}), event_timestamp_column="t", views=[view(p, created=None)])
+    out = point_in_time_join(
+        pa.table({"driver_id": [1], "t": naive}), event_timestamp_column="t", views=[view(p, created=None)]
+    )
     assert out["v"].to_pylist() == [1.0]
 
 
@@ -220,7 +242,11 @@ def test_string_and_multi_column_keys(tmp_path):
     ent = pa.table(
         {"driver_id": ["a", "a", "b", "b"], "zone": ["s", "n", "s", "n"], "event_timestamp": ts([h(2)] * 4)}
     )
-    out = point_in_time_join(ent, event_timestamp_column="event_timestamp", views=[view(p, keys=("driver_id", "zone"), created=None)])
+    out = point_in_time_join(
+        ent,
+        event_timestamp_column="event_timestamp",
+        views=[view(p, keys=("driver_id", "zone"), created=None)],
+    )
     assert out["v"].to_pylist() == [2.0, 1.0, None, 3.0]
 
 
@@ -229,7 +255,9 @@ def test_hive_partitioned_source(tmp_path):
         t = pa.table({"driver_id": [1], "event_timestamp": ts([h(24 * day)]), "v": [float(day)]})
         write(tmp_path / "src" / f"day={day}" / "part.parquet", t)
     out = point_in_time_join(
-        entities([1, 1], [h(30), h(50)]), event_timestamp_column="event_timestamp", views=[view(tmp_path / "src", created=None)]
+        entities([1, 1], [h(30), h(50)]),
+        event_timestamp_column="event_timestamp",
+        views=[view(tmp_path / "src", created=None)],
     )
     assert out["v"].to_pylist() == [1.0, 2.0]
 
@@ -243,30 +271,52 @@ def test_empty_entity_table_keeps_schema(stats_file):
 def test_errors(tmp_path, stats_file):
     ent = entities([1], [h(1)])
     with pytest.raises(EntityKeyError, match="no column 'rider_id'"):
-        point_in_time_join(ent, event_timestamp_column="event_timestamp", views=[view(stats_file, keys=("rider_id",))])
+        point_in_time_join(
+            ent, event_timestamp_column="event_timestamp", views=[view(stats_file, keys=("rider_id",))]
+        )
     with pytest.raises(UserInputError, match="no column 'ts'"):
         point_in_time_join(ent, event_timestamp_column="ts", views=[view(stats_file)])
     bad_ts = pa.table({"driver_id": [1], "event_timestamp": ["2026-01-01"]})
     with pytest.raises(UserInputError, match="has type string; expected a timestamp"):
         point_in_time_join(bad_ts, event_timestamp_column="event_timestamp", views=[view(stats_file)])
     with pytest.raises(UserInputError, match="clashes"):
-        point_in_time_join(ent, event_timestamp_column="event_timestamp", views=[view(stats_file, out=("driver_id",))])
+        point_in_time_join(
+            ent, event_timestamp_column="event_timestamp", views=[view(stats_file, out=("driver_id",))]
+        )
     str_keys = pa.table({"driver_id": ["1"], "event_timestamp": ts([h(1)])})
-    with pytest.raises(SourceDataError, match="column 'driver_id' has type int64; join key 'driver_id' declares string"):
+    with pytest.raises(
+        SourceDataError, match="column 'driver_id' has type int64; join key 'driver_id' declares string"
+    ):
         point_in_time_join(str_keys, event_timestamp_column="event_timestamp", views=[view(stats_file)])
     with pytest.raises(SourceDataError, match="column 'v' has type double; feature 'v' declares int64"):
-        point_in_time_join(ent, event_timestamp_column="event_timestamp", views=[view(stats_file, dtypes=(DType.INT64,))])
+        point_in_time_join(
+            ent, event_timestamp_column="event_timestamp", views=[view(stats_file, dtypes=(DType.INT64,))]
+        )
     with pytest.raises(SourceDataError, match="no such file"):
-        point_in_time_join(ent, event_timestamp_column="event_timestamp", views=[view(tmp_path / "missing.parquet")])
+        point_in_time_join(
+            ent, event_timestamp_column="event_timestamp", views=[view(tmp_path / "missing.parquet")]
+        )
     with pytest.raises(ValueError, match="same length"):
-        ViewJoin("x", stats_file, ("driver_id",), "event_timestamp", None, ("v",), ("v", "w"), (DType.FLOAT64,), None)
+        ViewJoin(
+            "x",
+            stats_file,
+            ("driver_id",),
+            "event_timestamp",
+            None,
+            ("v",),
+            ("v", "w"),
+            (DType.FLOAT64,),
+            None,
+        )
 
 
 def test_int_entity_keys_beyond_int32_source_range(tmp_path):
     src = pa.table({"driver_id": pa.array([1], pa.int32()), "event_timestamp": ts([h(0)]), "v": [1.0]})
     p = write(tmp_path / "s.parquet", src)
     out = point_in_time_join(
-        entities([1, 2**40], [h(1), h(1)]), event_timestamp_column="event_timestamp", views=[view(p, created=None)]
+        entities([1, 2**40], [h(1), h(1)]),
+        event_timestamp_column="event_timestamp",
+        views=[view(p, created=None)],
     )
     assert out["v"].to_pylist() == [1.0, None]
 
@@ -295,7 +345,13 @@ def reference_pit(ent_rows, src_rows, ttl):
 
 @pytest.mark.parametrize(
     ("seed", "ttl"),
-    [(1, None), (2, timedelta(hours=3)), (3, timedelta(hours=1)), (4, timedelta(minutes=30)), (5, timedelta(0))],
+    [
+        (1, None),
+        (2, timedelta(hours=3)),
+        (3, timedelta(hours=1)),
+        (4, timedelta(minutes=30)),
+        (5, timedelta(0)),
+    ],
 )
 def test_matches_brute_force(tmp_path, seed, ttl):
     rng = np.random.default_rng(seed)
@@ -311,10 +367,12 @@ def test_matches_brute_force(tmp_path, seed, ttl):
             "created": None if rng.random() < 0.2 else h(int(c)),
             "v": float(i),
         }
-        for i, (k, t, c) in enumerate(zip(rng.integers(0, n_keys, n_src), when(n_src), rng.integers(0, 3, n_src)))
+        for i, (k, t, c) in enumerate(
+            zip(rng.integers(0, n_keys, n_src), when(n_src), rng.integers(0, 3, n_src))
+        )
     ]
     cuts = [0, 1000, 1700, n_src]
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
         part = src_rows[a:b]
         write(
             tmp_path / "src" / f"p{i}.parquet",
@@ -362,7 +420,9 @@ def test_agrees_with_arrow_join_asof_without_ties(tmp_path):
     p = write(tmp_path / "s.parquet", src)
     ent_ts = rng.integers(0, 10**12, n_ent)
     ent_ts[:100] = src_ts[:100] + 3_600_000_000  # exactly at the ttl edge
-    ent = pa.table({"driver_id": rng.integers(0, 300, n_ent), "t": pa.array(ent_ts, pa.timestamp("us", "UTC"))})
+    ent = pa.table(
+        {"driver_id": rng.integers(0, 300, n_ent), "t": pa.array(ent_ts, pa.timestamp("us", "UTC"))}
+    )
     ttl = timedelta(hours=1)
     ours = point_in_time_join(ent, event_timestamp_column="t", views=[view(p, ttl=ttl, created=None)])
 
