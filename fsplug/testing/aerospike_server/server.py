@@ -347,7 +347,8 @@ class AerospikeTestServer:
     def stats(self) -> dict:
         """Counters: commands served by kind (get, put, exists, remove, touch, operate,
         batch_read, batch_write, batch_remove, info, scan, query, udf, security, unsupported),
-        ``batch_keys`` (rows over all batches), ``connections_opened``, ``faults_injected``."""
+        ``batch_keys`` (rows over all batches), ``connections_opened``, ``faults_injected``,
+        ``compressed`` (compressed requests), ``truncate``."""
         with self._lock:
             return dict(self._stats)
 
@@ -458,6 +459,7 @@ class AerospikeTestServer:
             self._as_msg(sock, body)
             return
         if ptype == P.PROTO_TYPE_AS_MSG_COMPRESSED:
+            self.count("compressed")
             inner = _decompress(body)
             if inner is None:
                 raise _Drop
