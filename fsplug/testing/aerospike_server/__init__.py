@@ -78,6 +78,18 @@ stopped node stays advertised as a peer, so the client gets connection errors fo
 ``cluster.owner_of(digest)``, ``cluster.record_count(...)``, ``cluster.advance_clock(...)``,
 ``cluster.stats`` (list of per-node dicts).
 
+Out of process
+--------------
+An in-process server shares the GIL with the client.  A client call that keeps the GIL while it
+waits (``client.truncate()`` in aerospike 19.x) is then never answered and times out; send the
+same info command with ``client.info_all("truncate:namespace=..;set=..")`` instead, or run the
+server in a child process: ``spawn_server(namespaces=..., nodes=1, nsup_period=0, default_ttl=0,
+max_record_size=1 MiB)`` (in ``fsplug.testing.aerospike_server.remote``) returns a handle with
+``port``/``ports``/``hosts``/``client_hosts()``, the same fault-injection methods, ``stats``,
+``record_count``, ``advance_clock``, ``stop_node``/``start_node`` and ``node(i)`` for one cluster
+node, forwarded over the child's stdin/stdout.  Latency measured against a child process is also
+free of GIL contention (still a functional server: label such numbers accordingly).
+
 Supported
 ---------
 Info: ``node``, ``build``, ``version``, ``edition``, ``features``, ``status``,
@@ -101,6 +113,7 @@ security messages get code 51 (security not supported), as from a Community serv
 """
 
 from fsplug.testing.aerospike_server.cluster import AerospikeTestCluster
+from fsplug.testing.aerospike_server.remote import spawn_server
 from fsplug.testing.aerospike_server.server import AerospikeTestServer
 
-__all__ = ["AerospikeTestServer", "AerospikeTestCluster"]
+__all__ = ["AerospikeTestServer", "AerospikeTestCluster", "spawn_server"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -23,14 +24,20 @@ def main(argv=None) -> int:
     ap.add_argument("--default-ttl", type=int, default=0, help="default-ttl in seconds (0 = never)")
     ap.add_argument("--max-record-size", type=int, default=1024 * 1024)
     ap.add_argument("--nodes", type=int, default=1, help="run a cluster of N nodes")
+    ap.add_argument("--namespaces-json", help="namespaces with settings, as JSON "
+                    "(overrides --namespace)")
+    ap.add_argument("--control", action="store_true",
+                    help="accept JSON control commands on stdin (used by spawn_server())")
     args = ap.parse_args(argv)
     namespaces = args.namespaces or ["test"]
+    if args.namespaces_json:
+        namespaces = json.loads(args.namespaces_json)
     kw = dict(nsup_period=args.nsup_period, default_ttl=args.default_ttl,
               max_record_size=args.max_record_size)
     if args.nodes > 1:
         ports = [args.port + i for i in range(args.nodes)] if args.port else None
         server = AerospikeTestCluster(args.nodes, namespaces, ports=ports, **kw).start()
-        ports_text = ",".join(str(p) for p in server.ports)
+        ports_text = ";".join(str(p) for p in server.ports)
     else:
         server = AerospikeTestServer(namespaces, port=args.port, **kw).start()
         ports_text = str(server.port)
@@ -43,12 +50,53 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    if args.control:
+        threading.Thread(target=_control_loop, args=(server, done), daemon=True).start()
     try:
         while not done.wait(0.5):
             pass
     finally:
         server.stop()
     return 0
+
+
+# Methods a controlling process may call (see remote.py); "node" selects a cluster node.
+_SERVER_METHODS = {"set_latency", "refuse_connections", "drop_connections", "pause", "resume",
+                   "fail_next", "clear_faults", "reset_stats", "record_count", "advance_clock",
+                   "open_connections", "stop", "start"}
+_CLUSTER_METHODS = {"stop_node", "start_node", "record_count", "advance_clock", "reset_stats"}
+
+
+def _control_loop(server, done) -> None:
+    """One JSON request per stdin line, one JSON reply per stdout line. EOF stops the server."""
+    for line in sys.stdin:
+        try:
+            req = json.loads(line)
+            method, node = req["method"], req.get("node")
+            a, kw = req.get("args", []), req.get("kwargs", {})
+            if method == "stats":
+                target = server if node is None else server.nodes[node]
+                result = target.stats
+            elif node is None and isinstance(server, AerospikeTestCluster):
+                if method not in _CLUSTER_METHODS:
+                    raise ValueError(f"unknown cluster method {method!r}")
+                result = getattr(server, method)(*a, **kw)
+            else:
+                if method not in _SERVER_METHODS:
+                    raise ValueError(f"unknown server method {method!r}")
+                target = server if node is None else server.nodes[node]
+                if method == "fail_next" and isinstance(kw.get("commands"), list):
+                    kw["commands"] = set(kw["commands"])
+                if method == "set_latency" and isinstance(kw.get("commands"), list):
+                    kw["commands"] = set(kw["commands"])
+                result = getattr(target, method)(*a, **kw)
+                if method in ("start", "stop"):
+                    result = None
+            reply = {"ok": True, "result": result}
+        except Exception as e:  # noqa: BLE001 - reported to the controller
+            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(reply), flush=True)
+    done.set()
 
 
 if __name__ == "__main__":
