@@ -114,3 +114,28 @@ def test_cluster_info_and_ttl_clock(make_client):
         cl.advance_clock(11)
         assert cl.record_count("test") == 0
         assert all(r.result == 2 for r in c.batch_read(KEYS[:20]).batch_records)
+
+
+def test_stopped_node_with_rebalance_keeps_every_record_readable(cluster, seeded):
+    before = [n.partition_generation for n in cluster.nodes]
+    cluster.stop_node(2, rebalance=True)
+    assert [n.partition_generation for n in cluster.nodes] == [g + 1 for g in before]
+    assert sum(len(cluster.partitions_of(i)) for i in (0, 1)) == 4096
+    assert len(cluster.partitions_of(2)) == 0
+    deadline = time.monotonic() + 5
+    while True:
+        res = seeded.batch_read(KEYS)
+        if res.result == 0 and all(r.result == 0 for r in res.batch_records):
+            break
+        assert time.monotonic() < deadline, "the client never re-routed the dropped node's keys"
+        time.sleep(0.1)
+    assert len(seeded.get_nodes()) == 2
+    cluster.start_node(2)
+    assert len(cluster.partitions_of(2)) == len(range(2, 4096, 3))
+    deadline = time.monotonic() + 5
+    while len(seeded.get_nodes()) != 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cluster.reset_stats()
+    assert all(r.result == 0 for r in seeded.batch_read(KEYS).batch_records)
+    assert all(n.stats.get("batch_read") == 1 for n in cluster.nodes)

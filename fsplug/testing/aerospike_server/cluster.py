@@ -13,9 +13,13 @@ class AerospikeTestCluster:
     ``replicas`` (replication factor 1), so the real client routes single-record commands to the
     owning node and splits batches by node.  A node that receives a command for a partition it
     does not own serves it anyway from the shared store, as a real server would after proxying
-    it to the owner.  A stopped node stays listed as a peer (as a real cluster does until its
-    heartbeat times out), so the client keeps routing that node's partitions to it and gets
-    connection errors for those keys.
+    it to the owner.  ``stop_node(i)`` leaves node ``i`` listed as a peer and owning its
+    partitions (a real cluster in the seconds before heartbeats notice), so the client keeps
+    routing those keys to it and gets connection errors; ``stop_node(i, rebalance=True)`` instead
+    has the other nodes drop it and take over its partitions (a cluster with replication factor
+    2 or more after it re-balanced: every record stays readable).  ``start_node(i)`` restores the
+    original ownership.  Peers and partition generations are bumped on every change, so the
+    client re-reads ``peers-clear-std`` and ``replicas``.
     """
 
     def __init__(self, nodes: int = 3, namespaces=("test",), *, nsup_period=None,
@@ -33,6 +37,7 @@ class AerospikeTestCluster:
         self.peers_generation = 1
         self._n = nodes
         self._owned = [range(i, 4096, nodes) for i in range(nodes)]
+        self._dropped: set[int] = set()
         self.nodes = [
             AerospikeTestServer(port=(ports[i] if ports else 0), cluster_name=cluster_name,
                                 _shared=(self._clock, self.namespaces), _cluster=self, _index=i)
@@ -45,11 +50,29 @@ class AerospikeTestCluster:
         return self._owned[index]
 
     def owner_of(self, digest: bytes) -> int:
-        """Index of the node owning ``digest``'s partition."""
-        return (int(digest[0]) | (int(digest[1]) << 8)) % 4096 % self._n
+        """Index of the node owning ``digest``'s partition (as currently advertised)."""
+        pid = (int(digest[0]) | (int(digest[1]) << 8)) % 4096
+        for i, owned in enumerate(self._owned):
+            if pid in owned:
+                return i
+        raise LookupError(pid)
 
     def peers_of(self, node):
-        return [n for n in self.nodes if n is not node]
+        return [n for i, n in enumerate(self.nodes) if n is not node and i not in self._dropped]
+
+    def _assign(self) -> None:
+        """Original ownership (p % nodes), with dropped nodes' partitions spread over the rest."""
+        live = [i for i in range(self._n) if i not in self._dropped]
+        owned = [[] for _ in range(self._n)]
+        for p in range(4096):
+            home = p % self._n
+            owned[home if home not in self._dropped else live[p % len(live)]].append(p)
+        self._owned = [range(i, 4096, self._n) if i not in self._dropped and len(owned[i]) ==
+                       len(range(i, 4096, self._n)) else frozenset(owned[i])
+                       for i in range(self._n)]
+        self.peers_generation += 1
+        for n in self.nodes:
+            n.partition_generation += 1
 
     def live_size(self) -> int:
         return sum(1 for n in self.nodes if n.running)
@@ -83,13 +106,24 @@ class AerospikeTestCluster:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def stop_node(self, i: int) -> None:
-        """Stop node ``i`` (its port closes; its records stay in the shared store)."""
+    def stop_node(self, i: int, rebalance: bool = False) -> None:
+        """Stop node ``i`` (its port closes; its records stay in the shared store).
+
+        ``rebalance=True``: the other nodes stop advertising it and take over its partitions.
+        """
         self.nodes[i].stop()
+        if rebalance:
+            if len(self._dropped) + 1 >= self._n:
+                raise ValueError("cannot re-balance away the last node")
+            self._dropped.add(i)
+            self._assign()
 
     def start_node(self, i: int) -> None:
-        """Restart node ``i`` on its port; it serves the records it had."""
+        """Restart node ``i`` on its port; it owns its original partitions again."""
         self.nodes[i].start(keep_data=True)
+        if i in self._dropped:
+            self._dropped.discard(i)
+            self._assign()
 
     # -- conveniences --------------------------------------------------------------------------
 
