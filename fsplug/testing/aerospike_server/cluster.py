@@ -67,9 +67,7 @@ class AerospikeTestCluster:
         for p in range(4096):
             home = p % self._n
             owned[home if home not in self._dropped else live[p % len(live)]].append(p)
-        self._owned = [range(i, 4096, self._n) if i not in self._dropped and len(owned[i]) ==
-                       len(range(i, 4096, self._n)) else frozenset(owned[i])
-                       for i in range(self._n)]
+        self._owned = [frozenset(o) for o in owned]
         self.peers_generation += 1
         for n in self.nodes:
             n.partition_generation += 1
