@@ -338,12 +338,12 @@ class OnlineResult:
     def _matrices(self) -> list[np.ndarray]:
         """Per group: an (n, bins) float matrix (NaN = null) of the numeric bins and timestamps."""
         mats = []
-        for g, rows in zip(self.plan.groups, self._tuples):
+        for gi, (g, rows) in enumerate(zip(self.plan.groups, self._tuples)):
             if g.numeric:
                 mats.append(np.array(rows, dtype=np.float64).reshape(len(rows), len(g.bins)))
             else:
                 m = np.full((len(rows), len(g.bins)), np.nan)
-                numeric_idx = {c.bin_index for c in self.plan.columns if c.group >= 0 and c.dtype.is_numeric}
+                numeric_idx = {c.bin_index for c in self.plan.columns if c.group == gi and c.dtype.is_numeric}
                 numeric_idx |= {v.ts_index for v in g.views}
                 for j in numeric_idx:
                     m[:, j] = np.array([r[j] for r in rows], dtype=np.float64)
