@@ -87,9 +87,9 @@ def test_stopped_node_fails_its_keys_only(cluster, seeded):
 
 def test_node_serves_partitions_it_does_not_own(cluster):
     """A command sent to the wrong node is served (as a real node proxies it)."""
-    from fsplug.testing.aerospike_server import AerospikeTestServer  # noqa: F401
-    from fsplug.testing.aerospike_server import protocol as P
     import socket
+
+    from fsplug.testing.aerospike_server import protocol as P
 
     digest = bytes(aerospike.calc_digest(*KEYS[0]))
     wrong = cluster.nodes[(cluster.owner_of(digest) + 1) % 3]

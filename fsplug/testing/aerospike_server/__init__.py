@@ -73,8 +73,10 @@ mod 4096, as the client computes it) belongs to node ``p % nodes``; nodes advert
 and splits batches by node.  A node asked for a partition it does not own serves it (a real
 server would proxy it to the owner).  ``cluster.hosts`` ("127.0.0.1:port" strings),
 ``cluster.client_hosts()`` (tuples), ``cluster.nodes[i]`` (each an ``AerospikeTestServer`` with
-its own fault injection and stats), ``cluster.stop_node(i)`` / ``cluster.start_node(i)`` (a
-stopped node stays advertised as a peer, so the client gets connection errors for its keys),
+its own fault injection and stats), ``cluster.stop_node(i, rebalance=False)`` /
+``cluster.start_node(i)`` (a stopped node stays advertised as a peer owning its partitions, so the
+client gets connection errors for its keys; with ``rebalance=True`` the other nodes drop it and
+take its partitions over, like a cluster with replication factor 2+ after re-balancing),
 ``cluster.owner_of(digest)``, ``cluster.record_count(...)``, ``cluster.advance_clock(...)``,
 ``cluster.stats`` (list of per-node dicts).
 

@@ -281,9 +281,11 @@ def unpack_from(buf, pos: int = 0, raw: bool = False):
     if b == 0xD9:
         return _raw(buf, pos + 1, _need(buf, pos, 1)[pos], None if raw else True)
     if b == 0xDA:
-        return _raw(buf, pos + 2, int.from_bytes(_need(buf, pos, 2)[pos:pos + 2], "big"), None if raw else True)
+        n = int.from_bytes(_need(buf, pos, 2)[pos:pos + 2], "big")
+        return _raw(buf, pos + 2, n, None if raw else True)
     if b == 0xDB:
-        return _raw(buf, pos + 4, int.from_bytes(_need(buf, pos, 4)[pos:pos + 4], "big"), None if raw else True)
+        n = int.from_bytes(_need(buf, pos, 4)[pos:pos + 4], "big")
+        return _raw(buf, pos + 4, n, None if raw else True)
     if b == 0xC4:
         return _raw(buf, pos + 1, _need(buf, pos, 1)[pos], False)
     if b == 0xC5:

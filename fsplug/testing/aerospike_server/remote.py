@@ -122,8 +122,8 @@ class RemoteServer(RemoteNode):
     def advance_clock(self, seconds):
         return self._call("advance_clock", seconds)
 
-    def stop_node(self, i: int):
-        return self._call("stop_node", i)
+    def stop_node(self, i: int, rebalance: bool = False):
+        return self._call("stop_node", i, rebalance=rebalance)
 
     def start_node(self, i: int):
         return self._call("start_node", i)
