@@ -499,3 +499,10 @@ def test_program_mode_and_client_truncate(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_update_with_a_different_set_name_is_refused(client):
+    client.put(k(1), {"a": 1})
+    digest = aerospike.calc_digest(NS, SET, 1)
+    assert code_of(lambda: client.put((NS, "elsewhere", None, digest), {"a": 2})) == 4
+    assert client.get(k(1))[2] == {"a": 1}

@@ -261,7 +261,9 @@ class Engine:
             return Outcome(P.AS_ERR_RECORD_EXISTS, cur_gen, cur_vt)
         if not _generation_ok(cur_gen, info2, generation):
             return Outcome(P.AS_ERR_GENERATION, cur_gen, cur_vt)
-        if not created and set_name and rec.set_name != set_name:
+        if not created and rec.set_name != set_name:
+            # The server checks the message's set name against the record's on every update
+            # (no set in the message for a record in a set is a mismatch too).
             return Outcome(P.AS_ERR_PARAMETER, cur_gen, cur_vt)
         if filt is not None and not created and not self._passes(filt, rec, digest):
             return Outcome(P.AS_ERR_FILTERED_OUT, cur_gen, cur_vt)
