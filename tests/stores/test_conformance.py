@@ -260,3 +260,16 @@ def test_large_request_is_chunked_transparently(conf_repo):
                              "trips": ids, "rate": [0.5] * len(ids)})
         res = store.get_online_features(features=["stats:trips"], entities={"driver_id": ids})
         assert res.columns["trips"].tolist() == ids
+
+
+def test_two_entities_in_one_request(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        store.push("all_types", _all_types_rows([1], NOW))
+        store.push("zone_stats", {"city": ["sfo"], "zone_id": [4], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                                  "demand": [2.5]})
+        res = store.get_online_features(
+            features=["all_types:f_str", "zone_stats:demand", "all_types:f_int"],
+            entity_rows=[{"driver_id": 1, "city": "sfo", "zone_id": 4}, {"driver_id": 2, "city": "sfo", "zone_id": 4}])
+        assert res.to_dict() == {"f_str": ["drv-1-é", None], "demand": [2.5, 2.5], "f_int": [10, -1]}
+        m = res.to_numpy()
+        assert np.isnan(m[0, 0]) and m[0, 1] == 2.5 and m[1, 2] == -1
