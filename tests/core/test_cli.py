@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,40 @@ def test_import_fsplug_is_light():
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_materialize_serve_teardown(ride_repo, capsys, monkeypatch):
+    from datetime import datetime, timezone
+
+    from examples.generate_data import DRIVER_ID_BASE, generate
+
+    end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    generate(ride_repo / "data", n_drivers=50, days=3, seed=2, end=end, offers_per_driver_day=0)
+    repo = ["--repo", str(ride_repo)]
+    assert run(capsys, *repo, "apply")[0] == 0
+    code, out, err = run(capsys, *repo, "materialize", "2000-01-01", "now", "--views", "driver_stats", "--quiet")
+    assert code == 0 and "driver_stats: 50 entities" in out and err == ""
+    code, out, _ = run(capsys, *repo, "materialize-incremental", "now")
+    assert code == 0 and "driver_activity:" in out and "driver_stats:" in out
+    d = DRIVER_ID_BASE + 1
+    code, out, _ = run(capsys, *repo, "get-online-features", "--features", "driver_stats:trips_30d,driver_stats:tenure_days",
+                       "--entity", f"driver_id={d}", "--entity", "driver_id=1")
+    data = json.loads(out)
+    assert code == 0 and data["driver_id"] == [d, 1]
+    assert data["statuses"]["trips_30d"][1] == "NOT_FOUND" and data["trips_30d"][1] == 0
+    assert data["statuses"]["tenure_days"][0] == "PRESENT" and isinstance(data["tenure_days"][0], int)
+    code, out, err = run(capsys, *repo, "get-online-features", "--service", "decline_model_v1",
+                         "--entity", f"driver_id={d}")
+    assert code == 1 and "missing request feature 'pickup_distance_km'" in err
+    code, out, _ = run(capsys, *repo, "get-online-features", "--service", "decline_model_v1",
+                       "--entity", f"driver_id={d}", "--request", "pickup_distance_km=1.5",
+                       "--request", "hour_of_day=8")
+    assert code == 0 and json.loads(out)["pickup_distance_km"] == [1.5]
+    code, _, err = run(capsys, *repo, "get-online-features", "--features", "driver_stats:trips_30d",
+                       "--entity", "driver_id=abc")
+    assert code == 1 and "driver_id is int64" in err
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    code, _, err = run(capsys, *repo, "teardown")
+    assert code == 1 and "--yes" in err
+    code, out, _ = run(capsys, *repo, "teardown", "--yes")
+    assert code == 0 and "dropped table driver" in out
