@@ -506,3 +506,12 @@ def test_update_with_a_different_set_name_is_refused(client):
     digest = aerospike.calc_digest(NS, SET, 1)
     assert code_of(lambda: client.put((NS, "elsewhere", None, digest), {"a": 2})) == 4
     assert client.get(k(1))[2] == {"a": 1}
+
+
+def test_durable_delete_like_a_community_server(make_client):
+    with AerospikeTestServer(["test"], durable_delete="refuse") as srv:
+        c = make_client(srv)
+        c.put(k(1), {"a": 1})
+        assert code_of(lambda: c.remove(k(1), policy={"durable_delete": True})) == 25
+        assert code_of(lambda: c.remove(k(2), policy={"durable_delete": True})) == 2
+        assert c.remove(k(1)) == 0

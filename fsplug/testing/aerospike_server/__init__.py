@@ -18,7 +18,8 @@ or as a program: ``python -m fsplug.testing.aerospike_server --port 3000 --names
 Server
 ------
 ``AerospikeTestServer(namespaces=("test",), port=0, *, nsup_period=None, default_ttl=None,
-max_record_size=None, node_name=None, build="8.1.2.0", cluster_name="null")``
+max_record_size=None, node_name=None, build="8.1.2.0", cluster_name="null",
+durable_delete="accept")``
 
 * ``namespaces``: names (``["test", "other"]``) or ``{name: settings}`` where settings may hold
   ``nsup_period`` (default 0), ``default_ttl`` (default 0 = never expire), ``max_record_size``
@@ -26,6 +27,9 @@ max_record_size=None, node_name=None, build="8.1.2.0", cluster_name="null")``
   defaults for every namespace.  As on a real server, while ``nsup_period`` is 0 a write whose
   TTL is a number of seconds (or "namespace default" when ``default_ttl`` is not 0) is refused
   with code 22; TTL -1 (never expire), -2 (don't update) and 0 with ``default_ttl`` 0 pass.
+* ``durable_delete``: ``"accept"`` (default) deletes as usual when the client sets the durable
+  delete flag; ``"refuse"`` answers code 25 (AEROSPIKE_ERR_ENTERPRISE_ONLY) as a real Community
+  server does (its CE write path refuses durable deletes).
 * ``port=0`` picks an ephemeral port, kept across ``stop()``/``start()``; ``srv.port``,
   ``srv.address`` ("127.0.0.1:PORT"), ``srv.node_name``.
 * ``start(keep_data=False)`` / ``stop()`` / context manager.  ``start`` after ``stop`` reuses the
@@ -66,7 +70,7 @@ Fault injection
 Cluster
 -------
 ``AerospikeTestCluster(nodes=3, namespaces=("test",), *, nsup_period=None, default_ttl=None,
-max_record_size=None, ports=None, cluster_name="null")`` runs ``nodes`` servers on distinct
+max_record_size=None, ports=None, cluster_name="null", durable_delete="accept")`` runs ``nodes`` servers on distinct
 loopback ports sharing one store.  Partition ``p`` (the first two digest bytes, little-endian,
 mod 4096, as the client computes it) belongs to node ``p % nodes``; nodes advertise each other
 (``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to owners

@@ -24,7 +24,7 @@ class AerospikeTestCluster:
 
     def __init__(self, nodes: int = 3, namespaces=("test",), *, nsup_period=None,
                  default_ttl=None, max_record_size=None, ports=None,
-                 cluster_name: str = "null"):
+                 cluster_name: str = "null", durable_delete: str = "accept"):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         if ports is not None and len(ports) != nodes:
@@ -40,6 +40,7 @@ class AerospikeTestCluster:
         self._dropped: set[int] = set()
         self.nodes = [
             AerospikeTestServer(port=(ports[i] if ports else 0), cluster_name=cluster_name,
+                                durable_delete=durable_delete,
                                 _shared=(self._clock, self.namespaces), _cluster=self, _index=i)
             for i in range(nodes)
         ]

@@ -94,9 +94,13 @@ def classify_batch(rows) -> str:
 class Engine:
     """Executes AS_MSG commands for one node against shared namespaces."""
 
-    def __init__(self, namespaces: dict[str, Namespace], clock):
+    def __init__(self, namespaces: dict[str, Namespace], clock, durable_delete: str = "accept"):
         self.namespaces = namespaces
         self.clock = clock
+        if durable_delete not in ("accept", "refuse"):
+            raise ValueError("durable_delete must be 'accept' or 'refuse'")
+        # A Community server refuses durable deletes (AS_ERR_ENTERPRISE_ONLY, 25).
+        self.durable_delete_rc = P.AS_OK if durable_delete == "accept" else P.AS_ERR_ENTERPRISE_ONLY
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -215,6 +219,8 @@ class Engine:
             return Outcome(P.AS_ERR_GENERATION, rec.generation, rec.void_time)
         if filt is not None and not self._passes(filt, rec, digest):
             return Outcome(P.AS_ERR_FILTERED_OUT, rec.generation, rec.void_time)
+        if info2 & P.INFO2_DURABLE_DELETE and self.durable_delete_rc:
+            return Outcome(self.durable_delete_rc, rec.generation, rec.void_time)
         ns.delete(digest)
         return Outcome(P.AS_OK)
 
@@ -319,6 +325,8 @@ class Engine:
             # The write leaves no bins: it is a delete.
             if created:
                 return NOT_FOUND
+            if info2 & P.INFO2_DURABLE_DELETE and self.durable_delete_rc:
+                return Outcome(self.durable_delete_rc, cur_gen, cur_vt)
             ns.delete(digest)
             return Outcome(P.AS_OK, 0, 0, resp)
 

@@ -95,7 +95,7 @@ class AerospikeTestServer:
     def __init__(self, namespaces=("test",), port: int = 0, *, nsup_period=None,
                  default_ttl=None, max_record_size=None, node_name: str | None = None,
                  build: str = DEFAULT_BUILD, cluster_name: str = "null",
-                 _shared=None, _cluster=None, _index: int = 0):
+                 durable_delete: str = "accept", _shared=None, _cluster=None, _index: int = 0):
         if _shared is not None:
             self._clock, self.namespaces = _shared
         else:
@@ -111,7 +111,7 @@ class AerospikeTestServer:
         self._cluster = _cluster
         self._index = _index
         self.partition_generation = 0
-        self.engine = Engine(self.namespaces, self._clock)
+        self.engine = Engine(self.namespaces, self._clock, durable_delete=durable_delete)
         self._info = InfoHandler(self)
         self._lock = threading.Lock()
         self._stats = Counter()
