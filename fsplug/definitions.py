@@ -15,7 +15,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -77,9 +77,24 @@ def did_you_mean(name: str, candidates: list[str] | set[str] | tuple[str, ...]) 
 
 
 class Spec(BaseModel):
-    """Base of every YAML spec: unknown keys are errors, values are immutable."""
+    """Base of every YAML spec: unknown keys are errors, values are immutable.
+
+    A spec with a `name` field gets it checked as an identifier; `_kind` names it in errors.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    _kind: ClassVar[str] = "name"
+
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, cls._kind)
+
+
+def _nonempty(v: list[Any], message: str) -> list[Any]:
+    if not v:
+        raise ValueError(message)
+    return v
 
 
 def _check_name(v: str, what: str) -> str:
@@ -104,12 +119,10 @@ class _DTyped(Spec):
 class JoinKeySpec(_DTyped):
     """One join key column of an entity (int64 or string)."""
 
+    _kind: ClassVar[str] = "join key"
+
     name: str
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "join key")
 
     @field_validator("dtype")
     @classmethod
@@ -166,6 +179,8 @@ class EntitySpec(Spec):
 class SourceSpec(Spec):
     """An offline Parquet source: a file or a directory of files (hive partitions allowed)."""
 
+    _kind: ClassVar[str] = "source name"
+
     name: str
     type: Literal["parquet"] = "parquet"
     path: str
@@ -173,10 +188,6 @@ class SourceSpec(Spec):
     created_timestamp_field: str | None = None
     description: str = ""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "source name")
 
 
 def _check_bin(v: str) -> str:
@@ -226,16 +237,14 @@ def check_default(dtype: DType, value: Any) -> Any:
 class FeatureSpec(_DTyped):
     """One feature of a view: its type, the Aerospike bin (and SQLite column) storing it, a default."""
 
+    _kind: ClassVar[str] = "feature name"
+
     name: str
     bin: str | None = None
     column: str | None = Field(default=None, description="source column; defaults to the feature name")
     default: Any = None
     description: str = ""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "feature name")
 
     @field_validator("bin")
     @classmethod
@@ -260,6 +269,8 @@ class FeatureSpec(_DTyped):
 class FeatureViewSpec(Spec):
     """A group of features of one entity, loaded from one source, with one freshness ttl."""
 
+    _kind: ClassVar[str] = "feature view name"
+
     name: str
     entity: str
     source: str
@@ -270,10 +281,6 @@ class FeatureViewSpec(Spec):
     owner: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "feature view name")
 
     @field_validator("ttl")
     @classmethod
@@ -283,10 +290,8 @@ class FeatureViewSpec(Spec):
 
     @field_validator("features")
     @classmethod
-    def _features(cls, v: list[FeatureSpec]) -> list[FeatureSpec]:
-        if not v:
-            raise ValueError("a feature view needs at least one feature")
-        return v
+    def _features(cls, v: list[Any]) -> list[Any]:
+        return _nonempty(v, "a feature view needs at least one feature")
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -299,14 +304,12 @@ class FeatureViewSpec(Spec):
 class RequestFeatureSpec(_DTyped):
     """A value that arrives with the request (not stored), e.g. the pickup distance."""
 
+    _kind: ClassVar[str] = "request feature name"
+
     name: str
     default: Any = None
     description: str = ""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "request feature name")
 
     @model_validator(mode="after")
     def _post(self) -> "RequestFeatureSpec":
@@ -317,25 +320,23 @@ class RequestFeatureSpec(_DTyped):
 class RequestSourceSpec(Spec):
     """A named group of request-time features."""
 
+    _kind: ClassVar[str] = "request source name"
+
     name: str
     features: list[RequestFeatureSpec]
     description: str = ""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "request source name")
 
     @field_validator("features")
     @classmethod
-    def _features(cls, v: list[RequestFeatureSpec]) -> list[RequestFeatureSpec]:
-        if not v:
-            raise ValueError("a request source needs at least one feature")
-        return v
+    def _features(cls, v: list[Any]) -> list[Any]:
+        return _nonempty(v, "a request source needs at least one feature")
 
 
 class FeatureServiceSpec(Spec):
     """A named, ordered list of feature refs (`view:feature`, `view:*`) a model uses."""
+
+    _kind: ClassVar[str] = "feature service name"
 
     name: str
     features: list[str]
@@ -343,17 +344,11 @@ class FeatureServiceSpec(Spec):
     owner: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "feature service name")
 
     @field_validator("features")
     @classmethod
-    def _features(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("a feature service needs at least one feature ref")
-        return v
+    def _features(cls, v: list[Any]) -> list[Any]:
+        return _nonempty(v, "a feature service needs at least one feature ref")
 
 
 class RepoFileSpec(Spec):

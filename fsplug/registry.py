@@ -478,18 +478,13 @@ def _flatten(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     for k, v in obj.items():
         if k == "name":
             continue
-        if kind == "feature_views" and k == "features":
+        if k == "features" and kind in ("feature_views", "request_sources"):
             for f in v:
                 for fk, fv in f.items():
                     if fk != "name":
                         out[f"features.{f['name']}.{fk}"] = fv
         elif kind == "feature_views" and k == "source":
             out["source"] = v["name"]
-        elif kind == "request_sources" and k == "features":
-            for f in v:
-                for fk, fv in f.items():
-                    if fk != "name":
-                        out[f"features.{f['name']}.{fk}"] = fv
         else:
             out[k] = v
     return out
