@@ -244,3 +244,22 @@ def test_compressed_requests(server):
         assert server.stats.get("compressed", 0) >= 1
     finally:
         c.close()
+
+
+def test_stop_is_prompt_during_long_latency_and_pause(make_client):
+    srv = AerospikeTestServer(["test"]).start()
+    c = make_client(srv)
+    c.put(K1, {"a": 1})
+    srv.set_latency(30, commands={"get"})
+    t = threading.Thread(target=lambda: error_code(lambda: c.get(K1, policy={"total_timeout": 3000})))
+    t.start()
+    time.sleep(0.2)
+    assert timed(srv.stop) < 2
+    t.join(5)
+    srv.start()
+    srv.pause()
+    with socket.create_connection((srv.host, srv.port), timeout=1) as s:
+        s.sendall(P.proto_header(P.PROTO_TYPE_INFO, 6) + b"build\n")
+        time.sleep(0.1)
+        assert timed(srv.stop) < 2
+    assert srv.open_connections() == 0

@@ -119,6 +119,7 @@ class AerospikeTestServer:
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._running = False
+        self._stopping = threading.Event()
         self._refusing = False
         self._paused = False
         self._pause_cond = threading.Condition()
@@ -186,6 +187,8 @@ class AerospikeTestServer:
             for ns in self.namespaces.values():
                 ns.clear()
         self._paused = False
+        self._refusing = False
+        self._stopping.clear()
         self._open_listener()
         self._running = True
         self._started_at = time.monotonic()
@@ -201,6 +204,7 @@ class AerospikeTestServer:
         if not self._running and self._listener is None:
             return
         self._running = False
+        self._stopping.set()
         self._close_listener()
         with self._pause_cond:
             self._pause_cond.notify_all()
@@ -400,7 +404,7 @@ class AerospikeTestServer:
                 if self._paused and not self._wait_resumed(conn):
                     break
                 try:
-                    self._dispatch(sock, ptype, body)
+                    self._dispatch(conn, ptype, body)
                 except _Drop:
                     break
                 if len(buf) > 4 * RECV_BUFFER:
@@ -424,13 +428,20 @@ class AerospikeTestServer:
                 self._pause_cond.wait(0.1)
         return self._running and not conn.closed
 
-    def _delay(self, kind: str) -> None:
+    def _delay(self, kind: str, conn: _Conn) -> None:
         seconds, commands = self._latency
         if seconds > 0 and (
                 (commands is None and kind != "info") or
                 (commands is not None and (kind in commands or "all" in commands
                                            or (kind.startswith("batch") and "batch" in commands)))):
-            time.sleep(seconds)
+            # Sleep, but wake up for stop() and drop_connections().
+            deadline = time.monotonic() + seconds
+            while not conn.closed:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping.wait(min(left, 0.05)):
+                    break
+            if conn.closed or self._stopping.is_set():
+                raise _Drop
 
     def _fault_for(self, kind: str):
         if not self._rules:
@@ -448,15 +459,16 @@ class AerospikeTestServer:
                     return action
         return None
 
-    def _dispatch(self, sock, ptype: int, body) -> None:
+    def _dispatch(self, conn: _Conn, ptype: int, body) -> None:
+        sock = conn.sock
         if ptype == P.PROTO_TYPE_INFO:
             self.count("info")
-            self._delay("info")
+            self._delay("info", conn)
             reply = self._info.handle(body)
             sock.sendall(P.proto_header(P.PROTO_TYPE_INFO, len(reply)) + reply)
             return
         if ptype == P.PROTO_TYPE_AS_MSG:
-            self._as_msg(sock, body)
+            self._as_msg(conn, body)
             return
         if ptype == P.PROTO_TYPE_AS_MSG_COMPRESSED:
             self.count("compressed")
@@ -466,7 +478,7 @@ class AerospikeTestServer:
             _v, inner_type, size = P.parse_proto_header(inner)
             if inner_type != P.PROTO_TYPE_AS_MSG or size != len(inner) - 8:
                 raise _Drop
-            self._as_msg(sock, memoryview(inner)[8:])
+            self._as_msg(conn, memoryview(inner)[8:])
             return
         if ptype == P.PROTO_TYPE_SECURITY:
             # A Community server answers every security message "not supported" (code 51).
@@ -478,7 +490,8 @@ class AerospikeTestServer:
         log.warning("unknown proto type %s; closing connection", ptype)
         raise _Drop
 
-    def _as_msg(self, sock, body) -> None:
+    def _as_msg(self, conn: _Conn, body) -> None:
+        sock = conn.sock
         try:
             msg, _end = P.parse_msg(body)
         except P.ProtocolError as e:
@@ -504,7 +517,7 @@ class AerospikeTestServer:
             self._stats[kind] += 1
             if rows is not None:
                 self._stats["batch_keys"] += len(rows)
-        self._delay(kind)
+        self._delay(kind, conn)
         action = self._fault_for(kind)
         if action == "drop":
             raise _Drop
