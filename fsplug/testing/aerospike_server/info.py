@@ -32,21 +32,18 @@ class InfoHandler:
 
     def __init__(self, node):
         self.node = node
+        self._table = self._simple()
 
     def handle(self, body: bytes) -> bytes:
         text = bytes(body).decode("utf-8", "replace")
         names = [n for n in text.split("\n") if n]
-        if not names:
+        if not names:  # an empty request: a short summary, as a real node gives its defaults
             names = ["node", "build", "edition", "version", "partition-generation", "statistics"]
-            out = []
-            for n in names:
-                out.append(f"{n}\t{self.value(n)}\n")
-            return "".join(out).encode()
         return "".join(f"{n}\t{self.value(n)}\n" for n in names).encode()
 
-    def value(self, name: str) -> str:
+    def _simple(self) -> dict:
         node = self.node
-        simple = {
+        return {
             "node": lambda: node.node_name,
             "build": lambda: node.build,
             "version": lambda: f"Aerospike Community Edition build {node.build}",
@@ -77,7 +74,10 @@ class InfoHandler:
             "cluster-stable": lambda: node.cluster_key,
             "cluster-size": lambda: str(node.cluster_size()),
         }
-        fn = simple.get(name)
+
+    def value(self, name: str) -> str:
+        node = self.node
+        fn = self._table.get(name)
         if fn is not None:
             return fn()
         cmd, sep, params = name.partition(":")
