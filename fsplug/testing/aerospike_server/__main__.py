@@ -34,6 +34,14 @@ def main(argv=None) -> int:
         namespaces = json.loads(args.namespaces_json)
     kw = dict(nsup_period=args.nsup_period, default_ttl=args.default_ttl,
               max_record_size=args.max_record_size)
+    # Handlers first: a SIGTERM right after the "listening" line must still stop cleanly.
+    done = threading.Event()
+
+    def _stop(*_):
+        done.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     if args.nodes > 1:
         ports = [args.port + i for i in range(args.nodes)] if args.port else None
         server = AerospikeTestCluster(args.nodes, namespaces, ports=ports, **kw).start()
@@ -42,14 +50,7 @@ def main(argv=None) -> int:
         server = AerospikeTestServer(namespaces, port=args.port, **kw).start()
         ports_text = str(server.port)
     print(f"fsplug Aerospike test server: port {ports_text}, namespaces "
-          f"{','.join(namespaces)}, listening on 127.0.0.1 only", flush=True)
-    done = threading.Event()
-
-    def _stop(*_):
-        done.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+          f"{','.join(map(str, namespaces))}, listening on 127.0.0.1 only", flush=True)
     if args.control:
         threading.Thread(target=_control_loop, args=(server, done), daemon=True).start()
     try:
