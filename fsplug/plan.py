@@ -9,6 +9,7 @@ registry walks, no per-value objects.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import IntEnum
@@ -25,6 +26,23 @@ from fsplug.types import DType
 __all__ = ["FieldStatus", "OutputColumn", "ViewRead", "EntityGroup", "RetrievalPlan", "compile_plan", "OnlineResult"]
 
 
+class _lazy:
+    """Like functools.cached_property without its per-instance lock (Python 3.11 takes an RLock on
+    every first access, a measurable cost on an object created per request)."""
+
+    def __init__(self, fn: Any):
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value
+        return value
+
+
 class FieldStatus(IntEnum):
     """Per-value status, numbered as Feast's FieldStatus."""
 
@@ -33,6 +51,10 @@ class FieldStatus(IntEnum):
     NULL_VALUE = 2
     NOT_FOUND = 3
     OUTSIDE_MAX_AGE = 4
+
+
+# FieldStatus values as plain uint8 for the hot path (enum attribute access is slow in 3.11)
+_PRESENT, _NULL_VALUE, _NOT_FOUND, _OUTSIDE_MAX_AGE = (np.uint8(s) for s in (1, 2, 3, 4))
 
 
 @dataclass(frozen=True)
@@ -123,6 +145,68 @@ class RetrievalPlan:
             ))
         return tuple(out)
 
+    @cached_property
+    def _group_views(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Per group: the timestamp bins' indexes and the views' ttls in us (inf = never stale)."""
+        return tuple((np.array([v.ts_index for v in g.views], dtype=np.intp),
+                      np.array([v.ttl_us or np.inf for v in g.views], dtype=np.float64)) for g in self.groups)
+
+    @cached_property
+    def _request_indexed(self) -> tuple[tuple[int, OutputColumn], ...]:
+        return tuple((i, c) for i, c in enumerate(self.columns) if c.is_request)
+
+    @cached_property
+    def _request_numeric(self) -> tuple[tuple[int, bool], ...]:
+        return tuple((i, c.dtype.is_numeric) for i, c in enumerate(self.columns) if c.is_request)
+
+    @cached_property
+    def _vector_recipe(self) -> tuple[tuple[int, int, int, int, bool, float], ...]:
+        """Per column: (group or -1, bin index, timestamp bin index, ttl us, numeric, default) for `vector`."""
+        out = []
+        for c in self.columns:
+            if c.is_request:
+                out.append((-1, -1, -1, 0, c.dtype.is_numeric, math.nan))
+                continue
+            v = self.groups[c.group].views[c.view_index]
+            out.append((c.group, c.bin_index, v.ts_index, v.ttl_us, c.dtype.is_numeric, _numeric_default(c)))
+        return tuple(out)
+
+    def vector(self, rows: Sequence[Sequence[Any]], request_values: Mapping[int, Sequence[Any]], now_us: int,
+               row_mapping: bool = False) -> tuple[list[float], list[int]]:
+        """One entity's model vector and statuses from a store read of one key per group.
+
+        The same values and statuses as `OnlineResult(...).to_numpy()[0]` / `.statuses[0]`, computed
+        in plain Python: for one row that is several times cheaper than the vectorized path.
+        """
+        grows: list[Any] = []
+        for g, r in zip(self.groups, rows):
+            row = r[0]
+            if row is not None and row_mapping:
+                row = tuple(map(row.get, g.bins))
+            grows.append(row)
+        values: list[float] = []
+        statuses: list[int] = []
+        nan = math.nan
+        for i, (gi, bi, ti, ttl, numeric, default) in enumerate(self._vector_recipe):
+            if gi < 0:
+                statuses.append(1)
+                values.append(float(request_values[i][0]) if numeric else nan)
+                continue
+            row = grows[gi]
+            if row is None or row[ti] is None:
+                st = 3  # NOT_FOUND
+            elif ttl and now_us - row[ti] > ttl:
+                st = 4  # OUTSIDE_MAX_AGE
+            else:
+                v = row[bi]
+                st = 2 if v is None or v != v else 1  # NULL_VALUE / PRESENT
+            statuses.append(st)
+            if st == 1:
+                values.append(float(v) if numeric else nan)
+            else:
+                values.append(default)
+        return values, statuses
+
     def explain(self) -> str:
         """A readable description of what this plan reads and returns."""
         lines = [f"RetrievalPlan for {('service ' + self.service) if self.service else 'features'} "
@@ -160,13 +244,15 @@ class RetrievalPlan:
     def request_values(self, entities: Mapping[str, Sequence[Any]], n: int) -> dict[int, list[Any]]:
         """Validated request-time feature values by output column position."""
         out = {}
-        for i, c in enumerate(self.columns):
-            if not c.is_request:
-                continue
+        for i, c in self._request_indexed:
             if c.feature in entities:
                 vals = list(entities[c.feature])
                 if len(vals) != n:
                     raise RequestFeatureError(f"request feature {c.feature!r} has {len(vals)} values for {n} rows")
+                types = set(map(type, vals))
+                if types <= _FAST_TYPES.get(c.dtype, frozenset()):  # plain values of the right kind: as given
+                    out[i] = vals
+                    continue
             elif c.default is not None:
                 vals = [c.default] * n
             else:
@@ -176,6 +262,16 @@ class RetrievalPlan:
                 )
             out[i] = [_check_request_value(c, v) for v in vals]
         return out
+
+
+# Python types accepted as they are for a request feature of each dtype (others go through
+# _check_request_value, which also handles None, numpy scalars and integral floats for int64).
+_FAST_TYPES = {
+    DType.FLOAT64: frozenset({float, int}),
+    DType.FLOAT32: frozenset({float, int}),
+    DType.INT64: frozenset({int}),
+    DType.STRING: frozenset({str}),
+}
 
 
 def _fmt_seconds(s: int) -> str:
@@ -300,7 +396,7 @@ def compile_plan(
 
 def now_us() -> int:
     """The current time in microseconds since the epoch (UTC)."""
-    return int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+    return time.time_ns() // 1_000
 
 
 class OnlineResult:
@@ -321,7 +417,7 @@ class OnlineResult:
         self.errors = errors  # per-group lists of per-entity exceptions (partial results), or None
 
     # ---- raw matrices -----------------------------------------------------------------
-    @cached_property
+    @_lazy
     def _tuples(self) -> list[list[tuple[Any, ...]]]:
         out = []
         for g, rows in zip(self.plan.groups, self._rows):
@@ -334,7 +430,7 @@ class OnlineResult:
                 out.append([r if r is not None else empty for r in rows])
         return out
 
-    @cached_property
+    @_lazy
     def _matrices(self) -> list[np.ndarray]:
         """Per group: an (n, bins) float matrix (NaN = null) of the numeric bins and timestamps."""
         mats = []
@@ -350,27 +446,29 @@ class OnlineResult:
                 mats.append(m)
         return mats
 
-    @cached_property
+    @_lazy
     def statuses(self) -> np.ndarray:
         """(n, columns) uint8 array of FieldStatus values."""
-        st = np.full((self.n, len(self.plan.columns)), FieldStatus.PRESENT, dtype=np.uint8)
-        for gi, g in enumerate(self.plan.groups):
-            cols, bin_idx, view_idx = self.plan._group_columns[gi]
+        plan = self.plan
+        st = np.full((self.n, len(plan.columns)), _PRESENT, dtype=np.uint8)
+        for gi, g in enumerate(plan.groups):
+            cols, bin_idx, view_idx = plan._group_columns[gi]
             if not len(cols):
                 continue
             m = self._matrices[gi]
-            ts = m[:, [v.ts_index for v in g.views]]  # (n, views)
-            ttl = np.array([v.ttl_us or np.inf for v in g.views])
+            ts_idx, ttl = plan._group_views[gi]
+            ts = m[:, ts_idx]  # (n, views); NaN = the view never wrote this entity
             missing = np.isnan(ts)
-            stale = ~missing & ((self.now_us - ts) > ttl)
+            stale = (self.now_us - ts) > ttl  # False where ts is NaN
             if g.numeric:
                 null = np.isnan(m[:, bin_idx])
             else:
                 rows = self._tuples[gi]
                 null = np.array([[r[j] is None for j in bin_idx] for r in rows], dtype=bool).reshape(len(rows), -1)
-            s = np.where(null, FieldStatus.NULL_VALUE, FieldStatus.PRESENT)
-            s = np.where(stale[:, view_idx], FieldStatus.OUTSIDE_MAX_AGE, s)
-            s = np.where(missing[:, view_idx], FieldStatus.NOT_FOUND, s)
+            s = null.astype(np.uint8)
+            s += _PRESENT  # PRESENT (1) or NULL_VALUE (2)
+            s[stale[:, view_idx]] = _OUTSIDE_MAX_AGE
+            s[missing[:, view_idx]] = _NOT_FOUND
             st[:, cols] = s
         return st
 
@@ -380,21 +478,19 @@ class OnlineResult:
         Values that are not PRESENT get the feature's declared default (NaN without one) when
         `fill_defaults`, else NaN. Non-numeric features are NaN: models take numbers.
         """
-        out = np.full((self.n, len(self.plan.columns)), np.nan)
-        for gi, _ in enumerate(self.plan.groups):
-            cols, bin_idx, _ = self.plan._group_columns[gi]
+        plan = self.plan
+        out = np.full((self.n, len(plan.columns)), np.nan)
+        for gi, _ in enumerate(plan.groups):
+            cols, bin_idx, _ = plan._group_columns[gi]
             if len(cols):
                 out[:, cols] = self._matrices[gi][:, bin_idx]
-        for i, vals in self._request.items():
-            if self.plan.columns[i].dtype.is_numeric:
-                out[:, i] = np.asarray(vals, dtype=np.float64)
-        bad = self.statuses != FieldStatus.PRESENT
-        if bad.any():
-            fill = np.broadcast_to(self.plan._defaults if fill_defaults else np.nan, out.shape)
-            out[bad] = fill[bad]
-        return out
+        for i, numeric in plan._request_numeric:
+            if numeric:
+                out[:, i] = self._request[i]
+        bad = self.statuses != _PRESENT
+        return np.where(bad, plan._defaults if fill_defaults else np.nan, out)
 
-    @cached_property
+    @_lazy
     def columns(self) -> dict[str, np.ndarray]:
         """Typed arrays per output column; non-PRESENT values hold the default (or the dtype's null)."""
         out: dict[str, np.ndarray] = {}
@@ -408,7 +504,7 @@ class OnlineResult:
             out[c.name] = _typed(c, raw, ok)
         return out
 
-    @cached_property
+    @_lazy
     def event_timestamps(self) -> dict[str, np.ndarray]:
         """Per view: datetime64[us] event time of the values returned (NaT when not found)."""
         out = {}

@@ -211,8 +211,13 @@ class FeatureStore:
         cols = {k: (v,) for k, v in entity_key.items()}
         if request:
             cols.update({k: (v,) for k, v in request.items()})
-        res = self._read(plan, cols, 1, timeout_ms=timeout_ms)
-        return FeatureVector(res.to_numpy()[0], res.statuses[0], plan.names)
+        keys = plan.keys_by_group(cols, 1)
+        req = plan.request_values(cols, 1)
+        store = self.online_store
+        rows = store.read(plan, keys, timeout_ms) if plan.groups else []
+        # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
+        values, statuses = plan.vector(rows, req, now_us(), store.row_mapping)
+        return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)
 
     # ---- offline --------------------------------------------------------------------------
     def materialize(self, start: datetime | None, end: datetime, views: Sequence[str] | None = None,

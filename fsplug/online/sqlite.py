@@ -207,15 +207,14 @@ class SQLiteOnlineStore(OnlineStore):
                     chunk = keys[i:i + step]
                     sql = self._read_sql(g, len(chunk))
                     if nk == 1:
-                        params = [k[0] for k in chunk]
-                        for r in conn.execute(sql, params):
-                            found[(r[0],)] = r[1:]
+                        for r in conn.execute(sql, [k[0] for k in chunk]):
+                            found[r[0]] = r[1:]
                     else:
                         params = [v for k in chunk for v in k]
                         for r in conn.execute(sql, params):
                             found[r[:nk]] = r[nk:]
                 get = found.get
-                out.append([get(k) for k in keys])
+                out.append([get(k[0]) for k in keys] if nk == 1 else [get(k) for k in keys])
         except sqlite3.Error as exc:
             if timeout_ms is not None and "interrupted" in str(exc):
                 raise StoreTimeoutError(f"SQLite read exceeded its {timeout_ms} ms budget") from exc
