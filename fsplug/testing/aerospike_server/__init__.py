@@ -40,7 +40,8 @@ durable_delete="accept")``
 Introspection: ``srv.stats`` (dict of counters: one per command kind - ``get``, ``put``,
 ``exists``, ``remove``, ``touch``, ``operate``, ``batch_read``, ``batch_write``,
 ``batch_remove``, ``info``, ``scan``, ``query``, ``udf``, ``security``, ``unsupported`` - plus
-``batch_keys``, ``connections_opened``, ``faults_injected``, ``truncate``), ``srv.reset_stats()``,
+``batch_keys``, ``connections_opened``, ``faults_injected``, ``compressed``, ``truncate``),
+``srv.reset_stats()``,
 ``srv.record_count(namespace="test", set=None)``, ``srv.open_connections()``,
 ``srv.advance_clock(seconds)`` (moves the server clock: TTLs expire without sleeping).
 
@@ -66,12 +67,20 @@ Fault injection
   executes then closes without answering, an ``int`` answers that result code without executing
   (a batch gets a single error message flagged LAST).  Rules queue up.
 * ``srv.clear_faults()`` undoes all of the above.
+* ``srv.stop()`` then ``srv.start(keep_data=True)`` restarts on the same port with the data
+  (``start()`` alone restarts empty); the client reconnects by itself.
+
+Storage semantics: records keyed by (namespace, digest), set name kept; generation counts
+(16-bit, wrapping to 1); a TTL is an expiry time checked on every access; ``truncate`` drops
+records last updated at or before its ``lut`` (default now); record size is estimated after the
+real flat storage format (``storage.Record.size``) and compared with ``max_record_size``.
+Responses carry no KEY field (the real server returns stored keys only to scans and queries).
 
 Cluster
 -------
 ``AerospikeTestCluster(nodes=3, namespaces=("test",), *, nsup_period=None, default_ttl=None,
-max_record_size=None, ports=None, cluster_name="null", durable_delete="accept")`` runs ``nodes`` servers on distinct
-loopback ports sharing one store.  Partition ``p`` (the first two digest bytes, little-endian,
+max_record_size=None, ports=None, cluster_name="null", durable_delete="accept")`` runs
+``nodes`` servers on distinct loopback ports sharing one store.  Partition ``p`` (the first two digest bytes, little-endian,
 mod 4096, as the client computes it) belongs to node ``p % nodes``; nodes advertise each other
 (``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to owners
 and splits batches by node.  A node asked for a partition it does not own serves it (a real

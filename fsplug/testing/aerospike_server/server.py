@@ -17,7 +17,7 @@ from fsplug.testing.aerospike_server.storage import DEFAULT_MAX_RECORD_SIZE, Clo
 log = logging.getLogger("fsplug.testing.aerospike_server")
 
 MAX_MESSAGE_SIZE = 128 * 1024 * 1024
-RECV_BUFFER = 64 * 1024
+RECV_BUFFER = 16 * 1024
 DEFAULT_BUILD = "8.1.2.0"
 
 _ALL_PARTITIONS = range(4096)
