@@ -81,8 +81,8 @@ Cluster
 ``AerospikeTestCluster(nodes=3, namespaces=("test",), *, nsup_period=None, default_ttl=None,
 max_record_size=None, ports=None, cluster_name="null", durable_delete="accept")`` runs
 ``nodes`` servers on distinct loopback ports sharing one store.  Partition ``p`` (the first
-two digest bytes, little-endian, mod 4096, as the client computes it) belongs to node ``p % nodes``; nodes advertise each other
-(``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to owners
+two digest bytes, little-endian, mod 4096, as the client computes it) belongs to node
+``p % nodes``; nodes advertise each other (``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to owners
 and splits batches by node.  A node asked for a partition it does not own serves it (a real
 server would proxy it to the owner).  ``cluster.hosts`` ("127.0.0.1:port" strings),
 ``cluster.client_hosts()`` (tuples), ``cluster.nodes[i]`` (each an ``AerospikeTestServer`` with
