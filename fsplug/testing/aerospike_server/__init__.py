@@ -79,17 +79,17 @@ Responses carry no KEY field (the real server returns stored keys only to scans 
 Cluster
 -------
 ``AerospikeTestCluster(nodes=3, namespaces=("test",), *, nsup_period=None, default_ttl=None,
-max_record_size=None, ports=None, cluster_name="null", durable_delete="accept")`` runs
-``nodes`` servers on distinct loopback ports sharing one store.  Partition ``p`` (the first
-two digest bytes, little-endian, mod 4096, as the client computes it) belongs to node
-``p % nodes``; nodes advertise each other (``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to owners
-and splits batches by node.  A node asked for a partition it does not own serves it (a real
-server would proxy it to the owner).  ``cluster.hosts`` ("127.0.0.1:port" strings),
-``cluster.client_hosts()`` (tuples), ``cluster.nodes[i]`` (each an ``AerospikeTestServer`` with
-its own fault injection and stats), ``cluster.stop_node(i, rebalance=False)`` /
+max_record_size=None, ports=None, cluster_name="null", durable_delete="accept")`` runs ``nodes``
+servers on distinct loopback ports sharing one store. Partition ``p`` (the first two digest bytes,
+little-endian, mod 4096, as the client computes it) belongs to node ``p % nodes``; nodes advertise
+each other (``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to
+owners and splits batches by node. A node asked for a partition it does not own serves it (a real
+server would proxy it to the owner). ``cluster.hosts`` ("127.0.0.1:port" strings),
+``cluster.client_hosts()`` (tuples), ``cluster.nodes[i]`` (each an ``AerospikeTestServer`` with its
+own fault injection and stats), ``cluster.stop_node(i, rebalance=False)`` /
 ``cluster.start_node(i)`` (a stopped node stays advertised as a peer owning its partitions, so the
-client gets connection errors for its keys; with ``rebalance=True`` the other nodes drop it and
-take its partitions over, like a cluster with replication factor 2+ after re-balancing),
+client gets connection errors for its keys; with ``rebalance=True`` the other nodes drop it and take
+its partitions over, like a cluster with replication factor 2+ after re-balancing),
 ``cluster.owner_of(digest)``, ``cluster.record_count(...)``, ``cluster.advance_clock(...)``,
 ``cluster.stats`` (list of per-node dicts).
 
