@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--scale-calls", type=int, help="measured calls per case at each scale size (default 3,000)")
     r.add_argument("--feast-scale-max", type=int, help="largest scale size Feast also runs (default 100k; quick 0)")
     r.add_argument("--reuse", action="store_true",
-                   help="reuse already materialized scale stores (and their recorded materialization figures)")
+                   help="reuse already materialized scale stores and their recorded materialization figures "
+                        "(the base data set is always materialized again)")
     r.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
     args = ap.parse_args(argv)
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.data import EXAMPLES, SERVICE, STORED_FEATURES
 
-__all__ = ["Workload", "workload", "raw_bins", "FsplugSystem", "RawSQLite", "RawAerospike", "alternate", "CASES"]
+__all__ = ["Workload", "workload", "raw_bins", "FsplugSystem", "RawSQLite", "RawSQLiteNumpy", "RawAerospike", "alternate", "CASES"]
 
 CASES = ("one", "fifty", "fifty_dict", "predict", "dispatch")
 REQUEST = {"pickup_distance_km": 1.5, "surge_multiplier": 1.0, "hour_of_day": 8}
@@ -120,10 +120,11 @@ class FsplugSystem:
         self.store.close()
 
 
-def raw_bins() -> list[str]:
-    """The columns fsplug's plan reads for decline_model_v1: its 11 feature bins, then the 2 timestamp bins."""
-    bins = [b for v in STORED_FEATURES.values() for b in v.values()]
-    return bins + ["_ts_driver_stats", "_ts_driver_activity"]
+def raw_bins(store: Any) -> list[str]:
+    """The bins fsplug's plan reads for decline_model_v1 (11 feature bins, then the views' timestamp
+    bins): the raw baselines select exactly these."""
+    (group,) = store.plan(service=SERVICE).groups
+    return list(group.bins)
 
 
 class RawSQLite:
@@ -138,6 +139,7 @@ class RawSQLite:
         self.conn.execute("PRAGMA journal_mode=WAL")
         cols = ", ".join(f'"{c}"' for c in ["driver_id", *bins])
         self._sql = {n: f'SELECT {cols} FROM "{table}" WHERE "driver_id" IN ({", ".join("?" * n)})' for n in (1, 50)}
+        self.bins = list(bins)
         self.loads: dict[str, Workload] = {}
 
     def supports(self, case: str) -> bool:
@@ -154,6 +156,29 @@ class RawSQLite:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class RawSQLiteNumpy(RawSQLite):
+    """The floor of any model-ready result: the raw query plus `np.array(rows, float64)` of its rows.
+
+    Not a target baseline: it shows how much of fsplug's overhead over the bare query is the
+    unavoidable conversion of Python rows into a float matrix.
+    """
+
+    name = "raw+numpy"
+
+    def supports(self, case: str) -> bool:
+        return case == "fifty"
+
+    def run(self, case: str, lo: int, hi: int) -> list[int]:
+        import numpy as np
+
+        keys = self.loads[case].keys
+        sql = self._sql[len(keys[lo])]
+        ex = self.conn.execute
+        arr = np.array
+        f8 = np.float64
+        return _timed(lambda i: arr(ex(sql, keys[i]).fetchall(), dtype=f8), lo, hi)
 
 
 class RawAerospike:

@@ -13,7 +13,8 @@ CASE_TITLES = {
     "predict": "`predict_decline_risk` (1 driver)",
     "dispatch": "`dispatch` (50 candidates)",
 }
-SYSTEM_TITLES = {"fsplug": "fsplug", "raw": "raw driver", "feast": "Feast"}
+SYSTEM_TITLES = {"fsplug": "fsplug", "raw": "raw driver", "feast": "Feast",
+                 "raw+numpy": "raw query + `np.array(rows)` (floor, not a target)"}
 
 
 def _f(v: Any, digits: int = 1) -> str:
@@ -137,8 +138,10 @@ def histogram(result: dict[str, Any], path: Path, store: str = "sqlite") -> str 
     allv = np.concatenate([np.asarray(v) for v in samples.values()])
     lo, hi = max(1.0, float(np.percentile(allv, 0.05))), float(np.percentile(allv, 99.95))
     bins = np.geomspace(lo, hi, 120)
-    colors = {"fsplug": "#1f77b4", "raw": "#2ca02c", "feast": "#d62728"}
+    colors = {"fsplug": "#1f77b4", "raw": "#2ca02c", "feast": "#d62728", "raw+numpy": "#9467bd"}
     for name, vals in samples.items():
+        if name == "raw+numpy":
+            continue
         a = np.asarray(vals)
         label = f"{_raw_title(store).replace('`', '') if name == 'raw' else SYSTEM_TITLES.get(name, name)} " \
                 f"(p50 {np.percentile(a, 50):,.0f} us, p99 {np.percentile(a, 99):,.0f} us)"

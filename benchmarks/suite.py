@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from benchmarks import data as D
 from benchmarks.materialize import measure_fsplug
-from benchmarks.reads import FsplugSystem, RawAerospike, RawSQLite, alternate, raw_bins, workload
+from benchmarks.reads import FsplugSystem, RawAerospike, RawSQLite, RawSQLiteNumpy, alternate, raw_bins, workload
 from benchmarks.stats import ratio, summarize
 
 TEST_SERVER_LABEL = "functional only (test server: its timings say nothing about Aerospike)"
@@ -138,10 +138,10 @@ def _repo_for(opts: Options, store: str, ds: D.Dataset, target: AerospikeTarget 
     return repo, cfg
 
 
-def _materialized(repo: Path, ds: D.Dataset, store: str, opts: Options, log: Log) -> dict[str, Any]:
+def _materialized(repo: Path, ds: D.Dataset, store: str, opts: Options, log: Log, reuse: bool) -> dict[str, Any]:
     """fsplug's materialization of `ds` into the repo's store (measured in a child), or the cached record."""
     marker = repo / "data" / "bench_materialized.json"
-    if opts.reuse and marker.exists():
+    if reuse and marker.exists():
         rec = json.loads(marker.read_text())
         rec["reused_from"] = rec.get("measured_at")
         log(f"  reusing materialized {repo.name} (measured {rec.get('measured_at')})")
@@ -159,6 +159,8 @@ def _check_agreement(fs: FsplugSystem, raw: Any, feast: Any, keys: list[int], st
     """Do fsplug, the raw call and Feast return the same stored values for these keys? (not timed)"""
     import math
 
+    import numpy as np
+
     from benchmarks.reads import REQUEST
 
     res = fs.store.get_online_features(service=D.SERVICE, entities={"driver_id": keys, **{
@@ -167,6 +169,7 @@ def _check_agreement(fs: FsplugSystem, raw: Any, feast: Any, keys: list[int], st
     fsd = res.to_dict()
     feats = [f for v in D.STORED_FEATURES.values() for f in v]
     bins = [b for v in D.STORED_FEATURES.values() for b in v.values()]
+    assert list(raw.bins)[:len(bins)] == bins, (raw.bins, bins)
     out: dict[str, Any] = {"keys": len(keys)}
     # raw rows, by key
     if isinstance(raw, RawSQLite):
@@ -176,6 +179,14 @@ def _check_agreement(fs: FsplugSystem, raw: Any, feast: Any, keys: list[int], st
         rows = {k: tuple((r.record[2] or {}).get(b) for b in raw.bins) if r.result == 0 else None
                 for k, r in zip(keys, recs)}
     mism = 0
+    ts = res.event_timestamps
+    for i, k in enumerate(keys):
+        row = rows.get(k)
+        for j, view in enumerate(D.STORED_FEATURES):  # the timestamp bins follow the feature bins
+            want = ts[view][i]
+            got = row[len(bins) + j] if row is not None else None
+            if (got is None) != np.isnat(want) or (got is not None and int(got) != int(want.astype("int64"))):
+                mism += 1
     for i, k in enumerate(keys):
         row = rows.get(k)
         for j, (f, b) in enumerate(zip(feats, bins)):
@@ -239,11 +250,13 @@ def bench_dataset(opts: Options, store: str, ds: D.Dataset, target: AerospikeTar
     """Materialize `ds` into `store` (fsplug, and Feast when asked), then run the read cases alternating."""
     repo, cfg = _repo_for(opts, store, ds, target)
     marker = repo / "data" / "bench_materialized.json"
-    if not (opts.reuse and marker.exists()):
+    # --reuse applies to the scale data sets of a real store (the base set is always re-materialized)
+    reuse = opts.reuse and not train and (store == "sqlite" or target.real)
+    if not (reuse and marker.exists()):
         D.make_fsplug_repo(repo, ds, cfg)
     out: dict[str, Any] = {"drivers": ds.n_drivers, "dataset": ds.describe(), "repo": str(repo),
                            "materialize": {}, "reads": {}}
-    out["materialize"]["fsplug"] = _materialized(repo, ds, store, opts, log)
+    out["materialize"]["fsplug"] = _materialized(repo, ds, store, opts, log, reuse)
     model = None
     if train or model_from is not None:
         model = repo / "data" / "models" / f"{D.SERVICE}.joblib"
@@ -260,10 +273,12 @@ def bench_dataset(opts: Options, store: str, ds: D.Dataset, target: AerospikeTar
             m = train_model(repo, "logreg", holdout_days=max(1, min(2, ds.days - 1)))
             out["model"] = {k: m[k] for k in ("auc_holdout", "auc_ground_truth", "train_rows", "test_rows")}
     systems: list[Any] = [FsplugSystem(repo, model)]
+    bins = raw_bins(systems[0].store)
     if store == "sqlite":
-        systems.append(RawSQLite(repo / "data" / "online.db", D.ENTITY_TABLE, raw_bins()))
+        systems.append(RawSQLite(repo / "data" / "online.db", D.ENTITY_TABLE, bins))
+        systems.append(RawSQLiteNumpy(repo / "data" / "online.db", D.ENTITY_TABLE, bins))
     else:
-        systems.append(RawAerospike(target.hosts, target.namespace, cfg["sets"]["driver"], raw_bins(),
+        systems.append(RawAerospike(target.hosts, target.namespace, cfg["sets"]["driver"], bins,
                                     cfg.get("read_total_timeout_ms", 50), cfg.get("read_socket_timeout_ms", 20)))
     feast = None
     if with_feast:
@@ -371,6 +386,8 @@ def run(opts: Options, log: Log | None = None) -> dict[str, Any]:
         log("Feast venv ...")
         result["meta"]["versions"]["feast"] = feast_side.ensure_venv(aerospike="aerospike" in opts.stores, log=log)
         log(f"  Feast {result['meta']['versions']['feast']} in {feast_side.VENV}")
+    if not opts.quick:
+        ensure_matplotlib(log)
     base_end = D.fresh_end(started)
     base = D.dataset(opts.entities, opts.days, opts.offers_per_driver_day, opts.seed, base_end, opts.out_dir, log)
     model_from: Path | None = None
@@ -407,6 +424,19 @@ def run(opts: Options, log: Log | None = None) -> dict[str, Any]:
     except OSError:
         pass
     return result
+
+
+def ensure_matplotlib(log: Log) -> None:
+    """Full runs draw the histogram: install the `bench` extra's matplotlib into this venv if missing."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("matplotlib") is None:
+        log("installing matplotlib (the bench extra) into this environment for the histogram ...")
+        p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib>=3.8"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            log("  could not install matplotlib: the histogram PNG will be skipped")
 
 
 def default_options(quick: bool) -> dict[str, Any]:
