@@ -5,7 +5,7 @@
 The child applies the repo, empties the online store (a re-run must not find newer data and
 skip writes), then times `FeatureStore.materialize(None, end)` over every online view. Entities
 are counted as fsplug reports them: one per (view, entity) row written, the same unit the Feast
-worker counts. Peak RSS is `ru_maxrss` of the child (the interpreter and imports included;
+worker counts. Peak RSS is the VmHWM of the child (the interpreter and imports included;
 `rss_before_mib` is the same figure just before materializing).
 """
 
@@ -26,6 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rss_mib() -> float:
+    """Peak RSS of this process in MiB: VmHWM from /proc/self/status.
+
+    Not `ru_maxrss`: on Linux that survives fork + exec, so a child reports its parent's peak when
+    the parent was bigger (the harness holds samples and models: hundreds of MiB).
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
