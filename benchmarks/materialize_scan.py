@@ -121,7 +121,8 @@ def scan(path: Path, snapshots: int) -> dict:
         "seconds": round(dt, 2),
         "entities_out": n_out,
         "rows_read": stats.rows_read,
-        "passes": stats.passes,
+        "partitions": stats.partitions,
+        "spilled_mib": round(stats.spilled_bytes / 2**20),
         "peak_rss_mib": round(rss, 1),
     }
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -300,8 +301,10 @@ class ScanStats:
     """Rows skipped because a join key column was null."""
     entities: int = 0
     """Rows emitted: one per distinct entity in the window."""
-    passes: int = 0
-    """Passes over the key/timestamp columns (more than one when the source exceeds sort_rows)."""
+    partitions: int = 0
+    """Hash partitions the key/timestamp rows were sorted in (1 = all in memory, nothing spilled)."""
+    spilled_bytes: int = 0
+    """Bytes of compact key/timestamp rows written to temporary files (0 when partitions == 1)."""
 
 
 def scan_latest(
@@ -317,6 +320,7 @@ def scan_latest(
     progress: Callable[[int], None] | None = None,
     stats: ScanStats | None = None,
     sort_rows: int = DEFAULT_SORT_ROWS,
+    spill_dir: str | Path | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield, in batches of about `batch_rows`, the latest row of every entity with start <= ts < end.
 
@@ -326,11 +330,13 @@ def scan_latest(
     `start=None` means no lower bound; naive datetimes are UTC. Tie rules: see the module docstring.
 
     Memory stays bounded: a first pass reads only the key and timestamp columns and picks the winning
-    row of each entity (hash-partitioned into several passes when the window holds more than
-    `sort_rows` rows), keeping one byte per row in a bitmap; the final pass reads the feature
-    columns in bounded batches and keeps the winners. Rows come out in source order, not key order.
-    `progress(n)` is called with the rows read by each batch of the final pass; `stats`, if given,
-    is filled in. Errors are SourceDataError and name the file.
+    row of each entity, keeping one byte per row in a bitmap; above `sort_rows` source rows, the
+    compact (key, timestamps, row id) rows are hash-partitioned by key into temporary Arrow IPC files
+    under `spill_dir` (default: the system temp dir; ~32 bytes a row for an int64 key) and each
+    partition is sorted alone. The second pass reads the feature columns in bounded batches and
+    keeps the winners. Rows come out in source order, not key order. `progress(n)` is called with
+    the rows read by each batch of the second pass; `stats`, if given, is filled in. Errors are
+    SourceDataError and name the file.
     """
     stats = stats if stats is not None else ScanStats()
     dataset, source = _as_dataset(path)
@@ -363,7 +369,7 @@ def scan_latest(
 
     flt = _time_filter(timestamp_field, ts_type, start, end)
     winners = _pick_winners(
-        dataset, source, flt, key_names, timestamp_field, created_timestamp_field, sort_rows, stats
+        dataset, source, flt, key_names, timestamp_field, created_timestamp_field, sort_rows, stats, spill_dir
     )
 
     out_names = list(dict.fromkeys([*key_names, timestamp_field, *col_names]))
@@ -434,13 +440,22 @@ _SCAN_OPTIONS = ds.ParquetFragmentScanOptions(pre_buffer=False)
 
 
 def _batches(
-    dataset: ds.Dataset, source: str, columns: list[str], flt: Any, batch_rows: int
+    dataset: ds.Dataset, source: str, columns: list[str], flt: Any, batch_rows: int, threads: bool = True
 ) -> Iterator[pa.RecordBatch]:
     """Scan in a fixed order (fragments in path order, rows in file order): row ordinals of
-    separate passes over the same filter refer to the same rows."""
+    separate passes over the same filter refer to the same rows.
+
+    Readahead is kept short: a consumer slower than the decoder otherwise lets decoded batches
+    pile up (hundreds of MB for a multi-GB file)."""
     try:
         yield from dataset.to_batches(
-            columns=columns, filter=flt, batch_size=batch_rows, fragment_scan_options=_SCAN_OPTIONS
+            columns=columns,
+            filter=flt,
+            batch_size=batch_rows,
+            fragment_scan_options=_SCAN_OPTIONS,
+            use_threads=threads,
+            batch_readahead=4,
+            fragment_readahead=1,
         )
     except (pa.ArrowException, OSError) as e:
         raise SourceDataError(f"{source}: reading failed: {_first_line(e)}") from e
@@ -455,58 +470,127 @@ def _pick_winners(
     created_field: str | None,
     sort_rows: int,
     stats: ScanStats,
+    spill_dir: str | Path | None,
 ) -> np.ndarray:
-    """One bool per row in the window (scan order): True for the latest row of its entity."""
+    """One bool per row in the window (scan order): True for the latest row of its entity.
+
+    One pass over the key/timestamp columns builds compact rows (keys, ts, created, row id, ~32
+    bytes for an int64 key). When the source has more than `sort_rows` rows they are hash-partitioned
+    by key into Arrow IPC files in a temporary directory, and each partition is sorted on its own,
+    so memory holds at most ~sort_rows compact rows at a time.
+    """
     upper = dataset.count_rows()  # from Parquet metadata: cheap, and an upper bound of the window
     n_parts = max(1, math.ceil(upper / max(1, sort_rows)))
+    stats.partitions = n_parts
     cols = list(dict.fromkeys([*key_names, ts_field, *([created_field] if created_field else [])]))
-    winners: np.ndarray | None = None
-    for part in range(n_parts):
-        stats.passes += 1
+    names = [f"k{i}" for i in range(len(key_names))] + ["ts", *(["created"] if created_field else []), "rid"]
+    if n_parts > 1 and spill_dir is not None:
+        Path(spill_dir).mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.TemporaryDirectory(prefix="fsplug-scan-", dir=spill_dir) if n_parts > 1 else None
+    try:
+        spill = _Spill(Path(tmp.name), n_parts) if tmp is not None else None
         chunks: list[pa.RecordBatch] = []
         base = 0
-        for batch in _batches(dataset, source, cols, flt, 1 << 20):
+        # Single-threaded, small batches: the compact rows are built in Python-driven numpy code,
+        # and a threaded reader would only decode ahead of it (costing memory, not time).
+        for batch in _batches(dataset, source, cols, flt, 65536, threads=False):
             n = batch.num_rows
-            rid = np.arange(base, base + n, dtype=np.int64)
-            base += n
+            lo, base = base, base + n
             keys = [batch.column(k) for k in key_names]
             valid = np.ones(n, dtype=bool)
             for k in keys:
                 if k.null_count:
                     valid &= k.is_valid().to_numpy(zero_copy_only=False)
-            if part == 0:
-                stats.null_key_rows += int(n - valid.sum())
-            if n_parts > 1:
-                valid &= (_hash_keys(keys) % np.uint64(n_parts)) == part
-            if not valid.all():
-                idx = np.flatnonzero(valid)
-                if len(idx) == 0:
-                    continue
-                keys = [k.take(idx) for k in keys]
-                rid = rid[idx]
+            stats.null_key_rows += int(n - valid.sum())
+            idx = np.flatnonzero(valid)
+            if len(idx) == 0:
+                continue
+            if len(idx) < n:
                 batch = batch.take(idx)
-            ts = _ts_micros(batch.column(ts_field))
-            arrays = [*(_plain(k) for k in keys), pa.array(ts)]
-            names = [f"k{i}" for i in range(len(keys))] + ["ts"]
+            arrays = [_plain(batch.column(k)) for k in key_names]
+            arrays.append(pa.array(_ts_micros(batch.column(ts_field))))
             if created_field:
                 arrays.append(pa.array(_ts_micros(batch.column(created_field))))
-                names.append("created")
-            arrays.append(pa.array(rid))
-            names.append("rid")
-            chunks.append(pa.RecordBatch.from_arrays(arrays, names=names))
-        if winners is None:
-            winners = np.zeros(base, dtype=bool)
-        elif base != len(winners):
-            raise SourceDataError(
-                f"{source}: changed while it was being read ({len(winners)} rows, then {base})"
-            )
-        if sum(c.num_rows for c in chunks):
-            table = pa.Table.from_batches(chunks).combine_chunks()
-            chunks.clear()
-            winners[_latest_rids(table, len(key_names), created_field is not None)] = True
+            arrays.append(pa.array(idx + lo))
+            compact = pa.RecordBatch.from_arrays(arrays, names=names)
+            if spill is None:
+                chunks.append(compact)
+            else:
+                spill.add(compact, _hash_keys(arrays[: len(key_names)]) % np.uint64(n_parts))
+        winners = np.zeros(base, dtype=bool)
+        parts = (
+            [pa.Table.from_batches(chunks, schema=None if chunks else _empty(names))]
+            if spill is None
+            else None
+        )
+        chunks.clear()
+        for table in parts if parts is not None else spill.read_back():
+            if table.num_rows:
+                table = table.combine_chunks()
+                winners[_latest_rids(table, len(key_names), created_field is not None)] = True
             del table
-    assert winners is not None
-    return winners
+        if spill is not None:
+            stats.spilled_bytes = spill.bytes
+        return winners
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _empty(names: list[str]) -> pa.Schema:
+    return pa.schema([(n, pa.int64()) for n in names])
+
+
+class _Spill:
+    """Hash partitions of compact rows, appended to one Arrow IPC stream file per partition."""
+
+    _FLUSH_ROWS = 65536
+
+    def __init__(self, root: Path, n_parts: int):
+        self.root = root
+        self.n_parts = n_parts
+        self.pending: list[list[pa.RecordBatch]] = [[] for _ in range(n_parts)]
+        self.pending_rows = [0] * n_parts
+        self.writers: list[Any] = [None] * n_parts
+        self.bytes = 0
+
+    def add(self, batch: pa.RecordBatch, part: np.ndarray) -> None:
+        order = np.argsort(part, kind="stable")
+        counts = np.bincount(part.astype(np.int64), minlength=self.n_parts)
+        sorted_batch = batch.take(pa.array(order))
+        offset = 0
+        for p in np.flatnonzero(counts):
+            c = int(counts[p])
+            self.pending[p].append(sorted_batch.slice(offset, c))
+            offset += c
+            self.pending_rows[p] += c
+            if self.pending_rows[p] >= self._FLUSH_ROWS:
+                self._flush(int(p))
+
+    def _flush(self, p: int) -> None:
+        if not self.pending[p]:
+            return
+        table = pa.Table.from_batches(self.pending[p]).combine_chunks()
+        self.pending[p] = []
+        self.pending_rows[p] = 0
+        if self.writers[p] is None:
+            sink = pa.OSFile(str(self.root / f"part-{p:05d}.arrows"), "wb")
+            self.writers[p] = (sink, pa.ipc.new_stream(sink, table.schema))
+        self.writers[p][1].write_table(table)
+        self.bytes += table.nbytes
+
+    def read_back(self) -> Iterator[pa.Table]:
+        for p in range(self.n_parts):
+            self._flush(p)
+            if self.writers[p] is not None:
+                sink, writer = self.writers[p]
+                writer.close()
+                sink.close()
+                path = self.root / f"part-{p:05d}.arrows"
+                with pa.OSFile(str(path)) as f:
+                    table = pa.ipc.open_stream(f).read_all()
+                path.unlink()
+                yield table
 
 
 def _plain(arr: pa.Array) -> pa.Array:

@@ -380,7 +380,7 @@ def test_null_keys_are_skipped_and_counted(tmp_path):
     assert stats.null_key_rows == 2
 
 
-def test_null_keys_counted_once_with_several_passes(tmp_path):
+def test_null_keys_counted_once_with_spilled_partitions(tmp_path):
     n = 1000
     table = pa.table(
         {
@@ -390,8 +390,9 @@ def test_null_keys_counted_once_with_several_passes(tmp_path):
         }
     )
     p = write(tmp_path / "s.parquet", table)
-    out, stats = scan(p, created=None, sort_rows=100)
-    assert stats.passes == 10 and stats.null_key_rows == 100
+    out, stats = scan(p, created=None, sort_rows=100, spill_dir=tmp_path / "spill")
+    assert stats.partitions == 10 and stats.null_key_rows == 100 and stats.spilled_bytes > 0
+    assert list((tmp_path / "spill").iterdir()) == []  # temporary files are removed
     assert len(out) == len(set(out["driver_id"].to_pylist()))
 
 
