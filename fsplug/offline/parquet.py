@@ -296,7 +296,7 @@ class ScanStats:
     """What a `scan_latest` run saw; filled in as the scan goes (complete once it is exhausted)."""
 
     rows_read: int = 0
-    """Rows inside the time window (read in the final pass; progress() reports the same rows)."""
+    """Rows inside the time window (read by the second pass; progress() reports the same rows)."""
     null_key_rows: int = 0
     """Rows skipped because a join key column was null."""
     entities: int = 0
@@ -627,7 +627,7 @@ _MULTS = np.random.default_rng(0x5EED).integers(1, 2**63, size=64, dtype=np.uint
 
 
 def _hash_keys(keys: Sequence[pa.Array]) -> np.ndarray:
-    """A 64-bit hash per row of the (non-null) key columns; only used to split work into passes."""
+    """A 64-bit hash per row of the (non-null) key columns; only used to split rows into partitions."""
     h = np.zeros(len(keys[0]), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for arr in keys:
@@ -637,7 +637,7 @@ def _hash_keys(keys: Sequence[pa.Array]) -> np.ndarray:
             else:
                 hk = arr.cast(pa.int64()).fill_null(0).to_numpy().view(np.uint64)
             h = (h * np.uint64(0x100000001B3)) ^ hk
-        # finalizer (splitmix64) so that sequential ids spread over all passes
+        # finalizer (splitmix64) so that sequential ids spread over all partitions
         h ^= h >> np.uint64(30)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(27)
