@@ -79,6 +79,10 @@ class DispatchService:
         self.base_rate = float(self.predictor.artifact.signature.metrics.get("base_rate", 0.5))
         self.names = self.predictor.plan.names
         self._stored = np.array([not c.is_request for c in self.predictor.plan.columns])
+        try:  # connect now rather than within the first request's budget
+            self.store.online_store.connect()
+        except StoreError:
+            pass  # the store is down: requests fall back and the store reconnects by itself later
 
     def close(self) -> None:
         self.store.close()

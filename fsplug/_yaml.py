@@ -1,8 +1,10 @@
 """Internal: YAML loading that remembers where every node came from.
 
-PyYAML's safe composer builds the node tree (no tags, no Python objects); we turn it into
-plain data ourselves so that duplicate keys are errors (PyYAML keeps the last one silently)
-and every value's `line:column` is known for error messages.
+PyYAML's safe composer builds the node tree (no Python objects); we turn it into plain data
+ourselves so that duplicate keys are errors (PyYAML keeps the last one silently) and every
+value's `line:column` is known for error messages. Only plain YAML is accepted: a node with an
+explicit tag other than the core ones (`!!python/object:...`, `!!binary`, `!!set`, `!custom`)
+is a located problem, never constructed; so is nesting deeper than MAX_DEPTH.
 """
 
 from __future__ import annotations
@@ -47,13 +49,41 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
-    # Resolve the implicit tag (int, float, bool, null, str) the way SafeLoader does.
+_CORE = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_CORE + t for t in ("null", "bool", "int", "float", "str", "timestamp")}
+
+
+class _Rejected(Exception):
+    """A node that is not plain YAML; the problem was recorded."""
+
+
+def _reject(node: yaml.Node, doc: "YamlDoc", problems: list[Problem], message: str) -> _Rejected:
+    line, col = _pos(node)
+    problems.append(Problem(doc.file, line, col, message))
+    return _Rejected()
+
+
+def _scalar(node: yaml.ScalarNode, doc: "YamlDoc", problems: list[Problem]) -> Any:
+    # Resolve the implicit tag (int, float, bool, null, str, timestamp) the way SafeLoader does.
+    if node.tag == _CORE + "value":  # a lone '=' resolves to this tag; it is just a string
+        return node.value
+    if node.tag not in _SCALAR_TAGS:
+        raise _reject(node, doc, problems, _tag_message(node.tag))
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # e.g. the date 2024-13-45
+        if node.tag == _CORE + "timestamp" and node.style is None:
+            return node.value  # looked like a date but is not one: keep the text
+        raise _reject(node, doc, problems, f"cannot read value {node.value!r}: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _tag_message(tag: str) -> str:
+    shown = tag.replace(_CORE, "!!")
+    return (f"YAML tag {shown!r} is not allowed: fsplug reads plain YAML (mappings, lists, strings, "
+            "numbers, booleans, null) and never builds objects from tags")
 
 
 def load_yaml(path: Path, display: str, problems: list[Problem]) -> YamlDoc | None:
@@ -66,6 +96,9 @@ def load_yaml(path: Path, display: str, problems: list[Problem]) -> YamlDoc | No
     doc = YamlDoc(display, None)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        problems.append(Problem(display, 1, 1, f"YAML nesting is too deep (over {MAX_DEPTH} levels)"))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -92,6 +125,7 @@ def load_yaml(path: Path, display: str, problems: list[Problem]) -> YamlDoc | No
 
 
 MAX_NODES = 200_000
+MAX_DEPTH = 64
 
 
 class _TooBig(Exception):
@@ -99,10 +133,21 @@ class _TooBig(Exception):
 
 
 def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem]) -> Any:
+    try:
+        return _node(node, loc, doc, problems)
+    except _Rejected:
+        return None
+
+
+def _node(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem]) -> Any:
     doc.positions[loc] = _pos(node)
     if len(doc.positions) > MAX_NODES:
         raise _TooBig
+    if len(loc) > MAX_DEPTH:
+        raise _reject(node, doc, problems, f"YAML nesting is too deep (over {MAX_DEPTH} levels)")
     if isinstance(node, yaml.MappingNode):
+        if node.tag != _CORE + "map":
+            raise _reject(node, doc, problems, _tag_message(node.tag))
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -113,7 +158,10 @@ def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem]) -
                 line, col = _pos(key_node)
                 problems.append(Problem(doc.file, line, col, "YAML merge keys ('<<') are not supported"))
                 continue
-            key = _scalar(key_node)
+            try:
+                key = _scalar(key_node, doc, problems)
+            except _Rejected:
+                continue
             if key in out:
                 line, col = _pos(key_node)
                 first = doc.key_positions[loc + (key,)]
@@ -125,5 +173,7 @@ def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem]) -
             out[key] = _convert(value_node, loc + (key,), doc, problems)
         return out
     if isinstance(node, yaml.SequenceNode):
+        if node.tag != _CORE + "seq":
+            raise _reject(node, doc, problems, _tag_message(node.tag))
         return [_convert(item, loc + (i,), doc, problems) for i, item in enumerate(node.value)]
-    return _scalar(node)
+    return _scalar(node, doc, problems)

@@ -95,6 +95,10 @@ def load_config(root: Path) -> LoadedConfig:
         config = RepoConfig.model_validate(doc.data)
     except ValidationError as exc:
         raise DefinitionError([format_validation_error(dict(e), doc, RepoConfig) for e in exc.errors()]) from None
+    try:
+        resolve_repo_path(root, config.registry)
+    except ConfigError as exc:
+        raise DefinitionError([doc.problem(("registry",), str(exc))]) from None
     raw = dict(config.online_store)
     kind = raw.get("type", "sqlite")
     try:

@@ -287,16 +287,23 @@ def _numeric_default(c: OutputColumn) -> float:
     return float(c.default)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _check_keys(name: str, dtype: DType, values: Sequence[Any], n: int) -> list[Any]:
     vals = values.tolist() if isinstance(values, np.ndarray) else list(values)
     if len(vals) != n:
         raise EntityKeyError(f"join key {name!r} has {len(vals)} values for {n} rows")
     if dtype is DType.INT64:
-        for v in vals:
+        for i, v in enumerate(vals):  # vals is our own copy
             if type(v) is not int:
-                if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-                    return [int(x) for x in vals]
-                raise EntityKeyError(f"join key {name!r} is int64; got {v!r} ({type(v).__name__})")
+                if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                    vals[i] = int(v)
+                else:
+                    raise EntityKeyError(f"join key {name!r} is int64; got {v!r} ({type(v).__name__})")
+        if vals and (max(vals) > _INT64_MAX or min(vals) < -_INT64_MAX - 1):
+            bad = next(v for v in vals if not -_INT64_MAX - 1 <= v <= _INT64_MAX)
+            raise EntityKeyError(f"join key {name!r} is int64; {bad} is out of its range")
     else:
         for v in vals:
             if type(v) is not str:

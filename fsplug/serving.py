@@ -128,7 +128,13 @@ def load_model(path: str | Path, store: "FeatureStore | None" = None) -> ModelAr
     side = sidecar(path)
     if not path.is_file() or not side.is_file():
         raise UserInputError(f"model artifact {path} or its signature {side.name} is missing; train the model first")
-    sig = ModelSignature.from_json(side.read_text())
+    try:
+        sig = ModelSignature.from_json(side.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelIntegrityError(f"model signature {side} is unreadable ({type(exc).__name__}: {exc}); it was "
+                                  "changed or corrupted: refusing to load the model") from None
+    if not isinstance(sig.sha256, str) or len(sig.sha256) != 64:
+        raise ModelIntegrityError(f"model signature {side} records no sha256 of the model file; refusing to load it")
     actual = _sha256(path)
     if actual != sig.sha256:
         raise ModelIntegrityError(f"model file {path} has sha256 {actual[:16]}..., but its signature records "

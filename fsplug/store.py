@@ -189,6 +189,7 @@ class FeatureStore:
               partial: bool = False, timeout_ms: int | None = None) -> OnlineResult:
         if n > MAX_ENTITIES_PER_REQUEST:
             raise UserInputError(f"{n} entities in one request; the limit is {MAX_ENTITIES_PER_REQUEST}")
+        _check_timeout(timeout_ms)
         keys = plan.keys_by_group(cols, n)
         request = plan.request_values(cols, n)
         store = self.online_store
@@ -208,6 +209,7 @@ class FeatureStore:
         statuses say which.
         """
         plan = self.plan(service=service)
+        _check_timeout(timeout_ms)
         cols = {k: (v,) for k, v in entity_key.items()}
         if request:
             cols.update({k: (v,) for k, v in request.items()})
@@ -253,11 +255,23 @@ class FeatureStore:
                                        event_timestamp_column=event_timestamp_column)
 
 
+def _check_timeout(timeout_ms: Any) -> None:
+    if timeout_ms is not None and not (isinstance(timeout_ms, (int, float)) and timeout_ms > 0):
+        raise UserInputError(f"timeout_ms must be a positive number of milliseconds; got {timeout_ms!r}")
+
+
 def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
               entities: Mapping[str, Sequence[Any]] | None) -> tuple[Mapping[str, Sequence[Any]], int]:
     if (entity_rows is None) == (entities is None):
         raise EntityKeyError("give exactly one of entity_rows=[{...}, ...] or entities={key: [...]}")
     if entities is not None:
+        if not isinstance(entities, Mapping):
+            raise EntityKeyError(f"entities must map each column to its values, like {{'driver_id': [1, 2]}}; "
+                                 f"got {type(entities).__name__}")
+        for k, v in entities.items():
+            if isinstance(v, (str, bytes, Mapping, set, frozenset)) or not hasattr(v, "__len__"):
+                raise EntityKeyError(f"entities[{k!r}] must be a list of values, one per entity (like [1, 2]); "
+                                     f"got {type(v).__name__} {_short(v)}")
         lengths = {k: len(v) for k, v in entities.items()}
         if not lengths:
             raise EntityKeyError("entities={} is empty: pass at least the join key columns")
@@ -267,16 +281,26 @@ def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
         if n == 0:
             raise EntityKeyError("the request has no entities")
         return entities, n
+    if isinstance(entity_rows, (Mapping, str, bytes)):
+        raise EntityKeyError(f"entity_rows must be a list of mappings like [{{'driver_id': 1}}]; "
+                             f"got {type(entity_rows).__name__}")
     rows = list(entity_rows)
     if not rows:
         raise EntityKeyError("entity_rows is empty: pass at least one row")
+    if not isinstance(rows[0], Mapping):
+        raise EntityKeyError(f"entity_rows[0] must be a mapping like {{'driver_id': 1}}; got {_short(rows[0])}")
     keys = list(rows[0])
     cols: dict[str, list[Any]] = {k: [] for k in keys}
     for i, r in enumerate(rows):
         if not isinstance(r, Mapping):
-            raise EntityKeyError(f"entity_rows[{i}] must be a mapping like {{'driver_id': 1}}; got {r!r}")
+            raise EntityKeyError(f"entity_rows[{i}] must be a mapping like {{'driver_id': 1}}; got {_short(r)}")
         if list(r) != keys and set(r) != set(keys):
             raise EntityKeyError(f"entity_rows[{i}] has keys {sorted(r)}; entity_rows[0] has {sorted(keys)}")
         for k in keys:
             cols[k].append(r[k])
     return cols, len(rows)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -17,14 +17,17 @@ becomes an fsplug error in exactly one place: `_translate`.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
+import re
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fsplug.definitions import parse_ttl
 from fsplug.errors import (
@@ -51,6 +54,22 @@ MAX_SET_BYTES = 63
 
 # Aerospike result codes used here (as_status.h)
 OK, KEY_NOT_FOUND, RECORD_TOO_BIG, TIMEOUT, NAMESPACE_NOT_FOUND, FORBIDDEN, FILTERED_OUT = 0, 2, 13, 9, 20, 22, 27
+SECURITY_NOT_SUPPORTED = 51
+# Client-side codes of a node that cannot be reached. The client reports them per record when a
+# node of a batch fails (NO_RESPONSE -15 for its keys, the batch's own result says why: -10, 9...);
+# batch calls do not raise for them.
+UNREACHABLE = frozenset({-16, -15, -14, -12, -11, -10, -8, -7, -6, -4, 11})
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_name(v: Any) -> str | None:
+    # The message never repeats the value: a secret pasted here by mistake must not be echoed.
+    if v is not None and not (isinstance(v, str) and _ENV_NAME.match(v)):
+        raise ValueError("must be the name of an environment variable (letters, digits and '_'), not the "
+                         "value itself")
+    return v
 
 
 class TLSConfig(StoreConfig):
@@ -63,6 +82,11 @@ class TLSConfig(StoreConfig):
     certfile: str | None = Field(default=None, description="Client certificate path (mutual TLS).")
     keyfile: str | None = Field(default=None, description="Client private key path (mutual TLS).")
     keyfile_password_env: str | None = Field(default=None, description="Env var holding the key's password.")
+
+    @field_validator("keyfile_password_env", mode="before")
+    @classmethod
+    def _env_name(cls, v: Any) -> str | None:
+        return _check_env_name(v)
 
 
 class AerospikeConfig(StoreConfig):
@@ -95,6 +119,17 @@ class AerospikeConfig(StoreConfig):
     password_env: str | None = Field(default=None, description="Env var holding the password.")
     tls: TLSConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
     use_services_alternate: bool = Field(default=False, description="Use nodes' alternate addresses (NAT).")
+
+    @field_validator("user_env", "password_env", "hosts_env", mode="before")
+    @classmethod
+    def _env_name(cls, v: Any) -> str | None:
+        return _check_env_name(v)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "AerospikeConfig":
+        if (self.user_env is None) != (self.password_env is None):
+            raise ValueError("user_env and password_env go together: name both environment variables, or neither")
+        return self
 
     @field_validator("namespace")
     @classmethod
@@ -190,9 +225,12 @@ def _translate(exc: Exception, what: str, hosts: Sequence[str], budget_ms: int |
                                  + f" ({msg}); the namespace's max-record-size caps a whole entity record")
     if isinstance(exc, ae.ForbiddenError) or code == FORBIDDEN:
         return TTLNotAllowedError(_ttl_hint(what))
+    if code == SECURITY_NOT_SUPPORTED:
+        return StoreError(f"Aerospike {what}: the cluster has no security (access control) enabled, but "
+                          "online_store.user_env is set; remove user_env/password_env for this cluster")
     if isinstance(exc, (ae.ClusterError, ae.ConnectionError, ae.InvalidNodeError, ae.InvalidHostError,
                         ae.NoMoreConnectionsError, ae.MaxRetriesExceeded, ae.MaxErrorRateExceeded,
-                        ae.ClientAbortError)) or code in (-10, -8, -7, -4, 11, -11, -12):
+                        ae.ClientAbortError)) or code in UNREACHABLE:
         return StoreUnavailableError(f"Aerospike {what}: cluster unreachable (hosts tried: {', '.join(hosts)}): {msg}")
     return StoreError(f"Aerospike {what} failed (code {code}): {msg}")
 
@@ -216,6 +254,8 @@ class AerospikeOnlineStore(OnlineStore):
         super().__init__(config, repo_root)
         self._client: Any = None
         self._lock = threading.Lock()
+        self._connecting: _ConnectAttempt | None = None
+        self._generation = 0  # bumped by close(): a connect that ends afterwards is discarded
         self._guards: dict[str, list[Any]] = {}
         self._hosts = config.seed_hosts()
 
@@ -239,54 +279,97 @@ class AerospikeOnlineStore(OnlineStore):
                 "remove": write, "info": {"timeout": max(c.write_total_timeout_ms, 1000)},
                 "batch_parent_write": dict(write)}
 
-    def client(self) -> Any:
-        """The connected client; connects (again) on first use and after a failed connect."""
+    def client(self, wait_ms: float | None = None) -> Any:
+        """The connected client; connects (again) on first use and after a failed connect.
+
+        The connect runs in a background thread (one at a time) and the caller waits for it at
+        most `wait_ms` (None: until it ends, which `connect_timeout_ms` bounds). A read passes its
+        own budget, so a cluster that accepts connections but does not answer costs each read its
+        budget (StoreTimeoutError), not a whole connect timeout; a connect that finishes after its
+        callers gave up is kept for the next call.
+        """
         cl = self._client
         if cl is not None:
             return cl
         with self._lock:
             if self._client is not None:
                 return self._client
-            aerospike = self._aero()
-            c = self.config
-            cfg: dict[str, Any] = {
-                "hosts": [parse_host(h) for h in self._hosts],
-                "policies": self._policies(),
-                "connect_timeout": c.connect_timeout_ms,
-                "min_conns_per_node": c.min_conns_per_node,
-                "max_conns_per_node": c.max_conns_per_node,
-                "tend_interval": c.tend_interval_ms,
-                "use_services_alternate": c.use_services_alternate,
-            }
-            if c.tls is not None and c.tls.enable:
-                tls: dict[str, Any] = {"enable": True}
-                for k in ("cafile", "certfile", "keyfile"):
-                    if getattr(c.tls, k):
-                        tls[k] = getattr(c.tls, k)
-                if c.tls.keyfile_password_env:
-                    tls["keyfile_pw"] = os.environ.get(c.tls.keyfile_password_env, "")
-                cfg["tls"] = tls
-            user = os.environ.get(c.user_env) if c.user_env else None
-            password = os.environ.get(c.password_env) if c.password_env else None
-            if c.user_env and not user:
-                raise ConfigError(f"online_store.user_env names {c.user_env}, which is not set")
-            try:
-                client = aerospike.client(cfg)
-                client.connect(user, password) if user else client.connect()
-            except Exception as exc:  # driver errors only; translated below
-                if not isinstance(exc, aerospike.exception.AerospikeError):
-                    raise
-                raise _translate(exc, "connect", self._hosts, c.connect_timeout_ms) from None
-            self._client = client
-            return client
+            attempt = self._connecting
+            if attempt is None:
+                attempt = self._connecting = _ConnectAttempt(self._generation)
+                threading.Thread(target=self._connect, args=(attempt,), name="fsplug-aerospike-connect",
+                                 daemon=True).start()
+        if not attempt.done.wait(None if wait_ms is None else max(wait_ms, 0) / 1000):
+            raise StoreTimeoutError(
+                f"Aerospike connect to {', '.join(self._hosts)} did not finish within this call's {wait_ms:g} ms "
+                "budget (the cluster is not answering); it goes on in the background")
+        if attempt.error is not None:
+            err = copy.copy(attempt.error)  # several callers may raise it: one instance each
+            raise err.with_traceback(None) from None
+        return attempt.client
+
+    def connect(self) -> None:
+        self.client()
+
+    def _connect(self, attempt: "_ConnectAttempt") -> None:
+        """Connect once (in the background thread started by `client`) and publish the outcome."""
+        client = None
+        try:
+            client = self._new_client()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting callers
+            attempt.error = exc
+        with self._lock:
+            if self._connecting is attempt:
+                self._connecting = None
+            if client is not None:
+                if attempt.generation != self._generation:  # close() was called meanwhile
+                    attempt.error = StoreUnavailableError("Aerospike store was closed while connecting")
+                    _close_quietly(client)
+                else:
+                    self._client = attempt.client = client
+        attempt.done.set()
+
+    def _new_client(self) -> Any:
+        aerospike = self._aero()
+        c = self.config
+        cfg: dict[str, Any] = {
+            "hosts": [parse_host(h) for h in self._hosts],
+            "policies": self._policies(),
+            "connect_timeout": c.connect_timeout_ms,
+            "min_conns_per_node": c.min_conns_per_node,
+            "max_conns_per_node": c.max_conns_per_node,
+            "tend_interval": c.tend_interval_ms,
+            "use_services_alternate": c.use_services_alternate,
+        }
+        if c.tls is not None and c.tls.enable:
+            tls: dict[str, Any] = {"enable": True}
+            for k in ("cafile", "certfile", "keyfile"):
+                if getattr(c.tls, k):
+                    tls[k] = getattr(c.tls, k)
+            if c.tls.keyfile_password_env:
+                tls["keyfile_pw"] = _env(c.tls.keyfile_password_env, "tls.keyfile_password_env")
+            cfg["tls"] = tls
+        if c.user_env and c.password_env:
+            # The client connects (and logs in) in its constructor: credentials go in the config.
+            cfg["user"] = _env(c.user_env, "user_env")
+            cfg["password"] = _env(c.password_env, "password_env")
+        try:
+            client = aerospike.client(cfg)
+            client.connect()  # a no-op for clients that connected in the constructor
+        except Exception as exc:  # driver errors only; translated below
+            if not isinstance(exc, aerospike.exception.AerospikeError):
+                raise
+            raise _translate(exc, "connect", self._hosts, c.connect_timeout_ms) from None
+        finally:
+            cfg.pop("password", None)
+            cfg.get("tls", {}).pop("keyfile_pw", None)
+        return client
 
     def close(self) -> None:
         with self._lock:
+            self._generation += 1
             if self._client is not None:
-                try:
-                    self._client.close()
-                except Exception:  # noqa: BLE001 - closing a broken client must not raise
-                    pass
+                _close_quietly(self._client)
                 self._client = None
 
     def set_name(self, entity: str) -> str:
@@ -386,12 +469,14 @@ class AerospikeOnlineStore(OnlineStore):
                 elif r.result == FILTERED_OUT:
                     continue  # a newer event is already stored
                 else:
-                    raise self._record_error(r.result, view.name, recs[i].key)
+                    raise self._record_error(r.result, view.name, recs[i].key, getattr(res, "result", None))
         return written
 
-    def _record_error(self, code: int, view: str, key: Any) -> StoreError:
+    def _record_error(self, code: int, view: str, key: Any, batch_code: int | None = None) -> StoreError:
         what = f"batch_write of view {view!r}"
         entity = f"entity key {key[2]!r}"
+        if code in UNREACHABLE and batch_code == TIMEOUT:
+            code = TIMEOUT  # the node of this key did not answer in time
         if code == FORBIDDEN:
             return TTLNotAllowedError(_ttl_hint(what))
         if code == RECORD_TOO_BIG:
@@ -402,8 +487,9 @@ class AerospikeOnlineStore(OnlineStore):
                                      f"{self.config.write_total_timeout_ms} ms)")
         if code == NAMESPACE_NOT_FOUND:
             return NamespaceNotFoundError(f"Aerospike {what}: namespace {self.config.namespace!r} not found")
-        if code in (-10, -8, -7, -4, 11, -11, -12):
-            return StoreUnavailableError(f"Aerospike {what}: {entity}: node unreachable (code {code})")
+        if code in UNREACHABLE:
+            return StoreUnavailableError(f"Aerospike {what}: {entity}: its node is unreachable (code {code}); "
+                                         "the write may or may not have landed: run it again")
         return StoreError(f"Aerospike {what}: {entity} failed with result code {code}")
 
     # ---- reads -----------------------------------------------------------------------------
@@ -420,25 +506,40 @@ class AerospikeOnlineStore(OnlineStore):
             bins.extend(b for b in g.bins if b not in bins)
         return keys, bins
 
-    def _batch_read(self, keys: list, bins: list[str], timeout_ms: int | None = None) -> list[Any]:
-        cl = self.client()
-        out = []
-        step = self.config.max_read_batch
-        policy = None
-        budget = self.config.read_total_timeout_ms
+    def _batch_read(self, keys: list, bins: list[str], timeout_ms: int | None = None) -> tuple[list[Any], int, int]:
+        """Every key's BatchRecord in order, the first non-zero batch result code, and the budget (ms).
+
+        One deadline covers the connect (if any) and every chunk: the call never runs past its budget.
+        """
+        c = self.config
+        budget = c.read_total_timeout_ms
         if timeout_ms is not None and (budget == 0 or timeout_ms < budget):
             budget = max(1, int(timeout_ms))
-            policy = {"total_timeout": budget, "socket_timeout": min(budget, self.config.read_socket_timeout_ms),
-                      "max_retries": self.config.max_retries}
+        t0 = time.monotonic()
+        cl = self.client(wait_ms=budget or None)
+        out: list[Any] = []
+        batch_code = OK
+        step = c.max_read_batch
         for i in range(0, len(keys), step):
+            policy = None
+            left = budget - (time.monotonic() - t0) * 1000 if budget else 0
+            if budget and (budget != c.read_total_timeout_ms or left < budget - 1):
+                if left < 1:
+                    raise StoreTimeoutError(f"Aerospike batch_read ran out of its {budget} ms budget")
+                left_ms = int(left)
+                sock = c.read_socket_timeout_ms
+                policy = {"total_timeout": left_ms, "socket_timeout": min(left_ms, sock) if sock else 0,
+                          "max_retries": c.max_retries, "sleep_between_retries": c.sleep_between_retries_ms}
             res = self._call("batch_read", cl.batch_read, keys[i:i + step], bins, policy, budget_ms=budget)
             out.extend(res.batch_records)
-        return out
+            if batch_code == OK:
+                batch_code = getattr(res, "result", OK) or OK
+        return out, batch_code, budget
 
     def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
              timeout_ms: int | None = None) -> list[list[Any]]:
         keys, bins = self._keys(plan, keys_by_group)
-        recs = self._batch_read(keys, bins, timeout_ms)
+        recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms)
         out = []
         pos = 0
         for group_keys in keys_by_group:
@@ -449,17 +550,23 @@ class AerospikeOnlineStore(OnlineStore):
                 elif r.result == KEY_NOT_FOUND:
                     rows.append(None)
                 else:
-                    raise self._read_error(r.result)
+                    raise self._read_error(r.result, batch_code, budget)
             out.append(rows)
             pos += len(group_keys)
         return out
 
     def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
                      timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
-        """Like `read`, but a key whose node failed gets an error entry instead of failing the batch."""
+        """Like `read`, but a key whose node failed gets an error entry instead of failing the batch.
+
+        The client splits a batch by node and reports a failed node's keys per record (it does not
+        raise), so the keys on live nodes keep their values. Only a failure of the whole call (no
+        node reachable at connect, a budget spent before the read) raises.
+        """
         keys, bins = self._keys(plan, keys_by_group)
-        recs = self._batch_read(keys, bins, timeout_ms)
+        recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms)
         out, errors = [], []
+        seen: dict[int, StoreError] = {}  # one error instance per result code
         pos = 0
         for group_keys in keys_by_group:
             rows, errs = [], []
@@ -469,21 +576,55 @@ class AerospikeOnlineStore(OnlineStore):
                     errs.append(None)
                 else:
                     rows.append(None)
-                    errs.append(None if r.result == KEY_NOT_FOUND else self._read_error(r.result))
+                    if r.result == KEY_NOT_FOUND:
+                        errs.append(None)
+                    else:
+                        err = seen.get(r.result)
+                        if err is None:
+                            err = seen[r.result] = self._read_error(r.result, batch_code, budget)
+                        errs.append(err)
             out.append(rows)
             errors.append(errs)
             pos += len(group_keys)
         return out, errors
 
-    def _read_error(self, code: int) -> StoreError:
-        if code == TIMEOUT:
-            return StoreTimeoutError(f"Aerospike batch_read timed out (total budget {self.config.read_total_timeout_ms} ms)")
+    def _read_error(self, code: int, batch_code: int = OK, budget: int | None = None) -> StoreError:
+        budget = self.config.read_total_timeout_ms if budget is None else budget
+        if code == TIMEOUT or (code in UNREACHABLE and batch_code == TIMEOUT):
+            return StoreTimeoutError(f"Aerospike batch_read: no answer within the total budget of {budget} ms "
+                                     f"(result code {code})")
         if code == NAMESPACE_NOT_FOUND:
             return NamespaceNotFoundError(f"Aerospike batch_read: namespace {self.config.namespace!r} not found")
-        if code in (-10, -8, -7, -4, 11, -11, -12):
-            return StoreUnavailableError(f"Aerospike batch_read: node unreachable (code {code}; hosts "
-                                         f"{', '.join(self._hosts)})")
+        if code in UNREACHABLE:
+            why = f"code {code}" + (f", batch result {batch_code}" if batch_code not in (OK, code) else "")
+            return StoreUnavailableError(f"Aerospike batch_read: the node holding the key is unreachable ({why}; "
+                                         f"hosts {', '.join(self._hosts)})")
         return StoreError(f"Aerospike batch_read failed for a key with result code {code}")
+
+
+class _ConnectAttempt:
+    """One connect in flight: callers wait on `done`, then read `client` or `error`."""
+
+    def __init__(self, generation: int):
+        self.generation = generation
+        self.done = threading.Event()
+        self.client: Any = None
+        self.error: BaseException | None = None
+
+
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - closing a broken client must not raise
+        pass
+
+
+def _env(name: str, key: str) -> str:
+    """The value of environment variable `name` (named by online_store.`key`); never echoed in errors."""
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"online_store.{key} names the environment variable {name}, which is not set")
+    return value
 
 
 _PLACEHOLDER = -0x5EED_F5F5_1234  # stands for "this row's event timestamp" in the compiled guard

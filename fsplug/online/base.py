@@ -124,6 +124,9 @@ class OnlineStore(ABC):
     def teardown(self, registry: "Registry") -> list[str]:
         """Remove everything this store holds for the registry's entities."""
 
+    def connect(self) -> None:
+        """Open connections now instead of on the first call (a warm-up for servers); optional."""
+
     def close(self) -> None:
         """Release connections; the store may not be used afterwards."""
 

@@ -78,8 +78,9 @@ def test_round_trip_every_dtype_with_nulls_and_missing(conf_repo):
 
 
 def test_statuses_include_outside_max_age(conf_repo):
+    now = datetime.now(UTC)  # not the import-time NOW: the 1 minute margin to the 1h ttl must hold at read time
     with FeatureStore(conf_repo) as store:
-        store.push("stats", {"driver_id": [1, 2], "ts": pa.array([NOW - timedelta(minutes=59), NOW - timedelta(minutes=61)],
+        store.push("stats", {"driver_id": [1, 2], "ts": pa.array([now - timedelta(minutes=59), now - timedelta(minutes=61)],
                                                                  pa.timestamp("us", tz="UTC")),
                              "trips": [5, 6], "rate": [0.5, None]})
         res = store.get_online_features(features=["stats:trips", "stats:rate"], entities={"driver_id": [1, 2]})
