@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from functools import cached_property
 from typing import Any, Mapping, Sequence
@@ -156,6 +156,10 @@ class RetrievalPlan:
         return tuple((i, c) for i, c in enumerate(self.columns) if c.is_request)
 
     @cached_property
+    def _py_defaults(self) -> tuple[Any, ...]:
+        return tuple(python_default(c) for c in self.columns)
+
+    @cached_property
     def _request_numeric(self) -> tuple[tuple[int, bool], ...]:
         return tuple((i, c.dtype.is_numeric) for i, c in enumerate(self.columns) if c.is_request)
 
@@ -254,7 +258,8 @@ class RetrievalPlan:
                     out[i] = vals
                     continue
             elif c.default is not None:
-                vals = [c.default] * n
+                out[i] = [c.default] * n  # checked against the dtype when the repo was compiled
+                continue
             else:
                 raise RequestFeatureError(
                     f"missing request feature {c.feature!r} ({c.dtype.value}) required by {c.ref}; "
@@ -528,17 +533,23 @@ class OnlineResult:
         return {c.name: [FieldStatus(s).name for s in self.statuses[:, i]] for i, c in enumerate(self.plan.columns)}
 
     def to_dict(self, include_statuses: bool = False) -> dict[str, list[Any]]:
-        """Plain Python lists per output column (None where not PRESENT and no default)."""
+        """Plain Python lists per output column: non-PRESENT values are the default, or None without one."""
+        plan = self.plan
+        present = self.statuses == _PRESENT
+        all_ok = present.all(axis=0).tolist()
         out: dict[str, list[Any]] = {}
-        st = self.statuses
-        for i, c in enumerate(self.plan.columns):
-            vals = self.columns[c.name].tolist()
-            if c.dtype is DType.TIMESTAMP:
-                vals = [None if v is None else v.replace(tzinfo=timezone.utc) for v in vals]
-            elif c.dtype is DType.FLOAT64_LIST:
-                vals = [None if v is None else list(v) for v in vals]
-            if c.default is None and not c.is_request:
-                vals = [v if s == FieldStatus.PRESENT else None for v, s in zip(vals, st[:, i])]
+        for i, c in enumerate(plan.columns):
+            if c.is_request:
+                out[c.name] = list(self._request[i])
+                continue
+            j = c.bin_index
+            vals = [r[j] for r in self._tuples[c.group]]
+            conv = _TO_PYTHON.get(c.dtype)
+            if conv is not None:
+                vals = [None if v is None else conv(v) for v in vals]
+            if not all_ok[i]:
+                fill = plan._py_defaults[i]
+                vals = [v if k else fill for v, k in zip(vals, present[:, i].tolist())]
             out[c.name] = vals
         if include_statuses:
             for c, names in self.status_names().items():
@@ -557,6 +568,37 @@ class OnlineResult:
 
     def __repr__(self) -> str:
         return f"OnlineResult({self.n} rows x {len(self.plan.columns)} columns)"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _float_list(v: Any) -> list[float]:
+    if isinstance(v, (bytes, bytearray)):
+        return np.frombuffer(v, dtype="<f8").tolist()
+    return [float(x) for x in v]
+
+
+# Stored value (as a store returns it) -> the Python value of the dtype, where they differ.
+_TO_PYTHON: dict[DType, Any] = {
+    DType.BOOL: bool,
+    DType.FLOAT32: lambda v: float(np.float32(v)),
+    DType.TIMESTAMP: lambda v: _EPOCH + timedelta(microseconds=int(v)),
+    DType.BYTES: bytes,
+    DType.FLOAT64_LIST: _float_list,
+}
+
+
+def python_default(c: OutputColumn) -> Any:
+    """A column's declared default as the Python value `to_dict` serves (None without one)."""
+    if c.default is None:
+        return None
+    if c.dtype is DType.TIMESTAMP:
+        t = datetime.fromisoformat(c.default)
+        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    if c.dtype is DType.BYTES:
+        return c.default.encode()
+    return c.default
 
 
 def _typed(c: OutputColumn, raw: list[Any], ok: np.ndarray) -> np.ndarray:

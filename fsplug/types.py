@@ -44,7 +44,7 @@ class DType(str, Enum):
     @property
     def is_numeric(self) -> bool:
         """True where a value can go straight into a model's float vector."""
-        return self in (DType.INT64, DType.FLOAT64, DType.FLOAT32, DType.BOOL)
+        return self in _NUMERIC
 
     def arrow_type(self) -> Any:
         """The pyarrow type used for this dtype in offline tables (imports pyarrow)."""
@@ -75,6 +75,8 @@ _NUMPY: dict[DType, np.dtype] = {
     DType.TIMESTAMP: np.dtype("datetime64[us]"),
     DType.FLOAT64_LIST: np.dtype(object),
 }
+
+_NUMERIC = frozenset({DType.INT64, DType.FLOAT64, DType.FLOAT32, DType.BOOL})
 
 _ALIASES = {
     "list<float64>": DType.FLOAT64_LIST,
