@@ -135,8 +135,11 @@ class RawSQLite:
     def __init__(self, db_path: Path, table: str, bins: Sequence[str]):
         import sqlite3
 
+        from fsplug.online.sqlite import SQLiteConfig
+
         self.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, cached_statements=512)
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        for pragma in SQLiteConfig().pragmas():  # the same connection settings as fsplug's store
+            self.conn.execute(pragma)
         cols = ", ".join(f'"{c}"' for c in ["driver_id", *bins])
         self._sql = {n: f'SELECT {cols} FROM "{table}" WHERE "driver_id" IN ({", ".join("?" * n)})' for n in (1, 50)}
         self.bins = list(bins)
