@@ -11,6 +11,7 @@ online_store:                  # validated by the store's own config model (see 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,15 +63,17 @@ class LoadedConfig:
 
 
 def resolve_repo_path(root: Path, path: str) -> Path:
-    """A repo-relative path made absolute; relative paths may not climb out of the repo.
+    """A repo-relative path made absolute; relative paths may not climb out of the repo with `..`.
 
-    An absolute path is taken as written: the user asked for it on purpose.
+    An absolute path is taken as written: the user asked for it on purpose. The check is lexical,
+    so a symlink the user placed inside the repo (e.g. data/ -> a big disk) is followed.
     """
     p = Path(path).expanduser()
     if p.is_absolute():
         return p
-    full = (root / p).resolve()
-    if not full.is_relative_to(root.resolve()):
+    base = Path(os.path.abspath(root))
+    full = Path(os.path.normpath(base / p))
+    if not full.is_relative_to(base):
         raise ConfigError(f"path {path!r} escapes the feature repo {root}; write an absolute path to mean it")
     return full
 

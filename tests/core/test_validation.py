@@ -184,3 +184,12 @@ def test_yaml_alias_bomb_is_refused(make_repo):
     repo = make_repo({"defs.yaml": bomb})
     with pytest.raises(DefinitionError, match="too many YAML nodes"):
         FeatureStore(repo).changes()
+
+
+def test_symlinked_data_inside_the_repo_is_allowed(make_repo, tmp_path):
+    elsewhere = tmp_path / "big_disk"
+    elsewhere.mkdir()
+    (elsewhere / "stats.parquet").write_bytes(b"x")
+    repo = make_repo({"defs.yaml": GOOD})
+    (repo / "data").symlink_to(elsewhere, target_is_directory=True)
+    FeatureStore(repo).apply()  # the user's own symlink is followed; only '..' escapes are refused
