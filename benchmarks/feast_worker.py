@@ -35,6 +35,8 @@ from typing import Any
 def _rss_mib() -> float:
     """Peak RSS of this process in MiB: VmHWM from /proc/self/status.
 
+    (A copy of fsplug.materialize.peak_rss_bytes: this worker runs in Feast's venv, without fsplug.)
+
     Not `ru_maxrss`: on Linux that survives fork + exec, so a child reports its parent's peak when
     the parent was bigger (the harness holds samples and models: hundreds of MiB).
     """

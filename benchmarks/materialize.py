@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -26,18 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rss_mib() -> float:
-    """Peak RSS of this process in MiB: VmHWM from /proc/self/status.
+    """Peak RSS of this process in MiB (VmHWM; see fsplug.materialize.peak_rss_bytes)."""
+    from fsplug.materialize import peak_rss_bytes
 
-    Not `ru_maxrss`: on Linux that survives fork + exec, so a child reports its parent's peak when
-    the parent was bigger (the harness holds samples and models: hundreds of MiB).
-    """
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    return round(peak_rss_bytes() / 2**20, 1)
 
 
 def run_child(argv: list[str], python: str | None = None, env: dict[str, str] | None = None,

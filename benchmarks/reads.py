@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from benchmarks.data import EXAMPLES, SERVICE, STORED_FEATURES
+from benchmarks.data import EXAMPLES, SERVICE
 
 __all__ = ["Workload", "workload", "raw_bins", "FsplugSystem", "RawSQLite", "RawSQLiteNumpy", "RawAerospike", "alternate", "CASES"]
 

@@ -75,7 +75,19 @@ class MaterializeReport:
                 f"{self.peak_rss_bytes / 2**20:,.0f} MiB): " + "; ".join(parts))
 
 
-def _peak_rss() -> int:
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process: VmHWM from /proc (ru_maxrss outside Linux).
+
+    Not `ru_maxrss` on Linux: it survives fork + exec, so a process started by a bigger parent
+    would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -194,7 +206,7 @@ def materialize(store: "FeatureStore", start: datetime | None, end: datetime, *,
                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         store.record_state(view.name, ViewState(new_mark.isoformat(), last_run))
     report.seconds = time.monotonic() - t_all
-    report.peak_rss_bytes = _peak_rss()
+    report.peak_rss_bytes = peak_rss_bytes()
     return report
 
 
