@@ -54,7 +54,7 @@ MAX_SET_BYTES = 63
 
 # Aerospike result codes used here (as_status.h)
 OK, KEY_NOT_FOUND, RECORD_TOO_BIG, TIMEOUT, NAMESPACE_NOT_FOUND, FORBIDDEN, FILTERED_OUT = 0, 2, 13, 9, 20, 22, 27
-SECURITY_NOT_SUPPORTED = 51
+SECURITY_NOT_SUPPORTED, NO_MORE_CONNECTIONS = 51, -7
 # Client-side codes of a node that cannot be reached. The client reports them per record when a
 # node of a batch fails (NO_RESPONSE -15 for its keys, the batch's own result says why: -10, 9...);
 # batch calls do not raise for them.
@@ -595,6 +595,10 @@ class AerospikeOnlineStore(OnlineStore):
                                      f"(result code {code})")
         if code == NAMESPACE_NOT_FOUND:
             return NamespaceNotFoundError(f"Aerospike batch_read: namespace {self.config.namespace!r} not found")
+        if NO_MORE_CONNECTIONS in (code, batch_code):
+            return StoreUnavailableError(f"Aerospike batch_read: no free connection to the node holding the key "
+                                         f"(max_conns_per_node={self.config.max_conns_per_node} are busy: the node "
+                                         "answers slower than requests arrive)")
         if code in UNREACHABLE:
             why = f"code {code}" + (f", batch result {batch_code}" if batch_code not in (OK, code) else "")
             return StoreUnavailableError(f"Aerospike batch_read: the node holding the key is unreachable ({why}; "
