@@ -71,7 +71,7 @@ class MaterializeReport:
                 parts.append(f"{v.view}: {v.entities:,} entities ({v.written:,} written) from {v.rows_read:,} rows, "
                              f"[{start}, {v.end.isoformat()})")
         return (f"Materialized {len(self.views)} view(s) in {self.seconds:.1f}s "
-                f"({self.entities / self.seconds if self.seconds else 0:,.0f} entities/s, peak RSS "
+                f"({self.entities / self.seconds if self.seconds else 0:,.0f} entities/s, process peak RSS "
                 f"{self.peak_rss_bytes / 2**20:,.0f} MiB): " + "; ".join(parts))
 
 
