@@ -540,6 +540,9 @@ class RegistryStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise RegistryError(f"no registry at {self.path}: run `fsplug apply` first") from None
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"registry {self.path} is unreadable (not UTF-8 JSON: {exc}); run `fsplug apply` "
+                                "again") from None
         try:
             return Registry.from_json(text)
         except (ValueError, KeyError, TypeError) as exc:

@@ -255,6 +255,7 @@ class AerospikeOnlineStore(OnlineStore):
         self._client: Any = None
         self._lock = threading.Lock()
         self._connecting: _ConnectAttempt | None = None
+        self._connect_failed = False  # then callers stop waiting past their budget for a connect
         self._generation = 0  # bumped by close(): a connect that ends afterwards is discarded
         self._guards: dict[str, list[Any]] = {}
         self._hosts = config.seed_hosts()
@@ -282,18 +283,29 @@ class AerospikeOnlineStore(OnlineStore):
     def client(self, wait_ms: float | None = None) -> Any:
         """The connected client; connects (again) on first use and after a failed connect.
 
-        The connect runs in a background thread (one at a time) and the caller waits for it at
-        most `wait_ms` (None: until it ends, which `connect_timeout_ms` bounds). A read passes its
-        own budget, so a cluster that accepts connections but does not answer costs each read its
-        budget (StoreTimeoutError), not a whole connect timeout; a connect that finishes after its
-        callers gave up is kept for the next call.
+        The connect runs in a background thread (one at a time). The first connect of the store is
+        waited for (`connect_timeout_ms` bounds it: call `connect()` at startup to keep it out of
+        the serving path). Once a connect has failed, a caller waits at most `wait_ms` (a read
+        passes its own budget), so a cluster that accepts connections but does not answer costs
+        each read its budget (StoreTimeoutError), not a connect timeout; a connect that finishes
+        after its callers gave up is kept for the next call.
+        """
+        return self._client_within(wait_ms)[0]
+
+    def _client_within(self, wait_ms: float | None) -> tuple[Any, bool]:
+        """`client(wait_ms)` and whether the time spent counts against the caller's budget.
+
+        False after waiting for the first connect: that wait is on purpose, and the read that
+        triggered it still gets its whole budget.
         """
         cl = self._client
         if cl is not None:
-            return cl
+            return cl, True
         with self._lock:
             if self._client is not None:
-                return self._client
+                return self._client, True
+            if not self._connect_failed:
+                wait_ms = None
             attempt = self._connecting
             if attempt is None:
                 attempt = self._connecting = _ConnectAttempt(self._generation)
@@ -306,7 +318,7 @@ class AerospikeOnlineStore(OnlineStore):
         if attempt.error is not None:
             err = copy.copy(attempt.error)  # several callers may raise it: one instance each
             raise err.with_traceback(None) from None
-        return attempt.client
+        return attempt.client, wait_ms is not None
 
     def connect(self) -> None:
         self.client()
@@ -321,6 +333,7 @@ class AerospikeOnlineStore(OnlineStore):
         with self._lock:
             if self._connecting is attempt:
                 self._connecting = None
+            self._connect_failed = client is None
             if client is not None:
                 if attempt.generation != self._generation:  # close() was called meanwhile
                     attempt.error = StoreUnavailableError("Aerospike store was closed while connecting")
@@ -516,7 +529,9 @@ class AerospikeOnlineStore(OnlineStore):
         if timeout_ms is not None and (budget == 0 or timeout_ms < budget):
             budget = max(1, int(timeout_ms))
         t0 = time.monotonic()
-        cl = self.client(wait_ms=budget or None)
+        cl, counted = self._client_within(budget or None)
+        if not counted:
+            t0 = time.monotonic()
         out: list[Any] = []
         batch_code = OK
         step = c.max_read_batch
@@ -591,8 +606,10 @@ class AerospikeOnlineStore(OnlineStore):
     def _read_error(self, code: int, batch_code: int = OK, budget: int | None = None) -> StoreError:
         budget = self.config.read_total_timeout_ms if budget is None else budget
         if code == TIMEOUT or (code in UNREACHABLE and batch_code == TIMEOUT):
-            return StoreTimeoutError(f"Aerospike batch_read: no answer within the total budget of {budget} ms "
-                                     f"(result code {code})")
+            c = self.config
+            return StoreTimeoutError(f"Aerospike batch_read: no answer in time (total budget {budget} ms, "
+                                     f"{c.read_socket_timeout_ms} ms per attempt, {c.max_retries} retries; "
+                                     f"result code {code})")
         if code == NAMESPACE_NOT_FOUND:
             return NamespaceNotFoundError(f"Aerospike batch_read: namespace {self.config.namespace!r} not found")
         if NO_MORE_CONNECTIONS in (code, batch_code):

@@ -88,6 +88,13 @@ def test_unreachable_server_fails_fast_and_the_store_recovers_by_itself(tmp_path
 
     _break(srv, how)
     try:
+        if when == "at-start":
+            # a serving process connects at startup (DispatchService does): that first connect is
+            # bounded by connect_timeout_ms (default 1 s); every read after it by its own budget
+            t0 = time.perf_counter()
+            with pytest.raises((StoreUnavailableError, StoreTimeoutError)):
+                store.online_store.connect()
+            assert time.perf_counter() - t0 <= 1.0 + MARGIN_S
         calls = 200 if how == "refused" else 60  # a hanging read costs its whole budget
         worst, errors = worst_case(read_and_count, calls)
         assert sum(errors.values()) == calls, errors
@@ -374,24 +381,31 @@ def _inject_at(store, srv, k: int, action):
     online = store.online_store
     real = online._call
     seen = [0]
+    timers = []
 
     def call(what, fn, *args, **kwargs):
         if what.startswith("batch_write"):
             if seen[0] == k:
                 if action == "drop_connections":
-                    threading.Timer(random.random() * 0.01, srv.drop_connections).start()
+                    timers.append(threading.Timer(random.random() * 0.01, srv.drop_connections))
+                    timers[-1].start()
                 else:
                     srv.fail_next(3, commands={"batch_write"}, action=action)
             seen[0] += 1
         return real(what, fn, *args, **kwargs)
 
+    def undo():
+        for t in timers:
+            t.join()
+        online.__dict__.pop("_call", None)
+
     online._call = call
-    return lambda: online.__dict__.pop("_call", None)
+    return undo
 
 
 @pytest.fixture
 def mat_repos(tmp_path, aerospike_server):
-    cfg = f"  write_batch_size: {CHUNK}\n  tend_interval_ms: 250\n"
+    cfg = f"  write_batch_size: {CHUNK}\n  tend_interval_ms: 250\n  read_total_timeout_ms: 2000\n  read_socket_timeout_ms: 1000\n"
     faulty = build_repo(tmp_path / "faulty", aerospike_config(aerospike_server.address, cfg))
     clean = build_repo(tmp_path / "clean", aerospike_config(aerospike_server.address, cfg))
     return aerospike_server, faulty, clean
