@@ -199,7 +199,7 @@ ACCEPTED_REPO_INPUTS = [
     ("comments-only", "# nothing here yet\n", 0),
     ("null-list", "entities:\n", 0),
     ("byte-order-mark", "\ufeff" + ENTITY, 1),
-    ("lone-equals-sign-is-text", ENTITY.replace("dtype: int64", "dtype: int64\n    description: =") , 1),
+    ("lone-equals-sign-is-text", ENTITY.replace("dtype: int64", "dtype: int64\n    description: ="), 1),
 ]
 
 
@@ -268,6 +268,12 @@ def _empty_file(root):
     (root / "data" / "stats.parquet").write_bytes(b"")
 
 
+def _directory_without_parquet(root):
+    (root / "data" / "stats.parquet").unlink()
+    (root / "data" / "stats.parquet").mkdir()
+    (root / "data" / "stats.parquet" / "_SUCCESS").write_text("")
+
+
 def _directory_with_one_bad_file(root):
     d = root / "data" / "stats_dir"
     d.mkdir()
@@ -303,6 +309,7 @@ SOURCE_ERRORS = [
     ("corrupt-file", _corrupt, ["stats.parquet", "Parquet"]),
     ("truncated-file", _truncated, ["stats.parquet", "Parquet"]),
     ("empty-file", _empty_file, ["stats.parquet", "Parquet"]),
+    ("directory-without-parquet-files", _directory_without_parquet, ["stats.parquet", "holds no Parquet files"]),
     ("one-bad-file-in-a-directory", _directory_with_one_bad_file, ["part-1.parquet", "not a readable Parquet file"]),
     ("missing-column", _missing_column, ["column 'b' is missing", "feature 'b' declares float64", "columns are:"]),
     ("wrong-column-type", _wrong_type, ["column 'a' has type string", "feature 'a' declares int64"]),
@@ -319,7 +326,8 @@ def test_source_error_records_nothing(sqlite_repo, breaks, needles):
         mark = store.refresh_registry().state["stats"]
     breaks(sqlite_repo)
     with FeatureStore(sqlite_repo) as store:
-        store.apply() if breaks is _directory_with_one_bad_file else None
+        if breaks is _directory_with_one_bad_file:
+            store.apply()  # the source now points at the directory
         with pytest.raises(SourceDataError) as info:
             store.materialize_incremental(END, views=["stats"], progress=False)
         assert isinstance(info.value, ValueError)
