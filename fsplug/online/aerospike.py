@@ -519,10 +519,13 @@ class AerospikeOnlineStore(OnlineStore):
             bins.extend(b for b in g.bins if b not in bins)
         return keys, bins
 
-    def _batch_read(self, keys: list, bins: list[str], timeout_ms: int | None = None) -> tuple[list[Any], int, int]:
+    def _batch_read(self, keys: list, bins: list[str], timeout_ms: int | None = None,
+                    partial: bool = False) -> tuple[list[Any], int, int]:
         """Every key's BatchRecord in order, the first non-zero batch result code, and the budget (ms).
 
         One deadline covers the connect (if any) and every chunk: the call never runs past its budget.
+        With `partial`, chunks the budget does not reach come back as timed-out records instead of
+        failing the keys already read.
         """
         c = self.config
         budget = c.read_total_timeout_ms
@@ -540,7 +543,11 @@ class AerospikeOnlineStore(OnlineStore):
             left = budget - (time.monotonic() - t0) * 1000 if budget else 0
             if budget and (budget != c.read_total_timeout_ms or left < budget - 1):
                 if left < 1:
-                    raise StoreTimeoutError(f"Aerospike batch_read ran out of its {budget} ms budget")
+                    if not partial:
+                        raise StoreTimeoutError(f"Aerospike batch_read ran out of its {budget} ms budget")
+                    out.extend(_TimedOut for _ in range(len(keys) - i))
+                    batch_code = batch_code or TIMEOUT
+                    break
                 left_ms = int(left)
                 sock = c.read_socket_timeout_ms
                 policy = {"total_timeout": left_ms, "socket_timeout": min(left_ms, sock) if sock else 0,
@@ -579,7 +586,7 @@ class AerospikeOnlineStore(OnlineStore):
         node reachable at connect, a budget spent before the read) raises.
         """
         keys, bins = self._keys(plan, keys_by_group)
-        recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms)
+        recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms, partial=True)
         out, errors = [], []
         seen: dict[int, StoreError] = {}  # one error instance per result code
         pos = 0
@@ -621,6 +628,13 @@ class AerospikeOnlineStore(OnlineStore):
             return StoreUnavailableError(f"Aerospike batch_read: the node holding the key is unreachable ({why}; "
                                          f"hosts {', '.join(self._hosts)})")
         return StoreError(f"Aerospike batch_read failed for a key with result code {code}")
+
+
+class _TimedOut:
+    """Stands for the BatchRecord of a key whose chunk the read's budget did not reach."""
+
+    result = TIMEOUT
+    record = None
 
 
 class _ConnectAttempt:

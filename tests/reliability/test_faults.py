@@ -322,6 +322,30 @@ def test_dead_node_reports_its_keys_and_serves_the_live_nodes(cluster_repo, how)
         assert res.to_dict()["a"] == [i * 10 for i in ids] and not any(e for e in res.errors[0])
 
 
+def test_partial_results_keep_the_chunks_read_within_the_budget(tmp_path, child_server):
+    """A large request is read in chunks under one deadline: chunks it does not reach are reported, not fatal."""
+    srv = child_server
+    repo = build_repo(tmp_path / "repo", aerospike_config(
+        srv.address, "  read_total_timeout_ms: 300\n  read_socket_timeout_ms: 300\n  max_retries: 0\n"
+                     "  max_read_batch: 10\n"))
+    ids = list(range(1, 31))
+    with FeatureStore(repo) as store:
+        store.push("stats", stats_table(ids, [NOW] * len(ids)))
+        store.get_online_features(features=["stats:a"], entities={"driver_id": ids})  # connected
+        srv.set_latency(0.2, commands={"batch_read"})  # each 10-key chunk takes 200 ms of the 300
+        try:
+            t0 = time.perf_counter()
+            res = store.get_online_features(features=["stats:a"], entities={"driver_id": ids}, partial_results=True)
+            assert time.perf_counter() - t0 <= 0.3 + MARGIN_S
+            assert res.to_dict()["a"][:10] == [i * 10 for i in ids[:10]]
+            assert res.status_names()["a"][10:] == ["NOT_FOUND"] * 20
+            assert all(isinstance(e, StoreTimeoutError) for e in res.errors[0][10:])
+            with pytest.raises(StoreTimeoutError):
+                store.get_online_features(features=["stats:a"], entities={"driver_id": ids})
+        finally:
+            srv.set_latency(0)
+
+
 def test_failed_over_node_keeps_every_key_readable(cluster_repo):
     """With replication (stop_node(rebalance=True)), the client re-routes: every value is served."""
     cluster, repo = cluster_repo
