@@ -36,6 +36,7 @@ from .conftest import (
     aerospike_config,
     build_repo,
     native_threads,
+    open_fds,
     stats_table,
     wait_until,
     worst_case,
@@ -228,7 +229,7 @@ def test_slow_server_bounded_latency_and_no_pile_up(tmp_path, child_server):
     read = lambda: store.get_online_features(features=["stats:a"], entities={"driver_id": IDS})  # noqa: E731
     for _ in range(20):
         _expected(read())
-    threads_before = native_threads()
+    threads_before, fds_before = native_threads(), open_fds()
     srv.set_latency(4 * BUDGET_MS / 1000)  # answers arrive long after the budget
     try:
         worst, errors = worst_case(read, 200)
@@ -236,6 +237,7 @@ def test_slow_server_bounded_latency_and_no_pile_up(tmp_path, child_server):
         assert worst <= BUDGET_MS / 1000 + MARGIN_S, f"slowest read {worst * 1000:.0f} ms"
         # timed-out connections are bounded by the pool (plus the tend connection), threads do not grow
         assert srv.open_connections() <= max_conns + 2, srv.open_connections()
+        assert open_fds() <= fds_before + max_conns + 2  # the client's side of those sockets
         assert native_threads() <= threads_before + 1
         with pytest.raises(StoreError, match="no free connection|budget"):
             read()
