@@ -236,5 +236,8 @@ def push(store: "FeatureStore", view_name: str, table: Any) -> int:
     if created and created not in table.column_names:  # optional for pushes: ties go to the last row
         table = table.append_column(created, pa.nulls(table.num_rows, pa.timestamp("us", tz="UTC")))
     r = ViewReport(view.name, None, FAR_FUTURE)
-    _write_latest(store, view, ds.dataset(table), None, FAR_FUTURE, r, _Progress(False), time.monotonic())
+    try:
+        _write_latest(store, view, ds.dataset(table), None, FAR_FUTURE, r, _Progress(False), time.monotonic())
+    except SourceDataError as exc:  # it names "<dataset>": say which push it was
+        raise SourceDataError(f"push to view {view_name!r}: " + str(exc).replace("<dataset>: ", "")) from None
     return r.written

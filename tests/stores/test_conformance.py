@@ -22,6 +22,14 @@ UTC = timezone.utc
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_now():
+    """NOW is the time of each test, not of the import: data written 55 minutes before NOW must
+    still be inside the 1h ttl when it is read, however long the suite has been running."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def _all_types_rows(ids, ts, **over):
     n = len(ids)
     cols = {
