@@ -37,6 +37,8 @@ def write(path: Path, table: pa.Table, **kw) -> Path:
 def scan(path, *, keys=("driver_id",), cols=("v",), start=None, end=None, created="created", **kw):
     end = h(1000) if end is None else end
     stats = kw.pop("stats", None) or ScanStats()
+    if kw.get("sort_rows", 10**9) < 10**6:  # a small sort budget means: test the two-pass scan
+        kw.setdefault("single_pass_rows", 0)
     batches = list(
         scan_latest(
             path,
@@ -482,6 +484,7 @@ def test_batches_are_bounded_and_progress_counts_rows(tmp_path):
             batch_rows=256,
             progress=seen.append,
             stats=stats,
+            single_pass_rows=0,  # the bounded two-pass scan
         )
     )
     assert all(b.num_rows <= 256 for b in batches)
@@ -564,13 +567,15 @@ def write_rows(root: Path, rows: list[dict], n_files: int, rng) -> None:
         (6, True, True, 700),
     ],
 )
-def test_scan_latest_matches_brute_force(tmp_path, seed, string_keys, two_keys, sort_rows):
+@pytest.mark.parametrize("single_pass_rows", [0, 10**6], ids=["two-pass", "single-pass"])
+def test_scan_latest_matches_brute_force(tmp_path, seed, string_keys, two_keys, sort_rows, single_pass_rows):
     rng = np.random.default_rng(seed)
     rows = random_rows(rng, 4000, 600, string_keys=string_keys, two_keys=two_keys)
     write_rows(tmp_path / "src", rows, n_files=int(rng.integers(1, 6)), rng=rng)
     keys = ("driver_id", "zone") if two_keys else ("driver_id",)
     start, end = h(int(rng.integers(0, 10))), h(int(rng.integers(20, 41)))
-    out, stats = scan(tmp_path / "src", keys=keys, start=start, end=end, batch_rows=128, sort_rows=sort_rows)
+    out, stats = scan(tmp_path / "src", keys=keys, start=start, end=end, batch_rows=128, sort_rows=sort_rows,
+                      single_pass_rows=single_pass_rows)
     got = {tuple(r[k] for k in keys): (r["event_timestamp"], r["v"]) for r in out.to_pylist()}
     expected = reference_latest(rows, keys, start, end)
     assert len(got) == out.num_rows  # one row per entity
