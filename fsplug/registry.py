@@ -574,6 +574,10 @@ class RegistryStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            # Every writer holds this lock, so a temp file seen now is a crashed writer's leftover.
+            for stale in self.path.parent.glob(".registry-*.tmp"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
             try:
                 yield
             finally:

@@ -223,7 +223,7 @@ def test_a_process_killed_while_writing_the_registry_leaves_the_old_one(tmp_path
     assert path.read_bytes() == before  # intact, still the old definitions
     assert RegistryStore(path).load().view("stats").ttl_seconds is None
     leftovers = [q for q in path.parent.iterdir() if q.name.startswith(".registry-")]
-    assert len(leftovers) == 1  # the dead process's temp file: ignored, harmless
+    assert len(leftovers) == 1  # the dead process's temp file: ignored until the next writer
     # a process killed while holding the registry lock does not block the next apply
     holder = _python(HOLD_LOCK, str(path))
     assert holder.stdout.readline().strip() == "locked"
@@ -232,6 +232,7 @@ def test_a_process_killed_while_writing_the_registry_leaves_the_old_one(tmp_path
     with FeatureStore(repo) as store:
         store.apply()  # the kernel released the dead process's lock
         assert store.refresh_registry().view("stats").ttl_seconds == 3 * 3600
+    assert not [q for q in path.parent.iterdir() if q.name.startswith(".registry-")]  # the leftover is gone
 
 
 KILLED_MATERIALIZE = """
