@@ -234,7 +234,7 @@ class AerospikeTestServer:
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            ls.bind((self.host, self.port))
+            ls.bind((self.host, self.port or _free_port_outside_ephemeral_range(self.host)))
         except OSError:
             ls.close()
             raise
@@ -557,3 +557,34 @@ def _decompress(body) -> bytes | None:
         return zlib.decompress(bytes(body[8:]))
     except zlib.error:
         return None
+
+
+def _free_port_outside_ephemeral_range(host: str) -> int:
+    """A free port below the kernel's ephemeral range, or 0 (any) when none is found.
+
+    A listening port chosen by the kernel lies in the ephemeral range, so while the server is
+    stopped or refusing, an outgoing connection anywhere on the machine (or a client's connect to
+    the dead port, which can connect to itself) may take it, and restarting on the same port
+    fails. Ports below the range are never handed out to outgoing connections.
+    """
+    import random
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            low = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    if low <= 10_000:
+        return 0
+    rng = random.Random()
+    for _ in range(64):
+        port = rng.randrange(10_000, low)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            probe.close()
+    return 0
