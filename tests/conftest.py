@@ -65,3 +65,29 @@ def applied_ride_repo(ride_repo) -> Path:
     with FeatureStore(ride_repo) as store:
         store.apply()
     return ride_repo
+
+
+def build_served_repo(root: Path, feature_store_yaml: str, n_drivers: int, days: int = 3, seed: int = 1) -> Path:
+    """The shipped repo with generated data (fresh up to now), applied, materialized, and a logistic
+    model trained on every offer saved where DispatchService looks for it."""
+    from datetime import datetime, timezone
+
+    import pyarrow.parquet as pq
+
+    from examples.generate_data import generate
+    from examples.train import build_model, training_matrix
+    from fsplug.serving import save_model
+    from fsplug.store import FeatureStore
+
+    shutil.copytree(FEATURE_REPO, root, ignore=shutil.ignore_patterns("data"))
+    (root / "feature_store.yaml").write_text(feature_store_yaml)
+    now = datetime.now(timezone.utc)
+    generate(root / "data", n_drivers=n_drivers, days=days, seed=seed,
+             end=now.replace(minute=0, second=0, microsecond=0))
+    with FeatureStore(root) as store:
+        store.apply()
+        store.materialize_incremental(now, progress=False)
+        x, y, _ = training_matrix(store, pq.read_table(root / "data" / "offers.parquet"))
+        save_model(build_model("logreg").fit(x, y), root / "data" / "models" / "decline_model_v1.joblib",
+                   store=store, service="decline_model_v1", metrics={"base_rate": float(y.mean())})
+    return root

@@ -15,7 +15,6 @@ MARGIN_S on top of the budget for a loaded 2-core CI machine; loops are bounded 
 from __future__ import annotations
 
 import random
-import shutil
 import threading
 import time
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ import pytest
 from fsplug.errors import StoreError, StoreTimeoutError, StoreUnavailableError, TransientError
 from fsplug.plan import FieldStatus
 from fsplug.store import FeatureStore
-from tests.conftest import FEATURE_REPO
+from tests.conftest import build_served_repo
 
 from .conftest import (
     MARGIN_S,
@@ -131,24 +130,11 @@ def _ok(fn) -> bool:
 @pytest.fixture(scope="module")
 def dispatch_repo(tmp_path_factory):
     """The shipped repo served from a child-process Aerospike test server, with a trained model."""
-    from examples.generate_data import generate
-    from examples.train import build_model, training_matrix
-    from fsplug.serving import save_model
     from fsplug.testing.aerospike_server.remote import spawn_server
 
     with spawn_server(namespaces=["test"]) as srv:
-        root = tmp_path_factory.mktemp("dispatch") / "repo"
-        shutil.copytree(FEATURE_REPO, root, ignore=shutil.ignore_patterns("data"))
-        (root / "feature_store.yaml").write_text(aerospike_config(srv.address, TIMEOUTS))
-        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        generate(root / "data", n_drivers=60, days=3, seed=1, end=end)
-        with FeatureStore(root) as store:
-            store.apply()
-            store.materialize_incremental(datetime.now(UTC), progress=False)
-            offers = pq.read_table(root / "data" / "offers.parquet")
-            x, y, _ = training_matrix(store, offers)
-            save_model(build_model("logreg").fit(x, y), root / "data" / "models" / "decline_model_v1.joblib",
-                       store=store, service="decline_model_v1", metrics={"base_rate": float(y.mean())})
+        root = build_served_repo(tmp_path_factory.mktemp("dispatch") / "repo",
+                                 aerospike_config(srv.address, TIMEOUTS), n_drivers=60)
         yield srv, root
 
 

@@ -18,7 +18,7 @@ from examples.train import build_model, train, training_matrix
 from fsplug.errors import ModelIntegrityError, ModelSignatureError, RequestFeatureError
 from fsplug.serving import Predictor, load_model, save_model
 from fsplug.store import FeatureStore
-from tests.conftest import FEATURE_REPO
+from tests.conftest import FEATURE_REPO, build_served_repo
 
 UTC = timezone.utc
 
@@ -153,20 +153,11 @@ def test_dispatch_falls_back_to_nearest_when_store_is_down(tmp_path):
     from fsplug.testing.aerospike_server import AerospikeTestServer
 
     with AerospikeTestServer(namespaces=["test"]) as srv:
-        root = tmp_path / "repo"
-        shutil.copytree(FEATURE_REPO, root, ignore=shutil.ignore_patterns("data"))
-        cfg = root / "feature_store.yaml"
-        cfg.write_text(f"project: dispatch\nregistry: data/registry.json\nonline_store:\n  type: aerospike\n"
-                       f"  hosts: [\"{srv.address}\"]\n  hosts_env: null\n  namespace: test\n")
-        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        generate(root / "data", n_drivers=100, days=3, seed=1, end=end)
-        with FeatureStore(root) as store:
-            store.apply()
-            store.materialize_incremental(datetime.now(UTC), progress=False)
-            offers = pq.read_table(root / "data" / "offers.parquet")
-            x, y, _ = training_matrix(store, offers)
-            save_model(build_model("logreg").fit(x, y), root / "data" / "models" / "decline_model_v1.joblib",
-                       store=store, service="decline_model_v1", metrics={"base_rate": float(y.mean())})
+        root = build_served_repo(
+            tmp_path / "repo",
+            f"project: dispatch\nregistry: data/registry.json\nonline_store:\n  type: aerospike\n"
+            f"  hosts: [\"{srv.address}\"]\n  hosts_env: null\n  namespace: test\n",
+            n_drivers=100)
         svc = DispatchService(root, budget_ms=30)
         try:
             cands = list(range(DRIVER_ID_BASE + 1, DRIVER_ID_BASE + 21))
