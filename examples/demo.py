@@ -1,4 +1,4 @@
-"""The whole reference pipeline on the embedded SQLite store (what `make demo` runs).
+"""The whole reference pipeline on the repo's online store (what `make demo` runs, on SQLite).
 
 generate data -> fsplug apply -> materialize -> train -> predict_decline_risk -> dispatch -> report.
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(P(accept) {nearest[1]:.3f}, {nearest[2]:.1f} km); {dec.elapsed_ms * 1e3:.0f} us"
               + (f" [fallback: {dec.fallback}]" if dec.fallback else ""))
 
-    _step(f"7. latency over {args.calls:,} calls each (after warm-up; SQLite, this machine)")
+    _step(f"7. latency over {args.calls:,} calls each (after warm-up; {store.config.store.type} store, this machine)")
     req1 = {"pickup_distance_km": 1.5, "surge_multiplier": 1.0, "hour_of_day": 8}
     fv, pr, dp = [], [], []
     for _ in range(200):  # warm-up
