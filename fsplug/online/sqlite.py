@@ -91,7 +91,8 @@ class SQLiteOnlineStore(OnlineStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._sql: dict[Any, str] = {}
+        self._sql: dict[Any, str] = {}  # write statements per view
+        self._read_sqls: dict[tuple[int, int], tuple[Any, str]] = {}  # per (entity group, key count)
 
     # ---- connections ---------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -233,19 +234,21 @@ class SQLiteOnlineStore(OnlineStore):
         return out
 
     def _read_sql(self, g: Any, n: int) -> str:
-        key = ("r", g, n)
-        sql = self._sql.get(key)
-        if sql is None:
-            cols = ", ".join(map(_q, g.join_keys + g.bins))
-            if len(g.join_keys) == 1:
-                where = f"{_q(g.join_keys[0])} IN ({', '.join('?' * n)})"
-            else:
-                tup = "(" + ", ".join("?" * len(g.join_keys)) + ")"
-                where = f"({', '.join(map(_q, g.join_keys))}) IN (VALUES {', '.join([tup] * n)})"
-            sql = f"SELECT {cols} FROM {_q(g.set_name)} WHERE {where}"
-            if len(self._sql) > 4096:
-                self._sql.clear()
-            self._sql[key] = sql
+        # Keyed by the group's identity (hashing the frozen dataclass walks all its fields on every
+        # call); the cached group object is kept and compared, so a reused id cannot mislead.
+        hit = self._read_sqls.get((id(g), n))
+        if hit is not None and hit[0] is g:
+            return hit[1]
+        cols = ", ".join(map(_q, g.join_keys + g.bins))
+        if len(g.join_keys) == 1:
+            where = f"{_q(g.join_keys[0])} IN ({', '.join('?' * n)})"
+        else:
+            tup = "(" + ", ".join("?" * len(g.join_keys)) + ")"
+            where = f"({', '.join(map(_q, g.join_keys))}) IN (VALUES {', '.join([tup] * n)})"
+        sql = f"SELECT {cols} FROM {_q(g.set_name)} WHERE {where}"
+        if len(self._read_sqls) > 4096:
+            self._read_sqls.clear()
+        self._read_sqls[(id(g), n)] = (g, sql)
         return sql
 
 
