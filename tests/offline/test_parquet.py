@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,21 +16,8 @@ from fsplug.errors import SourceDataError, UserInputError
 from fsplug.offline.parquet import ScanStats, check_columns, open_source, scan_latest
 from fsplug.types import DType
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def h(hours: float) -> datetime:
-    return T0 + timedelta(hours=hours)
-
-
-def ts_array(values, tz="UTC", unit="us"):
-    return pa.array(values, pa.timestamp(unit, tz))
-
-
-def write(path: Path, table: pa.Table, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, **kw)
-    return path
+from tests.offline.helpers import T0, h, write
+from tests.offline.helpers import ts_array
 
 
 def scan(path, *, keys=("driver_id",), cols=("v",), start=None, end=None, created="created", **kw):

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from fsplug.errors import EntityKeyError, SourceDataError, UserInputError
 from fsplug.offline.pit import ViewJoin, point_in_time_join
 from fsplug.types import DType
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def h(hours: float) -> datetime:
-    return T0 + timedelta(hours=hours)
-
-
-def ts(values, tz="UTC", unit="us"):
-    return pa.array(values, pa.timestamp(unit, tz))
-
-
-def write(path: Path, table: pa.Table, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, **kw)
-    return path
+from tests.offline.helpers import T0, h, write
+from tests.offline.helpers import ts_array as ts
 
 
 def view(
