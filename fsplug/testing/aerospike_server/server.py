@@ -262,7 +262,10 @@ class AerospikeTestServer:
             try:
                 sock, _addr = ls.accept()
             except OSError:
-                if self._refusing and self._running:
+                # The listener was closed under us: by refuse_connections (go on, maybe with the
+                # listener it has already reopened: checking only _refusing here lost that race and
+                # ended the loop, so the server never accepted again) or by stop (end).
+                if self._running and (self._refusing or self._listener is not ls):
                     continue
                 break
             if not self._running:
@@ -294,13 +297,16 @@ class AerospikeTestServer:
         """Stop listening (new connections get ECONNREFUSED) or listen again on the same port."""
         if refuse == self._refusing:
             return
-        self._refusing = refuse
-        if not self._running:
-            return
+        # The accept loop ends when it finds no listener and no refusal: so set the flag before
+        # closing, and clear it only after the new listener is in place.
         if refuse:
-            self._close_listener()
+            self._refusing = True
+            if self._running:
+                self._close_listener()
         else:
-            self._open_listener()
+            if self._running:
+                self._open_listener()
+            self._refusing = False
 
     def drop_connections(self) -> int:
         """Close every open client connection now; returns how many were closed."""
