@@ -58,6 +58,7 @@ class FeatureStore:
         self._registry: Registry | None = None
         self._online: OnlineStore | None = None
         self._plans: dict[tuple[Any, ...], RetrievalPlan] = {}
+        self._by_service: dict[str, tuple[Registry, RetrievalPlan]] = {}  # get_feature_vector's plan lookup
         self._lock = threading.Lock()
 
     # ---- configuration and registry -------------------------------------------------------
@@ -208,18 +209,41 @@ class FeatureStore:
         Missing or stale values are filled with the declared defaults (NaN without one); the
         statuses say which.
         """
-        plan = self.plan(service=service)
+        plan = self._service_plan(service)
         _check_timeout(timeout_ms)
+        store = self.online_store
+        fast = plan.fast_vector
+        row: Any = _UNREAD
+        if fast is not None and len(entity_key) == 1 and not store.row_mapping:
+            key = entity_key.get(fast.key)
+            if type(key) is fast.key_type and (fast.key_type is str or -_TWO_63 <= key < _TWO_63):
+                row = store.read_one(plan, (key,), timeout_ms)
+                out = plan.fast_values(row, request, now_us())
+                if out is not None:
+                    vals, st = out
+                    return FeatureVector(np.array(vals, dtype=np.float64),
+                                         fast.present.copy() if st is None else np.array(st, dtype=np.uint8),
+                                         plan.names)
         cols = {k: (v,) for k, v in entity_key.items()}
         if request:
             cols.update({k: (v,) for k, v in request.items()})
         keys = plan.keys_by_group(cols, 1)
         req = plan.request_values(cols, 1)
-        store = self.online_store
-        rows = store.read(plan, keys, timeout_ms) if plan.groups else []
+        if row is not _UNREAD:
+            rows = [[row]]
+        else:
+            rows = store.read(plan, keys, timeout_ms) if plan.groups else []
         # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
         values, statuses = plan.vector(rows, req, now_us(), store.row_mapping)
         return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)
+
+    def _service_plan(self, service: str) -> RetrievalPlan:
+        hit = self._by_service.get(service)
+        if hit is not None and hit[0] is self._registry:
+            return hit[1]
+        plan = self.plan(service=service)
+        self._by_service[service] = (self._registry, plan)
+        return plan
 
     # ---- offline --------------------------------------------------------------------------
     def materialize(self, start: datetime | None, end: datetime, views: Sequence[str] | None = None,
@@ -262,6 +286,10 @@ def _check_timeout(timeout_ms: Any) -> None:
 
 def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
               entities: Mapping[str, Sequence[Any]] | None) -> tuple[Mapping[str, Sequence[Any]], int]:
+    if type(entities) is dict and entity_rows is None:  # the common shape, checked in a few C-level calls
+        lengths = set(map(len, entities.values())) if set(map(type, entities.values())) <= _SEQUENCES else None
+        if lengths is not None and len(lengths) == 1 and 0 not in lengths:
+            return entities, lengths.pop()
     if (entity_rows is None) == (entities is None):
         raise EntityKeyError("give exactly one of entity_rows=[{...}, ...] or entities={key: [...]}")
     if entities is not None:
@@ -299,6 +327,11 @@ def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
         for k in keys:
             cols[k].append(r[k])
     return cols, len(rows)
+
+
+_SEQUENCES = {list, tuple}
+_UNREAD = object()
+_TWO_63 = 2**63
 
 
 def _short(v: Any) -> str:

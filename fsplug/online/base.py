@@ -12,8 +12,9 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from fsplug.plan import RetrievalPlan
     from fsplug.registry import FeatureView, Registry, RegistryDiff
 
-__all__ = ["OnlineStore", "StoreConfig", "Capabilities", "WriteBatch", "store_class", "ENTRY_POINT_GROUP"]
+__all__ = ["OnlineStore", "StoreConfig", "Capabilities", "WriteBatch", "KeyList", "flat_keys", "store_class",
+           "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "fsplug.online_stores"
 
@@ -72,6 +74,46 @@ class WriteBatch:
         return len(self.event_ts_us)
 
 
+class KeyList(Sequence[tuple[Any, ...]]):
+    """The key tuples of one entity group, held as columns (one list per join key).
+
+    It is a sequence of tuples like any other, so a store may simply iterate it; `columns` and
+    `flat()` give stores the keys without building a tuple per key.
+    """
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: Sequence[Sequence[Any]]):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return KeyList([c[i] for c in self.columns])
+        return tuple(c[i] for c in self.columns)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return zip(*self.columns)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"KeyList({list(self)!r})"
+
+    def flat(self) -> list[Any]:
+        """Every key's values, key after key (as one statement binds them)."""
+        cols = self.columns
+        return list(cols[0]) if len(cols) == 1 else list(chain.from_iterable(zip(*cols)))
+
+
+def flat_keys(keys: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Key values key after key, from a KeyList or any sequence of key tuples."""
+    return keys.flat() if type(keys) is KeyList else list(chain.from_iterable(keys))
+
+
 class OnlineStore(ABC):
     """An online store: holds the latest feature values per entity for key-based batch reads."""
 
@@ -104,10 +146,17 @@ class OnlineStore(ABC):
 
         `timeout_ms` caps this call (StoreTimeoutError past it); None uses the store's configured budget.
 
-        `keys_by_group[i]` holds the key tuples of `plan.groups[i]`. Returns, per group, one row per
-        key in key order: None when the entity has no record, else a tuple aligned to `group.bins`
-        (None for nulls) or, when `row_mapping` is True, a mapping bin -> value (missing = null).
+        `keys_by_group[i]` holds the key tuples of `plan.groups[i]` (a KeyList, or any sequence of tuples). Returns, per group, one row per
+        key in key order: None (or a tuple of Nones) when the entity has no record, else a tuple aligned
+        to `group.bins` (None for nulls) or, when `row_mapping` is True, a mapping bin -> value (missing = null).
         """
+
+    def read_one(self, plan: "RetrievalPlan", key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
+        """The row of one key of a single-group plan, as `read` returns it (get_feature_vector's path).
+
+        Stores override it where one key can be read more cheaply than through `read`.
+        """
+        return self.read(plan, [[key]], timeout_ms)[0][0]
 
     def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
                      timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:

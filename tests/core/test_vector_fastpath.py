@@ -25,7 +25,8 @@ def _rows(plan, rng):
         row = [rng.choice([None, float("nan"), rng.random(), rng.randint(0, 9)]) if rng.random() < 0.3
                else rng.random() for _ in g.bins]
         for v in g.views:
-            row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 2) // 2])
+            row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 2) // 2,
+                                          NOW - (v.ttl_us or 3)])  # the last: exactly at the ttl
         out.append(tuple(row))
     return out
 
@@ -47,3 +48,78 @@ def test_vector_matches_online_result(applied_ride_repo):
             values, statuses = plan.vector(rows_in, req_vals, NOW, mapping)
             np.testing.assert_array_equal(np.array(statuses, dtype=np.uint8), res.statuses[0])
             np.testing.assert_array_equal(np.array(values), res.to_numpy()[0])
+
+
+FAST_PLANS = (
+    {"service": "decline_model_v1"},  # request columns last
+    {"features": ["driver_stats:trips_30d", "ride_request:pickup_distance_km", "driver_activity:*",
+                  "ride_request:surge_multiplier", "driver_stats:acceptance_rate_7d"]},  # interleaved
+    {"features": ["driver_activity:declines_1h"]},  # one stored column, no request
+)
+
+
+def test_fast_values_match_online_result(applied_ride_repo):
+    """`fast_values` (get_feature_vector's common path) gives `OnlineResult`'s values and statuses for
+    random rows: missing entities and views, stale views, nulls, NaN, and request values."""
+    store = FeatureStore(applied_ride_repo)
+    rng = random.Random(5)
+    seen_present = seen_other = 0
+    for kwargs in FAST_PLANS:
+        plan = store.plan(**kwargs)
+        assert plan.fast_vector is not None
+        for _ in range(400):
+            (row,) = _rows(plan, rng)
+            if rng.random() < 0.2 and row is not None:  # also all fresh and complete rows
+                row = tuple(rng.random() if b not in [v.timestamp_bin for v in plan.groups[0].views] else NOW - 1
+                            for b in plan.groups[0].bins)
+            request = {c.feature: rng.choice([3, -7] if c.dtype.value == "int64" else [0.5, 3, -2.25])
+                       for c in plan.columns if c.is_request}
+            if rng.random() < 0.3:
+                request.pop("surge_multiplier", None)  # has a default
+            out = plan.fast_values(row, request, NOW)
+            assert out is not None
+            values, statuses = out
+            req_vals = {i: [request.get(c.feature, c.default)] for i, c in enumerate(plan.columns) if c.is_request}
+            res = OnlineResult(plan, [[row]], req_vals, 1, NOW)
+            want = res.statuses[0]
+            got = np.full(len(plan.columns), 1, np.uint8) if statuses is None else np.array(statuses, np.uint8)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.array(values, dtype=np.float64), res.to_numpy()[0])
+            if statuses is None:
+                seen_present += 1
+            else:
+                seen_other += 1
+    assert seen_present > 50 and seen_other > 50  # both branches were exercised
+
+
+def test_fast_values_leave_odd_request_values_to_the_general_path(applied_ride_repo):
+    plan = FeatureStore(applied_ride_repo).plan(service="decline_model_v1")
+    row = (None,) * len(plan.groups[0].bins)
+    ok = {"pickup_distance_km": 1.0, "hour_of_day": 3}
+    assert plan.fast_values(row, ok, NOW) is not None
+    for bad in ({"hour_of_day": 3}, {**ok, "hour_of_day": "noon"}, {**ok, "pickup_distance_km": None},
+                {**ok, "pickup_distance_km": np.float64(1.0)}, {**ok, "surge_multiplier": True}):
+        assert plan.fast_values(row, bad, NOW) is None, bad
+
+
+def test_plans_outside_the_fast_path_have_no_recipe(make_repo):
+    root = make_repo({"defs.yaml": """
+        entities:
+          - {name: driver, join_key: driver_id, dtype: int64}
+        sources:
+          - {name: s, path: data/s.parquet, timestamp_field: ts}
+        feature_views:
+          - name: v
+            entity: driver
+            source: s
+            features:
+              - {name: a, dtype: float64}
+              - {name: city, dtype: string}
+        """})
+    store = FeatureStore(root)
+    store.compile(check_paths=False)
+    from fsplug.plan import compile_plan
+
+    reg, _ = store.compile(check_paths=False)
+    assert compile_plan(reg, features=["v:a"]).fast_vector is not None
+    assert compile_plan(reg, features=["v:a", "v:city"]).fast_vector is None  # a string column

@@ -54,6 +54,8 @@ feature_views:
 feature_services:
   - name: everything
     features: [all_types:*, stats:*]
+  - name: stats_only
+    features: [stats:*]
 """
 
 

@@ -282,3 +282,25 @@ def test_two_entities_in_one_request(conf_repo):
         assert res.to_dict() == {"f_str": ["drv-1-é", None], "demand": [2.5, 2.5], "f_int": [10, -1]}
         m = res.to_numpy()
         assert np.isnan(m[0, 0]) and m[0, 1] == 2.5 and m[1, 2] == -1
+
+
+def test_feature_vector_equals_the_batch_row_for_every_status(conf_repo):
+    """get_feature_vector (SQLite: its one-key shortcut) serves what get_online_features serves:
+    present, null, stale and unknown drivers; also with the key repeated and unknown keys in a batch."""
+    now = datetime.now(UTC)
+    with FeatureStore(conf_repo) as store:
+        store.push("stats", {"driver_id": [1, 2, 3],
+                             "ts": pa.array([now - timedelta(minutes=1), now - timedelta(minutes=1),
+                                             now - timedelta(minutes=90)], pa.timestamp("us", tz="UTC")),
+                             "trips": [5, None, 7], "rate": [0.5, 0.25, 0.75]})
+        ids = [1, 2, 3, 404, 1, 2]
+        batch = store.get_online_features(service="stats_only", entities={"driver_id": ids})
+        want_values, want_st = batch.to_numpy(), batch.statuses
+        assert want_st[:4, 0].tolist() == [FieldStatus.PRESENT, FieldStatus.NULL_VALUE,
+                                           FieldStatus.OUTSIDE_MAX_AGE, FieldStatus.NOT_FOUND]
+        assert want_values[4].tolist() == [5.0, 0.5] and np.array_equal(want_st[4], want_st[0])  # repeated key
+        for i, d in enumerate(ids):
+            vec = store.get_feature_vector("stats_only", driver_id=d)
+            np.testing.assert_array_equal(vec.values, want_values[i])
+            np.testing.assert_array_equal(vec.statuses, want_st[i])
+            assert vec.names == ("trips", "rate")
