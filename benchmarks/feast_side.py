@@ -110,7 +110,7 @@ class FeastSystem:
         return self._read()
 
     def supports(self, case: str) -> bool:
-        return case in ("one", "fifty")
+        return case in ("one", "fifty_dict")  # its reads end in .to_dict(), like fsplug's fifty_dict
 
     def load(self, wl: Workload) -> None:
         f = self.dir / f"keys_{wl.case}.json"

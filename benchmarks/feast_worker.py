@@ -13,7 +13,7 @@ request features: it does more work per call, not less).
 `materialize` applies the definitions into a fresh Feast repo and times `FeatureStore.materialize`
 in this process (peak RSS = this process's VmHWM). `serve` opens that repo and answers
 commands, timing each call in-process with `perf_counter_ns` (no IPC inside the timings):
-  {"cmd": "load", "case": "one"|"fifty", "keys_file": PATH}   the case's key lists (JSON)
+  {"cmd": "load", "case": "one"|"fifty_dict", "keys_file": PATH}   the case's key lists (JSON)
   {"cmd": "run", "case": C, "lo": i, "hi": j}                -> {"samples": [ns, ...]}
   {"cmd": "quit"}
 Every read is `get_online_features(features=<FeatureService>, entity_rows=[...]).to_dict()`.

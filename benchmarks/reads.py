@@ -6,11 +6,16 @@ the call. The scheduler runs all systems block by block (rotating who goes first
 drift of a shared, noisy machine hits every system alike.
 
 Cases (the same entities per call for every system):
-- `one`: 1 driver. fsplug `get_feature_vector(decline_model_v1, ...)`; raw: the same SELECT with one key.
-- `fifty`: 50 drivers. fsplug `get_online_features(service=decline_model_v1, ...).to_numpy()`;
-  raw: one `SELECT <key, 11 feature bins, 2 timestamp bins> ... WHERE driver_id IN (50 keys)` /
-  one Aerospike `batch_read` of the 50 keys and the same bins.
-- `fifty_dict`: fsplug's 50 drivers with `.to_dict()` (what Feast's `.to_dict()` is compared with).
+- `one`: 1 driver. fsplug `get_feature_vector(decline_model_v1, ...)`; raw: the statement fsplug
+  issues for one key (SQLite) / a one-key `batch_read` (Aerospike); floor: that raw call plus the
+  least any vector API must do (two arrays and a result object, no checks); Feast: its
+  `get_online_features(...).to_dict()` for the driver.
+- `fifty`: 50 drivers. fsplug `get_online_features(service=decline_model_v1, ...)`, the call (its
+  result converts lazily); raw: the statement fsplug issues, rows fetched (SQLite: the 50 keys as a
+  VALUES list LEFT JOINed to the table) / one `batch_read` of the 50 keys and the same bins; raw IN:
+  the obvious hand-written `SELECT ... WHERE driver_id IN (...)`, for reference.
+- `fifty_numpy`: fsplug's call plus `.to_numpy()`; raw+numpy: the raw call plus `np.array(rows)`.
+- `fifty_dict`: fsplug's call plus `.to_dict()`; Feast: `get_online_features(...).to_dict()` (like for like).
 - `predict`: `predict_decline_risk` (1 driver, logistic regression), fsplug only.
 - `dispatch`: `dispatch` over 50 candidates, fsplug only.
 """
@@ -26,9 +31,10 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.data import EXAMPLES, SERVICE
 
-__all__ = ["Workload", "workload", "raw_bins", "FsplugSystem", "RawSQLite", "RawSQLiteNumpy", "RawAerospike", "alternate", "CASES"]
+__all__ = ["Workload", "workload", "raw_bins", "FsplugSystem", "RawSQLite", "RawSQLiteIn", "RawSQLiteNumpy",
+           "RawSQLiteVectorFloor", "RawAerospike", "alternate", "CASES"]
 
-CASES = ("one", "fifty", "fifty_dict", "predict", "dispatch")
+CASES = ("one", "fifty", "fifty_numpy", "fifty_dict", "predict", "dispatch")
 REQUEST = {"pickup_distance_km": 1.5, "surge_multiplier": 1.0, "hour_of_day": 8}
 
 
@@ -83,7 +89,8 @@ class FsplugSystem:
         self.loads: dict[str, Workload] = {}
 
     def supports(self, case: str) -> bool:
-        return case in ("one", "fifty", "fifty_dict") or (self.svc is not None and case in ("predict", "dispatch"))
+        return case in ("one", "fifty", "fifty_numpy", "fifty_dict") or (
+            self.svc is not None and case in ("predict", "dispatch"))
 
     def load(self, wl: Workload) -> None:
         self.loads[wl.case] = wl
@@ -95,14 +102,15 @@ class FsplugSystem:
         if case == "one":
             req = REQUEST
             return _timed(lambda i: store.get_feature_vector(SERVICE, request=req, driver_id=keys[i][0]), lo, hi)
-        if case in ("fifty", "fifty_dict"):
+        if case.startswith("fifty"):
             ents = [{"driver_id": k, "pickup_distance_km": d, "surge_multiplier": [1.0] * len(k),
                      "hour_of_day": [8] * len(k)} for k, d in zip(keys[lo:hi], dist[lo:hi])]
+            get = store.get_online_features
             if case == "fifty":
-                return _timed(lambda i: store.get_online_features(service=SERVICE, entities=ents[i - lo]).to_numpy(),
-                              lo, hi)
-            return _timed(lambda i: store.get_online_features(service=SERVICE, entities=ents[i - lo]).to_dict(),
-                          lo, hi)
+                return _timed(lambda i: get(service=SERVICE, entities=ents[i - lo]), lo, hi)
+            if case == "fifty_numpy":
+                return _timed(lambda i: get(service=SERVICE, entities=ents[i - lo]).to_numpy(), lo, hi)
+            return _timed(lambda i: get(service=SERVICE, entities=ents[i - lo]).to_dict(), lo, hi)
         svc = self.svc
         if case == "predict":
             req = REQUEST
@@ -128,20 +136,19 @@ def raw_bins(store: Any) -> list[str]:
 
 
 class RawSQLite:
-    """The raw driver call: one `sqlite3` IN query on the same table, columns and file, rows fetched."""
+    """The raw driver call fsplug wraps: the same `sqlite3` statement on the same file, rows fetched."""
 
     name = "raw"
 
     def __init__(self, db_path: Path, table: str, bins: Sequence[str]):
         import sqlite3
 
-        from fsplug.online.sqlite import SQLiteConfig
+        from fsplug.online.sqlite import SQLiteConfig, read_sql
 
         self.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, cached_statements=512)
         for pragma in SQLiteConfig().pragmas():  # the same connection settings as fsplug's store
             self.conn.execute(pragma)
-        cols = ", ".join(f'"{c}"' for c in ["driver_id", *bins])
-        self._sql = {n: f'SELECT {cols} FROM "{table}" WHERE "driver_id" IN ({", ".join("?" * n)})' for n in (1, 50)}
+        self._sql = {n: read_sql(table, ["driver_id"], bins, n) for n in (1, 50)}
         self.bins = list(bins)
         self.loads: dict[str, Workload] = {}
 
@@ -153,35 +160,83 @@ class RawSQLite:
 
     def run(self, case: str, lo: int, hi: int) -> list[int]:
         keys = self.loads[case].keys
-        sql = self._sql[len(keys[lo])]
         ex = self.conn.execute
+        if case == "one":
+            sql = self._sql[1]
+            return _timed(lambda i: ex(sql, keys[i]).fetchone(), lo, hi)
+        sql = self._sql[50]
         return _timed(lambda i: ex(sql, keys[i]).fetchall(), lo, hi)
 
     def close(self) -> None:
         self.conn.close()
 
 
-class RawSQLiteNumpy(RawSQLite):
-    """The floor of any model-ready result: the raw query plus `np.array(rows, float64)` of its rows.
+class RawSQLiteIn(RawSQLite):
+    """For reference: the hand-written `SELECT driver_id, <bins> ... WHERE driver_id IN (50 keys)`."""
 
-    Not a target baseline: it shows how much of fsplug's overhead over the bare query is the
-    unavoidable conversion of Python rows into a float matrix.
+    name = "raw IN"
+
+    def __init__(self, db_path: Path, table: str, bins: Sequence[str]):
+        super().__init__(db_path, table, bins)
+        cols = ", ".join(f'"{c}"' for c in ["driver_id", *bins])
+        self._sql = {50: f'SELECT {cols} FROM "{table}" WHERE "driver_id" IN ({", ".join("?" * 50)})'}
+
+    def supports(self, case: str) -> bool:
+        return case == "fifty"
+
+
+class RawSQLiteNumpy(RawSQLite):
+    """The floor of a model-ready result: the raw call plus `np.array(rows, float64)` of its rows.
+
+    Not a target baseline: it shows how much of fsplug's `to_numpy()` cost is the unavoidable
+    conversion of Python rows into a float matrix.
     """
 
     name = "raw+numpy"
 
     def supports(self, case: str) -> bool:
-        return case == "fifty"
+        return case == "fifty_numpy"
 
     def run(self, case: str, lo: int, hi: int) -> list[int]:
         import numpy as np
 
         keys = self.loads[case].keys
-        sql = self._sql[len(keys[lo])]
+        sql = self._sql[50]
         ex = self.conn.execute
         arr = np.array
         f8 = np.float64
         return _timed(lambda i: arr(ex(sql, keys[i]).fetchall(), dtype=f8), lo, hi)
+
+
+class RawSQLiteVectorFloor(RawSQLite):
+    """The floor of any one-entity vector API: the raw call, then the row and the request values as
+    a float array, an all-PRESENT status array and a FeatureVector, in a function taking the same
+    arguments as get_feature_vector. No checks, no statuses, no defaults: less than any correct
+    implementation can do, so no implementation can be faster."""
+
+    name = "floor"
+
+    def supports(self, case: str) -> bool:
+        return case == "one"
+
+    def run(self, case: str, lo: int, hi: int) -> list[int]:
+        import numpy as np
+
+        from fsplug.store import FeatureVector
+
+        keys = self.loads[case].keys
+        sql = self._sql[1]
+        ex = self.conn.execute
+        arr, f8 = np.array, np.float64
+        names = (*self.bins[:-2], *REQUEST)
+        present = np.ones(len(self.bins) - 2 + len(REQUEST), dtype=np.uint8)
+
+        def vector(service: str, request: dict[str, Any], driver_id: int) -> FeatureVector:
+            row = ex(sql, (driver_id,)).fetchone()
+            return FeatureVector(arr((*row[:-2], *request.values()), dtype=f8), present.copy(), names)
+
+        req = REQUEST
+        return _timed(lambda i: vector(SERVICE, request=req, driver_id=keys[i][0]), lo, hi)
 
 
 class RawAerospike:

@@ -19,7 +19,8 @@ from typing import Any
 
 from benchmarks import data as D
 from benchmarks.materialize import measure_fsplug
-from benchmarks.reads import FsplugSystem, RawAerospike, RawSQLite, RawSQLiteNumpy, alternate, raw_bins, workload
+from benchmarks.reads import (FsplugSystem, RawAerospike, RawSQLite, RawSQLiteIn, RawSQLiteNumpy, RawSQLiteVectorFloor,
+                              alternate, raw_bins, workload)
 from benchmarks.stats import ratio, summarize
 
 TEST_SERVER_LABEL = "functional only (test server: its timings say nothing about Aerospike)"
@@ -172,8 +173,8 @@ def _check_agreement(fs: FsplugSystem, raw: Any, feast: Any, keys: list[int], st
     assert list(raw.bins)[:len(bins)] == bins, (raw.bins, bins)
     out: dict[str, Any] = {"keys": len(keys)}
     # raw rows, by key
-    if isinstance(raw, RawSQLite):
-        rows = {r[0]: r[1:] for r in raw.conn.execute(raw._sql[50], keys[:50]).fetchall()} if len(keys) == 50 else {}
+    if isinstance(raw, RawSQLite):  # one row per key, in key order (all NULL for an unknown key)
+        rows = dict(zip(keys, raw.conn.execute(raw._sql[50], keys).fetchall())) if len(keys) == 50 else {}
     else:
         recs = raw.client.batch_read([(raw.ns, raw.set, k) for k in keys], raw.bins).batch_records
         rows = {k: tuple((r.record[2] or {}).get(b) for b in raw.bins) if r.result == 0 else None
@@ -275,8 +276,9 @@ def bench_dataset(opts: Options, store: str, ds: D.Dataset, target: AerospikeTar
     systems: list[Any] = [FsplugSystem(repo, model)]
     bins = raw_bins(systems[0].store)
     if store == "sqlite":
-        systems.append(RawSQLite(repo / "data" / "online.db", D.ENTITY_TABLE, bins))
-        systems.append(RawSQLiteNumpy(repo / "data" / "online.db", D.ENTITY_TABLE, bins))
+        db = repo / "data" / "online.db"
+        systems += [RawSQLite(db, D.ENTITY_TABLE, bins), RawSQLiteIn(db, D.ENTITY_TABLE, bins),
+                    RawSQLiteNumpy(db, D.ENTITY_TABLE, bins), RawSQLiteVectorFloor(db, D.ENTITY_TABLE, bins)]
     else:
         systems.append(RawAerospike(target.hosts, target.namespace, cfg["sets"]["driver"], bins,
                                     cfg.get("read_total_timeout_ms", 50), cfg.get("read_socket_timeout_ms", 20)))
@@ -306,8 +308,10 @@ def bench_dataset(opts: Options, store: str, ds: D.Dataset, target: AerospikeTar
                 s.load(wl)
             samples = alternate(active, case, calls, opts.rounds, opts.warmup, log)
             out["reads"][case] = {name: summarize(v) for name, v in samples.items()}
-            if case == "fifty":
-                out["samples_fifty_us"] = {name: [round(x / 1e3, 2) for x in v] for name, v in samples.items()}
+            if case in ("fifty", "fifty_dict"):  # for the histogram
+                hist = out.setdefault("samples_fifty_us", {})
+                for name, v in samples.items():
+                    hist[name if case == "fifty" else f"{name} to_dict"] = [round(x / 1e3, 2) for x in v]
     finally:
         for s in systems:
             s.close()
@@ -337,12 +341,16 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         r = base.get("reads", {})
         label = sres.get("label")
         note = label or ""
-        for pct in ("p50", "p99"):
+        for pct in ("p50", "p99"):  # both get_online_features(...).to_dict()
             add(f"50 entities: Feast / fsplug at {pct} (x faster)",
-                ratio(_get(r, "fifty", "feast", f"{pct}_us"), _get(r, "fifty", "fsplug", f"{pct}_us")), 10, ">=",
-                store, note or ("" if _get(r, "fifty", "feast") else base.get("feast_not_run", "Feast not run")))
+                ratio(_get(r, "fifty_dict", "feast", f"{pct}_us"), _get(r, "fifty_dict", "fsplug", f"{pct}_us")), 10,
+                ">=", store,
+                note or ("" if _get(r, "fifty_dict", "feast") else base.get("feast_not_run", "Feast not run")))
         add("50 entities: fsplug / raw driver at p50", ratio(_get(r, "fifty", "fsplug", "p50_us"),
                                                               _get(r, "fifty", "raw", "p50_us")), 1.2, "<=", store, note)
+        add("50 entities + to_numpy: fsplug / (raw driver + np.array) at p50",
+            ratio(_get(r, "fifty_numpy", "fsplug", "p50_us"), _get(r, "fifty_numpy", "raw+numpy", "p50_us")), 1.2,
+            "<=", store, note)
         add("1 entity: fsplug / raw driver at p50", ratio(_get(r, "one", "fsplug", "p50_us"),
                                                            _get(r, "one", "raw", "p50_us")), 1.3, "<=", store, note)
         if store == "sqlite":
@@ -398,7 +406,7 @@ def run(opts: Options, log: Log | None = None) -> dict[str, Any]:
         try:
             log(f"== {store}: base data set, {opts.entities:,} drivers x {opts.days} days")
             sres["base"] = bench_dataset(opts, store, base, target, log,
-                                         cases=("one", "fifty", "fifty_dict", "predict", "dispatch"),
+                                         cases=("one", "fifty", "fifty_numpy", "fifty_dict", "predict", "dispatch"),
                                          calls=opts.calls, with_feast=opts.with_feast, model_from=model_from,
                                          train=True)
             model_from = Path(sres["base"]["repo"]) / "data" / "models" / f"{D.SERVICE}.joblib"
@@ -409,7 +417,8 @@ def run(opts: Options, log: Log | None = None) -> dict[str, Any]:
             for n in sizes:
                 log(f"== {store}: scale, {n:,} drivers x {opts.scale_days} day(s)")
                 ds = D.dataset(n, opts.scale_days, 0, opts.seed, D.day_end(started), opts.out_dir, log)
-                res = bench_dataset(opts, store, ds, target, log, cases=("one", "fifty"), calls=opts.scale_calls,
+                res = bench_dataset(opts, store, ds, target, log, cases=("one", "fifty", "fifty_dict"),
+                                    calls=opts.scale_calls,
                                     with_feast=opts.with_feast and n <= opts.feast_scale_max)
                 res.pop("samples_fifty_us", None)
                 sres["scale"].append(res)

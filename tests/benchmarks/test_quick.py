@@ -25,7 +25,7 @@ def test_quick_suite_writes_json_and_markdown(tmp_path: Path) -> None:
     assert res["meta"]["machine"]["nproc"] >= 1
     sq = res["stores"]["sqlite"]
     base = sq["base"]
-    assert set(base["reads"]) == {"one", "fifty", "fifty_dict", "predict", "dispatch"}
+    assert set(base["reads"]) == {"one", "fifty", "fifty_numpy", "fifty_dict", "predict", "dispatch"}
     for case, systems in base["reads"].items():
         assert "fsplug" in systems
         if case in ("one", "fifty"):
@@ -34,6 +34,8 @@ def test_quick_suite_writes_json_and_markdown(tmp_path: Path) -> None:
             assert s["n"] == 30
             assert 0 < s["p50_us"] <= s["p99_us"] <= s["p999_us"]
             assert s["throughput_per_s"] > 0
+    assert "floor" in base["reads"]["one"] and "raw IN" in base["reads"]["fifty"]
+    assert "raw+numpy" in base["reads"]["fifty_numpy"]
     assert base["agreement"]["fsplug_vs_raw_mismatches"] == 0
     mat = base["materialize"]["fsplug"]
     assert mat["entities"] > 0 and mat["seconds"] > 0 and mat["peak_rss_mib"] > 0
