@@ -48,7 +48,7 @@ class SQLiteConfig(StoreConfig):
     synchronous: str = Field(default="NORMAL", pattern="^(OFF|NORMAL|FULL|EXTRA)$",
                              description="SQLite synchronous mode; NORMAL is durable across app crashes in WAL.")
     write_batch_rows: int = Field(default=10_000, ge=1, description="Rows per write transaction.")
-    read_batch_keys: int = Field(default=5_000, ge=1, le=30_000, description="Keys per IN (...) query.")
+    read_batch_keys: int = Field(default=5_000, ge=1, le=30_000, description="Keys per read statement.")
     mmap_size_mb: int = Field(default=1024, ge=0, description="Memory-map up to this much of the file for reads "
                               "(0 = off); keeps large tables' lookups fast.")
     cache_size_mb: int = Field(default=64, ge=0, description="SQLite page cache per connection.")
@@ -212,8 +212,10 @@ class SQLiteOnlineStore(OnlineStore):
             # SQLite calls this every N VM steps; a non-zero return interrupts the query.
             conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
-            step = self.config.read_batch_keys
+            max_params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 before SQLite 3.32
             for g, keys in zip(plan.groups, keys_by_group):
+                # each key binds one parameter per join key, within SQLite's limit per statement
+                step = min(self.config.read_batch_keys, max_params // len(g.join_keys))
                 if len(keys) <= step:
                     out.append(conn.execute(self._read_sql(g, len(keys)), flat_keys(keys)).fetchall())
                     continue
