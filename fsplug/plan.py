@@ -586,7 +586,8 @@ class OnlineResult:
                 null = np.isnan(m[:, bin_idx])
             else:
                 rows = self._tuples[gi]
-                null = np.array([[r[j] is None for j in bin_idx] for r in rows], dtype=bool).reshape(len(rows), -1)
+                null = np.array([[v is None or v != v for v in map(r.__getitem__, bin_idx)] for r in rows],
+                                dtype=bool).reshape(len(rows), -1)  # None, or a NaN float
             s = null.astype(np.uint8)
             s += _PRESENT  # PRESENT (1) or NULL_VALUE (2)
             s[stale[:, view_idx]] = _OUTSIDE_MAX_AGE
@@ -642,24 +643,48 @@ class OnlineResult:
     def status_names(self) -> dict[str, list[str]]:
         return {c.name: [FieldStatus(s).name for s in self.statuses[:, i]] for i, c in enumerate(self.plan.columns)}
 
+    @_lazy
+    def _bins_and_unserved(self) -> list[tuple[list[tuple[Any, ...]], list[list[int]]]]:
+        """Per group: the rows transposed (one tuple per bin) and, per view, the rows it does not
+        serve (no event time: never written; or older than its ttl), computed without numpy."""
+        out = []
+        now = self.now_us
+        for g, rows in zip(self.plan.groups, self._tuples):
+            cols = list(zip(*rows))
+            unserved = []
+            for v in g.views:
+                ts = cols[v.ts_index]
+                if v.ttl_us:
+                    oldest = now - v.ttl_us  # stale: now - ts > ttl
+                    unserved.append([i for i, t in enumerate(ts) if t is None or t < oldest])
+                else:
+                    unserved.append([i for i, t in enumerate(ts) if t is None])
+            out.append((cols, unserved))
+        return out
+
     def to_dict(self, include_statuses: bool = False) -> dict[str, list[Any]]:
         """Plain Python lists per output column: non-PRESENT values are the default, or None without one."""
         plan = self.plan
-        present = self.statuses == _PRESENT
-        all_ok = present.all(axis=0).tolist()
+        groups = self._bins_and_unserved
         out: dict[str, list[Any]] = {}
         for i, c in enumerate(plan.columns):
             if c.is_request:
                 out[c.name] = list(self._request[i])
                 continue
-            j = c.bin_index
-            vals = [r[j] for r in self._tuples[c.group]]
+            cols, unserved = groups[c.group]
+            skip = unserved[c.view_index]
+            if len(skip) == self.n:  # the view serves no row
+                out[c.name] = [plan._py_defaults[i]] * self.n
+                continue
+            vals = list(cols[c.bin_index])
             conv = _TO_PYTHON.get(c.dtype)
             if conv is not None:
                 vals = [None if v is None else conv(v) for v in vals]
-            if not all_ok[i]:
-                fill = plan._py_defaults[i]
-                vals = [v if k else fill for v, k in zip(vals, present[:, i].tolist())]
+            fill = plan._py_defaults[i]
+            if None in vals or (c.dtype in _FLOATS and _has_nan(vals)):  # NULL_VALUE: the default
+                vals = [fill if v is None or v != v else v for v in vals]
+            for j in skip:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
+                vals[j] = fill
             out[c.name] = vals
         if include_statuses:
             for c, names in self.status_names().items():
@@ -681,6 +706,15 @@ class OnlineResult:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+_FLOATS = frozenset({DType.FLOAT64, DType.FLOAT32})
+
+
+def _has_nan(vals: list[Any]) -> bool:
+    """Whether a list of floats (no None) holds a NaN; a C-level sum first, a loop only if it says so."""
+    total = sum(vals)
+    return total != total and any(v != v for v in vals)
 
 
 def _float_list(v: Any) -> list[float]:

@@ -123,3 +123,61 @@ def test_plans_outside_the_fast_path_have_no_recipe(make_repo):
     reg, _ = store.compile(check_paths=False)
     assert compile_plan(reg, features=["v:a"]).fast_vector is not None
     assert compile_plan(reg, features=["v:a", "v:city"]).fast_vector is None  # a string column
+
+
+def _reference_dict(res):
+    """to_dict as defined: each stored value converted to its dtype's Python value where its status
+    is PRESENT, else the column's default (None without one); request values as given."""
+    from fsplug.plan import _TO_PYTHON, python_default
+
+    out = {}
+    for i, c in enumerate(res.plan.columns):
+        if c.is_request:
+            out[c.name] = list(res._request[i])
+            continue
+        conv = _TO_PYTHON.get(c.dtype, lambda v: v)
+        out[c.name] = [conv(r[c.bin_index]) if res.statuses[k, i] == 1 else python_default(c)
+                       for k, r in enumerate(res._tuples[c.group])]
+    return out
+
+
+def _random_value(dtype, rng):
+    v = {"int64": lambda: rng.randint(-5, 5), "float64": lambda: rng.choice([rng.random(), float("nan")]),
+         "float32": lambda: rng.choice([0.5, float("nan")]), "string": lambda: rng.choice(["a", "é"]),
+         "bool": lambda: rng.randint(0, 1), "bytes": lambda: b"\x00x", "timestamp": lambda: rng.randint(0, 10**15),
+         "list[float64]": lambda: np.array([1.0, rng.random()], "<f8").tobytes()}[dtype]()
+    return None if rng.random() < 0.2 else v
+
+
+def test_to_dict_matches_statuses_for_every_dtype(make_repo):
+    """to_dict (computed without the float matrix) serves exactly the PRESENT values, converted,
+    and the defaults elsewhere, for every dtype, nulls, NaN, missing and stale rows, both row shapes."""
+    from tests.stores.conftest import ALL_TYPES
+
+    root = make_repo({"defs.yaml": ALL_TYPES})
+    store = FeatureStore(root)
+    reg, _ = store.compile(check_paths=False)
+    from fsplug.plan import compile_plan
+
+    rng = random.Random(11)
+    for plan in (compile_plan(reg, service="everything"), compile_plan(reg, features=["zone_stats:demand"])):
+        dtypes = {c.bin: c.dtype.value for c in plan.columns if not c.is_request}
+        for _, mapping in itertools.product(range(150), (False, True)):
+            rows_in = []
+            for g in plan.groups:
+                rows = []
+                for _ in range(6):
+                    if rng.random() < 0.15:
+                        rows.append(None)
+                        continue
+                    row = [_random_value(dtypes[b], rng) if b in dtypes else None for b in g.bins]
+                    for v in g.views:
+                        row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 3)])
+                    rows.append(None if row is None else (
+                        {b: x for b, x in zip(g.bins, row) if x is not None} if mapping else tuple(row)))
+                rows_in.append(rows)
+            res = OnlineResult(plan, rows_in, {}, 6, NOW, mapping)
+            got, want = res.to_dict(), _reference_dict(res)
+            assert got.keys() == want.keys()
+            for k in got:
+                assert [repr(x) for x in got[k]] == [repr(x) for x in want[k]], k
