@@ -86,7 +86,11 @@ def targets_table(targets: list[dict[str, Any]]) -> list[str]:
     lines = ["| target | store | measured | goal | met |", "|---|---|---:|---:|---|"]
     for t in targets:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        if t.get("note", "").startswith("reference"):
+            met = "-"
         note = f" ({t['note']})" if t.get("note") and t["met"] is None else ""
+        if met == "-":
+            note = f" ({t['note']})"
         lines.append(f"| {t['target']} | {t['store']} | {_f(t['value'], 2)} | {t['op']} {_f(t['limit'], 1)} | "
                      f"{met}{note} |")
     return lines
