@@ -214,7 +214,7 @@ class FeatureStore:
         store = self.online_store
         fast = plan.fast_vector
         row: Any = _UNREAD
-        if fast is not None and len(entity_key) == 1 and not store.row_mapping:
+        if fast is not None and len(entity_key) == 1:
             key = entity_key.get(fast.key)
             if type(key) is fast.key_type and (fast.key_type is str or -_TWO_63 <= key < _TWO_63):
                 row = store.read_one(plan, (key,), timeout_ms)
@@ -229,12 +229,13 @@ class FeatureStore:
             cols.update({k: (v,) for k, v in request.items()})
         keys = plan.keys_by_group(cols, 1)
         req = plan.request_values(cols, 1)
+        mapping = store.row_mapping
         if row is not _UNREAD:
-            rows = [[row]]
+            rows, mapping = [[row]], False  # read_one gives tuples
         else:
             rows = store.read(plan, keys, timeout_ms) if plan.groups else []
         # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
-        values, statuses = plan.vector(rows, req, now_us(), store.row_mapping)
+        values, statuses = plan.vector(rows, req, now_us(), mapping)
         return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)
 
     def _service_plan(self, service: str) -> RetrievalPlan:

@@ -152,11 +152,15 @@ class OnlineStore(ABC):
         """
 
     def read_one(self, plan: "RetrievalPlan", key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
-        """The row of one key of a single-group plan, as `read` returns it (get_feature_vector's path).
+        """The row of one key of a single-group plan (get_feature_vector's path): None or a tuple aligned
+        to the group's bins, also for stores whose `read` returns mappings.
 
         Stores override it where one key can be read more cheaply than through `read`.
         """
-        return self.read(plan, [[key]], timeout_ms)[0][0]
+        row = self.read(plan, [[key]], timeout_ms)[0][0]
+        if self.row_mapping and row is not None:
+            row = tuple(map(row.get, plan.groups[0].bins))
+        return row
 
     def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
                      timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
