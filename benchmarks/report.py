@@ -131,8 +131,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def histogram(result: dict[str, Any], path: Path, store: str = "sqlite") -> str | None:
-    """The 50-entity latency histogram (fsplug vs Feast vs raw); returns why it was skipped, or None."""
+def histogram(result: dict[str, Any], path: Path, store: str | None = None) -> str | None:
+    """The 50-entity latency histogram (fsplug vs Feast vs raw) of `store` (default: SQLite if it ran,
+    else the first store run); returns why it was skipped, or None."""
+    if store is None:
+        stores = list(result["stores"])
+        store = "sqlite" if "sqlite" in stores or not stores else stores[0]
     try:
         import matplotlib
 
@@ -163,8 +167,9 @@ def histogram(result: dict[str, Any], path: Path, store: str = "sqlite") -> str 
     ax.set_xlabel("latency per call (us, log scale)")
     ax.set_ylabel("calls")
     ds = base["dataset"]
+    label = (result["stores"].get(store) or {}).get("label")
     ax.set_title(f"50 entities x 11 stored features, {store}, {ds['drivers']:,} drivers "
-                 f"({result['meta']['started'][:10]})")
+                 f"({result['meta']['started'][:10]})" + (f"\n{label}" if label else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -122,8 +122,10 @@ append, prepend, touch, delete-all), exists policies, generation policies, key s
 TTLs with expiry on read, batch read/write/operate/remove with per-row policies and results,
 filter expressions (see ``expressions``) on single and batch commands, particle types integer,
 double, string, blob (and language blobs), bool, list, map (stored as sent, byte for byte),
-GeoJSON and HLL stored opaquely.  Not supported, answered with code 16
-(AEROSPIKE_ERR_UNSUPPORTED_FEATURE): scans, queries, UDFs, CDT/bit/HLL/expression operations;
+GeoJSON and HLL stored opaquely; the map CDT operations a key-value feature store uses (map
+put/put-items, get by key/key list, nested by map-key context: see ``cdt``, whose behaviour is
+not confirmed by the capture).  Not supported, answered with code 16
+(AEROSPIKE_ERR_UNSUPPORTED_FEATURE): scans, queries, UDFs, other CDT, bit, HLL and expression operations;
 security messages get code 51 (security not supported), as from a Community server.
 """
 

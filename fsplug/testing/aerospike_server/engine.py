@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from fsplug.testing.aerospike_server import cdt
 from fsplug.testing.aerospike_server import protocol as P
 from fsplug.testing.aerospike_server.expressions import ExpError, compile_filter
 from fsplug.testing.aerospike_server.storage import (
@@ -26,7 +27,7 @@ BATCH_FLUSH_BYTES = 128 * 1024
 
 _READ_OP_TYPES = frozenset({P.OP_READ, P.OP_CDT_READ, P.OP_EXP_READ, P.OP_BITS_READ, P.OP_HLL_READ})
 _MODIFY_OP_TYPES = frozenset({P.OP_INCR, P.OP_APPEND, P.OP_PREPEND})
-_UNSUPPORTED_OPS = frozenset({P.OP_CDT_READ, P.OP_CDT_MODIFY, P.OP_EXP_READ, P.OP_EXP_MODIFY,
+_UNSUPPORTED_OPS = frozenset({P.OP_EXP_READ, P.OP_EXP_MODIFY,
                               P.OP_BITS_READ, P.OP_BITS_MODIFY, P.OP_HLL_READ, P.OP_HLL_MODIFY})
 _STRINGY = frozenset({P.PT_STRING, P.PT_BLOB, P.PT_JAVA_BLOB, P.PT_CSHARP_BLOB, P.PT_PYTHON_BLOB,
                       P.PT_RUBY_BLOB, P.PT_PHP_BLOB, P.PT_ERLANG_BLOB})
@@ -191,7 +192,7 @@ class Engine:
 
     def _read(self, ns: Namespace, digest, filt, info1, ops) -> Outcome:
         for o in ops:
-            if o.op != P.OP_READ:
+            if o.op != P.OP_READ and o.op != P.OP_CDT_READ:
                 return Outcome(P.AS_ERR_UNSUPPORTED_FEATURE)
         rec = ns.get(digest)
         if rec is None:
@@ -206,6 +207,13 @@ class Engine:
         else:
             resp = []
             for o in ops:
+                if o.op == P.OP_CDT_READ:
+                    try:
+                        pt, raw = cdt.read(bins, o.name, o.value)
+                    except cdt.CdtError as e:
+                        return Outcome(e.rc, rec.generation, rec.void_time)
+                    resp.append((o.op, pt, o.name, raw))
+                    continue
                 b = bins.get(o.name)
                 if b is not None:
                     resp.append((P.OP_READ, b[0], o.name, b[1]))
@@ -250,8 +258,11 @@ class Engine:
             elif op in _MODIFY_OP_TYPES or op == P.OP_DELETE_ALL:
                 if is_replace:
                     return Outcome(P.AS_ERR_PARAMETER)
-            elif op == P.OP_READ:
+            elif op == P.OP_READ or op == P.OP_CDT_READ:
                 has_read = True
+            elif op == P.OP_CDT_MODIFY:
+                if is_replace:
+                    return Outcome(P.AS_ERR_PARAMETER)
             else:
                 return Outcome(P.AS_ERR_PARAMETER)
         if has_read and not info1 & P.INFO1_READ:
@@ -308,6 +319,12 @@ class Engine:
                     resp.append((P.OP_READ, b[0], o.name, b[1]))
                 elif respond_all:
                     resp.append((P.OP_READ, P.PT_NULL, o.name, b""))
+            elif op == P.OP_CDT_MODIFY or op == P.OP_CDT_READ:
+                try:
+                    pt, raw = (cdt.modify if op == P.OP_CDT_MODIFY else cdt.read)(bins, o.name, o.value)
+                except cdt.CdtError as e:
+                    return Outcome(e.rc, cur_gen, cur_vt)
+                resp.append((op, pt, o.name, raw))
             elif op == P.OP_TOUCH:
                 continue
             elif op == P.OP_DELETE_ALL:
