@@ -40,7 +40,7 @@ from fsplug.errors import (
     StoreUnavailableError,
     TTLNotAllowedError,
 )
-from fsplug.online.base import Capabilities, OnlineStore, StoreConfig, WriteBatch
+from fsplug.online.base import Capabilities, KeyList, OnlineStore, StoreConfig, WriteBatch
 from fsplug.types import DType
 
 if TYPE_CHECKING:
@@ -254,6 +254,7 @@ class AerospikeOnlineStore(OnlineStore):
         super().__init__(config, repo_root)
         self._client: Any = None
         self._lock = threading.Lock()
+        self._plan_reads: dict[int, tuple[Any, list[str], list[str]]] = {}  # id(plan) -> (plan, sets, bins)
         self._connecting: _ConnectAttempt | None = None
         self._connect_failed = False  # then callers stop waiting past their budget for a connect
         self._generation = 0  # bumped by close(): a connect that ends afterwards is discarded
@@ -507,16 +508,25 @@ class AerospikeOnlineStore(OnlineStore):
 
     # ---- reads -----------------------------------------------------------------------------
     def _keys(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> tuple[list, list]:
+        """The client keys of every group's keys, in order, and the union of the groups' bins."""
+        hit = self._plan_reads.get(id(plan))
+        if hit is None or hit[0] is not plan:  # per plan: its sets and bins (the plan object is kept and compared)
+            bins: list[str] = []
+            for g in plan.groups:
+                bins.extend(b for b in g.bins if b not in bins)
+            hit = (plan, [self.set_name(g.set_name) for g in plan.groups], bins)
+            if len(self._plan_reads) > 1024:
+                self._plan_reads.clear()
+            self._plan_reads[id(plan)] = hit
+        _, sets, bins = hit
         ns = self.config.namespace
-        keys = []
-        bins: list[str] = []
-        for g, group_keys in zip(plan.groups, keys_by_group):
-            s = self.set_name(g.set_name)
+        keys: list[tuple[Any, ...]] = []
+        for g, s, group_keys in zip(plan.groups, sets, keys_by_group):
             if len(g.join_keys) == 1:
-                keys.extend([(ns, s, k[0]) for k in group_keys])
+                col = group_keys.columns[0] if type(group_keys) is KeyList else [k[0] for k in group_keys]
+                keys += [(ns, s, k) for k in col]
             else:
-                keys.extend([(ns, s, encode_key(k)) for k in group_keys])
-            bins.extend(b for b in g.bins if b not in bins)
+                keys += [(ns, s, encode_key(k)) for k in group_keys]
         return keys, bins
 
     def _batch_read(self, keys: list, bins: list[str], timeout_ms: int | None = None,
