@@ -68,7 +68,10 @@ def resolve_repo_path(root: Path, path: str) -> Path:
     An absolute path is taken as written: the user asked for it on purpose. The check is lexical,
     so a symlink the user placed inside the repo (e.g. data/ -> a big disk) is followed.
     """
-    p = Path(path).expanduser()
+    try:
+        p = Path(path).expanduser()
+    except RuntimeError:  # "~user" for a user this machine does not have
+        raise ConfigError(f"path {path!r}: no home directory for {path.split('/')[0]!r} on this machine") from None
     if p.is_absolute():
         return p
     base = Path(os.path.abspath(root))

@@ -169,6 +169,8 @@ REPO_CASES = [
      "feature_store.yaml:3:3", ["user_env and password_env go together"]),
     ("registry-path-escapes", {}, "project: x\nregistry: ../../elsewhere/registry.json\n",
      "feature_store.yaml:2:11", ["escapes the feature repo", "absolute path"]),
+    ("registry-path-unknown-home", {}, "project: x\nregistry: ~no_such_user_fsplug/registry.json\n",
+     "feature_store.yaml:2:11", ["no home directory for '~no_such_user_fsplug'"]),
 ]
 
 
