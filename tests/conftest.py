@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a red CI is the code's fault, and any
+# failure reproduces); FSPLUG_HYPOTHESIS_PROFILE=explore draws new ones each run to hunt for bugs.
+settings.register_profile("fsplug", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("FSPLUG_HYPOTHESIS_PROFILE", "fsplug"))
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURE_REPO = ROOT / "feature_repo"
