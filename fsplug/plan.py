@@ -416,7 +416,7 @@ def _check_keys(name: str, dtype: DType, values: Sequence[Any], n: int) -> list[
         except OverflowError:
             bad = next(v for v in vals if not -_INT64_MAX - 1 <= v <= _INT64_MAX)
             raise EntityKeyError(f"join key {name!r} is int64; {bad} is out of its range") from None
-    elif set(map(type, vals)) != _STR_ONLY:
+    elif vals and set(map(type, vals)) != _STR_ONLY:
         bad = next(v for v in vals if type(v) is not str)
         raise EntityKeyError(f"join key {name!r} is string; got {bad!r} ({type(bad).__name__})")
     return vals
@@ -673,16 +673,19 @@ class OnlineResult:
                 continue
             cols, unserved = groups[c.group]
             skip = unserved[c.view_index]
+            fill = plan._py_defaults[i]
             if len(skip) == self.n:  # the view serves no row
-                out[c.name] = [plan._py_defaults[i]] * self.n
+                out[c.name] = [fill] * self.n
                 continue
             vals = list(cols[c.bin_index])
+            nulls = None in vals or (c.dtype in _NUMBERS and _has_nan(vals))  # NULL_VALUE: None or NaN
+            if nulls:
+                vals = [None if v is None or v != v else v for v in vals]
             conv = _TO_PYTHON.get(c.dtype)
             if conv is not None:
                 vals = [None if v is None else conv(v) for v in vals]
-            fill = plan._py_defaults[i]
-            if None in vals or (c.dtype in _FLOATS and _has_nan(vals)):  # NULL_VALUE: the default
-                vals = [fill if v is None or v != v else v for v in vals]
+            if nulls and fill is not None:
+                vals = [fill if v is None else v for v in vals]
             for j in skip:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
                 vals[j] = fill
             out[c.name] = vals
@@ -708,11 +711,12 @@ class OnlineResult:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-_FLOATS = frozenset({DType.FLOAT64, DType.FLOAT32})
+# dtypes stored as numbers, where another writer's NaN can appear (and means NULL_VALUE)
+_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.FLOAT32, DType.BOOL, DType.TIMESTAMP})
 
 
 def _has_nan(vals: list[Any]) -> bool:
-    """Whether a list of floats (no None) holds a NaN; a C-level sum first, a loop only if it says so."""
+    """Whether a list of numbers (no None) holds a NaN; a C-level sum first, a loop only if it says so."""
     total = sum(vals)
     return total != total and any(v != v for v in vals)
 

@@ -156,7 +156,10 @@ class FeatureStore:
     def plan(self, features: Sequence[str] | None = None, service: str | None = None,
              full_feature_names: bool = False) -> RetrievalPlan:
         """The compiled RetrievalPlan for feature refs or a feature service (cached per registry hash)."""
-        reg = self.registry
+        return self._plan(self.registry, features, service, full_feature_names)
+
+    def _plan(self, reg: Registry, features: Sequence[str] | None, service: str | None,
+              full_feature_names: bool) -> RetrievalPlan:
         key = (reg.hash, tuple(features) if features is not None else None, service, full_feature_names)
         plan = self._plans.get(key)
         if plan is None:
@@ -214,6 +217,10 @@ class FeatureStore:
         store = self.online_store
         fast = plan.fast_vector
         row: Any = _UNREAD
+        if request and not request.keys().isdisjoint(plan.join_keys):
+            both = sorted(set(request).intersection(plan.join_keys))
+            raise EntityKeyError(f"{', '.join(both)}: a join key goes in the keyword arguments "
+                                 f"(like {both[0]}=...), not in request=")
         if fast is not None and len(entity_key) == 1:
             key = entity_key.get(fast.key)
             if type(key) is fast.key_type and (fast.key_type is str or -_TWO_63 <= key < _TWO_63):
@@ -239,11 +246,12 @@ class FeatureStore:
         return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)
 
     def _service_plan(self, service: str) -> RetrievalPlan:
+        reg = self.registry  # one registry object for the check, the compile and the cache entry
         hit = self._by_service.get(service)
-        if hit is not None and hit[0] is self._registry:
+        if hit is not None and hit[0] is reg:
             return hit[1]
-        plan = self.plan(service=service)
-        self._by_service[service] = (self._registry, plan)
+        plan = self._plan(reg, None, service, False)
+        self._by_service[service] = (reg, plan)
         return plan
 
     # ---- offline --------------------------------------------------------------------------

@@ -205,6 +205,9 @@ class SQLiteOnlineStore(OnlineStore):
         # JOINed to the table, so SQLite returns exactly one row per key, in request order (an
         # all-NULL row for a missing entity) and Python does no per-row work. It is also faster in
         # SQLite than `WHERE key IN (...)`, which sorts the keys into a temporary index first.
+        # The order is not promised by SQL, but the left side of a LEFT JOIN is always SQLite's
+        # outer loop and a VALUES list is scanned in order; a test pins this down (also with
+        # reverse_unordered_selects, SQLite's switch for finding reliance on unspecified order).
         conn = self._conn()
         out = []
         if timeout_ms is not None:
@@ -215,7 +218,10 @@ class SQLiteOnlineStore(OnlineStore):
             max_params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 before SQLite 3.32
             for g, keys in zip(plan.groups, keys_by_group):
                 # each key binds one parameter per join key, within SQLite's limit per statement
-                step = min(self.config.read_batch_keys, max_params // len(g.join_keys))
+                step = max(1, min(self.config.read_batch_keys, max_params // len(g.join_keys)))
+                if not keys:
+                    out.append([])
+                    continue
                 if len(keys) <= step:
                     out.append(conn.execute(self._read_sql(g, len(keys)), flat_keys(keys)).fetchall())
                     continue

@@ -146,6 +146,8 @@ def _random_value(dtype, rng):
          "float32": lambda: rng.choice([0.5, float("nan")]), "string": lambda: rng.choice(["a", "é"]),
          "bool": lambda: rng.randint(0, 1), "bytes": lambda: b"\x00x", "timestamp": lambda: rng.randint(0, 10**15),
          "list[float64]": lambda: np.array([1.0, rng.random()], "<f8").tobytes()}[dtype]()
+    if dtype in ("int64", "bool", "timestamp") and rng.random() < 0.05:
+        return float("nan")  # a NaN where a number belongs (another writer's data): NULL_VALUE
     return None if rng.random() < 0.2 else v
 
 
@@ -181,3 +183,60 @@ def test_to_dict_matches_statuses_for_every_dtype(make_repo):
             assert got.keys() == want.keys()
             for k in got:
                 assert [repr(x) for x in got[k]] == [repr(x) for x in want[k]], k
+
+
+def test_empty_key_columns_validate_to_no_keys(applied_ride_repo):
+    from fsplug.online.base import KeyList
+    from fsplug.plan import _check_keys
+    from fsplug.types import DType
+
+    assert _check_keys("city", DType.STRING, [], 0) == []
+    assert _check_keys("zone_id", DType.INT64, [], 0) == []
+    (keys,) = FeatureStore(applied_ride_repo).plan(service="decline_model_v1").keys_by_group({"driver_id": []}, 0)
+    assert isinstance(keys, KeyList) and len(keys) == 0
+
+
+def test_registry_replaced_while_a_plan_compiles_is_not_cached_with_the_old_plan(make_repo, monkeypatch):
+    """get_feature_vector caches its plan with the registry it was compiled from: a registry that
+    changes during the compile (another thread's apply/refresh) is picked up by the next call."""
+    import fsplug.store as store_mod
+
+    defs = """
+        entities:
+          - {name: driver, join_key: driver_id, dtype: int64}
+        sources:
+          - {name: s, path: data/s.parquet, timestamp_field: ts}
+        feature_views:
+          - name: v
+            entity: driver
+            source: s
+            features:
+              - {name: a, dtype: float64}
+              %s
+        feature_services:
+          - {name: svc, features: ["v:*"]}
+        """
+    root = make_repo({"defs.yaml": defs % ""})
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "data").mkdir(exist_ok=True)
+    pq.write_table(pa.table({"driver_id": pa.array([], pa.int64())}), root / "data" / "s.parquet")
+    serving, admin = FeatureStore(root), FeatureStore(root)
+    admin.apply()
+    assert serving.get_feature_vector("svc", driver_id=1).names == ("a",)
+    (root / "defs.yaml").write_text((defs % "- {name: b, dtype: float64}").replace("\n        ", "\n"))
+    admin.apply()
+    real = store_mod.compile_plan
+
+    def compile_then_race(reg, **kw):  # the other thread refreshes while this compile runs
+        plan = real(reg, **kw)
+        monkeypatch.setattr(store_mod, "compile_plan", real)
+        serving.refresh_registry()
+        return plan
+
+    serving._by_service.clear()  # a cache miss while `serving` still holds the old registry
+    serving._plans.clear()
+    monkeypatch.setattr(store_mod, "compile_plan", compile_then_race)
+    serving.get_feature_vector("svc", driver_id=1)  # may answer with the plan it started with
+    assert serving.get_feature_vector("svc", driver_id=1).names == ("a", "b")

@@ -15,7 +15,7 @@ import pytest
 from examples.dispatch import DispatchService, RideRequest
 from examples.generate_data import DRIVER_ID_BASE, generate
 from examples.train import build_model, train, training_matrix
-from fsplug.errors import ModelIntegrityError, ModelSignatureError, RequestFeatureError
+from fsplug.errors import EntityKeyError, ModelIntegrityError, ModelSignatureError, RequestFeatureError
 from fsplug.serving import Predictor, load_model, save_model
 from fsplug.store import FeatureStore
 from tests.conftest import FEATURE_REPO, build_served_repo
@@ -218,3 +218,12 @@ def test_push_then_serve_fresh_values(pipeline_repo):
         v2 = store.get_feature_vector("decline_model_v1", driver_id=d,
                                       request={"pickup_distance_km": 1.0, "hour_of_day": 3}).as_dict()
         assert v2["trips_today"] == 11  # an older push does not roll the value back
+
+
+def test_a_join_key_in_request_is_refused(pipeline_repo):
+    root, _ = pipeline_repo
+    with FeatureStore(root) as store:
+        with pytest.raises(EntityKeyError, match="driver_id: a join key goes in the keyword arguments"):
+            store.get_feature_vector("decline_model_v1", driver_id=DRIVER_ID_BASE + 1,
+                                     request={"driver_id": DRIVER_ID_BASE + 2, "pickup_distance_km": 1.0,
+                                              "hour_of_day": 3})

@@ -304,3 +304,11 @@ def test_feature_vector_equals_the_batch_row_for_every_status(conf_repo):
             np.testing.assert_array_equal(vec.values, want_values[i])
             np.testing.assert_array_equal(vec.statuses, want_st[i])
             assert vec.names == ("trips", "rate")
+
+
+def test_empty_key_list_reads_nothing(conf_repo):
+    from fsplug.online.base import KeyList
+
+    with FeatureStore(conf_repo) as store:
+        plan = store.plan(features=["stats:trips"])
+        assert store.online_store.read(plan, [KeyList([[]])]) == [[]]

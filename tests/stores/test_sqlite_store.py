@@ -32,3 +32,35 @@ def test_reads_stay_within_sqlites_parameter_limit(tmp_path):
         res = store.get_online_features(features=["zone_stats:demand"],
                                         entities={"city": ["c"] * n, "zone_id": keys})
         assert res.columns["demand"].tolist() == [float(k) for k in keys]
+
+
+def test_rows_come_back_in_request_order_even_when_sqlite_is_told_to_reverse(tmp_path):
+    """fsplug relies on its LEFT JOIN returning rows in the order of the VALUES list (SQL does not
+    promise it). reverse_unordered_selects is SQLite's switch for exposing code that relies on an
+    unspecified order: reads stay in request order with it, for rowid, text and composite keys."""
+    import random
+
+    root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
+    (root / "data").mkdir()
+    for name in ("all", "stats", "zone"):
+        pq.write_table(pa.table({"x": pa.array([], pa.int64())}), root / "data" / f"{name}.parquet")
+    now = datetime.now(timezone.utc)
+    rng = random.Random(4)
+    with FeatureStore(root) as store:
+        store.apply()
+        ids = list(range(300))
+        store.push("stats", {"driver_id": ids, "ts": pa.array([now] * 300, pa.timestamp("us", tz="UTC")),
+                             "trips": ids, "rate": [i / 2 for i in ids]})
+        zones = [("c" + str(i % 7), i) for i in range(300)]
+        store.push("zone_stats", {"city": [c for c, _ in zones], "zone_id": [z for _, z in zones],
+                                  "ts": pa.array([now] * 300, pa.timestamp("us", tz="UTC")),
+                                  "demand": [float(z) for _, z in zones]})
+        store.online_store._conn().execute("PRAGMA reverse_unordered_selects=ON")
+        for _ in range(20):
+            want = rng.sample(ids, 60) + [999, 5, 5]
+            got = store.get_online_features(features=["stats:trips"], entities={"driver_id": want}).to_dict()
+            assert got["trips"] == [None if k == 999 else k for k in want]
+            zs = rng.sample(zones, 40) + [("nowhere", 1)]
+            got = store.get_online_features(features=["zone_stats:demand"],
+                                            entities={"city": [c for c, _ in zs], "zone_id": [z for _, z in zs]})
+            assert got.to_dict()["demand"] == [float(z) if c != "nowhere" else None for c, z in zs]
