@@ -112,6 +112,8 @@ class FastVector:
     key_type: type
     getter: Any  # row -> tuple of the stored columns' values, in plan order
     views: tuple[tuple[int, int, tuple[int, ...]], ...]  # (timestamp bin index, ttl us, its columns) per view
+    view_bits: tuple[tuple[int, int, int, int], ...]  # (timestamp bin index, ttl us, missing bit, stale bit)
+    combos: dict  # view state bits -> (values picker over values + defaults, statuses array), filled on use
     defaults: tuple[float, ...]  # per stored column: the value served when not PRESENT
     request: tuple[tuple[str, frozenset[type], Any], ...]  # (name, plain types, default) per request column
     perm: Any  # None, or stored-then-request order -> plan order
@@ -258,6 +260,8 @@ class RetrievalPlan:
             views=tuple((v.ts_index, v.ttl_us, tuple(j for j, i in enumerate(stored)
                                                      if self.columns[i].view_index == vi))
                         for vi, v in enumerate(g.views)),
+            view_bits=tuple((v.ts_index, v.ttl_us, 1 << (2 * vi), 2 << (2 * vi)) for vi, v in enumerate(g.views)),
+            combos={},
             defaults=tuple(_numeric_default(self.columns[i]) for i in stored),
             request=tuple((self.columns[i].feature, _FAST_TYPES.get(self.columns[i].dtype, frozenset()),
                            self.columns[i].default) for i in request),
@@ -267,10 +271,11 @@ class RetrievalPlan:
         )
 
     def fast_values(self, row: Sequence[Any] | None, request: Mapping[str, Any] | None,
-                    now_us: int) -> tuple[tuple[Any, ...], list[int] | None] | None:
+                    now_us: int) -> tuple[tuple[Any, ...], Sequence[int] | None] | None:
         """`vector` for one tuple row of a `fast_vector` plan, with the common case in C-level calls.
 
-        Returns (values, statuses), statuses None meaning all PRESENT; or None when a request value
+        Returns (values, statuses), statuses None meaning all PRESENT (else a sequence shared between
+        calls: copy it, never modify it); or None when a request value
         is not a plain number (missing, None, numpy, wrong type): `vector` handles or refuses those.
         Gives the same values and statuses as `vector` (tested).
         """
@@ -289,31 +294,56 @@ class RetrievalPlan:
         if row is None:
             row = fast.empty_row
         vals = fast.getter(row)
-        st: list[int] | None = None
-        if None in vals or (total := sum(vals)) != total:  # a null or a NaN somewhere
-            vals = list(vals)
-            st = [1] * len(self.columns)
-            for j, v in enumerate(vals):
-                if v is None or v != v:
-                    vals[j] = fast.defaults[j]
-                    st[j] = 2  # NULL_VALUE
+        if None not in vals and (total := sum(vals)) == total:  # no null, no NaN: the common case
+            state = 0  # per view: two bits, NOT_FOUND or OUTSIDE_MAX_AGE
+            for ti, ttl, missing_bit, stale_bit in fast.view_bits:
+                ts = row[ti]
+                if ts is None:
+                    state |= missing_bit
+                elif ttl and now_us - ts > ttl:
+                    state |= stale_bit
+            if state:  # some views not served: their columns take defaults (a cached recipe per state)
+                pick, sts = fast.combos.get(state) or self._fast_combo(state)
+                vals = (*pick(vals + fast.defaults), *req)
+                return (vals if fast.perm is None else fast.perm(vals)), sts
+            vals = (*vals, *req)
+            return (vals if fast.perm is None else fast.perm(vals)), None
+        vals = list(vals)
+        st = [1] * len(self.columns)
+        for j, v in enumerate(vals):
+            if v is None or v != v:
+                vals[j] = fast.defaults[j]
+                st[j] = 2  # NULL_VALUE
         for ti, ttl, idxs in fast.views:
             ts = row[ti]
             if ts is not None and not (ttl and now_us - ts > ttl):
                 continue
             code = 3 if ts is None else 4  # NOT_FOUND / OUTSIDE_MAX_AGE
-            if st is None:
-                vals = list(vals)
-                st = [1] * len(self.columns)
             for j in idxs:
                 vals[j] = fast.defaults[j]
                 st[j] = code
         vals = (*vals, *req)
         if fast.perm is not None:
-            vals = fast.perm(vals)
-            if st is not None:
-                st = list(fast.perm(st))
+            return fast.perm(vals), list(fast.perm(st))
         return vals, st
+
+    def _fast_combo(self, state: int) -> tuple[Any, tuple[int, ...]]:
+        """For `fast_values`: which stored values to keep or replace by defaults, and the statuses,
+        when the views flagged in `state` are not served (built once per state)."""
+        fast = self.fast_vector
+        assert fast is not None
+        n = len(fast.defaults)
+        src = list(range(n))  # index into values + defaults
+        st = [1] * len(self.columns)
+        for (_, _, idxs), (_, _, missing_bit, stale_bit) in zip(fast.views, fast.view_bits):
+            if state & (missing_bit | stale_bit):
+                code = 3 if state & missing_bit else 4  # NOT_FOUND / OUTSIDE_MAX_AGE
+                for j in idxs:
+                    src[j] = n + j
+                    st[j] = code
+        combo = (_tuple_getter(src), np.array(fast.perm(st) if fast.perm is not None else st, dtype=np.uint8))
+        fast.combos[state] = combo
+        return combo
 
     def explain(self) -> str:
         """A readable description of what this plan reads and returns."""

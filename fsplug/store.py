@@ -213,8 +213,9 @@ class FeatureStore:
         statuses say which.
         """
         plan = self._service_plan(service)
-        _check_timeout(timeout_ms)
-        store = self.online_store
+        if timeout_ms is not None:
+            _check_timeout(timeout_ms)
+        store = self._online or self.online_store
         fast = plan.fast_vector
         row: Any = _UNREAD
         if request and not request.keys().isdisjoint(plan.join_keys):
