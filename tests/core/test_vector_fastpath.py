@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import textwrap
 
 import numpy as np
 
@@ -102,22 +103,28 @@ def test_fast_values_leave_odd_request_values_to_the_general_path(applied_ride_r
         assert plan.fast_values(row, bad, NOW) is None, bad
 
 
+# one view `v` of the driver entity with a float feature `a`, and a service `svc` of all of `v`;
+# %s: more feature lines
+SMALL_REPO = """
+    entities:
+      - {name: driver, join_key: driver_id, dtype: int64}
+    sources:
+      - {name: s, path: data/s.parquet, timestamp_field: ts}
+    feature_views:
+      - name: v
+        entity: driver
+        source: s
+        features:
+          - {name: a, dtype: float64}
+          %s
+    feature_services:
+      - {name: svc, features: ["v:*"]}
+    """
+
+
 def test_plans_outside_the_fast_path_have_no_recipe(make_repo):
-    root = make_repo({"defs.yaml": """
-        entities:
-          - {name: driver, join_key: driver_id, dtype: int64}
-        sources:
-          - {name: s, path: data/s.parquet, timestamp_field: ts}
-        feature_views:
-          - name: v
-            entity: driver
-            source: s
-            features:
-              - {name: a, dtype: float64}
-              - {name: city, dtype: string}
-        """})
+    root = make_repo({"defs.yaml": SMALL_REPO % "- {name: city, dtype: string}"})
     store = FeatureStore(root)
-    store.compile(check_paths=False)
     from fsplug.plan import compile_plan
 
     reg, _ = store.compile(check_paths=False)
@@ -201,22 +208,7 @@ def test_registry_replaced_while_a_plan_compiles_is_not_cached_with_the_old_plan
     changes during the compile (another thread's apply/refresh) is picked up by the next call."""
     import fsplug.store as store_mod
 
-    defs = """
-        entities:
-          - {name: driver, join_key: driver_id, dtype: int64}
-        sources:
-          - {name: s, path: data/s.parquet, timestamp_field: ts}
-        feature_views:
-          - name: v
-            entity: driver
-            source: s
-            features:
-              - {name: a, dtype: float64}
-              %s
-        feature_services:
-          - {name: svc, features: ["v:*"]}
-        """
-    root = make_repo({"defs.yaml": defs % ""})
+    root = make_repo({"defs.yaml": SMALL_REPO % ""})
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -225,7 +217,7 @@ def test_registry_replaced_while_a_plan_compiles_is_not_cached_with_the_old_plan
     serving, admin = FeatureStore(root), FeatureStore(root)
     admin.apply()
     assert serving.get_feature_vector("svc", driver_id=1).names == ("a",)
-    (root / "defs.yaml").write_text((defs % "- {name: b, dtype: float64}").replace("\n        ", "\n"))
+    (root / "defs.yaml").write_text(textwrap.dedent(SMALL_REPO % "- {name: b, dtype: float64}"))
     admin.apply()
     real = store_mod.compile_plan
 
