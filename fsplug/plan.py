@@ -632,16 +632,25 @@ class OnlineResult:
         `fill_defaults`, else NaN. Non-numeric features are NaN: models take numbers.
         """
         plan = self.plan
-        out = np.full((self.n, len(plan.columns)), np.nan)
-        for gi, _ in enumerate(plan.groups):
-            cols, bin_idx, _ = plan._group_columns[gi]
-            if len(cols):
-                out[:, cols] = self._matrices[gi][:, bin_idx]
+        out = np.empty((self.n, len(plan.columns)))
+        for gi, g in enumerate(plan.groups):
+            cols, bin_idx, view_idx = plan._group_columns[gi]
+            if not len(cols):
+                continue
+            m = self._matrices[gi]
+            vals = m[:, bin_idx]
+            if g.numeric and "statuses" not in self.__dict__:
+                # served = the view wrote the entity within its ttl (NaN compares False) and the
+                # value is not null: the PRESENT mask without computing every status code
+                ts_idx, ttl = plan._group_views[gi]
+                ok = ((self.now_us - m[:, ts_idx]) <= ttl)[:, view_idx]
+                ok &= vals == vals
+            else:
+                ok = self.statuses[:, cols] == _PRESENT
+            out[:, cols] = np.where(ok, vals, plan._defaults[cols] if fill_defaults else np.nan)
         for i, numeric in plan._request_numeric:
-            if numeric:
-                out[:, i] = self._request[i]
-        bad = self.statuses != _PRESENT
-        return np.where(bad, plan._defaults if fill_defaults else np.nan, out)
+            out[:, i] = self._request[i] if numeric else np.nan
+        return out
 
     @_lazy
     def columns(self) -> dict[str, np.ndarray]:

@@ -49,6 +49,8 @@ def test_vector_matches_online_result(applied_ride_repo):
             values, statuses = plan.vector(rows_in, req_vals, NOW, mapping)
             np.testing.assert_array_equal(np.array(statuses, dtype=np.uint8), res.statuses[0])
             np.testing.assert_array_equal(np.array(values), res.to_numpy()[0])
+            fresh = OnlineResult(plan, rows_in, req_vals, 1, NOW, mapping)  # to_numpy before statuses
+            np.testing.assert_array_equal(fresh.to_numpy(), res.to_numpy())
 
 
 FAST_PLANS = (
@@ -232,3 +234,23 @@ def test_registry_replaced_while_a_plan_compiles_is_not_cached_with_the_old_plan
     monkeypatch.setattr(store_mod, "compile_plan", compile_then_race)
     serving.get_feature_vector("svc", driver_id=1)  # may answer with the plan it started with
     assert serving.get_feature_vector("svc", driver_id=1).names == ("a", "b")
+
+
+def test_to_numpy_without_statuses_equals_to_numpy_through_statuses(applied_ride_repo):
+    """to_numpy's PRESENT mask (numeric groups, statuses not computed) gives the same matrix as the
+    status codes, for many rows at once, with and without defaults."""
+    store = FeatureStore(applied_ride_repo)
+    rng = random.Random(9)
+    for kwargs in FAST_PLANS:
+        plan = store.plan(**kwargs)
+        for _ in range(60):
+            n = rng.randint(1, 40)
+            rows_in = [[r for (r,) in (_rows(plan, rng) for _ in range(n))]] if len(plan.groups) == 1 else None
+            if rows_in is None:
+                continue
+            req = {i: [rng.choice([1, 2.5, -3]) for _ in range(n)] for i, c in enumerate(plan.columns) if c.is_request}
+            for fill in (True, False):
+                direct = OnlineResult(plan, rows_in, req, n, NOW).to_numpy(fill)
+                via = OnlineResult(plan, rows_in, req, n, NOW)
+                assert via.statuses.shape == direct.shape  # statuses first: the other path
+                np.testing.assert_array_equal(direct, via.to_numpy(fill))
