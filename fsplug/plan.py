@@ -111,8 +111,8 @@ class FastVector:
     key: str
     key_type: type
     getter: Any  # row -> tuple of the stored columns' values, in plan order
-    views: tuple[tuple[int, int, tuple[int, ...]], ...]  # (timestamp bin index, ttl us, its columns) per view
-    view_bits: tuple[tuple[int, int, int, int], ...]  # (timestamp bin index, ttl us, missing bit, stale bit)
+    # per view: (timestamp bin index, ttl us, its columns, its NOT_FOUND bit, its OUTSIDE_MAX_AGE bit)
+    views: tuple[tuple[int, int, tuple[int, ...], int, int], ...]
     combos: dict  # view state bits -> (values picker over values + defaults, statuses array), filled on use
     defaults: tuple[float, ...]  # per stored column: the value served when not PRESENT
     request: tuple[tuple[str, frozenset[type], Any], ...]  # (name, plain types, default) per request column
@@ -257,10 +257,9 @@ class RetrievalPlan:
             key=g.join_keys[0],
             key_type=int if g.key_dtypes[0] is DType.INT64 else str,
             getter=_tuple_getter([self.columns[i].bin_index for i in stored]),
-            views=tuple((v.ts_index, v.ttl_us, tuple(j for j, i in enumerate(stored)
-                                                     if self.columns[i].view_index == vi))
-                        for vi, v in enumerate(g.views)),
-            view_bits=tuple((v.ts_index, v.ttl_us, 1 << (2 * vi), 2 << (2 * vi)) for vi, v in enumerate(g.views)),
+            views=tuple((v.ts_index, v.ttl_us,
+                         tuple(j for j, i in enumerate(stored) if self.columns[i].view_index == vi),
+                         1 << (2 * vi), 2 << (2 * vi)) for vi, v in enumerate(g.views)),
             combos={},
             defaults=tuple(_numeric_default(self.columns[i]) for i in stored),
             request=tuple((self.columns[i].feature, _FAST_TYPES.get(self.columns[i].dtype, frozenset()),
@@ -296,7 +295,7 @@ class RetrievalPlan:
         vals = fast.getter(row)
         if None not in vals and (total := sum(vals)) == total:  # no null, no NaN: the common case
             state = 0  # per view: two bits, NOT_FOUND or OUTSIDE_MAX_AGE
-            for ti, ttl, missing_bit, stale_bit in fast.view_bits:
+            for ti, ttl, _, missing_bit, stale_bit in fast.views:
                 ts = row[ti]
                 if ts is None:
                     state |= missing_bit
@@ -314,7 +313,7 @@ class RetrievalPlan:
             if v is None or v != v:
                 vals[j] = fast.defaults[j]
                 st[j] = 2  # NULL_VALUE
-        for ti, ttl, idxs in fast.views:
+        for ti, ttl, idxs, _, _ in fast.views:
             ts = row[ti]
             if ts is not None and not (ttl and now_us - ts > ttl):
                 continue
@@ -335,7 +334,7 @@ class RetrievalPlan:
         n = len(fast.defaults)
         src = list(range(n))  # index into values + defaults
         st = [1] * len(self.columns)
-        for (_, _, idxs), (_, _, missing_bit, stale_bit) in zip(fast.views, fast.view_bits):
+        for _, _, idxs, missing_bit, stale_bit in fast.views:
             if state & (missing_bit | stale_bit):
                 code = 3 if state & missing_bit else 4  # NOT_FOUND / OUTSIDE_MAX_AGE
                 for j in idxs:
