@@ -26,7 +26,8 @@ from fsplug.online.base import KeyList
 from fsplug.registry import Registry, check_ref
 from fsplug.types import DType
 
-__all__ = ["FieldStatus", "FastVector", "OutputColumn", "ViewRead", "EntityGroup", "RetrievalPlan", "compile_plan", "OnlineResult"]
+__all__ = ["FieldStatus", "FastVector", "OutputColumn", "ViewRead", "EntityGroup", "RetrievalPlan", "compile_plan",
+           "OnlineResult"]
 
 
 class _lazy:

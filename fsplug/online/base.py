@@ -146,9 +146,10 @@ class OnlineStore(ABC):
 
         `timeout_ms` caps this call (StoreTimeoutError past it); None uses the store's configured budget.
 
-        `keys_by_group[i]` holds the key tuples of `plan.groups[i]` (a KeyList, or any sequence of tuples). Returns, per group, one row per
-        key in key order: None (or a tuple of Nones) when the entity has no record, else a tuple aligned
-        to `group.bins` (None for nulls) or, when `row_mapping` is True, a mapping bin -> value (missing = null).
+        `keys_by_group[i]` holds the key tuples of `plan.groups[i]` (a KeyList, or any sequence of
+        tuples). Returns, per group, one row per key in key order: None (or a tuple of Nones) when the
+        entity has no record, else a tuple aligned to `group.bins` (None for nulls) or, when
+        `row_mapping` is True, a mapping bin -> value (missing = null).
         """
 
     def read_one(self, plan: "RetrievalPlan", key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
