@@ -227,7 +227,7 @@ class RetrievalPlan:
                 values.append(float(request_values[i][0]) if numeric else nan)
                 continue
             row = grows[gi]
-            if row is None or row[ti] is None:
+            if row is None or row[ti] is None or row[ti] != row[ti]:  # no time (or another writer's NaN)
                 st = 3  # NOT_FOUND
             elif ttl and now_us - row[ti] > ttl:
                 st = 4  # OUTSIDE_MAX_AGE
@@ -298,7 +298,7 @@ class RetrievalPlan:
             state = 0  # per view: two bits, NOT_FOUND or OUTSIDE_MAX_AGE
             for ti, ttl, _, missing_bit, stale_bit in fast.views:
                 ts = row[ti]
-                if ts is None:
+                if ts is None or ts != ts:  # no time (or another writer's NaN)
                     state |= missing_bit
                 elif ttl and now_us - ts > ttl:
                     state |= stale_bit
@@ -316,9 +316,10 @@ class RetrievalPlan:
                 st[j] = 2  # NULL_VALUE
         for ti, ttl, idxs, _, _ in fast.views:
             ts = row[ti]
-            if ts is not None and not (ttl and now_us - ts > ttl):
+            missing = ts is None or ts != ts
+            if not missing and not (ttl and now_us - ts > ttl):
                 continue
-            code = 3 if ts is None else 4  # NOT_FOUND / OUTSIDE_MAX_AGE
+            code = 3 if missing else 4  # NOT_FOUND / OUTSIDE_MAX_AGE
             for j in idxs:
                 vals[j] = fast.defaults[j]
                 st[j] = code
@@ -693,11 +694,11 @@ class OnlineResult:
             unserved = []
             for v in g.views:
                 ts = cols[v.ts_index]
-                if v.ttl_us:
-                    oldest = now - v.ttl_us  # stale: now - ts > ttl
-                    unserved.append([i for i, t in enumerate(ts) if t is None or t < oldest])
+                if v.ttl_us:  # stale: now - ts > ttl; a NaN time (another writer's) is no time
+                    oldest = now - v.ttl_us
+                    unserved.append([i for i, t in enumerate(ts) if t is None or not t >= oldest])
                 else:
-                    unserved.append([i for i, t in enumerate(ts) if t is None])
+                    unserved.append([i for i, t in enumerate(ts) if t is None or t != t])
             out.append((cols, unserved))
         return out
 

@@ -27,7 +27,8 @@ def _rows(plan, rng):
                else rng.random() for _ in g.bins]
         for v in g.views:
             row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 2) // 2,
-                                          NOW - (v.ttl_us or 3)])  # the last: exactly at the ttl
+                                          NOW - (v.ttl_us or 3),  # exactly at the ttl
+                                          float("nan")])  # another writer's NaN: no time
         out.append(tuple(row))
     return out
 
@@ -183,7 +184,8 @@ def test_to_dict_matches_statuses_for_every_dtype(make_repo):
                         continue
                     row = [_random_value(dtypes[b], rng) if b in dtypes else None for b in g.bins]
                     for v in g.views:
-                        row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 3)])
+                        row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 3),
+                                                      float("nan")])
                     rows.append(None if row is None else (
                         {b: x for b, x in zip(g.bins, row) if x is not None} if mapping else tuple(row)))
                 rows_in.append(rows)
