@@ -22,7 +22,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 EXAMPLES = ROOT / "examples"
 FEATURE_REPO = ROOT / "feature_repo"
 SERVICE = "decline_model_v1"
-ENTITY_TABLE = "driver"  # the entity's SQLite table / Aerospike set (fsplug)
+PROJECT = "fsplug_bench"
+ENTITY_TABLE = f"{PROJECT}-driver"  # the entity's SQLite table (fsplug: <project>-<entity>)
 
 # decline_model_v1: 11 stored features over 2 views (+ 3 request features), with their bins
 STORED_FEATURES = {
@@ -129,7 +130,7 @@ def make_fsplug_repo(repo: Path, ds: Dataset, store: dict[str, Any]) -> Path:
         shutil.rmtree(repo)
     (repo / "features").mkdir(parents=True)
     (repo / "data").mkdir()
-    cfg = {"project": "fsplug_bench", "registry": "data/registry.json", "online_store": store}
+    cfg = {"project": PROJECT, "registry": "data/registry.json", "online_store": store}
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     for src in sorted((FEATURE_REPO / "features").glob("*.y*ml")):
         text = src.read_text()

@@ -62,8 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all online views)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sp = sub.add_parser("materialize-incremental", help="materialize each view from its watermark up to END")
+    sp = sub.add_parser("materialize-incremental", help="materialize each view from its watermark up to END",
+                        description="Each view runs from its watermark (kept in the online store; none: from the "
+                                    "beginning) up to END. --from START rewinds: the views run from START and their "
+                                    "watermark is set to END, even if it was later.")
     sp.add_argument("end", type=_parse_time, help="ISO-8601 end (exclusive), or 'now'")
+    sp.add_argument("--from", dest="from_", type=_parse_time, metavar="START",
+                    help="rewind: run from START instead of the watermark (use with --views to pick views)")
     sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all online views)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -77,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="request-time feature key=value (JSON value), applied to every entity")
     sp.add_argument("--full-feature-names", action="store_true")
 
-    sp = sub.add_parser("teardown", help="delete the online data of every entity in the registry")
+    sp = sub.add_parser("status", help="each view's materialization state, as the online store keeps it",
+                        description="Per feature view: watermark, last run (finished at, entities, rows, duration), "
+                                    "newest event time materialized and its age against the view's ttl.")
+    sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = sub.add_parser("teardown", help="delete the project's online data and materialization state")
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return p
 
@@ -105,6 +116,63 @@ def _entities(plan: Any, pairs: list[tuple[str, str]], request: list[tuple[str, 
     for key, value in request:
         cols[key] = [_coerce(value)] * n
     return cols
+
+
+def _status(store: Any, views: list[str] | None) -> list[dict[str, Any]]:
+    """Per view: its stored materialization state, and the age of its newest event against its ttl."""
+    reg = store.registry
+    names = list(reg.feature_views) if not views else [reg.view(v).name for v in views]
+    states = store.materialization_state(names)
+    now = datetime.now(timezone.utc)
+    rows = []
+    for name in names:
+        view = reg.feature_views[name]
+        st = states.get(name)
+        row: dict[str, Any] = {"view": name, "online": view.online, "ttl_seconds": view.ttl_seconds,
+                               "watermark": None, "newest_event": None, "newest_event_age_seconds": None,
+                               "stale": None, "last_run": None}
+        if st is not None:
+            row["watermark"] = st.watermark.isoformat() if st.watermark else None
+            if st.newest_event is not None:
+                age = (now - st.newest_event).total_seconds()
+                row["newest_event"] = st.newest_event.isoformat()
+                row["newest_event_age_seconds"] = round(age, 3)
+                row["stale"] = bool(view.ttl_seconds) and age > view.ttl_seconds
+            if st.last_run is not None:
+                run = st.last_run
+                row["last_run"] = {"start": run.start.isoformat() if run.start else None, "end": run.end.isoformat(),
+                                   "finished_at": run.finished_at.isoformat(), "rows_read": run.rows_read,
+                                   "entities": run.entities, "written": run.written, "seconds": run.seconds}
+        rows.append(row)
+    return rows
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 0:
+        return f"{-s}s in the future"
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}d" if d else "") + (f"{h}h" if h else "") + (f"{m}m" if m and not d else "") + \
+        (f"{s}s" if not d and not h else "") or "0s"
+
+
+def _status_line(r: dict[str, Any]) -> str:
+    if r["watermark"] is None:
+        return f"{r['view']}: never materialized into this store" + ("" if r["online"] else " (offline view)")
+    text = f"{r['view']}: watermark {r['watermark']}"
+    run = r["last_run"]
+    if run:
+        text += (f"; last run finished {run['finished_at']}: {run['entities']:,} entities, {run['rows_read']:,} rows "
+                 f"in {run['seconds']:.1f}s")
+    if r["newest_event"] is None:
+        text += "; no event materialized"
+    else:
+        ttl = r["ttl_seconds"]
+        text += f"; newest event {r['newest_event']} ({_age(r['newest_event_age_seconds'])} old"
+        text += (f", ttl {_age(ttl)}: {'STALE' if r['stale'] else 'fresh'})" if ttl else ", no ttl)")
+    return text
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -138,8 +206,17 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "materialize":
             report = store.materialize(args.start, args.end, views=args.views, progress=progress)
         else:
-            report = store.materialize_incremental(args.end, views=args.views, progress=progress)
+            report = store.materialize_incremental(args.end, views=args.views, progress=progress, from_=args.from_)
         print(report.summary(), file=out)
+        return 0
+    if args.command == "status":
+        rows = _status(store, args.views)
+        if args.json:
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        else:
+            for r in rows:
+                out.write(_status_line(r) + "\n")
         return 0
     if args.command == "get-online-features":
         plan = store.plan(args.features, args.service, args.full_feature_names)

@@ -1,8 +1,10 @@
 """Materialization: offline Parquet -> latest row per entity -> online store; and `push` of fresh rows.
 
-A view's watermark (the end of its last successful run) is recorded in the registry only after
-every write of the run succeeded, so an interrupted run leaves it where it was and running again
-completes the work (writes are idempotent, and older rows never overwrite newer ones).
+A view's state (its watermark: the end of its last successful run) is kept in the online store
+and moves only after every write of the view's run succeeded, so an interrupted run leaves it
+where it was and running again completes the work (writes are idempotent, and older rows never
+overwrite newer ones). Every selected view's source is checked against its declarations before
+the first write; when a store failure stops a run half-way, the error says which views completed.
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pathlib import Path
+
 from fsplug.config import resolve_repo_path
-from fsplug.errors import SourceDataError, UserInputError
-from fsplug.online.base import WriteBatch
-from fsplug.registry import FeatureView, ViewState
+from fsplug.errors import FsplugError, SourceDataError, UserInputError
+from fsplug.online.base import OnlineStore, WriteBatch
+from fsplug.registry import FeatureView, Registry
+from fsplug.state import MAX_CLOCK_SKEW, LastRun, ViewState, load_states, save_state
 from fsplug.types import DType
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from fsplug.store import FeatureStore
 
 __all__ = ["ViewReport", "MaterializeReport", "materialize", "push"]
 
@@ -43,6 +46,10 @@ class ViewReport:
     skipped_null_keys: int = 0
     seconds: float = 0.0
     up_to_date: bool = False
+    completed: bool = False
+    watermark: datetime | None = None  # after the run
+    newest_event: datetime | None = None  # newest event time written by this run
+    rewound_from: datetime | None = None  # the watermark a rewind replaced
 
     @property
     def rate(self) -> float:
@@ -61,16 +68,26 @@ class MaterializeReport:
     def entities(self) -> int:
         return sum(v.entities for v in self.views)
 
+    not_run: list[str] = field(default_factory=list)  # views a failure kept from running
+
     def summary(self) -> str:
+        """One line per run: what each view did (and, after a failure, which views did not complete)."""
         parts = []
         for v in self.views:
             if v.up_to_date:
                 parts.append(f"{v.view}: up to date")
+            elif not v.completed:
+                parts.append(f"{v.view}: NOT completed (watermark unchanged)")
             else:
                 start = v.start.isoformat() if v.start else "beginning"
-                parts.append(f"{v.view}: {v.entities:,} entities ({v.written:,} written) from {v.rows_read:,} rows, "
-                             f"[{start}, {v.end.isoformat()})")
-        return (f"Materialized {len(self.views)} view(s) in {self.seconds:.1f}s "
+                text = (f"{v.view}: {v.entities:,} entities ({v.written:,} written) from {v.rows_read:,} rows, "
+                        f"[{start}, {v.end.isoformat()})")
+                if v.rewound_from is not None:
+                    text += f", watermark rewound from {v.rewound_from.isoformat()} to {v.end.isoformat()}"
+                parts.append(text)
+        parts += [f"{name}: NOT run" for name in self.not_run]
+        return (f"Materialized {sum(v.completed for v in self.views)} of {len(self.views) + len(self.not_run)} "
+                f"view(s) in {self.seconds:.1f}s "
                 f"({self.entities / self.seconds if self.seconds else 0:,.0f} entities/s, process peak RSS "
                 f"{self.peak_rss_bytes / 2**20:,.0f} MiB): " + "; ".join(parts))
 
@@ -121,11 +138,10 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def _select_views(store: "FeatureStore", views: Sequence[str] | None) -> list[FeatureView]:
-    reg = store.registry
+def _select_views(registry: Registry, views: Sequence[str] | None) -> list[FeatureView]:
     if views:
-        return [reg.view(v) for v in views]
-    return [v for v in reg.feature_views.values() if v.online]
+        return [registry.view(v) for v in dict.fromkeys(views)]
+    return [v for v in registry.feature_views.values() if v.online]
 
 
 def to_write_batch(view: FeatureView, key_names: Sequence[str], batch: "pa.RecordBatch") -> WriteBatch:
@@ -146,20 +162,20 @@ def to_write_batch(view: FeatureView, key_names: Sequence[str], batch: "pa.Recor
     return WriteBatch(view, tuple(key_names), keys, ts, cols)
 
 
-def _write_latest(store: "FeatureStore", view: FeatureView, source: Any, start: datetime | None, end: datetime,
-                  report: ViewReport, progress: _Progress, t0: float) -> None:
+def _write_latest(registry: Registry, online: OnlineStore, view: FeatureView, source: Any,
+                  start: datetime | None, end: datetime, report: ViewReport, progress: _Progress, t0: float) -> None:
     from fsplug.offline.parquet import ScanStats, scan_latest
 
-    entity = store.registry.entity(view.entity)
+    entity = registry.entity(view.entity)
     key_types = {k.name: k.dtype for k in entity.join_keys}
     columns = {f.column: f.dtype for f in view.features}
     stats = ScanStats()
+    newest_us: int | None = None
 
     def on_rows(n: int) -> None:
         report.rows_read += n
         progress.show(report, t0)
 
-    online = store.online_store
     for batch in scan_latest(source, join_keys=key_types, timestamp_field=view.source.timestamp_field,
                              created_timestamp_field=view.source.created_timestamp_field, columns=columns,
                              start=start, end=end, progress=on_rows, stats=stats):
@@ -168,58 +184,112 @@ def _write_latest(store: "FeatureStore", view: FeatureView, source: Any, start: 
         wb = to_write_batch(view, list(key_types), batch)
         report.written += online.write(wb)
         report.entities += batch.num_rows
+        top = int(wb.event_ts_us.max())
+        newest_us = top if newest_us is None else max(newest_us, top)
         progress.show(report, t0)
     report.skipped_null_keys = getattr(stats, "null_key_rows", 0)
     if not report.rows_read:
         report.rows_read = getattr(stats, "rows_read", 0) or report.rows_read
+    if newest_us is not None:
+        report.newest_event = _EPOCH + timedelta(microseconds=newest_us)
 
 
-def materialize(store: "FeatureStore", start: datetime | None, end: datetime, *, views: Sequence[str] | None,
-                incremental: bool, progress: bool | None = None) -> MaterializeReport:
-    """Run a materialization; see FeatureStore.materialize / materialize_incremental."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def check_end(end: datetime) -> None:
+    """Refuse an END past now (+ MAX_CLOCK_SKEW): it would move watermarks past data not yet written."""
+    limit = datetime.now(timezone.utc) + MAX_CLOCK_SKEW
+    if end > limit:
+        raise UserInputError(
+            f"materialize: end {end.isoformat()} is in the future (now is "
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; up to "
+            f"{int(MAX_CLOCK_SKEW.total_seconds() // 60)} minutes of clock skew are allowed): the watermark would "
+            "move past rows not yet written, and later runs would skip them. Use `now`")
+
+
+def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start: datetime | None, end: datetime, *,
+                views: Sequence[str] | None, incremental: bool, progress: bool | None = None,
+                rewind: bool = False) -> MaterializeReport:
+    """Run a materialization; see FeatureStore.materialize / materialize_incremental.
+
+    `rewind` (materialize-incremental --from START): every selected view runs from `start` and its
+    watermark is set to `end`, even if that moves it backwards.
+    """
     end = _utc(end)
     start = _utc(start)
     if start is not None and start >= end:
         raise UserInputError(f"materialize: start {start.isoformat()} is not before end {end.isoformat()}")
+    check_end(end)
+    selected = _select_views(registry, views)
+    from fsplug.checks import check_view_sources
+
+    check_view_sources(registry, selected, repo_root)  # every view, before anything is written
+    states = load_states(online, [v.name for v in selected])
     report = MaterializeReport()
     t_all = time.monotonic()
     show = _Progress(progress)
-    for view in _select_views(store, views):
-        state = store.registry.state.get(view.name, ViewState())
-        watermark = datetime.fromisoformat(state.watermark) if state.watermark else None
-        s = watermark if incremental else start
+    for i, view in enumerate(selected):
+        state = states.get(view.name, ViewState())
+        s = state.watermark if incremental else start
         r = ViewReport(view.name, s, end)
         report.views.append(r)
-        if s is not None and s >= end:
-            r.up_to_date = True
+        if s is not None and s >= end and not rewind:
+            r.up_to_date = r.completed = True
+            r.watermark = state.watermark
             continue
         t0 = time.monotonic()
-        path = resolve_repo_path(store.repo_path, view.source.path)
-        _write_latest(store, view, path, s, end, r, show, t0)
-        r.seconds = time.monotonic() - t0
-        show.show(r, t0, force=True)
-        show.done()
-        # Only now, after every write succeeded, does the watermark move (never backwards).
-        new_mark = end if watermark is None else max(watermark, end)
-        last_run = {"start": s.isoformat() if s else None, "end": end.isoformat(), "rows_read": r.rows_read,
-                    "entities": r.entities, "written": r.written,
-                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        store.record_state(view.name, ViewState(new_mark.isoformat(), last_run))
+        try:
+            _write_latest(registry, online, view, resolve_repo_path(repo_root, view.source.path), s, end, r, show, t0)
+            r.seconds = time.monotonic() - t0
+            show.show(r, t0, force=True)
+            show.done()
+            # Only now, after every write of the view succeeded, does its state move.
+            run = LastRun(start=s, end=end, finished_at=datetime.now(timezone.utc), rows_read=r.rows_read,
+                          entities=r.entities, written=r.written, seconds=round(r.seconds, 3))
+            new = state.after_run(run, r.newest_event, rewind=rewind)
+            save_state(online, view.name, new)
+        except FsplugError as exc:
+            show.done()
+            report.not_run = [v.name for v in selected[i + 1:]]
+            report.seconds = time.monotonic() - t_all
+            raise _with_report(exc, report) from exc
+        r.completed = True
+        r.watermark = new.watermark
+        if rewind and state.watermark is not None and state.watermark > end:
+            r.rewound_from = state.watermark
     report.seconds = time.monotonic() - t_all
     report.peak_rss_bytes = peak_rss_bytes()
     return report
 
 
-def push(store: "FeatureStore", view_name: str, table: Any) -> int:
+def _with_report(exc: FsplugError, report: MaterializeReport) -> FsplugError:
+    """The same kind of error (so TransientError and the like still tell what to do), its message
+    followed by which views completed and which did not; the report in `err.report`."""
+    done = [f"{v.view} (watermark {v.watermark.isoformat() if v.watermark else 'none'})"
+            for v in report.views if v.completed]
+    failed = [v.view for v in report.views if not v.completed] + report.not_run
+    text = (f"{exc}\nmaterialization stopped: completed: {', '.join(done) or 'none'}; "
+            f"not completed (watermark unchanged): {', '.join(failed)}")
+    try:
+        err = type(exc)(text)
+    except TypeError:  # an error type with another constructor: keep it, add the report
+        err = exc
+    err.report = report  # type: ignore[attr-defined]
+    return err
+
+
+def push(registry: Registry, online: OnlineStore, view_name: str, table: Any) -> int:
     """Validate fresh rows like a materialization and write the latest per entity to the online store.
 
     `table` is a pyarrow Table/RecordBatch or a dict of columns holding the join keys, the source's
-    timestamp field and the view's feature columns. Returns the number of entities written.
+    timestamp field and the view's feature columns (by their source column names). Returns the
+    number of entities written. Pushes do not move the view's materialization state.
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    view = store.registry.view(view_name)
+    view = registry.view(view_name)
     if isinstance(table, dict):
         try:
             table = pa.table(table)
@@ -237,7 +307,8 @@ def push(store: "FeatureStore", view_name: str, table: Any) -> int:
         table = table.append_column(created, pa.nulls(table.num_rows, pa.timestamp("us", tz="UTC")))
     r = ViewReport(view.name, None, FAR_FUTURE)
     try:
-        _write_latest(store, view, ds.dataset(table), None, FAR_FUTURE, r, _Progress(False), time.monotonic())
+        _write_latest(registry, online, view, ds.dataset(table), None, FAR_FUTURE, r, _Progress(False),
+                      time.monotonic())
     except SourceDataError as exc:  # it names "<dataset>": say which push it was
         raise SourceDataError(f"push to view {view_name!r}: " + str(exc).replace("<dataset>: ", "")) from None
     return r.written

@@ -7,7 +7,7 @@ connected on first use; retrieval plans are compiled once per (registry hash, re
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -18,10 +18,11 @@ from fsplug.config import LoadedConfig, load_config
 from fsplug.definitions import load_repo_definitions
 from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
 from fsplug.plan import OnlineResult, RetrievalPlan, compile_plan, now_us
-from fsplug.registry import Registry, RegistryDiff, RegistryStore, ViewState, compile_repo, diff
+from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
 
 if TYPE_CHECKING:
     from fsplug.online.base import OnlineStore
+    from fsplug.state import ViewState
 
 __all__ = ["FeatureStore", "FeatureVector", "ApplyResult"]
 
@@ -83,14 +84,30 @@ class FeatureStore:
         self._registry = self.registry_store.load()
         return self._registry
 
-    def record_state(self, view: str, state: "ViewState") -> None:
-        """Store one view's materialization state in the registry file (under its lock)."""
-        reg = self.registry_store.update_state(view, state)
-        if self._registry is None or reg.hash == self._registry.hash:
-            self._registry = reg
+    def materialization_state(self, views: Sequence[str] | None = None) -> dict[str, "ViewState"]:
+        """Each view's materialization state, as the online store keeps it.
+
+        Args:
+            views: view names (default: every view of the registry).
+
+        Returns:
+            view name -> ViewState (watermark, newest event time, last run) for the views that
+            were materialized into this store; a view never materialized is absent.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        from fsplug.state import load_states
+
+        names = list(self.registry.feature_views) if views is None else [self.registry.view(v).name for v in views]
+        return load_states(self.online_store, names)
 
     def compile(self, *, check_paths: bool) -> tuple[Registry, list[str]]:
-        """Load and compile the repo's YAML; raises DefinitionError listing every problem."""
+        """Load and compile the repo's YAML; raises DefinitionError listing every problem.
+
+        With `check_paths` (apply), sources must exist and their Parquet schemas must match the
+        declarations; and the online store must accept the entities' set/table names.
+        """
         problems: list[Problem] = []
         warnings: list[str] = []
         repo = load_repo_definitions(self.repo_path, problems)
@@ -101,6 +118,15 @@ class FeatureStore:
             raise DefinitionError(exc.problems) from None
         if problems:
             raise DefinitionError(problems)
+        if check_paths:
+            from fsplug.checks import source_problems
+
+            named = self.online_store.entity_name_problems(list(reg.entities))
+            problems += [item.problem(named[item.spec.name], "name") for item in repo.objects["entities"]
+                         if item.spec.name in named]
+            problems += source_problems(reg, repo, self.repo_path)
+            if problems:
+                raise DefinitionError(problems)
         return reg, warnings
 
     def changes(self) -> tuple[RegistryDiff, list[str]]:
@@ -115,11 +141,11 @@ class FeatureStore:
         with store.locked():
             old = store.load_or_none()
             d = diff(old, new)
-            if old is not None:
-                # keep materialization state of views that still exist
-                new = replace(new, state={k: v for k, v in old.state.items() if k in new.feature_views})
             actions = self.online_store.apply(new, d)
-            if d or old is None or old.state != new.state:
+            gone = [v for v in (old.feature_views if old is not None else ()) if v not in new.feature_views]
+            if gone:  # a view created again later starts from the beginning
+                self.online_store.delete_state(gone)
+            if d or old is None or old.state:
                 store.save(new)
         self._registry = new
         self._plans.clear()
@@ -134,11 +160,19 @@ class FeatureStore:
                     from fsplug.online.base import store_class
 
                     cfg = self.config.store
-                    self._online = store_class(cfg.type)(cfg, self.repo_path)
+                    self._online = store_class(cfg.type)(cfg, self.repo_path, self.config.config.project)
         return self._online
 
     def teardown(self) -> list[str]:
-        """Remove the online data of every entity in the registry."""
+        """Remove the project's online data and materialization state; done when it returns.
+
+        Returns:
+            Lines describing what was removed.
+
+        Raises:
+            StoreError: the store failed (StoreTimeoutError: records kept appearing until the
+                store's teardown timeout — something still writes).
+        """
         return self.online_store.teardown(self.registry)
 
     def close(self) -> None:
@@ -258,23 +292,52 @@ class FeatureStore:
     # ---- offline --------------------------------------------------------------------------
     def materialize(self, start: datetime | None, end: datetime, views: Sequence[str] | None = None,
                     progress: bool | None = None) -> Any:
-        """Load the latest row per entity with start <= event time < end into the online store."""
+        """Load the latest row per entity with start <= event time < end into the online store.
+
+        Args:
+            start: inclusive start (None: the beginning); naive times are UTC.
+            end: exclusive end; at most `fsplug.state.MAX_CLOCK_SKEW` past now.
+            views: view names (default: every online view).
+            progress: show a progress line (default: when stderr is a terminal).
+
+        Returns:
+            A MaterializeReport. Each view's watermark moves to max(watermark, end) once its
+            writes succeeded.
+
+        Raises:
+            UserInputError: start >= end, or end in the future.
+            SourceDataError: a source does not match its declarations (checked for every view
+                before anything is written).
+            StoreError: the store failed; `err.report` lists the views that completed.
+        """
         from fsplug.materialize import materialize
 
-        return materialize(self, start, end, views=views, incremental=False, progress=progress)
+        return materialize(self.registry, self.online_store, self.repo_path, start, end, views=views,
+                           incremental=False, progress=progress)
 
     def materialize_incremental(self, end: datetime, views: Sequence[str] | None = None,
-                                progress: bool | None = None) -> Any:
-        """Materialize each view from its stored watermark (or the beginning) up to `end`."""
+                                progress: bool | None = None, from_: datetime | None = None) -> Any:
+        """Materialize each view from its stored watermark (or the beginning) up to `end`.
+
+        Args:
+            end: exclusive end; at most `fsplug.state.MAX_CLOCK_SKEW` past now.
+            views: view names (default: every online view).
+            progress: show a progress line (default: when stderr is a terminal).
+            from_: rewind: start every selected view here instead of at its watermark, and set
+                its watermark to `end` even if that is earlier than the stored one.
+
+        Returns, raises: as `materialize`.
+        """
         from fsplug.materialize import materialize
 
-        return materialize(self, None, end, views=views, incremental=True, progress=progress)
+        return materialize(self.registry, self.online_store, self.repo_path, from_, end, views=views,
+                           incremental=from_ is None, progress=progress, rewind=from_ is not None)
 
     def push(self, view: str, table: Any) -> int:
         """Write fresh rows (a pyarrow Table or dict of columns) straight to the online store."""
         from fsplug.materialize import push
 
-        return push(self, view, table)
+        return push(self.registry, self.online_store, view, table)
 
     write_to_online_store = push
 

@@ -40,6 +40,32 @@ def write_repo(root: Path, files: dict[str, str], config: str | None = DEFAULT_C
     return root
 
 
+def write_empty_sources(root: Path) -> None:
+    """Write every source of a repo as an empty Parquet file with the columns its views declare
+    (apply checks source schemas, so placeholders must have the declared columns and types)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fsplug.config import resolve_repo_path
+    from fsplug.store import FeatureStore
+
+    reg, _ = FeatureStore(root).compile(check_paths=False)
+    fields: dict[str, dict[str, pa.DataType]] = {}
+    for view in reg.feature_views.values():
+        cols = fields.setdefault(view.source.path, {})
+        for k in reg.entity(view.entity).join_keys:
+            cols[k.name] = k.dtype.arrow_type()
+        for name in (view.source.timestamp_field, view.source.created_timestamp_field):
+            if name:
+                cols[name] = pa.timestamp("us", tz="UTC")
+        for f in view.features:
+            cols[f.column] = f.dtype.arrow_type()
+    for path, cols in fields.items():
+        target = resolve_repo_path(root, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.schema(list(cols.items())).empty_table(), target)
+
+
 @pytest.fixture
 def make_repo(tmp_path):
     """`make_repo({"defs.yaml": "..."})` -> path of a new repo under tmp_path."""
@@ -62,14 +88,9 @@ def ride_repo(tmp_path) -> Path:
 @pytest.fixture
 def applied_ride_repo(ride_repo) -> Path:
     """The shipped feature repo with placeholder source files, applied."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from fsplug.store import FeatureStore
 
-    (ride_repo / "data").mkdir(exist_ok=True)
-    for name in ("driver_stats", "driver_activity"):
-        pq.write_table(pa.table({"driver_id": pa.array([], pa.int64())}), ride_repo / "data" / f"{name}.parquet")
+    write_empty_sources(ride_repo)
     with FeatureStore(ride_repo) as store:
         store.apply()
     return ride_repo

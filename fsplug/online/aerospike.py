@@ -1,7 +1,7 @@
 """The Aerospike online store: one record per entity, one bin per feature, one batch read per request.
 
-Layout (see design.md): an entity's record lives in the set named after the entity (or the
-`sets` override), keyed by its join key value (int or string; composite keys are encoded as
+Layout (see design.md): an entity's record lives in the set `<project>-<entity>` (or the `sets`
+override), so projects sharing a namespace never share records; keyed by its join key value (int or string; composite keys are encoded as
 the compact JSON array of the values, e.g. `[42,"sfo"]`). Every feature view writes its own
 bins plus its timestamp bin `_ts_<view>` (event time in microseconds) into that record, so
 views never clobber each other. Keys are sent with writes (POLICY_KEY_SEND) so records can be
@@ -10,6 +10,9 @@ inspected with standard tools.
 Writes are `batch_write`s of bin-level write operations, each guarded by a filter expression
 "timestamp bin missing, or stored timestamp <= this row's": re-running an old
 materialization cannot roll data back (such rows come back FILTERED_OUT and are skipped).
+
+Materialization state: one record per (project, view) in the set `state_set` (default
+`fsplug_state`), key `<project>/<view>`, its JSON in the bin `state`.
 
 The `aerospike` driver is imported only when the store connects, and every driver exception
 becomes an fsplug error in exactly one place: `_translate`.
@@ -62,6 +65,7 @@ UNREACHABLE = frozenset({-16, -15, -14, -12, -11, -10, -8, -7, -6, -4, 11})
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SET_CHARS = re.compile(r"^[A-Za-z0-9_$-]+$")
 
 
 def _check_env_name(v: Any) -> str | None:
@@ -98,7 +102,12 @@ class AerospikeConfig(StoreConfig):
     hosts_env: str | None = Field(default="FSPLUG_AEROSPIKE_HOSTS",
                                   description="Env var that, when set, overrides hosts (comma-separated).")
     namespace: str = Field(default="test", description="Namespace holding fsplug's sets (at most 31 bytes).")
-    sets: dict[str, str] = Field(default_factory=dict, description="Per-entity set name overrides.")
+    sets: dict[str, str] = Field(default_factory=dict, description="Per-entity set name overrides (default: "
+                                 "`<project>-<entity>`); `{driver: driver}` keeps a set name of fsplug 0.1.")
+    state_set: str = Field(default="fsplug_state", description="Set of the materialization state records, "
+                           "one per (project, view).")
+    teardown_timeout_ms: int = Field(default=60_000, ge=1, description="How long teardown waits for every "
+                                     "node to finish truncating the project's sets.")
     record_ttl: str | int = Field(
         default="never",
         description="Record TTL: `never` (default; works with nsup-period 0), `namespace-default`, or a "
@@ -145,6 +154,13 @@ class AerospikeConfig(StoreConfig):
             if not name or len(name.encode()) > MAX_SET_BYTES:
                 raise ValueError(f"set {name!r} for entity {entity!r} is {len(name.encode())} bytes; "
                                  f"Aerospike allows 1 to {MAX_SET_BYTES}")
+        return v
+
+    @field_validator("state_set")
+    @classmethod
+    def _state_set(cls, v: str) -> str:
+        if not v or len(v.encode()) > MAX_SET_BYTES or not _SET_CHARS.match(v):
+            raise ValueError(f"state_set {v!r} must be 1 to {MAX_SET_BYTES} bytes of letters, digits, '_', '-'")
         return v
 
     @field_validator("record_ttl")
@@ -250,8 +266,8 @@ class AerospikeOnlineStore(OnlineStore):
     row_mapping = True
     config: AerospikeConfig
 
-    def __init__(self, config: AerospikeConfig, repo_root: Path):
-        super().__init__(config, repo_root)
+    def __init__(self, config: AerospikeConfig, repo_root: Path, project: str):
+        super().__init__(config, repo_root, project)
         self._client: Any = None
         self._lock = threading.Lock()
         self._plan_reads: dict[int, tuple[Any, list[str], list[str]]] = {}  # id(plan) -> (plan, sets, bins)
@@ -387,7 +403,18 @@ class AerospikeOnlineStore(OnlineStore):
                 self._client = None
 
     def set_name(self, entity: str) -> str:
-        return self.config.sets.get(entity, entity)
+        """The set of an entity's records: the `sets` override, else `<project>-<entity>`."""
+        return self.config.sets.get(entity) or self.default_name(self.project, entity)
+
+    def entity_name_problems(self, entities: Sequence[str]) -> dict[str, str]:
+        out = {}
+        for e in entities:
+            name = self.set_name(e)
+            if e not in self.config.sets and len(name.encode()) > MAX_SET_BYTES:
+                out[e] = (f"the entity's Aerospike set {name!r} (project-entity) is {len(name.encode())} bytes; "
+                          f"Aerospike allows {MAX_SET_BYTES}: shorten the project or entity name, or name the set "
+                          f"in online_store.sets of feature_store.yaml")
+        return out
 
     def _call(self, what: str, fn: Any, *args: Any, budget_ms: int | None = None, view: str | None = None,
               **kwargs: Any) -> Any:
@@ -413,22 +440,122 @@ class AerospikeOnlineStore(OnlineStore):
             raise NamespaceNotFoundError(
                 f"Aerospike namespace {ns!r} does not exist on the cluster (it has: {', '.join(names) or 'none'}); "
                 "fix online_store.namespace in feature_store.yaml")
-        return [f"namespace {ns!r} found; sets: " + ", ".join(self.set_name(e) for e in registry.entities)]
+        return [f"namespace {ns!r} found; sets: " + ", ".join(self.set_name(e) for e in registry.entities)
+                + f"; materialization state in set {self.config.state_set!r}"]
 
     def teardown(self, registry: "Registry") -> list[str]:
+        """Truncate the project's sets and wait until every node holds none of their records.
+
+        A real node removes only records whose last-update time (ms) is before the truncate's, and
+        counts them down in the background (`truncating=true`); so: truncate on every node, wait
+        for `truncating=false` and `objects=0` everywhere, and truncate again what a write in the
+        truncate's own millisecond kept. Then the project's materialization state is removed.
+        Raises StoreTimeoutError when records remain past `teardown_timeout_ms` (a writer still
+        running).
+        """
         cl = self.client()
-        out = []
-        for entity in registry.entities:
-            s = self.set_name(entity)
-            # The same info command client.truncate() sends, to every node: each answers at once
-            # (client.truncate waits on one random node and can time out while the node works).
-            cmd = f"truncate:namespace={self.config.namespace};set={s}"
-            replies = self._call(f"truncate of set {s!r}", cl.info_all, cmd)
-            errors = [text for _node, (err, text) in replies.items() if err is not None or "ERROR" in (text or "")]
-            if errors:
-                raise StoreError(f"Aerospike truncate of set {s!r} failed: {errors[0]}")
-            out.append(f"truncated set {self.config.namespace}.{s}")
+        ns = self.config.namespace
+        sets = list(dict.fromkeys(self.set_name(e) for e in registry.entities))
+        deadline = time.monotonic() + self.config.teardown_timeout_ms / 1000
+        for s in sets:
+            self._truncate(cl, s)
+        pending = set(sets)
+        rounds = 1
+        while pending:
+            left = {}
+            busy = False
+            for s in sorted(pending):
+                objects, truncating = self._set_objects(cl, s)
+                busy |= truncating
+                if objects:
+                    left[s] = objects
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise StoreTimeoutError(
+                    f"Aerospike teardown: records remain after {self.config.teardown_timeout_ms} ms in "
+                    + ", ".join(f"{ns}.{s} ({n} objects)" for s, n in sorted(left.items()))
+                    + "; is something still writing to the project? Stop it and run teardown again")
+            if busy:
+                time.sleep(0.01)
+                continue
+            # Every node is done and records remain: written in a truncate's millisecond (or
+            # after it). A new truncate, a millisecond later, takes them.
+            time.sleep(0.002)
+            for s in left:
+                self._truncate(cl, s)
+            rounds += 1
+            pending = set(left)
+        self.delete_state(list(registry.feature_views))
+        out = [f"truncated set {ns}.{s}" for s in sets]
+        if rounds > 1:
+            out.append(f"({rounds} truncate rounds: records written during the truncate were removed too)")
+        out.append(f"cleared the materialization state of project {self.project!r}")
         return out
+
+    def _truncate(self, cl: Any, set_name: str) -> None:
+        # The info command client.truncate() sends, to every node: each answers at once
+        # (client.truncate waits on one random node and can time out while the node works).
+        cmd = f"truncate:namespace={self.config.namespace};set={set_name}"
+        replies = self._call(f"truncate of set {set_name!r}", cl.info_all, cmd)
+        errors = [text for _node, (err, text) in replies.items() if err is not None or "ERROR" in (text or "")]
+        if errors:
+            raise StoreError(f"Aerospike truncate of set {set_name!r} failed: {errors[0]}")
+
+    def _set_objects(self, cl: Any, set_name: str) -> tuple[int, bool]:
+        """(objects on all nodes together, whether any node is still truncating) of one set."""
+        replies = self._call(f"info of set {set_name!r}", cl.info_all, f"sets/{self.config.namespace}/{set_name}")
+        objects, truncating = 0, False
+        for _node, (err, text) in replies.items():
+            if err is not None or (text or "").startswith("ERROR"):
+                raise StoreError(f"Aerospike info of set {set_name!r} failed: {err or text}")
+            for item in (text or "").strip().rstrip(";").split(":"):
+                key, _, value = item.partition("=")
+                if key == "objects":
+                    objects += int(value)
+                elif key == "truncating":
+                    truncating |= value == "true"
+        return objects, truncating
+
+    # ---- materialization state ---------------------------------------------------------------
+    def _state_key(self, view: str) -> tuple[str, str, str]:
+        return (self.config.namespace, self.config.state_set, f"{self.project}/{view}")
+
+    def read_state(self, views: Sequence[str]) -> dict[str, str]:
+        if not views:
+            return {}
+        cl = self.client()
+        keys = [self._state_key(v) for v in views]
+        res = self._call("read of the materialization state", cl.batch_read, keys, ["state"],
+                         {"total_timeout": max(self.config.read_total_timeout_ms, 1000),
+                          "max_retries": self.config.max_retries})
+        out = {}
+        for view, rec in zip(views, res.batch_records):
+            if rec.result == OK and rec.record is not None and rec.record[2].get("state") is not None:
+                out[view] = rec.record[2]["state"]
+            elif rec.result not in (OK, KEY_NOT_FOUND):
+                raise self._read_error(rec.result, getattr(res, "result", OK))
+        return out
+
+    def write_state(self, view: str, text: str) -> None:
+        aerospike = self._aero()
+        cl = self.client()
+        self._call(f"write of the materialization state of view {view!r}", cl.put, self._state_key(view),
+                   {"project": self.project, "view": view, "state": text},
+                   # state never expires (-1 writes no TTL, so nsup-period 0 namespaces accept it)
+                   policy={"key": aerospike.POLICY_KEY_SEND, "ttl": -1,
+                           "total_timeout": self.config.write_total_timeout_ms})
+
+    def delete_state(self, views: Sequence[str]) -> None:
+        aerospike = self._aero()
+        cl = self.client()
+        for v in views:
+            try:
+                cl.remove(self._state_key(v), policy={"total_timeout": self.config.write_total_timeout_ms})
+            except aerospike.exception.RecordNotFound:
+                continue
+            except aerospike.exception.AerospikeError as exc:
+                raise _translate(exc, f"delete of the materialization state of view {v!r}", self._hosts) from exc
 
     # ---- writes ----------------------------------------------------------------------------
     def _guard(self, ts_bin: str) -> list[Any]:
@@ -514,7 +641,7 @@ class AerospikeOnlineStore(OnlineStore):
             bins: list[str] = []
             for g in plan.groups:
                 bins.extend(b for b in g.bins if b not in bins)
-            hit = (plan, [self.set_name(g.set_name) for g in plan.groups], bins)
+            hit = (plan, [self.set_name(g.entity) for g in plan.groups], bins)
             if len(self._plan_reads) > 1024:
                 self._plan_reads.clear()
             self._plan_reads[id(plan)] = hit

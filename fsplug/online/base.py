@@ -120,9 +120,25 @@ class OnlineStore(ABC):
     config_model: ClassVar[type[StoreConfig]]
     capabilities: ClassVar[Capabilities]
 
-    def __init__(self, config: StoreConfig, repo_root: Path):
+    def __init__(self, config: StoreConfig, repo_root: Path, project: str):
         self.config = config
         self.repo_root = repo_root
+        self.project = project
+        """The project whose data this store object reads and writes; other projects' data on the
+        same database or namespace is never touched."""
+
+    @staticmethod
+    def default_name(project: str, entity: str) -> str:
+        """The set / table of an entity's records: `<project>-<entity>`.
+
+        Project names may hold '-', entity names may not, so no two (project, entity) pairs
+        share a name.
+        """
+        return f"{project}-{entity}"
+
+    def entity_name_problems(self, entities: Sequence[str]) -> dict[str, str]:
+        """Entity -> why its set/table name is not acceptable to this store (checked at apply)."""
+        return {}
 
     @abstractmethod
     def apply(self, registry: "Registry", diff: "RegistryDiff") -> list[str]:
@@ -176,7 +192,20 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def teardown(self, registry: "Registry") -> list[str]:
-        """Remove everything this store holds for the registry's entities."""
+        """Remove everything this store holds for the project: the registry's entities' records and
+        the project's materialization state. Done when it returns (every node agrees)."""
+
+    @abstractmethod
+    def read_state(self, views: Sequence[str]) -> dict[str, str]:
+        """The stored materialization state (JSON text) of each of this project's `views` that has one."""
+
+    @abstractmethod
+    def write_state(self, view: str, text: str) -> None:
+        """Store one view's materialization state (JSON text), replacing the previous one."""
+
+    @abstractmethod
+    def delete_state(self, views: Sequence[str]) -> None:
+        """Forget the materialization state of `views` (a view deleted from the registry)."""
 
     def connect(self) -> None:
         """Open connections now instead of on the first call (a warm-up for servers); optional."""

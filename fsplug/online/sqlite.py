@@ -1,8 +1,9 @@
 """The SQLite online store: the embedded default, a real file database that needs no server.
 
-Layout: one table per entity (named after it), the join keys as primary key, one column per
-bin (named as the bin) and one `_ts_<view>` column per view holding its event time in
-microseconds. WAL mode lets readers in other threads and processes proceed while a
+Layout: one table per entity, named `<project>-<entity>` (so projects sharing a file never share
+rows), the join keys as primary key, one column per bin (named as the bin) and one `_ts_<view>`
+column per view holding its event time in microseconds; the table `fsplug_state` holds every
+project's materialization state, a row per (project, view). WAL mode lets readers in other threads and processes proceed while a
 materialization writes. Each thread gets its own connection.
 """
 
@@ -60,6 +61,10 @@ class SQLiteConfig(StoreConfig):
                 f"PRAGMA cache_size=-{self.cache_size_mb * 1024}"]
 
 
+_STATE_DDL = ("CREATE TABLE IF NOT EXISTS fsplug_state (project TEXT NOT NULL, view TEXT NOT NULL, "
+              "state TEXT NOT NULL, PRIMARY KEY (project, view)) WITHOUT ROWID")
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -85,8 +90,8 @@ class SQLiteOnlineStore(OnlineStore):
                                 partial_results=False)
     config: SQLiteConfig
 
-    def __init__(self, config: SQLiteConfig, repo_root: Path):
-        super().__init__(config, repo_root)
+    def __init__(self, config: SQLiteConfig, repo_root: Path, project: str):
+        super().__init__(config, repo_root, project)
         self.path = resolve_repo_path(repo_root, config.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -123,7 +128,9 @@ class SQLiteOnlineStore(OnlineStore):
         conn = self._conn()
         actions = []
         try:
+            conn.execute(_STATE_DDL)
             for ent in registry.entities.values():
+                table = self.table(ent.name)
                 cols: dict[str, str] = {}
                 for view in registry.feature_views.values():
                     if view.entity != ent.name or not view.online:
@@ -132,19 +139,19 @@ class SQLiteOnlineStore(OnlineStore):
                         cols[f.bin] = _SQL_TYPE[f.dtype]
                     cols[view.timestamp_bin] = "INTEGER"
                 keys = [(k.name, "INTEGER" if k.dtype is DType.INT64 else "TEXT") for k in ent.join_keys]
-                existing = {r[1] for r in conn.execute(f"PRAGMA table_info({_q(ent.name)})")}
+                existing = {r[1] for r in conn.execute(f"PRAGMA table_info({_q(table)})")}
                 if not existing:
                     defs = [f"{_q(k)} {t} NOT NULL" for k, t in keys] + [f"{_q(c)} {t}" for c, t in cols.items()]
                     pk = ", ".join(_q(k) for k, _ in keys)
                     rowid = " WITHOUT ROWID" if len(keys) > 1 or keys[0][1] != "INTEGER" else ""
-                    conn.execute(f"CREATE TABLE {_q(ent.name)} ({', '.join(defs)}, PRIMARY KEY ({pk})){rowid}")
-                    actions.append(f"created table {ent.name} ({len(cols)} columns)")
+                    conn.execute(f"CREATE TABLE {_q(table)} ({', '.join(defs)}, PRIMARY KEY ({pk})){rowid}")
+                    actions.append(f"created table {table} ({len(cols)} columns)")
                 else:
                     added = [c for c in cols if c not in existing]
                     for c in added:
-                        conn.execute(f"ALTER TABLE {_q(ent.name)} ADD COLUMN {_q(c)} {cols[c]}")
+                        conn.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c)} {cols[c]}")
                     if added:
-                        actions.append(f"added columns to {ent.name}: {', '.join(added)}")
+                        actions.append(f"added columns to {table}: {', '.join(added)}")
         except sqlite3.Error as exc:
             raise translate(exc, "apply") from exc
         self._sql.clear()
@@ -155,12 +162,55 @@ class SQLiteOnlineStore(OnlineStore):
         out = []
         try:
             for ent in registry.entities:
-                conn.execute(f"DROP TABLE IF EXISTS {_q(ent)}")
-                out.append(f"dropped table {ent}")
+                conn.execute(f"DROP TABLE IF EXISTS {_q(self.table(ent))}")
+                out.append(f"dropped table {self.table(ent)}")
+            if self._state_exists(conn):
+                n = conn.execute("DELETE FROM fsplug_state WHERE project = ?", (self.project,)).rowcount
+                out.append(f"cleared the materialization state of project {self.project!r} ({n} views)")
         except sqlite3.Error as exc:
             raise translate(exc, "teardown") from exc
         self._sql.clear()
         return out
+
+    def table(self, entity: str) -> str:
+        """The table holding an entity's rows for this store's project."""
+        return self.default_name(self.project, entity)
+
+    # ---- materialization state -----------------------------------------------------------
+    @staticmethod
+    def _state_exists(conn: sqlite3.Connection) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fsplug_state'").fetchone() \
+            is not None
+
+    def read_state(self, views: Sequence[str]) -> dict[str, str]:
+        conn = self._conn()
+        try:
+            if not views or not self._state_exists(conn):
+                return {}
+            marks = ", ".join("?" * len(views))
+            rows = conn.execute(f"SELECT view, state FROM fsplug_state WHERE project = ? AND view IN ({marks})",
+                                (self.project, *views)).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(exc, "read of the materialization state") from exc
+        return dict(rows)
+
+    def write_state(self, view: str, text: str) -> None:
+        conn = self._conn()
+        try:
+            conn.execute(_STATE_DDL)
+            conn.execute("INSERT INTO fsplug_state (project, view, state) VALUES (?, ?, ?) "
+                         "ON CONFLICT(project, view) DO UPDATE SET state = excluded.state", (self.project, view, text))
+        except sqlite3.Error as exc:
+            raise translate(exc, f"write of the materialization state of view {view!r}") from exc
+
+    def delete_state(self, views: Sequence[str]) -> None:
+        conn = self._conn()
+        try:
+            if views and self._state_exists(conn):
+                conn.executemany("DELETE FROM fsplug_state WHERE project = ? AND view = ?",
+                                 [(self.project, v) for v in views])
+        except sqlite3.Error as exc:
+            raise translate(exc, "delete of materialization state") from exc
 
     # ---- writes --------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> int:
@@ -172,9 +222,10 @@ class SQLiteOnlineStore(OnlineStore):
             ts = _q(view.timestamp_bin)
             cols = keys + [f.bin for f in view.features] + [view.timestamp_bin]
             sets = ", ".join(f"{_q(c)}=excluded.{_q(c)}" for c in cols[len(keys):])
-            sql = (f"INSERT INTO {_q(view.entity)} ({', '.join(map(_q, cols))}) VALUES ({', '.join('?' * len(cols))}) "
+            table = _q(self.table(view.entity))
+            sql = (f"INSERT INTO {table} ({', '.join(map(_q, cols))}) VALUES ({', '.join('?' * len(cols))}) "
                    f"ON CONFLICT({', '.join(map(_q, keys))}) DO UPDATE SET {sets} "
-                   f"WHERE {_q(view.entity)}.{ts} IS NULL OR {_q(view.entity)}.{ts} <= excluded.{ts}")
+                   f"WHERE {table}.{ts} IS NULL OR {table}.{ts} <= excluded.{ts}")
             self._sql[key] = sql
         columns = [_to_sql(f.dtype, col) for f, col in zip(view.features, batch.columns)]
         ts_list = batch.event_ts_us.tolist() if hasattr(batch.event_ts_us, "tolist") else list(batch.event_ts_us)
@@ -253,7 +304,7 @@ class SQLiteOnlineStore(OnlineStore):
         hit = self._read_sqls.get((id(g), n))
         if hit is not None and hit[0] is g:
             return hit[1]
-        sql = read_sql(g.set_name, g.join_keys, g.bins, n)
+        sql = read_sql(self.table(g.entity), g.join_keys, g.bins, n)
         if len(self._read_sqls) > 4096:
             self._read_sqls.clear()
         self._read_sqls[(id(g), n)] = (g, sql)

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from fsplug.cli import main
+from tests.conftest import write_empty_sources
 
 
 def run(capsys, *argv):
@@ -34,8 +35,12 @@ def test_plan_apply_dump(ride_repo, capsys):
 
     for name in ("driver_stats", "driver_activity"):
         (ride_repo / "data" / f"{name}.parquet").write_bytes(b"x")
+    code, out, err = run(capsys, "--repo", str(ride_repo), "apply")  # files that are not Parquet
+    assert code == 1 and "cannot be read as Parquet" in err and "features/driver.yaml:" in err
+
+    write_empty_sources(ride_repo)
     code, out, _ = run(capsys, "--repo", str(ride_repo), "apply")
-    assert code == 0 and "7 to create" in out and "created table driver" in out
+    assert code == 0 and "7 to create" in out and "created table dispatch-driver" in out
 
     code, out, _ = run(capsys, "--repo", str(ride_repo), "apply")
     assert code == 0 and out.startswith("No changes")
@@ -116,4 +121,4 @@ def test_materialize_serve_teardown(ride_repo, capsys, monkeypatch):
     code, _, err = run(capsys, *repo, "teardown")
     assert code == 1 and "--yes" in err
     code, out, _ = run(capsys, *repo, "teardown", "--yes")
-    assert code == 0 and "dropped table driver" in out
+    assert code == 0 and "dropped table dispatch-driver" in out

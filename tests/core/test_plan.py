@@ -11,6 +11,7 @@ import pytest
 from fsplug.errors import ReferenceNotFoundError, UserInputError
 from fsplug.store import FeatureStore
 from fsplug.types import DType
+from tests.conftest import write_empty_sources
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -96,7 +97,7 @@ def test_name_collision_needs_full_names(make_repo):
           - {name: a, entity: driver, source: s, features: [{name: x, dtype: int64, bin: ax}]}
           - {name: b, entity: driver, source: s, features: [{name: x, dtype: int64, bin: bx}]}
         """})
-    (repo / "s.parquet").write_bytes(b"")
+    write_empty_sources(repo)
     store = FeatureStore(repo)
     store.apply()
     with pytest.raises(UserInputError, match="full_feature_names=True"):

@@ -6,6 +6,7 @@ import pytest
 
 from fsplug.errors import DefinitionError
 from fsplug.store import FeatureStore
+from tests.conftest import write_empty_sources
 
 ENTITY = """\
 entities:
@@ -189,7 +190,8 @@ def test_yaml_alias_bomb_is_refused(make_repo):
 def test_symlinked_data_inside_the_repo_is_allowed(make_repo, tmp_path):
     elsewhere = tmp_path / "big_disk"
     elsewhere.mkdir()
-    (elsewhere / "stats.parquet").write_bytes(b"x")
     repo = make_repo({"defs.yaml": GOOD})
     (repo / "data").symlink_to(elsewhere, target_is_directory=True)
+    write_empty_sources(repo)  # written through the symlink
+    assert (elsewhere / "stats.parquet").is_file()
     FeatureStore(repo).apply()  # the user's own symlink is followed; only '..' escapes are refused

@@ -11,6 +11,7 @@ import numpy as np
 
 from fsplug.plan import OnlineResult
 from fsplug.store import FeatureStore
+from tests.conftest import write_empty_sources
 
 NOW = 1_800_000_000_000_000
 
@@ -213,15 +214,12 @@ def test_registry_replaced_while_a_plan_compiles_is_not_cached_with_the_old_plan
     import fsplug.store as store_mod
 
     root = make_repo({"defs.yaml": SMALL_REPO % ""})
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    (root / "data").mkdir(exist_ok=True)
-    pq.write_table(pa.table({"driver_id": pa.array([], pa.int64())}), root / "data" / "s.parquet")
+    write_empty_sources(root)
     serving, admin = FeatureStore(root), FeatureStore(root)
     admin.apply()
     assert serving.get_feature_vector("svc", driver_id=1).names == ("a",)
     (root / "defs.yaml").write_text(textwrap.dedent(SMALL_REPO % "- {name: b, dtype: float64}"))
+    write_empty_sources(root)
     admin.apply()
     real = store_mod.compile_plan
 

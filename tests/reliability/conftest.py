@@ -74,12 +74,10 @@ SQLITE_CONFIG = "project: rel\nregistry: data/registry.json\nonline_store:\n  ty
 
 
 def aerospike_config(hosts: list[str] | str, extra: str = "") -> str:
-    """feature_store.yaml for the test server at `hosts`, with set names of its own."""
+    """feature_store.yaml for the test server at `hosts`, with a project (so sets and state) of its own."""
     hosts = [hosts] if isinstance(hosts, str) else hosts
-    suffix = uuid.uuid4().hex[:8]
-    return ("project: rel\nregistry: data/registry.json\nonline_store:\n  type: aerospike\n"
-            f"  hosts: [{', '.join(repr(h) for h in hosts)}]\n  hosts_env: null\n  namespace: test\n"
-            f"  sets: {{driver: drv_{suffix}, zone: zone_{suffix}}}\n" + extra)
+    return (f"project: rel_{uuid.uuid4().hex[:8]}\nregistry: data/registry.json\nonline_store:\n  type: aerospike\n"
+            f"  hosts: [{', '.join(repr(h) for h in hosts)}]\n  hosts_env: null\n  namespace: test\n" + extra)
 
 
 def placeholder_sources(root: Path) -> None:

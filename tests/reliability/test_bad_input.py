@@ -235,7 +235,7 @@ def test_renamed_view_with_data_online_plans_delete_and_create(tmp_path):
         import sqlite3
 
         with sqlite3.connect(repo / "data" / "online.db") as conn:
-            assert conn.execute("SELECT count(*) FROM driver WHERE _ts_stats IS NOT NULL").fetchone() == (2,)
+            assert conn.execute('SELECT count(*) FROM "rel-driver" WHERE _ts_stats IS NOT NULL').fetchone() == (2,)
         store.push("stats_v2", stats_table([1], [now]))
         assert store.get_online_features(features=["stats_v2:a"], entities={"driver_id": [1]}).to_dict()["a"] == [10]
 
@@ -313,10 +313,12 @@ SOURCE_ERRORS = [
     ("empty-file", _empty_file, ["stats.parquet", "Parquet"]),
     ("directory-without-parquet-files", _directory_without_parquet, ["stats.parquet", "holds no Parquet files"]),
     ("one-bad-file-in-a-directory", _directory_with_one_bad_file, ["part-1.parquet", "not a readable Parquet file"]),
-    ("missing-column", _missing_column, ["column 'b' is missing", "feature 'b' declares float64", "columns are:"]),
-    ("wrong-column-type", _wrong_type, ["column 'a' has type string", "feature 'a' declares int64"]),
-    ("timestamp-column-as-string", _timestamp_as_string, ["column 'ts' has type string", "expected a timestamp"]),
-    ("key-column-as-string", _key_as_string, ["column 'driver_id' has type string", "join key 'driver_id'"]),
+    ("missing-column", _missing_column, ["feature 'b' needs column 'b' (float64)", "does not have", "columns are:"]),
+    ("wrong-column-type", _wrong_type, ["feature 'a' declares int64", "column 'a' of data/stats.parquet has type string"]),
+    ("timestamp-column-as-string", _timestamp_as_string, ["timestamp field declares a timestamp",
+                                                          "column 'ts' of data/stats.parquet has type string"]),
+    ("key-column-as-string", _key_as_string, ["join key 'driver_id' declares int64",
+                                              "column 'driver_id' of data/stats.parquet has type string"]),
     ("uint64-value-beyond-int64", _uint64_overflow, ["column 'a'", "cannot be read as int64"]),
 ]
 
@@ -325,16 +327,18 @@ SOURCE_ERRORS = [
 def test_source_error_records_nothing(sqlite_repo, breaks, needles):
     with FeatureStore(sqlite_repo) as store:
         store.materialize_incremental(T0 - timedelta(days=1), views=["stats"], progress=False)
-        mark = store.refresh_registry().state["stats"]
+        mark = store.materialization_state()["stats"]
     breaks(sqlite_repo)
     with FeatureStore(sqlite_repo) as store:
-        if breaks is _directory_with_one_bad_file:
-            store.apply()  # the source now points at the directory
-        with pytest.raises(SourceDataError) as info:
-            store.materialize_incremental(END, views=["stats"], progress=False)
+        if breaks is _directory_with_one_bad_file:  # the source now points at the directory: apply checks it
+            with pytest.raises(DefinitionError) as info:
+                store.apply()
+        else:
+            with pytest.raises(SourceDataError) as info:
+                store.materialize_incremental(END, views=["stats"], progress=False)
         assert isinstance(info.value, ValueError)
         assert all(n in str(info.value) for n in needles), str(info.value)
-        assert store.refresh_registry().state["stats"] == mark  # the watermark did not move
+        assert store.materialization_state()["stats"] == mark  # the watermark did not move
         res = store.get_online_features(features=["stats:a"], entities={"driver_id": [1, 2, 3]})
         assert (res.statuses == FieldStatus.NOT_FOUND).all()  # and nothing was written
 
@@ -389,7 +393,7 @@ def test_rule_rows_outside_the_window_are_not_written(sqlite_repo):
     with store:
         res = store.get_online_features(features=["stats:a"], entities={"driver_id": [1, 2, 3, 4]})
         assert res.status_names()["a"] == ["NOT_FOUND", "PRESENT", "PRESENT", "NOT_FOUND"]  # [start, end)
-        assert store.refresh_registry().state["stats"].watermark == end.isoformat()
+        assert store.materialization_state()["stats"].watermark == end
 
 
 def test_rule_null_event_timestamps_fall_outside_every_window(sqlite_repo):
@@ -421,14 +425,14 @@ def test_record_too_big_names_view_and_entity_and_keeps_the_watermark(tmp_path, 
     repo = build_repo(tmp_path / "repo", aerospike_config(aerospike_server.address))
     with FeatureStore(repo) as store:
         store.materialize_incremental(T0 - timedelta(days=1), views=["stats"], progress=False)
-        mark = store.refresh_registry().state["stats"]
+        mark = store.materialization_state()["stats"]
         big = "x" * (1024 * 1024 + 1)
         _write(repo, stats_table([7, 8], [T0, T0], c=pa.array(["small", big])))
         with pytest.raises(RecordTooBigError) as info:
             store.materialize_incremental(END, views=["stats"], progress=False)
         msg = str(info.value)
         assert "view 'stats'" in msg and "entity key 8" in msg and "max-record-size" in msg
-        assert store.refresh_registry().state["stats"] == mark
+        assert store.materialization_state()["stats"] == mark
         with pytest.raises(RecordTooBigError, match="entity key 9"):  # the same through push
             store.push("stats", stats_table([9], [NOW], c=pa.array([big])))
 

@@ -128,8 +128,8 @@ def test_serving_during_materialize_and_push_sees_whole_vectors_that_never_go_ba
     # the final state is the newest version written by either writer, and the watermark is the last run's end
     final = store.get_online_features(service="ver_svc", entities={"driver_id": ids}).to_dict()
     assert final["v1"] == [max(MAT_VERSIONS + PUSH_VERSIONS)] * N
-    wm = store.refresh_registry().state["versions"].watermark
-    assert wm == (version_time(MAT_VERSIONS[-1]) + timedelta(microseconds=1)).isoformat()
+    wm = store.materialization_state()["versions"].watermark
+    assert wm == version_time(MAT_VERSIONS[-1]) + timedelta(microseconds=1)
     store.close()
 
 
@@ -189,8 +189,9 @@ def test_applies_and_materializations_in_separate_processes_do_not_corrupt_the_r
         assert p.returncode == 0, err
     reg = RegistryStore(shared).load()  # parses, and its hash matches its content
     assert reg.hash in hashes
-    # materialization state written by other processes survived every apply
-    assert reg.state["versions"].watermark is not None
+    # materialization state written by other processes survived every apply (it lives in the store)
+    with FeatureStore(repos[0]) as store:
+        assert store.materialization_state()["versions"].watermark is not None
     assert not [p for p in shared.parent.iterdir() if p.name.startswith(".registry-")]
 
 
@@ -269,12 +270,12 @@ def test_sqlite_materialization_killed_midway_loses_nothing(tmp_path, after_writ
     with sqlite3.connect(repo / "data" / "online.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with FeatureStore(repo) as store:
-        assert "versions" not in store.refresh_registry().state  # killed before the end: no watermark
+        assert "versions" not in store.materialization_state()  # killed before the end: no watermark
         landed = _versions(store, n)
         assert set(landed) == {7, None}  # whole rows of version 7 for some entities, nothing for the rest
         assert 65_536 * after_writes <= landed.count(7) < n
         store.materialize_incremental(end, progress=False)
-        assert store.refresh_registry().state["versions"].watermark == end.isoformat()
+        assert store.materialization_state()["versions"].watermark == end
         assert _versions(store, n) == [7] * n
 
 

@@ -443,7 +443,7 @@ def test_interrupted_materialization_reruns_to_the_uninterrupted_state(mat_repos
         actions = [rng.choice(["drop", "drop_after", 9]), rng.choice(["drop", "drop_after", 9]), "drop_connections"]
         with FeatureStore(faulty) as store:
             for attempt, action in enumerate([*actions, None]):
-                before = store.refresh_registry().state.get("stats")
+                before = store.materialization_state().get("stats")
                 undo = _inject_at(store, srv, rng.randrange(chunks), action) if action else (lambda: None)
                 try:
                     store.materialize_incremental(end, views=["stats"], progress=False)
@@ -454,11 +454,11 @@ def test_interrupted_materialization_reruns_to_the_uninterrupted_state(mat_repos
                 finally:
                     undo()
                     srv.clear_faults()
-                after = store.refresh_registry().state.get("stats")
+                after = store.materialization_state().get("stats")
                 if failed:
                     assert after == before  # the watermark never runs ahead of the data
                 else:
-                    assert after.watermark == end.isoformat()
+                    assert after.watermark == end
                     break
                 assert attempt < 2 or action == "drop_connections"  # the injected faults do interrupt
         assert attempt >= 2  # both fail_next runs were interrupted
@@ -476,8 +476,8 @@ def test_watermark_does_not_move_when_the_last_write_is_lost(mat_repos):
             store.materialize_incremental(END, views=["stats"], progress=False)
         undo()
         srv.clear_faults()
-        assert "stats" not in store.refresh_registry().state
+        assert "stats" not in store.materialization_state()
         store.materialize_incremental(END, views=["stats"], progress=False)
-        assert store.refresh_registry().state["stats"].watermark == END.isoformat()
+        assert store.materialization_state()["stats"].watermark == END
         res = store.get_online_features(features=["stats:a"], entities={"driver_id": list(range(200))})
         assert (res.statuses == FieldStatus.PRESENT).all(axis=1).sum() == present

@@ -25,6 +25,7 @@ from fsplug.errors import DefinitionError, UserInputError
 from fsplug.plan import compile_plan
 from fsplug.store import FeatureStore
 from tests.conftest import FEATURE_REPO
+from tests.conftest import write_empty_sources
 
 FILES = ["feature_store.yaml", "features/driver.yaml"]
 ORIGINAL = {f: (FEATURE_REPO / f).read_text() for f in FILES}
@@ -109,14 +110,9 @@ def mutate_text(text: str, draw: Any) -> str:
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory) -> Path:
     """The shipped repo applied once (placeholder sources), so that `plan` diffs against a registry."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     root = tmp_path_factory.mktemp("fuzz") / "repo"
     shutil.copytree(FEATURE_REPO, root, ignore=shutil.ignore_patterns("data"))
-    (root / "data").mkdir()
-    for name in ("driver_stats", "driver_activity"):
-        pq.write_table(pa.table({"driver_id": pa.array([], pa.int64())}), root / "data" / f"{name}.parquet")
+    write_empty_sources(root)
     with FeatureStore(root) as store:
         store.apply()
     return root

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_repo
+from tests.conftest import write_empty_sources, write_repo
 
 ALL_TYPES = """\
 entities:
@@ -75,12 +75,11 @@ def aerospike_address():
 def store_config(kind: str, aerospike_address: str | None, extra: str = "") -> str:
     if kind == "sqlite":
         return "project: conf\nonline_store:\n  type: sqlite\n  path: data/online.db\n" + extra
-    suffix = uuid.uuid4().hex[:8]
+    # a project of its own per test: its sets (<project>-<entity>) are its own on a shared cluster
     hosts = ", ".join(f'"{h}"' for h in aerospike_address.split(","))
     return (
-        "project: conf\nonline_store:\n  type: aerospike\n"
+        f"project: conf_{uuid.uuid4().hex[:8]}\nonline_store:\n  type: aerospike\n"
         f"  hosts: [{hosts}]\n  namespace: test\n"
-        f"  sets: {{driver: drv_{suffix}, zone: zone_{suffix}}}\n"
         "  read_total_timeout_ms: 2000\n  read_socket_timeout_ms: 1000\n" + extra
     )
 
@@ -100,9 +99,7 @@ def conf_repo(tmp_path, store_kind, request) -> Path:
 
     address = request.getfixturevalue("aerospike_address") if store_kind == "aerospike" else None
     root = write_repo(tmp_path / "conf", {"defs.yaml": ALL_TYPES}, config=store_config(store_kind, address))
-    (root / "data").mkdir(exist_ok=True)
-    for name in ("all", "stats", "zone"):
-        pq.write_table(pa.table({"x": pa.array([], pa.int64())}), root / "data" / f"{name}.parquet")
+    write_empty_sources(root)
     with FeatureStore(root) as store:
         store.apply()
     yield root

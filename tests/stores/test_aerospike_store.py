@@ -14,7 +14,7 @@ import pytest
 from fsplug.errors import DefinitionError, NamespaceNotFoundError, StoreUnavailableError, TTLNotAllowedError
 from fsplug.store import FeatureStore
 from fsplug.testing.aerospike_server import AerospikeTestServer
-from tests.conftest import write_repo
+from tests.conftest import write_empty_sources, write_repo
 from tests.stores.conftest import ALL_TYPES
 
 NOW = datetime.now(timezone.utc)
@@ -26,9 +26,7 @@ def _repo(tmp_path, address, extra=""):
     cfg = ("project: a\nonline_store:\n  type: aerospike\n  hosts_env: null\n"
            f"  hosts: [\"{address}\"]\n  namespace: test\n" + extra)
     root = write_repo(tmp_path / "repo", {"defs.yaml": ALL_TYPES}, config=cfg)
-    (root / "data").mkdir()
-    for name in ("all", "stats", "zone"):
-        pq.write_table(pa.table({"x": pa.array([], pa.int64())}), root / "data" / f"{name}.parquet")
+    write_empty_sources(root)
     return root
 
 
@@ -64,7 +62,7 @@ def test_records_are_written_with_keys_and_bins_as_declared(tmp_path, server):
         ts_bin = store.registry.view("stats").timestamp_bin
     client = aerospike.client({"hosts": [("127.0.0.1", server.port)]}).connect()
     try:
-        (rec,) = client.batch_read([("test", "driver", 7)]).batch_records
+        (rec,) = client.batch_read([("test", "a-driver", 7)]).batch_records  # set <project>-<entity>
         key, _meta, bins = rec.record
         assert set(bins) == {"st_trips", "st_rate", ts_bin}
         assert bins["st_trips"] == 3 and bins[ts_bin] == int(NOW.timestamp() * 1e6)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fsplug.store import FeatureStore
-from tests.conftest import write_repo
+from tests.conftest import write_empty_sources, write_repo
 from tests.stores.conftest import ALL_TYPES, store_config
 
 
@@ -17,9 +17,7 @@ def test_reads_stay_within_sqlites_parameter_limit(tmp_path):
     """SQLite before 3.32 allows 999 parameters per statement and each composite key binds two:
     10,000 keys in chunks of read_batch_keys (5,000) would overflow it; the store splits further."""
     root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
-    (root / "data").mkdir()
-    for name in ("all", "stats", "zone"):
-        pq.write_table(pa.table({"x": pa.array([], pa.int64())}), root / "data" / f"{name}.parquet")
+    write_empty_sources(root)
     n = 10_000
     now = datetime.now(timezone.utc)
     with FeatureStore(root) as store:
@@ -41,9 +39,7 @@ def test_rows_come_back_in_request_order_even_when_sqlite_is_told_to_reverse(tmp
     import random
 
     root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
-    (root / "data").mkdir()
-    for name in ("all", "stats", "zone"):
-        pq.write_table(pa.table({"x": pa.array([], pa.int64())}), root / "data" / f"{name}.parquet")
+    write_empty_sources(root)
     now = datetime.now(timezone.utc)
     rng = random.Random(4)
     with FeatureStore(root) as store:

@@ -1,0 +1,147 @@
+"""Checks of the declarations against the data, before anything is written.
+
+`apply` compares every view's source schema (Parquet metadata only: no data is scanned) with
+what the view declares — join key columns, the timestamp fields, every feature's column and
+dtype — and reports all mismatches at once, each at the YAML node that declares the column.
+`materialize` runs `check_view_sources` on every selected view before its first write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fsplug.config import resolve_repo_path
+from fsplug.errors import ConfigError, Problem, SourceDataError
+from fsplug.types import DType
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from fsplug.definitions import LoadedRepo
+    from fsplug.registry import FeatureView, Registry
+
+__all__ = ["Mismatch", "view_mismatches", "source_problems", "check_view_sources"]
+
+
+class Mismatch:
+    """A column a view needs that its source lacks or holds with another type."""
+
+    __slots__ = ("role", "name", "column", "declared", "file", "found", "columns")
+
+    def __init__(self, role: str, name: str, column: str, declared: DType, file: str, found: str | None,
+                 columns: Sequence[str]):
+        self.role = role  # "key", "timestamp", "created" or "feature"
+        self.name = name  # the join key, field or feature name as declared
+        self.column = column
+        self.declared = declared
+        self.file = file
+        self.found = found  # the Arrow type found; None = the column is missing
+        self.columns = columns
+
+    def describe(self, view: str) -> str:
+        what = {"key": f"join key '{self.name}'", "timestamp": "the event timestamp field",
+                "created": "the created timestamp field", "feature": f"feature '{self.name}'"}[self.role]
+        declared = "a timestamp" if self.role in ("timestamp", "created") else str(self.declared)
+        if self.found is None:
+            return (f"feature view {view!r}: {what} needs column '{self.column}' ({declared}), which {self.file} "
+                    f"does not have; its columns are: {', '.join(self.columns)}")
+        return (f"feature view {view!r}: {what} declares {declared}, but column '{self.column}' of {self.file} "
+                f"has type {self.found}")
+
+
+def _needed(registry: Registry, view: FeatureView) -> list[tuple[str, str, str, DType]]:
+    """(role, declared name, column, dtype) of every column `view` reads from its source."""
+    out = [("key", k.name, k.name, k.dtype) for k in registry.entity(view.entity).join_keys]
+    out.append(("timestamp", view.source.timestamp_field, view.source.timestamp_field, DType.TIMESTAMP))
+    if view.source.created_timestamp_field:
+        out.append(("created", view.source.created_timestamp_field, view.source.created_timestamp_field,
+                    DType.TIMESTAMP))
+    out += [("feature", f.name, f.column, f.dtype) for f in view.features]
+    return out
+
+
+def view_mismatches(registry: Registry, view: FeatureView, dataset: pa.dataset.Dataset, label: str) -> list[Mismatch]:
+    """Every needed column of `view` missing from `dataset` or of an incompatible type.
+
+    Types are checked in the dataset's schema and in each file's own footer (a directory's
+    schema is its first file's, so a sibling with another type is named by its path).
+    """
+    import pyarrow.dataset as ds
+
+    from fsplug.offline.parquet import arrow_type_ok
+
+    schema = dataset.schema
+    fragments = list(dataset.get_fragments()) if isinstance(dataset, ds.FileSystemDataset) else []
+    out: list[Mismatch] = []
+    for role, name, column, dtype in _needed(registry, view):
+        i = schema.get_field_index(column)
+        if i < 0:
+            out.append(Mismatch(role, name, column, dtype, label, None, schema.names))
+            continue
+        if not arrow_type_ok(schema.field(i).type, dtype):
+            out.append(Mismatch(role, name, column, dtype, label, str(schema.field(i).type), schema.names))
+            continue
+        if len(fragments) > 1:
+            for frag in fragments:
+                phys = frag.physical_schema
+                j = phys.get_field_index(column)
+                if j >= 0 and not arrow_type_ok(phys.field(j).type, dtype):
+                    out.append(Mismatch(role, name, column, dtype, frag.path, str(phys.field(j).type),
+                                        phys.names))
+    return out
+
+
+def source_problems(registry: Registry, repo: LoadedRepo, root: Path) -> list[Problem]:
+    """Every mismatch between the views' declarations and their sources' Parquet metadata, each
+    located at the YAML node declaring the column (a feature, the view's entity for join keys,
+    the source's timestamp field)."""
+    from fsplug.offline.parquet import open_source
+
+    views_at = {i.spec.name: i for i in repo.objects["feature_views"]}
+    sources_at = {i.spec.name: i for i in repo.objects["sources"]}
+    problems: list[Problem] = []
+    opened: dict[str, object] = {}
+    reported: set[tuple[str, str, str]] = set()
+    for view in registry.feature_views.values():
+        src = view.source
+        source_at = sources_at[src.name]
+        if src.name not in opened:
+            try:
+                opened[src.name] = open_source(resolve_repo_path(root, src.path))
+            except (SourceDataError, ConfigError) as exc:
+                opened[src.name] = None
+                problems.append(source_at.problem(f"source {src.name!r}: {exc}", "path"))
+        dataset = opened[src.name]
+        if dataset is None:
+            continue
+        view_at = views_at[view.name]
+        feature_index = {f.name: j for j, f in enumerate(view.features)}
+        for m in view_mismatches(registry, view, dataset, src.path):  # type: ignore[arg-type]
+            if m.role == "feature":
+                problems.append(view_at.problem(m.describe(view.name), "features", feature_index[m.name]))
+            elif m.role == "key":
+                problems.append(view_at.problem(m.describe(view.name), "entity"))
+            elif (src.name, m.role, m.file) not in reported:  # once per source, not per view
+                reported.add((src.name, m.role, m.file))
+                field = "timestamp_field" if m.role == "timestamp" else "created_timestamp_field"
+                problems.append(source_at.problem(m.describe(view.name).replace(
+                    f"feature view {view.name!r}", f"source {src.name!r}"), field))
+    return problems
+
+
+def check_view_sources(registry: Registry, views: Sequence[FeatureView], root: Path) -> None:
+    """Raise SourceDataError listing every mismatch of every view in `views` (before any write)."""
+    from fsplug.offline.parquet import open_source
+
+    lines: list[str] = []
+    for view in views:
+        try:
+            dataset = open_source(resolve_repo_path(root, view.source.path))
+        except SourceDataError as exc:
+            lines.append(f"feature view {view.name!r}: {exc}")
+            continue
+        lines += [m.describe(view.name) for m in view_mismatches(registry, view, dataset, view.source.path)]
+    if lines:
+        raise SourceDataError("\n".join(dict.fromkeys(lines)) + "\nnothing was written")
