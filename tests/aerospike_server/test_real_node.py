@@ -464,8 +464,9 @@ def test_map_key_value_reads_are_flat_lists_in_key_order(server, client):
     assert read(map_ops.map_get_by_key("m", "a", kv)) == {"m": ["a", 1]}
     assert read(map_ops.map_get_by_key_list("m", ["c", "a", "zz"], kv)) == {"m": ["a", 1, "c", 3]}
     assert read(map_ops.map_get_by_key("m", "zz", kv)) == {"m": []}
-    assert read(map_ops.map_get_by_key_list("m", ["c", "a", "zz"], aerospike.MAP_RETURN_VALUE)) == {"m": [1, 3]}
-    assert read(map_ops.map_get_by_key("m", "zz", aerospike.MAP_RETURN_VALUE)) == {"m": None}
+    value = aerospike.MAP_RETURN_VALUE
+    assert read(map_ops.map_get_by_key_list("m", ["c", "a", "zz"], value)) == {"m": [1, 3]}
+    assert read(map_ops.map_get_by_key("m", "zz", value)) == {"m": None}
     client.put(key, {"u": {"a": 1, "b": 2}})
     assert read(map_ops.map_get_by_key_list("u", ["b", "a"], kv)) == {"u": ["a", 1, "b", 2]}
     assert client.get(key)[2]["m"] == {"a": 1, "b": 2, "c": 3, "d": 4}
@@ -501,3 +502,16 @@ def test_remaining_metadata_expressions(server, client):
     assert _passes(client, key, exp.Eq(exp.SetName(), "meta"))
     assert _passes(client, key, exp.Not(exp.IsTombstone()))
     assert re.fullmatch(r"objects=1:.*", raw_info(server.port, "sets/test/meta")[0])
+
+
+def test_comparisons_of_every_literal_kind(client):
+    key = (NS, "lit", 1)
+    client.put(key, {"l": [1, "a", [2]], "b": b"\x01\x02", "t": True, "s": "abc", "f": 2.5, "m": {"k": 1}})
+    for expr, ok in [
+        (exp.Eq(exp.ListBin("l"), [1, "a", [2]]), True), (exp.Eq(exp.ListBin("l"), [1]), False),
+        (exp.Eq(exp.BlobBin("b"), b"\x01\x02"), True), (exp.LT(exp.BlobBin("b"), b"\x01"), False),
+        (exp.Eq(exp.BoolBin("t"), True), True), (exp.Eq(exp.BoolBin("t"), False), False),
+        (exp.GE(exp.StrBin("s"), "abc"), True), (exp.GT(exp.FloatBin("f"), 2.5), False),
+        (exp.Eq(exp.MapBin("m"), {"k": 1}), True), (exp.NE(exp.MapBin("m"), {"k": 1}), False),
+    ]:
+        assert _passes(client, key, expr) is ok, expr
