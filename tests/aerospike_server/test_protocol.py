@@ -165,7 +165,7 @@ def test_info_replies_equal_the_real_ones(info_node, request_body):
 
 
 def test_unknown_info_command_is_an_error(info_node):
-    assert info_node.handle(b"no-such-command\n") == b"no-such-command\tERROR::unrecognized command\n"
+    assert info_node.handle(b"no-such-command\n") == b"no-such-command\tERROR:4:unrecognized command\n"
     reply = info_node.handle(b"sindex-create:ns=test;set=s;indexname=i;bin=b;type=numeric\n")
     assert b"\tERROR:16:command 'sindex-create' is not supported" in reply
 

@@ -19,17 +19,20 @@ Server
 ------
 ``AerospikeTestServer(namespaces=("test",), port=0, *, nsup_period=None, default_ttl=None,
 max_record_size=None, node_name=None, build="8.1.2.0", cluster_name="null",
-durable_delete="accept")``
+durable_delete="refuse", truncate_seconds=None)``
 
 * ``namespaces``: names (``["test", "other"]``) or ``{name: settings}`` where settings may hold
   ``nsup_period`` (default 0), ``default_ttl`` (default 0 = never expire), ``max_record_size``
-  (default 1 MiB) and ``allow_ttl_without_nsup`` (default False).  The keyword arguments give
+  (default 1 MiB), ``allow_ttl_without_nsup`` (default False) and ``truncate_seconds`` (default
+  0.05: how long a truncate stays in its ``truncating`` phase).  The keyword arguments give
   defaults for every namespace.  As on a real server, while ``nsup_period`` is 0 a write whose
   TTL is a number of seconds (or "namespace default" when ``default_ttl`` is not 0) is refused
   with code 22; TTL -1 (never expire), -2 (don't update) and 0 with ``default_ttl`` 0 pass.
-* ``durable_delete``: ``"accept"`` (default) deletes as usual when the client sets the durable
-  delete flag; ``"refuse"`` answers code 25 (AEROSPIKE_ERR_ENTERPRISE_ONLY) as a real Community
-  server does (its CE write path refuses durable deletes).
+* ``durable_delete``: ``"refuse"`` (default) answers code 25 (AEROSPIKE_ERR_ENTERPRISE_ONLY) as a
+  real Community node does, before it looks at the record, its generation or the filter (a write
+  that would delete the record answers 2 when there is none, else 25); ``"accept"`` deletes as
+  usual when the client sets the durable delete flag.
+* ``truncate_seconds``: see below (Truncate).
 * ``port=0`` picks an ephemeral port, kept across ``stop()``/``start()``; ``srv.port``,
   ``srv.address`` ("127.0.0.1:PORT"), ``srv.node_name``.
 * ``start(keep_data=False)`` / ``stop()`` / context manager.  ``start`` after ``stop`` reuses the
@@ -43,7 +46,11 @@ Introspection: ``srv.stats`` (dict of counters: one per command kind - ``get``, 
 ``batch_keys``, ``connections_opened``, ``faults_injected``, ``compressed``, ``truncate``),
 ``srv.reset_stats()``,
 ``srv.record_count(namespace="test", set=None)``, ``srv.open_connections()``,
-``srv.advance_clock(seconds)`` (moves the server clock: TTLs expire without sleeping).
+``srv.advance_clock(seconds)`` (moves the server clock: TTLs expire without sleeping),
+``srv.freeze_clock()`` / ``srv.unfreeze_clock()`` (stop the server clock: every write and truncate
+lands in the same millisecond until it is advanced or unfrozen), ``srv.truncating(namespace)``
+(a truncate is still in its ``truncating`` phase).  Fault injection is implemented in
+``faults.py`` (``srv.faults``); the methods below are the server's delegates.
 
 Command kinds: a single-record message is ``get`` (read all or selected bins), ``exists``
 (metadata-only read), ``put`` (write ops only), ``remove``, ``touch`` or ``operate`` (anything
@@ -71,15 +78,32 @@ Fault injection
   (``start()`` alone restarts empty); the client reconnects by itself.
 
 Storage semantics: records keyed by (namespace, digest), set name kept; generation counts
-(16-bit, wrapping to 1); a TTL is an expiry time checked on every access; ``truncate`` drops
-records last updated at or before its ``lut`` (default now); record size is estimated after the
-real flat storage format (``storage.Record.size``) and compared with ``max_record_size``.
-Responses carry no KEY field (the real server returns stored keys only to scans and queries).
+(16-bit, wrapping to 1); a TTL is an expiry time checked on every access; last-update times
+have ms resolution (``LastUpdateTime`` is a multiple of 1,000,000 ns).  The stored size is the
+real flat format's (``storage.Record.flat_size``: 35-byte header, set name, stored key, void
+time, bin count, per-bin name and particle) plus a 4-byte end mark in 16-byte blocks: that is
+``RecordSize``/``MemorySize`` and the set's ``data_used_bytes``; a write is refused with 13 when
+``flat + 4 > max_record_size``.  Responses carry no KEY field (the real server returns stored keys
+only to scans and queries).
+
+Truncate
+--------
+As on a real node: ``truncate`` stores the set's (``truncate-namespace``: the namespace's) lut in
+ms, now by default; a record is removed only if it was last updated in an earlier millisecond,
+so a record written in the truncate's own millisecond survives it for good, and so do writes
+after it.  Reads miss the truncated records as soon as ``ok`` is sent; the ``objects`` counts
+(``sets``, ``namespace/<ns>``, ``statistics``) keep them, with ``truncating=true``, for
+``truncate_seconds`` of real time, then they are gone (a real node walks its index meanwhile:
+about 110 ms for a million records).  ``srv.record_count`` counts what reads see.  ``lut=`` is
+parsed as C's ``strtoul(text, NULL, 0)`` (decimal, ``0x`` hex, octal; garbage is 0) and refused
+with the real texts (``would truncate to 0``, ``would truncate in the future``, ``'lut' value too
+long``, ``missing 'lut' value``).  A truncate of an unknown namespace answers ``ok``.
 
 Cluster
 -------
 ``AerospikeTestCluster(nodes=3, namespaces=("test",), *, nsup_period=None, default_ttl=None,
-max_record_size=None, ports=None, cluster_name="null", durable_delete="accept")`` runs ``nodes``
+max_record_size=None, ports=None, cluster_name="null", durable_delete="refuse",
+truncate_seconds=None)`` runs ``nodes``
 servers on distinct loopback ports sharing one store. Partition ``p`` (the first two digest bytes,
 little-endian, mod 4096, as the client computes it) belongs to node ``p % nodes``; nodes advertise
 each other (``peers-clear-std``) and their partitions (``replicas``), so the client routes keys to
@@ -91,7 +115,9 @@ own fault injection and stats), ``cluster.stop_node(i, rebalance=False)`` /
 client gets connection errors for its keys; with ``rebalance=True`` the other nodes drop it and take
 its partitions over, like a cluster with replication factor 2+ after re-balancing),
 ``cluster.owner_of(digest)``, ``cluster.record_count(...)``, ``cluster.advance_clock(...)``,
-``cluster.stats`` (list of per-node dicts).
+``cluster.freeze_clock()`` / ``cluster.unfreeze_clock()`` / ``cluster.truncating(ns)`` (the nodes
+share one store and one clock), ``cluster.stats`` (list of per-node dicts).  Its
+``durable_delete`` (default ``"refuse"``) and ``truncate_seconds`` work as for one server.
 
 Out of process
 --------------
@@ -99,9 +125,11 @@ An in-process server shares the GIL with the client.  A client call that keeps t
 waits (``client.truncate()`` in aerospike 19.x) is then never answered and times out; send the
 same info command with ``client.info_all("truncate:namespace=..;set=..")`` instead, or run the
 server in a child process: ``spawn_server(namespaces=..., nodes=1, nsup_period=0, default_ttl=0,
-max_record_size=1 MiB)`` (in ``fsplug.testing.aerospike_server.remote``) returns a handle with
+max_record_size=1 MiB, truncate_seconds=None, durable_delete="refuse")`` (in
+``fsplug.testing.aerospike_server.remote``) returns a handle with
 ``port``/``ports``/``hosts``/``client_hosts()``, the same fault-injection methods, ``stats``,
-``record_count``, ``advance_clock``, ``stop_node``/``start_node`` and ``node(i)`` for one cluster
+``record_count``, ``advance_clock``, ``freeze_clock``/``unfreeze_clock``, ``truncating``,
+``stop_node``/``start_node`` and ``node(i)`` for one cluster
 node, forwarded over the child's stdin/stdout.  Latency measured against a child process is also
 free of GIL contention (still a functional server: label such numbers accordingly).
 
@@ -112,21 +140,38 @@ Info: ``node``, ``build``, ``version``, ``edition``, ``features``, ``status``,
 ``replicas``, ``replicas-master``, ``partitions``, ``service*``, ``services``,
 ``cluster-name``, ``cluster-stable``, ``rebalance-generation``, ``statistics``,
 ``user-agent-set:value=...``, ``namespaces``, ``namespace/<ns>``, ``sets``, ``sets/<ns>``,
-``sets/<ns>/<set>``, ``bins/<ns>``, ``truncate:namespace=..[;set=..][;lut=..]``,
-``truncate-namespace:namespace=..``.  Unknown commands answer ``ERROR::unrecognized command``;
-known but unsupported ones (sindex-*, udf-*, query/scan/job commands...) answer
-``ERROR:16:command '<name>' is not supported by the fsplug Aerospike test server``.
+``sets/<ns>/<set>`` (without the ``ns=..:set=..:`` prefix, as a real node answers), ``release``,
+``truncate:namespace=..;set=..[;lut=..]``, ``truncate-namespace:namespace=..[;lut=..]``.  Errors
+are the real node's ``ERROR:<code>:<text>`` (``ERROR:4:unrecognized command`` for unknown
+commands, also ``bins`` and ``cluster-size``, which CE 8.1 does not know; ``ERROR:4:missing
+'set'`` for a truncate without a set; ``ERROR:4:unexpected set name`` for a truncate-namespace
+with one; ``ERROR:20:missing 'namespace'``); an unknown namespace gives ``type=unknown``
+(``namespace/``) and ``ns_type=unknown`` (``sets/``).  Known but unsupported commands (sindex-*,
+udf-*, query/scan/job commands, truncate-undo...) answer ``ERROR:16:command '<name>' is not
+supported by the fsplug Aerospike test server``.
 
 Data: put/get/select/exists/remove/touch/operate (read, write, bin delete by nil, incr,
 append, prepend, touch, delete-all), exists policies, generation policies, key send (stored),
-TTLs with expiry on read, batch read/write/operate/remove with per-row policies and results,
-filter expressions (see ``expressions``) on single and batch commands, particle types integer,
+TTLs with expiry on read, batch read/write/operate/remove with per-row policies and results
+(reply messages of at most 131,040 body bytes, then a LAST message of its own, as a real node
+frames them; a batch-level filter that does not build fails the batch with one code-4 message
+flagged LAST), filter expressions (see ``expressions``: comparisons, and/or/not, bins and
+record metadata, ``DigestMod`` on digest bytes 16-19) on single and batch commands, particle
+types integer,
 double, string, blob (and language blobs), bool, list, map (stored as sent, byte for byte),
 GeoJSON and HLL stored opaquely; the map CDT operations a key-value feature store uses (map
-put/put-items, get by key/key list, nested by map-key context: see ``cdt``, whose behaviour is
-not confirmed by the capture).  Not supported, answered with code 16
-(AEROSPIKE_ERR_UNSUPPORTED_FEATURE): scans, queries, UDFs, other CDT, bit, HLL and expression operations;
-security messages get code 51 (security not supported), as from a Community server.
+put/put-items, get by key/key list, nested by map-key context: see ``cdt``; key-ordered maps
+are stored behind the real ordered-map header and KEY_VALUE reads answer the flat ``[k1, v1,
+...]`` list a real node gives).  Not supported, answered with code 16
+(AEROSPIKE_ERR_UNSUPPORTED_FEATURE): scans, queries, UDFs, other CDT, bit, HLL and expression
+operations, expression calls other than the ones listed (arithmetic, bit operations, regex,
+cond/let...); security messages get code 51 (security not supported), as from a Community
+server.
+
+Confirmed against a real CE 8.1.2.0 node: the capture (``tests/aerospike_server/test_replay.py``)
+and the measurements in ``real-server-facts.md`` (``test_real_node.py``) for everything above.
+Not confirmed: the behaviour of a cluster of these nodes beyond the info replies of a real
+cluster, and CDT behaviour beyond the cases the facts list.
 """
 
 from fsplug.testing.aerospike_server.cluster import AerospikeTestCluster

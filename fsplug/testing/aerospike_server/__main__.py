@@ -24,6 +24,12 @@ def main(argv=None) -> int:
     ap.add_argument("--default-ttl", type=int, default=0, help="default-ttl in seconds (0 = never)")
     ap.add_argument("--max-record-size", type=int, default=1024 * 1024)
     ap.add_argument("--nodes", type=int, default=1, help="run a cluster of N nodes")
+    ap.add_argument("--truncate-seconds", type=float, default=None,
+                    help="how long a truncate stays in its 'truncating' phase, its records "
+                         "still counted in objects (default 0.05)")
+    ap.add_argument("--durable-delete", choices=("refuse", "accept"), default="refuse",
+                    help="refuse durable deletes with code 25 as Community Edition does "
+                         "(default), or accept them")
     ap.add_argument("--namespaces-json", help="namespaces with settings, as JSON "
                     "(overrides --namespace)")
     ap.add_argument("--control", action="store_true",
@@ -33,7 +39,8 @@ def main(argv=None) -> int:
     if args.namespaces_json:
         namespaces = json.loads(args.namespaces_json)
     kw = dict(nsup_period=args.nsup_period, default_ttl=args.default_ttl,
-              max_record_size=args.max_record_size)
+              max_record_size=args.max_record_size, truncate_seconds=args.truncate_seconds,
+              durable_delete=args.durable_delete)
     # Handlers first: a SIGTERM right after the "listening" line must still stop cleanly.
     done = threading.Event()
 
@@ -64,8 +71,10 @@ def main(argv=None) -> int:
 # Methods a controlling process may call (see remote.py); "node" selects a cluster node.
 _SERVER_METHODS = {"set_latency", "refuse_connections", "drop_connections", "pause", "resume",
                    "fail_next", "clear_faults", "reset_stats", "record_count", "advance_clock",
-                   "open_connections", "stop", "start"}
-_CLUSTER_METHODS = {"stop_node", "start_node", "record_count", "advance_clock", "reset_stats"}
+                   "freeze_clock", "unfreeze_clock", "truncating", "open_connections", "stop",
+                   "start"}
+_CLUSTER_METHODS = {"stop_node", "start_node", "record_count", "advance_clock", "freeze_clock",
+                    "unfreeze_clock", "truncating", "reset_stats"}
 
 
 def _control_loop(server, done) -> None:

@@ -10,12 +10,13 @@ A request is the op's MessagePack payload: `[op, args...]`, or `[0xff, [ctx type
 ...], [op, args...]]` with a context. Every other CDT op, context type and return type is refused
 with AEROSPIKE_ERR_UNSUPPORTED_FEATURE (16), like the rest of what this server does not do.
 
-Behaviour taken from the client's requests and from Feast's handling of a real server's answers,
-not from the capture (it holds no CDT traffic): a read whose context key is missing fails the
-record with OP_NOT_APPLICABLE (26); an op on a bin that is not a map fails with
-INCOMPATIBLE_TYPE (12); a read of a missing bin returns nothing. Maps are kept in key order
-(what `MAP_KEY_ORDERED` asks for) but stored without the ordered-map flag header a real server
-writes, so a whole-bin read returns them as plain maps.
+Behaviour as measured on a real CE 8.1 node (real-server-facts.md section 10): a read whose
+context key is missing fails the record with OP_NOT_APPLICABLE (26); an op on a bin that is not
+a map fails with INCOMPATIBLE_TYPE (12); a read of a missing bin returns nothing. A map created
+with `MAP_KEY_ORDERED` is stored in key order behind the ordered-map header (`c7 00 01 c0`), as
+a real node stores it; the client reads it back as a dict. A KEY_VALUE read answers a map
+particle behind the `c7 00 08 c0` header, holding the found pairs in key order, which the client
+turns into a flat list `[k1, v1, k2, v2, ...]` (`[]` when no key is found).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ RETURN_KEY = 6
 RETURN_VALUE = 7
 RETURN_KEY_VALUE = 8
 RETURN_INVERTED = 0x10000
+
+MAP_ORDER_KEY = 0x01  # map flag: key ordered (KEY_VALUE_ORDERED is 0x03)
+# Header pair (ext key, nil value) a real node puts in front of a KEY_VALUE result: the client
+# decodes such a map into a flat [k1, v1, ...] list.
+_KEY_VALUE_RESULT = msgpack.Ext(0x08, b"")
 
 
 class CdtError(Exception):
@@ -67,14 +73,19 @@ def _parse(payload) -> tuple[list, list]:
     return ctx, req
 
 
-def _load_map(bins: dict, name: str) -> dict | None:
+def _load_map(bins: dict, name: str) -> tuple[dict | None, int]:
+    """The bin's map without its flag header, and the header's flags (0 when it has none)."""
     b = bins.get(name)
     if b is None:
-        return None
+        return None, 0
     if b[0] != P.PT_MAP:
         raise CdtError(P.AS_ERR_INCOMPATIBLE_TYPE)
     m = P.particle_to_python(P.PT_MAP, b[1])
-    return {k: v for k, v in m.items() if not isinstance(k, msgpack.Ext)}  # drop a flag header
+    flags = 0
+    for k in m:
+        if isinstance(k, msgpack.Ext):
+            flags = k.type
+    return {k: v for k, v in m.items() if not isinstance(k, msgpack.Ext)}, flags
 
 
 def _descend(m: dict, ctx: list) -> dict:
@@ -98,8 +109,15 @@ def _sort_key(k) -> tuple:
     return (4, bytes(k) if isinstance(k, (bytes, bytearray)) else repr(k))
 
 
-def _ordered(m: dict) -> dict:
-    return {k: (_ordered(v) if isinstance(v, dict) else v) for k, v in sorted(m.items(), key=lambda kv: _sort_key(kv[0]))}
+def _key_sorted(m: dict) -> dict:
+    return dict(sorted(m.items(), key=lambda kv: _sort_key(kv[0])))
+
+
+def _pack_map(m: dict, flags: int) -> bytes:
+    """A map particle as a real node stores it: an ordered map sorted, behind its flag header."""
+    if flags & MAP_ORDER_KEY:
+        return msgpack.packb({msgpack.Ext(flags, b""): None, **_key_sorted(m)})
+    return msgpack.packb(m)
 
 
 def modify(bins: dict, name: str, payload) -> tuple[int, bytes]:
@@ -108,11 +126,16 @@ def modify(bins: dict, name: str, payload) -> tuple[int, bytes]:
     op, args = req[0], req[1:]
     if op not in (MAP_PUT, MAP_PUT_ITEMS):
         raise CdtError(P.AS_ERR_UNSUPPORTED_FEATURE)
-    root = _load_map(bins, name)
+    root, flags = _load_map(bins, name)
     if root is None:
         if ctx:
             raise CdtError(P.AS_ERR_OP_NOT_APPLICABLE)
         root = {}
+        # The map policy's order attribute (after the key and value, or after the items)
+        # decides the order of a map the op creates; an existing map keeps its own.
+        attr = args[2] if op == MAP_PUT and len(args) > 2 else args[1] if op == MAP_PUT_ITEMS \
+            and len(args) > 1 else 0
+        flags = attr & 0x03 if isinstance(attr, int) and not isinstance(attr, bool) else 0
     target = _descend(root, ctx)
     if op == MAP_PUT:
         if len(args) < 2:
@@ -122,7 +145,7 @@ def modify(bins: dict, name: str, payload) -> tuple[int, bytes]:
         if not args or not isinstance(args[0], dict):
             raise CdtError(P.AS_ERR_PARAMETER)
         target.update(args[0])
-    bins[name] = (P.PT_MAP, msgpack.packb(_ordered(root)))
+    bins[name] = (P.PT_MAP, _pack_map(root, flags))
     return P.python_to_particle(len(target))
 
 
@@ -139,7 +162,7 @@ def read(bins: dict, name: str, payload) -> tuple[int, bytes]:
         raise CdtError(P.AS_ERR_UNSUPPORTED_FEATURE)
     if op == MAP_GET_BY_KEY_LIST and not isinstance(args[1], list):
         raise CdtError(P.AS_ERR_PARAMETER)
-    root = _load_map(bins, name)
+    root, _flags = _load_map(bins, name)
     if root is None:
         return P.PT_NULL, b""
     target = _descend(root, ctx)
@@ -149,15 +172,13 @@ def read(bins: dict, name: str, payload) -> tuple[int, bytes]:
         return P.PT_NULL, b""
     if rtype == RETURN_COUNT:
         return P.python_to_particle(len(found))
+    if rtype == RETURN_KEY_VALUE:
+        return P.PT_MAP, msgpack.packb({_KEY_VALUE_RESULT: None, **found})
     if op == MAP_GET_BY_KEY:
         (k,) = wanted
-        if rtype == RETURN_KEY_VALUE:
-            return P.python_to_particle(found)
         if k not in found:
             return P.PT_NULL, b""
         return P.python_to_particle(k if rtype == RETURN_KEY else found[k])
     if rtype == RETURN_KEY:
         return P.python_to_particle(list(found))
-    if rtype == RETURN_VALUE:
-        return P.python_to_particle(list(found.values()))
-    return P.python_to_particle(found)
+    return P.python_to_particle(list(found.values()))  # RETURN_VALUE

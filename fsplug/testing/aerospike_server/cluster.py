@@ -24,7 +24,8 @@ class AerospikeTestCluster:
 
     def __init__(self, nodes: int = 3, namespaces=("test",), *, nsup_period=None,
                  default_ttl=None, max_record_size=None, ports=None,
-                 cluster_name: str = "null", durable_delete: str = "accept"):
+                 cluster_name: str = "null", durable_delete: str = "refuse",
+                 truncate_seconds: float | None = None):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         if ports is not None and len(ports) != nodes:
@@ -32,7 +33,8 @@ class AerospikeTestCluster:
         self._clock = Clock()
         self.namespaces = build_namespaces(namespaces, self._clock, nsup_period=nsup_period,
                                            default_ttl=default_ttl,
-                                           max_record_size=max_record_size)
+                                           max_record_size=max_record_size,
+                                           truncate_seconds=truncate_seconds)
         self.cluster_key = "C1A55E7C1A55"
         self.peers_generation = 1
         self._n = nodes
@@ -142,7 +144,20 @@ class AerospikeTestCluster:
         return self.namespaces[namespace].count(set)
 
     def advance_clock(self, seconds: float) -> None:
+        """Move the shared server clock forward (TTL expiry, last-update times)."""
         self._clock.advance(seconds)
+
+    def freeze_clock(self) -> None:
+        """Stop the shared server clock of every node (see AerospikeTestServer.freeze_clock)."""
+        self._clock.freeze()
+
+    def unfreeze_clock(self) -> None:
+        """Let the shared server clock run again."""
+        self._clock.unfreeze()
+
+    def truncating(self, namespace: str = "test") -> bool:
+        """Whether a truncate in ``namespace`` is still in its ``truncating`` phase."""
+        return self.namespaces[namespace].truncating()
 
     @property
     def stats(self) -> list[dict]:

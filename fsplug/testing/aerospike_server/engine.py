@@ -12,9 +12,9 @@ import struct
 
 from fsplug.testing.aerospike_server import cdt
 from fsplug.testing.aerospike_server import protocol as P
-from fsplug.testing.aerospike_server.expressions import ExpError, compile_filter
+from fsplug.testing.aerospike_server.expressions import ExpError, ExpUnsupported, compile_filter
 from fsplug.testing.aerospike_server.storage import (
-    TTL_DONT_UPDATE, TTL_NAMESPACE_DEFAULT, Namespace, Record,
+    END_MARK, TTL_DONT_UPDATE, TTL_NAMESPACE_DEFAULT, Namespace, Record,
 )
 
 _pack_q = struct.Struct(">q").pack
@@ -23,7 +23,9 @@ _pack_d = struct.Struct(">d").pack
 _unpack_d = struct.Struct(">d").unpack
 
 MAX_BIN_NAME = 15
-BATCH_FLUSH_BYTES = 128 * 1024
+# A batch reply record joins the current proto message only while the body stays within a real
+# node's batch buffer: 128 KiB less its 32-byte header (batch.c, facts section 9).
+BATCH_BODY_LIMIT = 128 * 1024 - 32
 
 _READ_OP_TYPES = frozenset({P.OP_READ, P.OP_CDT_READ, P.OP_EXP_READ, P.OP_BITS_READ, P.OP_HLL_READ})
 _MODIFY_OP_TYPES = frozenset({P.OP_INCR, P.OP_APPEND, P.OP_PREPEND})
@@ -95,7 +97,7 @@ def classify_batch(rows) -> str:
 class Engine:
     """Executes AS_MSG commands for one node against shared namespaces."""
 
-    def __init__(self, namespaces: dict[str, Namespace], clock, durable_delete: str = "accept"):
+    def __init__(self, namespaces: dict[str, Namespace], clock, durable_delete: str = "refuse"):
         self.namespaces = namespaces
         self.clock = clock
         if durable_delete not in ("accept", "refuse"):
@@ -132,8 +134,18 @@ class Engine:
         return P.frame(P.PROTO_TYPE_AS_MSG, self._response(out))
 
     def execute_batch(self, msg: P.Msg, rows, send) -> None:
-        """Run every row; stream responses through ``send(bytes)``; end with a LAST message."""
+        """Run every row; stream responses through ``send(bytes)``; end with a LAST message.
+
+        A batch-level filter that does not build fails the whole batch as on a real node: one
+        AS_MSG with the error code, flagged LAST, and no row replies.
+        """
         parent_filter = msg.fields.get(P.FIELD_FILTER_EXP)
+        if parent_filter is not None and len(parent_filter):
+            try:
+                compile_filter(parent_filter)
+            except ExpError as e:
+                send(self.error_response(_exp_rc(e), last=True))
+                return
         buf = bytearray()
         ns_b = set_b = None
         for row in rows:
@@ -148,10 +160,12 @@ class Engine:
                 out = self.run_record(ns_b, set_b, row.digest, rf.get(P.FIELD_KEY), filt,
                                       row.info1, row.info2, row.info3, row.generation, row.ttl,
                                       row.ops)
-            buf += self._response(out, row.index)
-            if len(buf) >= BATCH_FLUSH_BYTES:
+            reply = self._response(out, row.index)
+            if buf and len(buf) + len(reply) > BATCH_BODY_LIMIT:
                 send(P.frame(P.PROTO_TYPE_AS_MSG, bytes(buf)))
                 buf.clear()
+            buf += reply
+        # The LAST marker is always a proto message of its own (sent with the last data).
         if buf:
             send(P.frame(P.PROTO_TYPE_AS_MSG, bytes(buf)) + _LAST_MSG)
         else:
@@ -173,8 +187,8 @@ class Engine:
         if filter_b is not None and len(filter_b):
             try:
                 filt = compile_filter(filter_b)
-            except ExpError:
-                return Outcome(P.AS_ERR_PARAMETER)
+            except ExpError as e:
+                return Outcome(_exp_rc(e))
         set_name = bytes(set_b).decode("utf-8", "replace") if set_b is not None else ""
         try:
             with ns.lock:
@@ -184,11 +198,11 @@ class Engine:
                     return self._write(ns, digest, set_name, key_b, filt, info1, info2, info3,
                                        generation, ttl, ops)
                 return self._read(ns, digest, filt, info1, ops)
-        except ExpError:
-            return Outcome(P.AS_ERR_PARAMETER)
+        except ExpError as e:
+            return Outcome(_exp_rc(e))
 
     def _passes(self, filt, rec, digest) -> bool:
-        return filt.passes(rec, digest, self.clock.now_cl(), self.clock.now_ns())
+        return filt.passes(rec, digest, self.clock.now_cl(), self.clock.now_ms())
 
     def _read(self, ns: Namespace, digest, filt, info1, ops) -> Outcome:
         for o in ops:
@@ -220,6 +234,10 @@ class Engine:
         return Outcome(P.AS_OK, rec.generation, rec.void_time, resp)
 
     def _delete(self, ns: Namespace, digest, filt, info2, generation) -> Outcome:
+        # A real CE node refuses a durable delete before it looks the record up, so before the
+        # not-found, generation and filter checks (delete.c, facts section 8).
+        if info2 & P.INFO2_DURABLE_DELETE and self.durable_delete_rc:
+            return Outcome(self.durable_delete_rc)
         rec = ns.get(digest)
         if rec is None:
             return NOT_FOUND
@@ -227,8 +245,6 @@ class Engine:
             return Outcome(P.AS_ERR_GENERATION, rec.generation, rec.void_time)
         if filt is not None and not self._passes(filt, rec, digest):
             return Outcome(P.AS_ERR_FILTERED_OUT, rec.generation, rec.void_time)
-        if info2 & P.INFO2_DURABLE_DELETE and self.durable_delete_rc:
-            return Outcome(self.durable_delete_rc, rec.generation, rec.void_time)
         ns.delete(digest)
         return Outcome(P.AS_OK)
 
@@ -347,16 +363,19 @@ class Engine:
             ns.delete(digest)
             return Outcome(P.AS_OK, 0, 0, resp)
 
+        # The last-update time has the real node's resolution: whole milliseconds.
         new = Record(rec.set_name if not created else set_name, stored_key, bins,
-                     (cur_gen % 0xFFFF) + 1, ns.void_time_for(ttl, rec), 0)
-        if new.size() > ns.max_record_size:
+                     (cur_gen % 0xFFFF) + 1, ns.void_time_for(ttl, rec), self.clock.now_ms())
+        if new.flat_size() + END_MARK > ns.max_record_size:
             return Outcome(P.AS_ERR_RECORD_TOO_BIG, cur_gen, cur_vt)
-        lut = self.clock.now_ns()
-        if not created and lut <= rec.lut:
-            lut = rec.lut + 1
-        new.lut = lut
         ns.put(digest, new)
         return Outcome(P.AS_OK, new.generation, new.void_time, resp)
+
+
+def _exp_rc(e: ExpError) -> int:
+    """Result code for an expression that does not build: 16 for what this server leaves out,
+    4 (PARAMETER) for what a real node refuses too."""
+    return P.AS_ERR_UNSUPPORTED_FEATURE if isinstance(e, ExpUnsupported) else P.AS_ERR_PARAMETER
 
 
 def _generation_ok(cur: int, info2: int, want: int) -> bool:

@@ -122,6 +122,15 @@ class RemoteServer(RemoteNode):
     def advance_clock(self, seconds):
         return self._call("advance_clock", seconds)
 
+    def freeze_clock(self):
+        return self._call("freeze_clock")
+
+    def unfreeze_clock(self):
+        return self._call("unfreeze_clock")
+
+    def truncating(self, namespace="test") -> bool:
+        return self._call("truncating", namespace)
+
     def stop_node(self, i: int, rebalance: bool = False):
         return self._call("stop_node", i, rebalance=rebalance)
 
@@ -157,6 +166,7 @@ class RemoteServer(RemoteNode):
 
 def spawn_server(namespaces=("test",), *, nodes: int = 1, port: int = 0, nsup_period: int = 0,
                  default_ttl: int = 0, max_record_size: int = 1024 * 1024,
+                 truncate_seconds: float | None = None, durable_delete: str = "refuse",
                  python: str | None = None) -> RemoteServer:
     """Start a test server (``nodes > 1``: a cluster) in a child process; returns when it listens."""
     if isinstance(namespaces, str):
@@ -165,7 +175,9 @@ def spawn_server(namespaces=("test",), *, nodes: int = 1, port: int = 0, nsup_pe
     cmd = [python or sys.executable, "-m", "fsplug.testing.aerospike_server", "--control",
            "--port", str(port), "--nodes", str(nodes), "--namespaces-json", ns_json,
            "--nsup-period", str(nsup_period), "--default-ttl", str(default_ttl),
-           "--max-record-size", str(max_record_size)]
+           "--max-record-size", str(max_record_size), "--durable-delete", durable_delete]
+    if truncate_seconds is not None:
+        cmd += ["--truncate-seconds", str(truncate_seconds)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()

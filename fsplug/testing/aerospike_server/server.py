@@ -1,4 +1,4 @@
-"""The TCP server: one listener thread, one thread per client connection, fault injection."""
+"""The TCP server: one listener thread, one thread per client connection (faults: faults.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from collections import Counter
 
 from fsplug.testing.aerospike_server import protocol as P
 from fsplug.testing.aerospike_server.engine import Engine, classify, classify_batch
+from fsplug.testing.aerospike_server.faults import Drop, Faults
 from fsplug.testing.aerospike_server.info import InfoHandler
-from fsplug.testing.aerospike_server.storage import DEFAULT_MAX_RECORD_SIZE, Clock, Namespace
+from fsplug.testing.aerospike_server.storage import (
+    DEFAULT_MAX_RECORD_SIZE, DEFAULT_TRUNCATE_SECONDS, Clock, Namespace,
+)
 
 log = logging.getLogger("fsplug.testing.aerospike_server")
 
@@ -21,19 +24,25 @@ RECV_BUFFER = 16 * 1024
 DEFAULT_BUILD = "8.1.2.0"
 
 _ALL_PARTITIONS = range(4096)
-_NS_KEYS = {"nsup_period", "default_ttl", "max_record_size", "allow_ttl_without_nsup"}
+_NS_KEYS = {"nsup_period", "default_ttl", "max_record_size", "allow_ttl_without_nsup",
+            "truncate_seconds"}
 
 
 def build_namespaces(namespaces, clock: Clock, *, nsup_period=None, default_ttl=None,
-                     max_record_size=None) -> dict[str, Namespace]:
+                     max_record_size=None, truncate_seconds=None) -> dict[str, Namespace]:
     """``namespaces`` as names, or ``{name: {setting: value}}``; keyword args are defaults."""
-    defaults = {"nsup_period": 0, "default_ttl": 0, "max_record_size": DEFAULT_MAX_RECORD_SIZE}
+    defaults = {"nsup_period": 0, "default_ttl": 0, "max_record_size": DEFAULT_MAX_RECORD_SIZE,
+                "truncate_seconds": DEFAULT_TRUNCATE_SECONDS}
     if nsup_period is not None:
         defaults["nsup_period"] = nsup_period
     if default_ttl is not None:
         defaults["default_ttl"] = default_ttl
     if max_record_size is not None:
         defaults["max_record_size"] = max_record_size
+    if truncate_seconds is not None:
+        if truncate_seconds < 0:
+            raise ValueError("truncate_seconds must be >= 0")
+        defaults["truncate_seconds"] = truncate_seconds
     if isinstance(namespaces, str):
         namespaces = [namespaces]
     items = namespaces.items() if isinstance(namespaces, dict) else ((n, {}) for n in namespaces)
@@ -49,15 +58,6 @@ def build_namespaces(namespaces, clock: Clock, *, nsup_period=None, default_ttl=
     if not out:
         raise ValueError("at least one namespace is required")
     return out
-
-
-class _Rule:
-    __slots__ = ("remaining", "commands", "action")
-
-    def __init__(self, remaining, commands, action):
-        self.remaining = remaining
-        self.commands = commands
-        self.action = action
 
 
 class _Conn:
@@ -77,32 +77,22 @@ class _Conn:
                 pass
 
 
-class _Drop(Exception):
-    """Fault injection: close the connection without answering."""
-
-
-def _names(commands):
-    if commands is None:
-        return None
-    if isinstance(commands, str):
-        commands = [commands]
-    return frozenset(commands)
-
-
 class AerospikeTestServer:
     """A single-node Aerospike look-alike on 127.0.0.1. See the package docstring."""
 
     def __init__(self, namespaces=("test",), port: int = 0, *, nsup_period=None,
                  default_ttl=None, max_record_size=None, node_name: str | None = None,
                  build: str = DEFAULT_BUILD, cluster_name: str = "null",
-                 durable_delete: str = "accept", _shared=None, _cluster=None, _index: int = 0):
+                 durable_delete: str = "refuse", truncate_seconds: float | None = None,
+                 _shared=None, _cluster=None, _index: int = 0):
         if _shared is not None:
             self._clock, self.namespaces = _shared
         else:
             self._clock = Clock()
             self.namespaces = build_namespaces(namespaces, self._clock, nsup_period=nsup_period,
                                                default_ttl=default_ttl,
-                                               max_record_size=max_record_size)
+                                               max_record_size=max_record_size,
+                                               truncate_seconds=truncate_seconds)
         self.host = "127.0.0.1"
         self.port = int(port)
         self.build = build
@@ -120,11 +110,7 @@ class AerospikeTestServer:
         self._accept_thread: threading.Thread | None = None
         self._running = False
         self._stopping = threading.Event()
-        self._refusing = False
-        self._paused = False
-        self._pause_cond = threading.Condition()
-        self._latency = (0.0, None)
-        self._rules: list[_Rule] = []
+        self.faults = Faults(self)
         self._started_at = time.monotonic()
 
     # ------------------------------------------------------------------------------------------
@@ -186,8 +172,7 @@ class AerospikeTestServer:
         if not keep_data and self._cluster is None:
             for ns in self.namespaces.values():
                 ns.clear()
-        self._paused = False
-        self._refusing = False
+        self.faults.reset()
         self._stopping.clear()
         self._open_listener()
         self._running = True
@@ -206,8 +191,7 @@ class AerospikeTestServer:
         self._running = False
         self._stopping.set()
         self._close_listener()
-        with self._pause_cond:
-            self._pause_cond.notify_all()
+        self.faults.wake()
         if self._accept_thread is not None:
             self._accept_thread.join(5)
             self._accept_thread = None
@@ -255,7 +239,7 @@ class AerospikeTestServer:
         while self._running:
             ls = self._listener
             if ls is None:
-                if self._refusing:
+                if self.faults.refusing:
                     time.sleep(0.01)
                     continue
                 break
@@ -263,9 +247,9 @@ class AerospikeTestServer:
                 sock, _addr = ls.accept()
             except OSError:
                 # The listener was closed under us: by refuse_connections (go on, maybe with the
-                # listener it has already reopened: checking only _refusing here lost that race and
+                # listener it has already reopened: checking only the refusal flag here lost that race and
                 # ended the loop, so the server never accepted again) or by stop (end).
-                if self._running and (self._refusing or self._listener is not ls):
+                if self._running and (self.faults.refusing or self._listener is not ls):
                     continue
                 break
             if not self._running:
@@ -281,73 +265,44 @@ class AerospikeTestServer:
                 self._stats["connections_opened"] += 1
             t.start()
 
-    # ------------------------------------------------------------------------------------------
-    # Fault injection
-    # ------------------------------------------------------------------------------------------
-
-    def set_latency(self, seconds: float, commands=None) -> None:
-        """Delay the answer to each command by ``seconds`` (0 turns it off).
-
-        ``commands``: None = every data command (not info), or a set of kinds (see ``stats``),
-        which may include ``"info"``; ``"all"`` covers data and info commands.
-        """
-        self._latency = (float(seconds), _names(commands))
-
-    def refuse_connections(self, refuse: bool = True) -> None:
-        """Stop listening (new connections get ECONNREFUSED) or listen again on the same port."""
-        if refuse == self._refusing:
-            return
-        # The accept loop ends when it finds no listener and no refusal: so set the flag before
-        # closing, and clear it only after the new listener is in place.
-        if refuse:
-            self._refusing = True
-            if self._running:
-                self._close_listener()
-        else:
-            if self._running:
-                self._open_listener()
-            self._refusing = False
-
-    def drop_connections(self) -> int:
-        """Close every open client connection now; returns how many were closed."""
+    def _close_connections(self) -> int:
         with self._lock:
             conns = [c for c in self._conns if not c.closed]
         for c in conns:
             c.close()
-        with self._pause_cond:
-            self._pause_cond.notify_all()
         return len(conns)
 
+    # ------------------------------------------------------------------------------------------
+    # Fault injection: delegated to ``self.faults`` (faults.py)
+    # ------------------------------------------------------------------------------------------
+
+    def set_latency(self, seconds: float, commands=None) -> None:
+        """Delay each answer by ``seconds``; see :meth:`Faults.set_latency`."""
+        self.faults.set_latency(seconds, commands)
+
+    def refuse_connections(self, refuse: bool = True) -> None:
+        """Close (True) or reopen (False) the listening socket; see :meth:`Faults.refuse_connections`."""
+        self.faults.refuse_connections(refuse)
+
+    def drop_connections(self) -> int:
+        """Close every open client connection now; returns how many were closed."""
+        return self.faults.drop_connections()
+
     def pause(self) -> None:
-        """Keep accepting connections and reading requests, but answer nothing until resume()."""
-        self._paused = True
+        """Read requests but answer nothing until :meth:`resume`."""
+        self.faults.pause()
 
     def resume(self) -> None:
-        with self._pause_cond:
-            self._paused = False
-            self._pause_cond.notify_all()
+        """Answer again after :meth:`pause`."""
+        self.faults.resume()
 
     def fail_next(self, n: int = 1, commands=None, action="drop") -> None:
-        """Fail the next ``n`` data commands of the given kinds (None = any data command).
-
-        ``action``: ``"drop"`` closes the connection without executing or answering;
-        ``"drop_after"`` executes the command then closes the connection without answering;
-        an int answers that result code without executing (batches get one error message
-        flagged LAST, as a server-level batch failure).
-        """
-        if not (action in ("drop", "drop_after") or (isinstance(action, int)
-                                                      and not isinstance(action, bool))):
-            raise ValueError("action must be 'drop', 'drop_after' or an int result code")
-        with self._lock:
-            self._rules.append(_Rule(int(n), _names(commands), action))
+        """Fail the next ``n`` data commands; see :meth:`Faults.fail_next`."""
+        self.faults.fail_next(n, commands, action)
 
     def clear_faults(self) -> None:
         """Undo every fault injection (latency, pause, refusal, pending failures)."""
-        with self._lock:
-            self._rules.clear()
-        self._latency = (0.0, None)
-        self.resume()
-        self.refuse_connections(False)
+        self.faults.clear_faults()
 
     # ------------------------------------------------------------------------------------------
     # Introspection
@@ -382,6 +337,19 @@ class AerospikeTestServer:
         """Move the server clock forward (TTL expiry, last-update times)."""
         self._clock.advance(seconds)
 
+    def freeze_clock(self) -> None:
+        """Stop the server clock: every write and truncate lands in the same millisecond (until
+        ``advance_clock`` or ``unfreeze_clock``). In a cluster this stops the shared clock."""
+        self._clock.freeze()
+
+    def unfreeze_clock(self) -> None:
+        """Let the server clock run again (from wall time plus every ``advance_clock``)."""
+        self._clock.unfreeze()
+
+    def truncating(self, namespace: str = "test") -> bool:
+        """Whether a truncate in ``namespace`` is still in its ``truncating`` phase."""
+        return self.namespaces[namespace].truncating()
+
     def namespace_settings(self, namespace: str) -> dict:
         return self.namespaces[namespace].settings()
 
@@ -407,11 +375,12 @@ class AerospikeTestServer:
                 body = memoryview(buf)[:size]
                 if not _recv_exact(sock, body, size):
                     break
-                if self._paused and not self._wait_resumed(conn):
+                if self.faults.paused and not self.faults.wait_resumed(
+                        lambda: self._running and not conn.closed):
                     break
                 try:
                     self._dispatch(conn, ptype, body)
-                except _Drop:
+                except Drop:
                     break
                 if len(buf) > 4 * RECV_BUFFER:
                     buf = bytearray(RECV_BUFFER)
@@ -428,42 +397,8 @@ class AerospikeTestServer:
             with self._lock:
                 self._conns.discard(conn)
 
-    def _wait_resumed(self, conn: _Conn) -> bool:
-        with self._pause_cond:
-            while self._paused and self._running and not conn.closed:
-                self._pause_cond.wait(0.1)
-        return self._running and not conn.closed
-
     def _delay(self, kind: str, conn: _Conn) -> None:
-        seconds, commands = self._latency
-        if seconds > 0 and (
-                (commands is None and kind != "info") or
-                (commands is not None and (kind in commands or "all" in commands
-                                           or (kind.startswith("batch") and "batch" in commands)))):
-            # Sleep, but wake up for stop() and drop_connections().
-            deadline = time.monotonic() + seconds
-            while not conn.closed:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stopping.wait(min(left, 0.05)):
-                    break
-            if conn.closed or self._stopping.is_set():
-                raise _Drop
-
-    def _fault_for(self, kind: str):
-        if not self._rules:
-            return None
-        with self._lock:
-            for rule in self._rules:
-                if rule.remaining <= 0:
-                    continue
-                if rule.commands is None or kind in rule.commands or (
-                        kind.startswith("batch") and "batch" in rule.commands):
-                    rule.remaining -= 1
-                    self._stats["faults_injected"] += 1
-                    action = rule.action
-                    self._rules = [r for r in self._rules if r.remaining > 0]
-                    return action
-        return None
+        self.faults.delay(kind, lambda: not conn.closed, self._stopping)
 
     def _dispatch(self, conn: _Conn, ptype: int, body) -> None:
         sock = conn.sock
@@ -480,10 +415,10 @@ class AerospikeTestServer:
             self.count("compressed")
             inner = _decompress(body)
             if inner is None:
-                raise _Drop
+                raise Drop
             _v, inner_type, size = P.parse_proto_header(inner)
             if inner_type != P.PROTO_TYPE_AS_MSG or size != len(inner) - 8:
-                raise _Drop
+                raise Drop
             self._as_msg(conn, memoryview(inner)[8:])
             return
         if ptype == P.PROTO_TYPE_SECURITY:
@@ -494,7 +429,7 @@ class AerospikeTestServer:
             sock.sendall(P.proto_header(P.PROTO_TYPE_SECURITY, 16) + bytes(resp))
             return
         log.warning("unknown proto type %s; closing connection", ptype)
-        raise _Drop
+        raise Drop
 
     def _as_msg(self, conn: _Conn, body) -> None:
         sock = conn.sock
@@ -524,9 +459,9 @@ class AerospikeTestServer:
             if rows is not None:
                 self._stats["batch_keys"] += len(rows)
         self._delay(kind, conn)
-        action = self._fault_for(kind)
+        action = self.faults.take(kind)
         if action == "drop":
-            raise _Drop
+            raise Drop
         if isinstance(action, int):
             sock.sendall(self.engine.error_response(action, last=rows is not None))
             return
@@ -537,12 +472,12 @@ class AerospikeTestServer:
         if rows is not None:
             if action == "drop_after":
                 self.engine.execute_batch(msg, rows, lambda b: None)
-                raise _Drop
+                raise Drop
             self.engine.execute_batch(msg, rows, sock.sendall)
             return
         resp = self.engine.execute_single(msg)
         if action == "drop_after":
-            raise _Drop
+            raise Drop
         sock.sendall(resp)
 
 
