@@ -39,40 +39,77 @@ def _csv(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `fsplug` argument parser: `--repo` goes before or after the command."""
+    from fsplug import __version__
+
     p = argparse.ArgumentParser(prog="fsplug", description="A declarative feature store for real-time ML serving.")
     p.add_argument("--repo", default=".", help="feature repo folder (default: the current directory)")
+    p.add_argument("--version", action="version", version=f"fsplug {__version__}")
+    common = argparse.ArgumentParser(add_help=False)  # the same option after the command
+    common.add_argument("--repo", default=argparse.SUPPRESS, help="feature repo folder (default: the current directory)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sp = sub.add_parser("plan", help="show what apply would change, or explain a retrieval plan",
-                        description="Without options: the diff of the YAML against the applied registry. "
-                                    "With --features/--service: the retrieval plan for them.")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, parents=[common])
+
+    sp = command("init", "create a small working feature repo with generated data",
+                 "Write feature_store.yaml, a definitions file and a Parquet source of generated hourly rows up to "
+                 "now into DIR (default: my_feature_repo); then run apply, materialize-incremental now and "
+                 "get-online-features in it.")
+    sp.add_argument("dir", nargs="?", default="my_feature_repo", help="folder of the new repo")
+    sp.add_argument("--project", help="project name (default: the folder's name)")
+
+    sp = command("plan", "show what apply would change, or explain a retrieval plan",
+                 "Without options: the diff of the YAML against the applied registry. "
+                 "With --features/--service: the retrieval plan for them.")
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--features", type=_csv, help="comma-separated refs, e.g. driver_stats:trips_30d,driver_activity:*")
     g.add_argument("--service", help="a feature service name")
     sp.add_argument("--full-feature-names", action="store_true", help="name outputs view__feature")
 
-    sub.add_parser("apply", help="compile the YAML into the registry and prepare the online store",
-                   description="Validate every definition, print the diff, write the registry and create or "
-                               "update the online store's tables. Applying twice is a no-op.")
-    sub.add_parser("registry-dump", help="print the applied registry as JSON")
+    command("apply", "compile the YAML into the registry and prepare the online store",
+            "Validate every definition and every source's schema, print the diff, write the registry and create "
+            "or update the online store's tables. Applying twice is a no-op.")
+    command("registry-dump", "print the applied registry as JSON",
+            "Print the applied registry (the compiled definitions and their hash) as JSON.")
 
-    sp = sub.add_parser("materialize", help="load the latest rows in [START, END) into the online store")
+    sp = command("list", "list the entities, feature views, feature services or sources",
+                 "One line per object of the applied registry (--json: every property).")
+    sp.add_argument("kind", choices=["entities", "views", "services", "sources"])
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = command("describe", "show every property of an entity, view, service or source",
+                 "Every object of the applied registry with this name, with all its properties.")
+    sp.add_argument("name")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = command("materialize", "load the latest rows in [START, END) into the online store",
+                 "For each view, the latest row per entity with START <= event time < END is written to the "
+                 "online store; each view's watermark becomes max(watermark, END).")
     sp.add_argument("start", type=_parse_time, help="ISO-8601 start (inclusive)")
     sp.add_argument("end", type=_parse_time, help="ISO-8601 end (exclusive), or 'now'")
     sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all online views)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sp = sub.add_parser("materialize-incremental", help="materialize each view from its watermark up to END",
-                        description="Each view runs from its watermark (kept in the online store; none: from the "
-                                    "beginning) up to END. --from START rewinds: the views run from START and their "
-                                    "watermark is set to END, even if it was later.")
+    sp = command("materialize-incremental", "materialize each view from its watermark up to END",
+                 "Each view runs from its watermark (kept in the online store; none: from the beginning) up to "
+                 "END. --from START rewinds: the views run from START and their watermark is set to END, even if "
+                 "it was later.")
     sp.add_argument("end", type=_parse_time, help="ISO-8601 end (exclusive), or 'now'")
     sp.add_argument("--from", dest="from_", type=_parse_time, metavar="START",
                     help="rewind: run from START instead of the watermark (use with --views to pick views)")
     sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all online views)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sp = sub.add_parser("get-online-features", help="read features for entities and print JSON")
+    sp = command("status", "each view's materialization state, as the online store keeps it",
+                 "Per feature view: watermark, last run (finished at, entities, rows, duration), newest event "
+                 "time materialized and its age against the view's ttl.")
+    sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = command("get-online-features", "read features for entities and print JSON",
+                 "Read a service's (or features') values for one or more entities from the online store and "
+                 "print them as JSON, with a status per value.")
     g = sp.add_mutually_exclusive_group(required=True)
     g.add_argument("--features", type=_csv, help="comma-separated refs")
     g.add_argument("--service", help="a feature service name")
@@ -82,13 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="request-time feature key=value (JSON value), applied to every entity")
     sp.add_argument("--full-feature-names", action="store_true")
 
-    sp = sub.add_parser("status", help="each view's materialization state, as the online store keeps it",
-                        description="Per feature view: watermark, last run (finished at, entities, rows, duration), "
-                                    "newest event time materialized and its age against the view's ttl.")
-    sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all)")
-    sp.add_argument("--json", action="store_true", help="print JSON")
-
-    sp = sub.add_parser("teardown", help="delete the project's online data and materialization state")
+    sp = command("teardown", "delete the project's online data and materialization state",
+                 "Remove every record of the project from the online store (every entity's set or table) and "
+                 "its materialization state; returns once no node holds any. Asks first unless --yes.")
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return p
 
@@ -116,6 +149,47 @@ def _entities(plan: Any, pairs: list[tuple[str, str]], request: list[tuple[str, 
     for key, value in request:
         cols[key] = [_coerce(value)] * n
     return cols
+
+
+def _one_line(item: dict[str, Any]) -> str:
+    kind = item["kind"]
+    if kind == "entity":
+        keys = ", ".join(f"{k['name']} ({k['dtype']})" for k in item["join_keys"])
+        detail = f"keys {keys}; views: {', '.join(item['feature_views']) or 'none'}"
+    elif kind == "feature view":
+        detail = (f"entity {item['entity']}, source {item['source']}, {len(item['features'])} features, "
+                  f"ttl {item['ttl_seconds'] or 'none'}{'s' if item['ttl_seconds'] else ''}"
+                  + ("" if item["online"] else ", offline only"))
+    elif kind == "feature service":
+        detail = f"{len(item['features'])} refs: {', '.join(item['features'])}"
+    elif kind == "source":
+        detail = f"{item['type']} {item['path']}, event time {item['timestamp_field']}"
+    else:
+        detail = f"request source, {len(item['features'])} features"
+    text = f"{item['name']}: {detail}"
+    return text + (f" — {item['description']}" if item.get("description") else "")
+
+
+def _describe_text(item: dict[str, Any]) -> str:
+    lines = [f"{item['kind']} {item['name']}"]
+    for key, value in item.items():
+        if key in ("kind", "name") or value in (None, "", [], {}):
+            continue
+        if key == "features" and value and isinstance(value[0], dict):
+            lines.append("  features:")
+            for f in value:
+                extra = ", ".join(f"{k} {v}" for k, v in f.items() if k not in ("name", "description")
+                                  and v is not None)
+                lines.append(f"    {f['name']}: {extra}" + (f" — {f['description']}" if f.get("description") else ""))
+        elif key == "join_keys":
+            lines.append("  join keys: " + ", ".join(f"{k['name']} ({k['dtype']})" for k in value))
+        elif isinstance(value, list):
+            lines.append(f"  {key.replace('_', ' ')}: {', '.join(map(str, value))}")
+        elif isinstance(value, dict):
+            lines.append(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            lines.append(f"  {key.replace('_', ' ')}: {value}")
+    return "\n".join(lines)
 
 
 def _status(store: Any, views: list[str] | None) -> list[dict[str, Any]]:
@@ -178,8 +252,16 @@ def _status_line(r: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     from fsplug.store import FeatureStore
 
-    store = FeatureStore(args.repo)
     out = sys.stdout
+    if args.command == "init":
+        from fsplug.scaffold import init_repo
+
+        written = init_repo(args.dir, args.project)
+        print(f"Created a feature repo in {args.dir}: " + ", ".join(str(p) for p in written), file=out)
+        print(f"Next: cd {args.dir} && fsplug apply && fsplug materialize-incremental now && "
+              "fsplug get-online-features --service driver_activity_v1 --entity driver_id=1001", file=out)
+        return 0
+    store = FeatureStore(args.repo)
     if args.command == "plan":
         if args.features or args.service:
             print(store.plan(args.features, args.service, args.full_feature_names).explain(), file=out)
@@ -196,7 +278,27 @@ def _run(args: argparse.Namespace) -> int:
         print(res.diff.render(), file=out)
         for line in res.store_actions:
             print(f"online store: {line}", file=out)
-        print(f"Registry {res.registry.hash[:12]} written to {store.config.registry_path}", file=out)
+        if res.written:
+            print(f"Registry {res.registry.hash[:12]} written to {store.config.registry_path}", file=out)
+        else:
+            print(f"Registry {res.registry.hash[:12]} at {store.config.registry_path} is up to date (not rewritten)",
+                  file=out)
+        return 0
+    if args.command in ("list", "describe"):
+        from fsplug import catalog
+
+        if args.command == "list":
+            items = catalog.list_objects(store.registry, args.kind)
+        else:
+            items = catalog.describe(store.registry, args.name)
+        if args.json:
+            json.dump(items, out, indent=2, default=str)
+            out.write("\n")
+        elif args.command == "list":
+            for item in items:
+                print(_one_line(item), file=out)
+        else:
+            print("\n\n".join(_describe_text(item) for item in items), file=out)
         return 0
     if args.command == "registry-dump":
         out.write(store.registry.to_json())

@@ -462,19 +462,43 @@ def format_validation_error(
     return doc.problem(full, f"{field_path}: {message}" if field_path else message)
 
 
+IGNORE_FILE = ".fsplugignore"
+
+
 def definition_files(root: Path) -> list[Path]:
-    """The YAML files holding definitions: every *.yaml/*.yml but feature_store.yaml, sorted."""
+    """The YAML files holding definitions, sorted.
+
+    The rule: every `*.yaml` / `*.yml` under the repo, except configuration files
+    (`feature_store*.yaml` / `.yml` anywhere, so a copy like `feature_store.sqlite.yaml` is never
+    read as definitions), anything under `data/` or a hidden folder, hidden files, and the paths
+    that `.fsplugignore` at the repo root lists (gitignore syntax).
+    """
+    ignore = _ignore_spec(root)
     files = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or rel.parts[0] in ("data",):
             continue
-        if path.suffix in (".yaml", ".yml") and path.is_file() and rel.as_posix() not in (
-            "feature_store.yaml",
-            "feature_store.yml",
-        ):
-            files.append(path)
+        if path.suffix not in (".yaml", ".yml") or not path.is_file() or path.name.startswith("feature_store"):
+            continue
+        if ignore is not None and ignore.match_file(rel.as_posix()):
+            continue
+        files.append(path)
     return files
+
+
+def _ignore_spec(root: Path) -> Any:
+    """The compiled `.fsplugignore` of the repo, or None when it has none."""
+    path = root / IGNORE_FILE
+    if not path.is_file():
+        return None
+    import pathspec
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([Problem(IGNORE_FILE, 1, 1, f"cannot read {IGNORE_FILE}: {exc}")]) from None
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def load_repo_definitions(root: Path, problems: list[Problem] | None = None) -> LoadedRepo:

@@ -44,10 +44,18 @@ class FeatureVector:
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """What `apply` did: the diff, the registry now applied, warnings, the store's actions, and
+    whether the registry file was (re)written."""
+
     diff: RegistryDiff
     registry: Registry
     warnings: tuple[str, ...]
     store_actions: tuple[str, ...]
+    written: bool = True
+
+    def __repr__(self) -> str:
+        return (f"ApplyResult(registry {self.registry.hash[:12]} of project {self.registry.project!r}, "
+                f"{len(self.diff.changes)} changes, written={self.written})")
 
 
 class FeatureStore:
@@ -145,11 +153,12 @@ class FeatureStore:
             gone = [v for v in (old.feature_views if old is not None else ()) if v not in new.feature_views]
             if gone:  # a view created again later starts from the beginning
                 self.online_store.delete_state(gone)
-            if d or old is None or old.state:
+            written = bool(d) or old is None or old.hash != new.hash or bool(old.state)
+            if written:
                 store.save(new)
         self._registry = new
         self._plans.clear()
-        return ApplyResult(d, new, tuple(warnings), tuple(actions))
+        return ApplyResult(d, new, tuple(warnings), tuple(actions), written)
 
     # ---- online store ---------------------------------------------------------------------
     @property

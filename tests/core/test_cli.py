@@ -122,3 +122,95 @@ def test_materialize_serve_teardown(ride_repo, capsys, monkeypatch):
     assert code == 1 and "--yes" in err
     code, out, _ = run(capsys, *repo, "teardown", "--yes")
     assert code == 0 and "dropped table dispatch-driver" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# what a Feast user reaches for: options anywhere, --version, list/describe, init, honest apply
+
+
+def test_repo_option_goes_before_or_after_the_command(applied_ride_repo, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # not the repo: only --repo can find it
+    for argv in (["--repo", str(applied_ride_repo), "plan"], ["plan", "--repo", str(applied_ride_repo)]):
+        code, out, err = run(capsys, *argv)
+        assert code == 0 and out.startswith("No changes"), (argv, out, err)
+
+
+def test_version_and_a_description_for_every_command(capsys):
+    from fsplug import __version__
+    from fsplug.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"fsplug {__version__}"
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")  # argparse keeps subparsers here only
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    assert set(helps) == set(sub.choices)
+    for name, command in sub.choices.items():
+        assert helps[name] and command.description and len(command.description) > len(helps[name]), name
+
+
+def test_list_and_describe(applied_ride_repo, capsys):
+    repo = str(applied_ride_repo)
+    code, out, _ = run(capsys, "list", "views", "--repo", repo)
+    assert code == 0 and out.splitlines()[0].startswith("driver_stats: entity driver, source driver_stats_daily, "
+                                                        "7 features, ttl 172800s")
+    code, out, _ = run(capsys, "list", "sources", "--repo", repo, "--json")
+    kinds = {(s["name"], s["kind"]) for s in json.loads(out)}
+    assert ("driver_stats_daily", "source") in kinds and ("ride_request", "request source") in kinds
+    code, out, _ = run(capsys, "describe", "driver_activity", "--repo", repo)
+    assert code == 0 and out.startswith("feature view driver_activity")
+    assert "hours_on_shift: dtype float64, bin da_shift_h, column hours_on_shift, default 0.0" in out
+    assert "feature services: decline_model_v1" in out
+    code, out, _ = run(capsys, "describe", "decline_model_v1", "--repo", repo, "--json")
+    (svc,) = json.loads(out)
+    assert svc["kind"] == "feature service" and svc["features"][-1] == "ride_request:*"
+    code, _, err = run(capsys, "describe", "driver_stat", "--repo", repo)
+    assert code == 1 and "did you mean 'driver_stats'" in err
+
+
+def test_init_gives_a_repo_that_works_at_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "init", "starter")
+    assert code == 0 and "Next: cd starter" in out
+    repo = str(tmp_path / "starter")
+    assert run(capsys, "apply", "--repo", repo)[0] == 0
+    code, out, _ = run(capsys, "materialize-incremental", "now", "--repo", repo, "--quiet")
+    assert code == 0 and "driver_hourly_stats: 5 entities" in out
+    code, out, _ = run(capsys, "get-online-features", "--repo", repo, "--service", "driver_activity_v1",
+                       "--entity", "driver_id=1001", "--entity", "driver_id=1005")
+    data = json.loads(out)
+    assert code == 0 and data["statuses"]["conv_rate"] == ["PRESENT", "PRESENT"]
+    assert data["pickup_distance_km"] == [1.0, 1.0]  # the request feature's default
+    code, _, err = run(capsys, "init", "starter")
+    assert code == 1 and "already holds a feature repo" in err
+
+
+def test_apply_says_whether_it_wrote_and_has_a_short_repr(applied_ride_repo, capsys):
+    from fsplug.store import FeatureStore
+
+    registry = applied_ride_repo / "data" / "registry.json"
+    before = registry.stat().st_mtime_ns
+    code, out, _ = run(capsys, "apply", "--repo", str(applied_ride_repo))
+    assert code == 0 and out.startswith("No changes") and "is up to date (not rewritten)" in out
+    assert " written to " not in out and registry.stat().st_mtime_ns == before
+    res = FeatureStore(applied_ride_repo).apply()
+    assert not res.written and len(repr(res)) < 120 and "project 'dispatch'" in repr(res)
+
+
+def test_only_definition_files_are_read(applied_ride_repo, capsys):
+    """A copy of feature_store.yaml broke plan and apply (read as definitions); .fsplugignore skips more."""
+    repo = applied_ride_repo
+    (repo / "feature_store.sqlite.yaml").write_text((repo / "feature_store.yaml").read_text())
+    (repo / "drafts").mkdir()
+    (repo / "drafts" / "wip.yaml").write_text("entities: [{name: broken\n")  # not even YAML
+    (repo / "features" / "old.yml").write_text("feature_views: [{name: nope}]\n")
+    (repo / ".fsplugignore").write_text("drafts/\n*.yml\n!features/keep.yml\n")
+    (repo / "features" / "keep.yml").write_text("entities: [{name: rider, join_key: rider_id, dtype: int64}]\n")
+    code, out, err = run(capsys, "plan", "--repo", str(repo))
+    assert code == 0, err
+    assert out.splitlines()[0] == "+ create entity rider"  # keep.yml is read (negated), nothing else new
+    (repo / ".fsplugignore").unlink()
+    code, _, err = run(capsys, "plan", "--repo", str(repo))
+    assert code == 1 and "drafts/wip.yaml" in err and "features/old.yml" in err
+    assert "feature_store.sqlite.yaml" not in err  # never a definitions file

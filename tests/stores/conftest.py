@@ -60,16 +60,21 @@ feature_services:
 
 
 @pytest.fixture(scope="session")
-def aerospike_address():
-    """host:port of the Aerospike cluster under test: the env's, or a bundled test server's."""
-    env = os.environ.get("FSPLUG_AEROSPIKE_HOSTS")
-    if env:
-        yield env
+def bundled_aerospike():
+    """The bundled test server the Aerospike half runs against, or None with FSPLUG_AEROSPIKE_HOSTS."""
+    if os.environ.get("FSPLUG_AEROSPIKE_HOSTS"):
+        yield None
         return
     from fsplug.testing.aerospike_server import AerospikeTestServer
 
     with AerospikeTestServer(namespaces=["test"]) as srv:
-        yield srv.address
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def aerospike_address(bundled_aerospike):
+    """host:port of the Aerospike cluster under test: the env's, or the bundled test server's."""
+    return os.environ.get("FSPLUG_AEROSPIKE_HOSTS") or bundled_aerospike.address
 
 
 def store_config(kind: str, aerospike_address: str | None, extra: str = "") -> str:

@@ -195,7 +195,7 @@ def test_future_end_is_refused_and_rewind_is_explicit(tmp_path, store_kind, addr
         assert store.materialization_state()["stats"].watermark == now
 
 
-def test_push_then_teardown_at_once_leaves_nothing(tmp_path, store_kind, address, cleanup, request):
+def test_push_then_teardown_at_once_leaves_nothing(tmp_path, store_kind, address, cleanup):
     """Finding 3: a record written in the truncate's own millisecond survived it on a real node."""
     root = _repo(tmp_path / "r", store_kind, address, f"tr_{uuid.uuid4().hex[:6]}")
     cleanup(root)
@@ -208,6 +208,32 @@ def test_push_then_teardown_at_once_leaves_nothing(tmp_path, store_kind, address
             store.apply()
             res = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1, 2, 3]})
             assert res.status_names()["trips"] == ["NOT_FOUND"] * 3, round_
+
+
+def test_teardown_truncates_again_what_a_same_millisecond_write_kept(tmp_path, bundled_aerospike):
+    """The bundled server applies a real node's rule (a record updated in the truncate's millisecond
+    survives it); with its clock frozen, the push and the first truncate share a millisecond for
+    sure, so teardown must see the survivors and truncate again once the clock moves on."""
+    import threading
+
+    if bundled_aerospike is None:
+        pytest.skip("needs the bundled test server's clock (FSPLUG_AEROSPIKE_HOSTS is set)")
+    root = _repo(tmp_path / "r", "aerospike", bundled_aerospike.address, f"ms_{uuid.uuid4().hex[:6]}")
+    with FeatureStore(root) as store:
+        store.apply()
+        bundled_aerospike.freeze_clock()
+        timer = threading.Timer(0.3, bundled_aerospike.unfreeze_clock)
+        try:
+            store.push("stats", _stats([1, 2, 3], datetime.now(UTC)))
+            timer.start()
+            lines = store.teardown()
+        finally:
+            timer.join()
+            bundled_aerospike.unfreeze_clock()
+        assert any("truncate rounds" in line for line in lines), lines
+        assert bundled_aerospike.record_count("test", store.online_store.set_name("driver")) == 0
+        res = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1, 2, 3]})
+        assert res.status_names()["trips"] == ["NOT_FOUND"] * 3
 
 
 def test_apply_finds_schema_mismatches_before_anything_is_written(tmp_path, store_kind, address, cleanup):
