@@ -22,10 +22,14 @@
 
 `TransientError` and `TerminalError` are marker bases: a retry decision is
 `isinstance(err, TransientError)`.
+
+`did_you_mean` builds the hint that "unknown name" messages end with; it lives here, beside the
+errors, so every layer can use it (it is not in `__all__`: `from fsplug import *` stays errors only).
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 __all__ = [
@@ -158,3 +162,9 @@ class RecordTooBigError(StoreError, TerminalError):
 
 class TTLNotAllowedError(StoreError, TerminalError):
     """The store refuses records with a TTL (Aerospike result code 22)."""
+
+
+def did_you_mean(name: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str:
+    """The hint for an unknown `name`: "; did you mean 'x'?" when a close candidate exists, else ''."""
+    close = difflib.get_close_matches(str(name), sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -25,11 +25,9 @@ from fsplug.definitions import (
     RESERVED_BIN_PREFIX,
     LoadedRepo,
     Located,
-    did_you_mean,
-    parse_ttl,
 )
-from fsplug.errors import ConfigError, DefinitionError, Problem, ReferenceNotFoundError, RegistryError
-from fsplug.types import DType
+from fsplug.errors import ConfigError, DefinitionError, Problem, ReferenceNotFoundError, RegistryError, did_you_mean
+from fsplug.types import DType, parse_ttl
 
 __all__ = [
     "JoinKey",

@@ -1,4 +1,5 @@
-"""Feature value types: the dtype vocabulary of feature repos and how each maps to storage.
+"""Feature value types: the dtype vocabulary of feature repos and how each maps to storage, plus the
+value helpers every layer shares: `parse_ttl` (durations) and `check_default` (defaults per dtype).
 
 | dtype          | numpy (results)   | Arrow (offline)            | Aerospike bin         | SQLite column |
 |----------------|-------------------|----------------------------|-----------------------|---------------|
@@ -16,12 +17,14 @@ Nothing here imports pyarrow at module import time: `import fsplug` stays light.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DType", "parse_dtype", "DTYPE_NAMES"]
+__all__ = ["DType", "parse_dtype", "DTYPE_NAMES", "parse_ttl", "check_default"]
 
 
 class DType(str, Enum):
@@ -96,3 +99,60 @@ def parse_dtype(name: str) -> DType:
         return DType(key)
     except ValueError:
         raise ValueError(f"unknown dtype {name!r}; allowed: {', '.join(DTYPE_NAMES)}") from None
+
+
+_TTL_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_ttl(value: Any) -> int | None:
+    """Seconds of a ttl (`30s`, `15m`, `12h`, `2d`, `1w`, `1d12h`, an int of seconds); None = never stale."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"ttl must be a duration like 30s, 15m, 12h, 2d, 1w, or 0/none; got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"ttl cannot be negative; got {value}")
+        return value or None
+    text = str(value).strip().lower()
+    if text in ("none", "never", "0", ""):
+        return None
+    m = _TTL_RE.match(text)
+    if not m or not any(m.groups()):
+        raise ValueError(
+            f"bad ttl {value!r}: use a duration like 30s, 15m, 12h, 2d, 1w (or combined, 1d12h), or 0/none"
+        )
+    seconds = sum(int(g) * _UNIT[u] for g, u in zip(m.groups(), "wdhms") if g)
+    return seconds or None
+
+
+def check_default(dtype: DType, value: Any) -> Any:
+    """Return `value` as a valid default of `dtype`, or raise ValueError saying what fits."""
+    if value is None:
+        return None
+    ok: bool
+    if dtype is DType.INT64:
+        ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    elif dtype in (DType.FLOAT64, DType.FLOAT32):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif dtype is DType.BOOL:
+        ok = isinstance(value, bool)
+    elif dtype in (DType.STRING, DType.BYTES):
+        ok = isinstance(value, str)
+    elif dtype is DType.TIMESTAMP:
+        ok = isinstance(value, (str, datetime))
+        if ok:
+            try:
+                value = (value if isinstance(value, datetime) else datetime.fromisoformat(value)).isoformat()
+            except ValueError:
+                ok = False
+    else:  # list[float64]
+        ok = isinstance(value, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value
+        )
+        value = [float(x) for x in value] if ok else value
+    if not ok:
+        raise ValueError(f"default {value!r} does not fit dtype {dtype.value}")
+    return value

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from fsplug.definitions import parse_ttl
 from fsplug.errors import (
     ConfigError,
     NamespaceNotFoundError,
@@ -41,7 +40,7 @@ from fsplug.errors import (
     TTLNotAllowedError,
 )
 from fsplug.online.base import Capabilities, KeyList, OnlineStore, StoreConfig, WriteBatch
-from fsplug.types import DType
+from fsplug.types import DType, parse_ttl
 
 if TYPE_CHECKING:
     from fsplug.plan import RetrievalPlan

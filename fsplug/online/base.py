@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from fsplug.errors import ConfigError
-from fsplug.definitions import did_you_mean
+from fsplug.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
