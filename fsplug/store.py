@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from fsplug.config import LoadedConfig, load_config
+from fsplug.config import LoadedConfig
+from fsplug.online.factory import load_config
 from fsplug.definitions import load_repo_definitions
 from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
 from fsplug.plan import OnlineResult, RetrievalPlan, compile_plan, now_us
@@ -131,7 +132,7 @@ class FeatureStore:
         if self._online is None:
             with self._lock:
                 if self._online is None:
-                    from fsplug.online.base import store_class
+                    from fsplug.online.factory import store_class
 
                     cfg = self.config.store
                     self._online = store_class(cfg.type)(cfg, self.repo_path)
