@@ -10,10 +10,11 @@
     │   └── SourceDataError                    offline Parquet data that does not match its view
     ├── RegistryError                          no registry applied yet, or a corrupt one
     ├── ModelError                             model artifacts
+    │   ├── ModelDependencyMissingError        scikit-learn / joblib are not installed (fsplug[models])
     │   ├── ModelIntegrityError                checksum mismatch: the file was changed
     │   └── ModelSignatureError (also ValueError)  the registry no longer serves what the model needs
     └── StoreError                             online store failures, translated at one boundary per store
-        ├── StoreDriverMissingError            the store's Python driver is not installed
+        ├── StoreDriverMissingError            the store's Python driver is not installed (fsplug[aerospike])
         ├── StoreUnavailableError  [Transient] cannot reach the store
         ├── StoreTimeoutError      [Transient] a read or write exceeded its time budget
         ├── NamespaceNotFoundError [Terminal]  the configured namespace/database does not exist
@@ -46,6 +47,7 @@ __all__ = [
     "SourceDataError",
     "RegistryError",
     "ModelError",
+    "ModelDependencyMissingError",
     "ModelIntegrityError",
     "ModelSignatureError",
     "StoreError",
@@ -126,6 +128,10 @@ class RegistryError(FsplugError):
 
 class ModelError(FsplugError):
     """A model artifact cannot be used."""
+
+
+class ModelDependencyMissingError(ModelError, TerminalError):
+    """scikit-learn or joblib, needed to save, load and serve models, is not installed."""
 
 
 class ModelIntegrityError(ModelError, TerminalError):

@@ -39,6 +39,7 @@ from fsplug.errors import (
     StoreUnavailableError,
     TTLNotAllowedError,
 )
+from fsplug.extras import require
 from fsplug.online.base import Capabilities, KeyList, OnlineStore, StoreConfig, WriteBatch
 from fsplug.types import DType, parse_ttl
 
@@ -262,13 +263,8 @@ class AerospikeOnlineStore(OnlineStore):
 
     # ---- connection ------------------------------------------------------------------------
     def _aero(self) -> Any:
-        try:
-            import aerospike
-        except ImportError as exc:
-            raise StoreDriverMissingError(
-                "online_store type aerospike needs the `aerospike` Python client: pip install 'aerospike>=19'"
-            ) from exc
-        return aerospike
+        return require("aerospike", extra="aerospike", needed_for="online_store type aerospike",
+                       error=StoreDriverMissingError)
 
     def _policies(self) -> dict[str, Any]:
         c = self.config
