@@ -8,8 +8,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    return tuple(int(float(x)) for x in text.split(",") if x.strip()) if text.strip() else ()
+_SUFFIX = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    """Driver counts like `10k,100k,1M,10M` (or plain numbers, `1e6`); '' is none."""
+    out = []
+    for part in text.split(","):
+        word = part.strip().lower().replace("_", "")
+        if not word:
+            continue
+        scale = _SUFFIX.get(word[-1], 1)
+        try:
+            value = float(word[:-1] if scale > 1 else word) * scale
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a size like 10k, 100k, 1M or 10000") from None
+        if value < 1 or value != int(value):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a positive whole number of drivers")
+        out.append(int(value))
+    return tuple(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--calls", type=int, help="measured calls per case and system (default 5,000; quick 1,000)")
     r.add_argument("--rounds", type=int, help="interleaved blocks per case (default 10; quick 4)")
     r.add_argument("--warmup", type=int, help="warm-up calls per case and system (default 500; quick 100)")
-    r.add_argument("--scale-sizes", type=_sizes,
+    r.add_argument("--scale-sizes", type=sizes,
                    help="comma-separated driver counts of the scale runs ('' for none; default 10k,100k,1M,10M; "
                         "quick 10k,100k)")
     r.add_argument("--scale-calls", type=int, help="measured calls per case at each scale size (default 3,000)")

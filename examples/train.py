@@ -24,6 +24,11 @@ SERVICE = "decline_model_v1"
 
 def build_model(kind: str) -> Any:
     """The scikit-learn estimator for `kind` (logreg: imputer + scaler + logistic regression)."""
+    from fsplug.errors import ModelDependencyMissingError
+    from fsplug.extras import require
+
+    require("sklearn", extra="models", needed_for="training the example model", package="scikit-learn",
+            error=ModelDependencyMissingError)
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline

@@ -9,6 +9,7 @@ is a located problem, never constructed; so is nesting deeper than MAX_DEPTH.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,11 @@ def load_yaml(path: Path, display: str, problems: list[Problem]) -> YamlDoc | No
         lines = text.splitlines()
         if "\\t" in what or (0 < line <= len(lines) and "\t" in lines[line - 1]):
             what += " (tabs cannot indent YAML; use spaces)"
+        elif "got '['" in what and 0 < line <= len(lines) and "{" in lines[line - 1]:
+            # `{name: x, dtype: list[string]}`: in a flow mapping `[` starts a list
+            word = re.search(r"([\w.-]+\[[^\]]*\])", lines[line - 1][max(col - 12, 0):])
+            example = word.group(1) if word else "list[float64]"
+            what += f" (inside {{...}} a '[' starts a list: quote the value, like dtype: \"{example}\")"
         problems.append(Problem(display, line, col, f"YAML syntax error: {what}"))
         return None
     except yaml.YAMLError as exc:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsplug.definitions import did_you_mean
-from fsplug.errors import ReferenceNotFoundError
+from fsplug.errors import ReferenceNotFoundError, did_you_mean
 from fsplug.registry import Entity, FeatureService, FeatureView, Registry, RequestSource, Source
 
 __all__ = ["KINDS", "list_objects", "describe"]

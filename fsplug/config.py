@@ -3,7 +3,7 @@
 ```yaml
 project: dispatch              # required; names the registry and the store's tables/sets prefix-free
 registry: data/registry.json   # where `fsplug apply` writes the compiled registry (relative to the repo)
-online_store:                  # validated by the store's own config model (see fsplug/online/)
+online_store:                  # validated by the store's own config model (fsplug/online/factory.py)
   type: sqlite                 # sqlite | aerospike | package.module:Class
   path: data/online.db
 ```
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fsplug._yaml import YamlDoc, load_yaml
 from fsplug.errors import ConfigError, DefinitionError, Problem
 
-__all__ = ["RepoConfig", "LoadedConfig", "load_config", "CONFIG_FILE", "resolve_repo_path"]
+__all__ = ["RepoConfig", "LoadedConfig", "load_repo_config", "CONFIG_FILE", "resolve_repo_path"]
 
 CONFIG_FILE = "feature_store.yaml"
 
@@ -50,12 +50,13 @@ class RepoConfig(BaseModel):
 
 @dataclass
 class LoadedConfig:
-    """A validated feature_store.yaml and the store config model it selects."""
+    """A validated feature_store.yaml; `store` is the store's config model once the online layer has
+    validated the `online_store` section (`fsplug.online.factory.load_config`), else None."""
 
     root: Path
     config: RepoConfig
-    store: Any  # the store's pydantic config model instance
     doc: YamlDoc
+    store: Any = None
 
     @property
     def registry_path(self) -> Path:
@@ -81,10 +82,12 @@ def resolve_repo_path(root: Path, path: str) -> Path:
     return full
 
 
-def load_config(root: Path) -> LoadedConfig:
-    """Read and validate `root/feature_store.yaml`, including the online store's config."""
-    from fsplug.online.base import store_class
+def load_repo_config(root: Path) -> LoadedConfig:
+    """Read and validate `root/feature_store.yaml` at the repo level; `online_store` is kept as written.
 
+    The online store section is checked by the config model of the store it names, which this module
+    does not know: `fsplug.online.factory.load_config` does both steps (what FeatureStore uses).
+    """
     root = Path(root).resolve()
     path = root / CONFIG_FILE
     if not path.is_file():
@@ -100,22 +103,10 @@ def load_config(root: Path) -> LoadedConfig:
     try:
         config = RepoConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise DefinitionError([format_validation_error(dict(e), doc, RepoConfig) for e in exc.errors()]) from None
+        raise DefinitionError(
+            [format_validation_error(dict(e), doc, RepoConfig) for e in exc.errors()]) from None
     try:
         resolve_repo_path(root, config.registry)
     except ConfigError as exc:
         raise DefinitionError([doc.problem(("registry",), str(exc))]) from None
-    raw = dict(config.online_store)
-    kind = raw.get("type", "sqlite")
-    try:
-        cls = store_class(str(kind))
-    except ConfigError as exc:
-        raise DefinitionError([doc.problem(("online_store", "type"), str(exc))]) from None
-    raw.setdefault("type", kind)
-    try:
-        store = cls.config_model.model_validate(raw)
-    except ValidationError as exc:
-        raise DefinitionError(
-            [format_validation_error(dict(e), doc, cls.config_model, prefix=("online_store",)) for e in exc.errors()]
-        ) from None
-    return LoadedConfig(root=root, config=config, store=store, doc=doc)
+    return LoadedConfig(root=root, config=config, doc=doc)

@@ -11,7 +11,6 @@ Every problem carries the `file:line:column` of the YAML node it is about.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fsplug._yaml import YamlDoc, load_yaml
-from fsplug.errors import DefinitionError, Problem
-from fsplug.types import DTYPE_NAMES, DType, parse_dtype
+from fsplug.errors import DefinitionError, Problem, did_you_mean
+from fsplug.types import DTYPE_NAMES, DType, check_default, parse_dtype, parse_ttl
 
 __all__ = [
     "EntitySpec",
@@ -35,8 +34,6 @@ __all__ = [
     "RepoFileSpec",
     "LoadedRepo",
     "load_repo_definitions",
-    "parse_ttl",
-    "did_you_mean",
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,38 +41,6 @@ BIN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_BIN_BYTES = 15
 MAX_SET_BYTES = 63
 RESERVED_BIN_PREFIX = "_ts_"
-_TTL_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_ttl(value: Any) -> int | None:
-    """Seconds of a ttl (`30s`, `15m`, `12h`, `2d`, `1w`, `1d12h`, an int of seconds); None = never stale."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"ttl must be a duration like 30s, 15m, 12h, 2d, 1w, or 0/none; got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"ttl cannot be negative; got {value}")
-        return value or None
-    text = str(value).strip().lower()
-    if text in ("none", "never", "0", ""):
-        return None
-    m = _TTL_RE.match(text)
-    if not m or not any(m.groups()):
-        raise ValueError(
-            f"bad ttl {value!r}: use a duration like 30s, 15m, 12h, 2d, 1w (or combined, 1d12h), or 0/none"
-        )
-    seconds = sum(int(g) * _UNIT[u] for g, u in zip(m.groups(), "wdhms") if g)
-    return seconds or None
-
-
-def did_you_mean(name: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str:
-    """' Did you mean 'x'?' when a close candidate exists, else ''."""
-    close = difflib.get_close_matches(str(name), sorted(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 class Spec(BaseModel):
     """Base of every YAML spec: unknown keys are errors, values are immutable.
 
@@ -199,39 +164,6 @@ def _check_bin(v: str) -> str:
     if v.startswith(RESERVED_BIN_PREFIX):
         raise ValueError(f"bin {v!r} starts with {RESERVED_BIN_PREFIX!r}, reserved for fsplug's timestamp bins")
     return v
-
-
-def check_default(dtype: DType, value: Any) -> Any:
-    """Return `value` as a valid default of `dtype`, or raise ValueError saying what fits."""
-    if value is None:
-        return None
-    ok: bool
-    if dtype is DType.INT64:
-        ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-    elif dtype in (DType.FLOAT64, DType.FLOAT32):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif dtype is DType.BOOL:
-        ok = isinstance(value, bool)
-    elif dtype in (DType.STRING, DType.BYTES):
-        ok = isinstance(value, str)
-    elif dtype is DType.TIMESTAMP:
-        from datetime import datetime
-
-        ok = isinstance(value, (str, datetime))
-        if ok:
-            try:
-                value = (value if isinstance(value, datetime) else datetime.fromisoformat(value)).isoformat()
-            except ValueError:
-                ok = False
-    else:  # list[float64]
-        ok = isinstance(value, list) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value
-        )
-        value = [float(x) for x in value] if ok else value
-    if not ok:
-        raise ValueError(f"default {value!r} does not fit dtype {dtype.value}")
-    return value
 
 
 class FeatureSpec(_DTyped):

@@ -10,10 +10,11 @@
     │   └── SourceDataError                    offline Parquet data that does not match its view
     ├── RegistryError                          no registry applied yet, or a corrupt one
     ├── ModelError                             model artifacts
+    │   ├── ModelDependencyMissingError        scikit-learn / joblib are not installed (fsplug[models])
     │   ├── ModelIntegrityError                checksum mismatch: the file was changed
     │   └── ModelSignatureError (also ValueError)  the registry no longer serves what the model needs
     └── StoreError                             online store failures, translated at one boundary per store
-        ├── StoreDriverMissingError            the store's Python driver is not installed
+        ├── StoreDriverMissingError            the store's Python driver is not installed (fsplug[aerospike])
         ├── StoreUnavailableError  [Transient] cannot reach the store
         ├── StoreTimeoutError      [Transient] a read or write exceeded its time budget
         ├── NamespaceNotFoundError [Terminal]  the configured namespace/database does not exist
@@ -22,10 +23,14 @@
 
 `TransientError` and `TerminalError` are marker bases: a retry decision is
 `isinstance(err, TransientError)`.
+
+`did_you_mean` builds the hint that "unknown name" messages end with; it lives here, beside the
+errors, so every layer can use it (it is not in `__all__`: `from fsplug import *` stays errors only).
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "SourceDataError",
     "RegistryError",
     "ModelError",
+    "ModelDependencyMissingError",
     "ModelIntegrityError",
     "ModelSignatureError",
     "StoreError",
@@ -124,6 +130,10 @@ class ModelError(FsplugError):
     """A model artifact cannot be used."""
 
 
+class ModelDependencyMissingError(ModelError, TerminalError):
+    """scikit-learn or joblib, needed to save, load and serve models, is not installed."""
+
+
 class ModelIntegrityError(ModelError, TerminalError):
     """The artifact's sha256 does not match its sidecar: it was changed or corrupted."""
 
@@ -158,3 +168,9 @@ class RecordTooBigError(StoreError, TerminalError):
 
 class TTLNotAllowedError(StoreError, TerminalError):
     """The store refuses records with a TTL (Aerospike result code 22)."""
+
+
+def did_you_mean(name: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str:
+    """The hint for an unknown `name`: "; did you mean 'x'?" when a close candidate exists, else ''."""
+    close = difflib.get_close_matches(str(name), sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

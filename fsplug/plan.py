@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from fsplug.definitions import did_you_mean
+from fsplug.errors import did_you_mean
 from fsplug.errors import EntityKeyError, ReferenceNotFoundError, RequestFeatureError, UserInputError
 from fsplug.online.base import KeyList
 from fsplug.registry import Registry, check_ref

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from fsplug.errors import ModelIntegrityError, ModelSignatureError, UserInputError
+from fsplug.errors import (
+    ModelDependencyMissingError,
+    ModelIntegrityError,
+    ModelSignatureError,
+    UserInputError,
+)
+from fsplug.extras import require
 from fsplug.plan import FieldStatus, RetrievalPlan
 
 if TYPE_CHECKING:
@@ -74,9 +80,15 @@ def fill_defaults(plan: RetrievalPlan, matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+def _model_lib(module: str) -> Any:
+    """joblib or sklearn; ModelDependencyMissingError naming `pip install 'fsplug[models]'` if missing."""
+    return require(module, extra="models", needed_for="saving, loading and serving models",
+                   error=ModelDependencyMissingError, package="scikit-learn" if module == "sklearn" else None)
+
+
 def _versions() -> dict[str, str]:
-    import joblib
-    import sklearn
+    joblib = _model_lib("joblib")
+    sklearn = _model_lib("sklearn")
 
     import fsplug
 
@@ -108,8 +120,7 @@ class ModelArtifact:
 def save_model(model: Any, path: str | Path, *, store: "FeatureStore", service: str,
                metrics: Mapping[str, Any] | None = None) -> ModelArtifact:
     """Save `model` with joblib and write its signature sidecar (with the file's sha256)."""
-    import joblib
-
+    joblib = _model_lib("joblib")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plan = store.plan(service=service)
@@ -122,8 +133,7 @@ def save_model(model: Any, path: str | Path, *, store: "FeatureStore", service: 
 
 def load_model(path: str | Path, store: "FeatureStore | None" = None) -> ModelArtifact:
     """Verify the checksum, unpickle, and (with a store) check the signature against the registry."""
-    import joblib
-
+    joblib = _model_lib("joblib")
     path = Path(path)
     side = sidecar(path)
     if not path.is_file() or not side.is_file():
@@ -182,6 +192,7 @@ class _Linear:
     """A fitted [SimpleImputer] -> [StandardScaler] -> LogisticRegression folded into one dot product."""
 
     def __init__(self, model: Any):
+        _model_lib("sklearn")
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import Pipeline

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from fsplug.config import LoadedConfig, load_config
+from fsplug.config import LoadedConfig
+from fsplug.online.factory import load_config
 from fsplug.definitions import load_repo_definitions
 from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
 from fsplug.plan import OnlineResult, RetrievalPlan, compile_plan, now_us
@@ -153,7 +154,7 @@ class FeatureStore:
             gone = [v for v in (old.feature_views if old is not None else ()) if v not in new.feature_views]
             if gone:  # a view created again later starts from the beginning
                 self.online_store.delete_state(gone)
-            written = bool(d) or old is None or old.hash != new.hash or bool(old.state)
+            written = bool(d) or old is None or old.hash != new.hash or old.to_json() != new.to_json()
             if written:
                 store.save(new)
         self._registry = new
@@ -166,7 +167,7 @@ class FeatureStore:
         if self._online is None:
             with self._lock:
                 if self._online is None:
-                    from fsplug.online.base import store_class
+                    from fsplug.online.factory import store_class
 
                     cfg = self.config.store
                     self._online = store_class(cfg.type)(cfg, self.repo_path, self.config.config.project)

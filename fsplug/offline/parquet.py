@@ -27,7 +27,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,20 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from fsplug.errors import SourceDataError
+from fsplug.offline.arrow import (
+    SCAN_OPTIONS,
+    arrow_type_ok,
+    cast_to_dtype,
+    comparable,
+    first_line,
+    time_filter,
+    ts_micros,
+)
+from fsplug.offline.spill import Spill, hash_keys
 from fsplug.types import DType
 
 __all__ = ["ScanStats", "check_columns", "open_source", "scan_latest"]
 
-UTC_US = pa.timestamp("us", tz="UTC")
-_INT64_MIN = np.iinfo(np.int64).min
 _HIVE_DIR = re.compile(r"^[^=]+=.*$")
 # Rows of (keys, event ts, created ts, row id) sorted at once when choosing the latest rows; about
 # 32 bytes a row for an int64 key plus the sort's own indices, so ~200-300 MB at this size.
@@ -73,7 +81,7 @@ def open_source(path: str | Path) -> ds.Dataset:
         else:
             dataset = ds.dataset(p, format="parquet")
     except (pa.ArrowException, OSError) as e:
-        raise SourceDataError(f"{p}: cannot be read as Parquet: {_first_line(e)}") from e
+        raise SourceDataError(f"{p}: cannot be read as Parquet: {first_line(e)}") from e
     problems = []
     n_files = 0
     for frag in dataset.get_fragments():
@@ -81,7 +89,7 @@ def open_source(path: str | Path) -> ds.Dataset:
         try:
             frag.physical_schema  # noqa: B018 - reads and validates the footer
         except (pa.ArrowException, OSError) as e:
-            problems.append(f"{frag.path}: not a readable Parquet file: {_first_line(e)}")
+            problems.append(f"{frag.path}: not a readable Parquet file: {first_line(e)}")
     if problems:
         raise SourceDataError("\n".join(problems))
     if n_files == 0:
@@ -97,112 +105,11 @@ def _has_hive_dirs(root: Path) -> bool:
     return False
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 def _as_dataset(path_or_dataset: str | Path | ds.Dataset) -> tuple[ds.Dataset, str]:
     if isinstance(path_or_dataset, ds.Dataset):
         files = getattr(path_or_dataset, "files", None) or ["<dataset>"]
         return path_or_dataset, str(files[0]) if len(files) == 1 else f"{len(files)} files"
     return open_source(path_or_dataset), str(path_or_dataset)
-
-
-# ---------------------------------------------------------------------------------------------
-# types
-
-
-def _base_type(t: pa.DataType) -> pa.DataType:
-    return t.value_type if pa.types.is_dictionary(t) else t
-
-
-def arrow_type_ok(t: pa.DataType, dtype: DType) -> bool:
-    """True when a column of Arrow type `t` can be read as `dtype` without changing its meaning."""
-    t = _base_type(t)
-    if dtype is DType.INT64:
-        return pa.types.is_integer(t)
-    if dtype is DType.FLOAT64:
-        return pa.types.is_floating(t)
-    if dtype is DType.FLOAT32:
-        return pa.types.is_floating(t)
-    if dtype is DType.STRING:
-        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-    if dtype is DType.BOOL:
-        return pa.types.is_boolean(t)
-    if dtype is DType.BYTES:
-        return (
-            pa.types.is_binary(t)
-            or pa.types.is_large_binary(t)
-            or pa.types.is_fixed_size_binary(t)
-            or pa.types.is_binary_view(t)
-        )
-    if dtype is DType.TIMESTAMP:
-        return pa.types.is_timestamp(t)
-    if dtype is DType.FLOAT64_LIST:
-        return (
-            pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-        ) and pa.types.is_floating(t.value_type)
-    raise AssertionError(dtype)
-
-
-def to_utc_us(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """A timestamp array of any unit/zone as ``timestamp[us, UTC]`` (naive = UTC; ns truncated)."""
-    t = arr.type
-    if t == UTC_US:
-        return arr
-    if t.unit != "us":
-        arr = arr.cast(pa.timestamp("us", t.tz), safe=False)
-    return arr.cast(UTC_US)
-
-
-def cast_to_dtype(arr: pa.Array | pa.ChunkedArray, dtype: DType) -> pa.Array | pa.ChunkedArray:
-    """Cast a column accepted by `arrow_type_ok` to `dtype`'s Arrow type (ArrowInvalid on overflow)."""
-    if dtype is DType.TIMESTAMP:
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.cast(arr.type.value_type)
-        return to_utc_us(arr)
-    target = dtype.arrow_type()
-    return arr if arr.type == target else arr.cast(target)
-
-
-def _ts_micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Timestamps as int64 microseconds since the epoch, UTC; nulls become INT64_MIN."""
-    us = to_utc_us(arr).cast(pa.int64())
-    return us.fill_null(_INT64_MIN).to_numpy()
-
-
-def _to_utc_datetime(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-_UNIT_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-
-
-def _ceil_in_unit(dt: datetime, unit: str) -> int:
-    """The smallest integer count of `unit` since the epoch that is >= dt (dt tz-aware)."""
-    delta = _to_utc_datetime(dt) - datetime(1970, 1, 1, tzinfo=UTC)
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    per_s = _UNIT_PER_S[unit]
-    if per_s >= 1_000_000:
-        return micros * (per_s // 1_000_000)
-    return -((-micros) // (1_000_000 // per_s))
-
-
-def _time_filter(ts_field: str, ts_type: pa.DataType, start: datetime | None, end: datetime | None):
-    """A pushdown filter `start <= ts < end` in the column's own unit and zone (exact for every unit)."""
-    expr = None
-
-    def bound(dt: datetime) -> pa.Scalar:
-        return pa.scalar(_ceil_in_unit(dt, ts_type.unit), pa.int64()).cast(ts_type)
-
-    if start is not None:
-        expr = ds.field(ts_field) >= bound(start)
-    if end is not None:
-        e = ds.field(ts_field) < bound(end)
-        expr = e if expr is None else expr & e
-    if expr is None:
-        expr = ds.field(ts_field).is_valid()
-    return expr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +278,7 @@ def scan_latest(
     key_types = dict(join_keys) if isinstance(join_keys, Mapping) else {}
     col_types = dict(columns) if isinstance(columns, Mapping) else {}
 
-    flt = _time_filter(timestamp_field, ts_type, start, end)
+    flt = time_filter(timestamp_field, ts_type, start, end)
     out_names = list(dict.fromkeys([*key_names, timestamp_field, *col_names]))
     if dataset.count_rows() <= single_pass_rows:  # Parquet metadata: an upper bound of the window
         yield from _scan_small(dataset, source, flt, key_names, timestamp_field, created_timestamp_field,
@@ -413,9 +320,9 @@ def _scan_small(dataset: ds.Dataset, source: str, flt: Any, key_names: list[str]
     """`scan_latest` for a small source: one threaded read of every needed column, the same winners."""
     cols = list(dict.fromkeys([*out_names, *([created_field] if created_field else [])]))
     try:
-        table = dataset.to_table(columns=cols, filter=flt, fragment_scan_options=_SCAN_OPTIONS)
+        table = dataset.to_table(columns=cols, filter=flt, fragment_scan_options=SCAN_OPTIONS)
     except (pa.ArrowException, OSError) as e:
-        raise SourceDataError(f"{source}: reading failed: {_first_line(e)}") from e
+        raise SourceDataError(f"{source}: reading failed: {first_line(e)}") from e
     n = table.num_rows
     stats.rows_read += n
     if progress is not None:
@@ -429,10 +336,10 @@ def _scan_small(dataset: ds.Dataset, source: str, flt: Any, key_names: list[str]
     if len(idx) == 0:
         return
     keyed = table if len(idx) == n else table.take(pa.array(idx))
-    compact = {f"k{i}": _plain(keyed.column(k).combine_chunks()) for i, k in enumerate(key_names)}
-    compact["ts"] = pa.array(_ts_micros(keyed.column(ts_field)))
+    compact = {f"k{i}": comparable(keyed.column(k).combine_chunks()) for i, k in enumerate(key_names)}
+    compact["ts"] = pa.array(ts_micros(keyed.column(ts_field)))
     if created_field:
-        compact["created"] = pa.array(_ts_micros(keyed.column(created_field)))
+        compact["created"] = pa.array(ts_micros(keyed.column(created_field)))
     compact["rid"] = pa.array(idx)
     rids = np.sort(_latest_rids(pa.table(compact), len(key_names), created_field is not None))
     kept = table.select(out_names).take(pa.array(rids)).combine_chunks()
@@ -474,15 +381,10 @@ def _finish(
                 arr = cast_to_dtype(arr, dt)
         except pa.ArrowException as e:
             raise SourceDataError(
-                f"{source}: column '{name}' of type {arr.type} cannot be read as {dt}: {_first_line(e)}"
+                f"{source}: column '{name}' of type {arr.type} cannot be read as {dt}: {first_line(e)}"
             ) from e
         arrays.append(arr)
     return pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-# Arrow's default pre_buffer=True coalesces and caches the byte ranges of a whole file: a 2 GB file
-# then costs ~2 GB of RSS. Without it the scan holds a few row groups at a time (and is not slower).
-_SCAN_OPTIONS = ds.ParquetFragmentScanOptions(pre_buffer=False)
 
 
 def _batches(
@@ -498,13 +400,13 @@ def _batches(
             columns=columns,
             filter=flt,
             batch_size=batch_rows,
-            fragment_scan_options=_SCAN_OPTIONS,
+            fragment_scan_options=SCAN_OPTIONS,
             use_threads=threads,
             batch_readahead=4,
             fragment_readahead=1,
         )
     except (pa.ArrowException, OSError) as e:
-        raise SourceDataError(f"{source}: reading failed: {_first_line(e)}") from e
+        raise SourceDataError(f"{source}: reading failed: {first_line(e)}") from e
 
 
 def _pick_winners(
@@ -534,7 +436,7 @@ def _pick_winners(
         Path(spill_dir).mkdir(parents=True, exist_ok=True)
     tmp = tempfile.TemporaryDirectory(prefix="fsplug-scan-", dir=spill_dir) if n_parts > 1 else None
     try:
-        spill = _Spill(Path(tmp.name), n_parts) if tmp is not None else None
+        spill = Spill(Path(tmp.name), n_parts) if tmp is not None else None
         chunks: list[pa.RecordBatch] = []
         base = 0
         # Single-threaded, small batches: the compact rows are built in Python-driven numpy code,
@@ -553,16 +455,16 @@ def _pick_winners(
                 continue
             if len(idx) < n:
                 batch = batch.take(idx)
-            arrays = [_plain(batch.column(k)) for k in key_names]
-            arrays.append(pa.array(_ts_micros(batch.column(ts_field))))
+            arrays = [comparable(batch.column(k)) for k in key_names]
+            arrays.append(pa.array(ts_micros(batch.column(ts_field))))
             if created_field:
-                arrays.append(pa.array(_ts_micros(batch.column(created_field))))
+                arrays.append(pa.array(ts_micros(batch.column(created_field))))
             arrays.append(pa.array(idx + lo))
             compact = pa.RecordBatch.from_arrays(arrays, names=names)
             if spill is None:
                 chunks.append(compact)
             else:
-                spill.add(compact, _hash_keys(arrays[: len(key_names)]) % np.uint64(n_parts))
+                spill.add(compact, hash_keys(arrays[: len(key_names)]) % np.uint64(n_parts))
         winners = np.zeros(base, dtype=bool)
         parts = (
             [pa.Table.from_batches(chunks, schema=None if chunks else _empty(names))]
@@ -587,69 +489,6 @@ def _empty(names: list[str]) -> pa.Schema:
     return pa.schema([(n, pa.int64()) for n in names])
 
 
-class _Spill:
-    """Hash partitions of compact rows, appended to one Arrow IPC stream file per partition."""
-
-    _FLUSH_ROWS = 65536
-
-    def __init__(self, root: Path, n_parts: int):
-        self.root = root
-        self.n_parts = n_parts
-        self.pending: list[list[pa.RecordBatch]] = [[] for _ in range(n_parts)]
-        self.pending_rows = [0] * n_parts
-        self.writers: list[Any] = [None] * n_parts
-        self.bytes = 0
-
-    def add(self, batch: pa.RecordBatch, part: np.ndarray) -> None:
-        order = np.argsort(part, kind="stable")
-        counts = np.bincount(part.astype(np.int64), minlength=self.n_parts)
-        sorted_batch = batch.take(pa.array(order))
-        offset = 0
-        for p in np.flatnonzero(counts):
-            c = int(counts[p])
-            self.pending[p].append(sorted_batch.slice(offset, c))
-            offset += c
-            self.pending_rows[p] += c
-            if self.pending_rows[p] >= self._FLUSH_ROWS:
-                self._flush(int(p))
-
-    def _flush(self, p: int) -> None:
-        if not self.pending[p]:
-            return
-        table = pa.Table.from_batches(self.pending[p]).combine_chunks()
-        self.pending[p] = []
-        self.pending_rows[p] = 0
-        if self.writers[p] is None:
-            sink = pa.OSFile(str(self.root / f"part-{p:05d}.arrows"), "wb")
-            self.writers[p] = (sink, pa.ipc.new_stream(sink, table.schema))
-        self.writers[p][1].write_table(table)
-        self.bytes += table.nbytes
-
-    def read_back(self) -> Iterator[pa.Table]:
-        for p in range(self.n_parts):
-            self._flush(p)
-            if self.writers[p] is not None:
-                sink, writer = self.writers[p]
-                writer.close()
-                sink.close()
-                path = self.root / f"part-{p:05d}.arrows"
-                with pa.OSFile(str(path)) as f:
-                    table = pa.ipc.open_stream(f).read_all()
-                path.unlink()
-                yield table
-
-
-def _plain(arr: pa.Array) -> pa.Array:
-    """Keys in a sortable, comparable form (dictionary-decoded, large strings as strings)."""
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
-        arr = arr.cast(pa.string())
-    if pa.types.is_timestamp(arr.type):
-        arr = to_utc_us(arr)
-    return arr
-
-
 def _latest_rids(table: pa.Table, n_keys: int, has_created: bool) -> np.ndarray:
     """Row ids of the first row of each key group when sorted by keys, ts desc, created desc, rid desc."""
     sort_keys = [(f"k{i}", "ascending") for i in range(n_keys)]
@@ -667,43 +506,3 @@ def _latest_rids(table: pa.Table, n_keys: int, has_created: bool) -> np.ndarray:
             first[1:] |= pc.not_equal(k.slice(1), k.slice(0, n - 1)).to_numpy(zero_copy_only=False)
     rid = table.column("rid").to_numpy()
     return rid[order.to_numpy()[first]]
-
-
-_MULTS = np.random.default_rng(0x5EED).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
-
-
-def _hash_keys(keys: Sequence[pa.Array]) -> np.ndarray:
-    """A 64-bit hash per row of the (non-null) key columns; only used to split rows into partitions."""
-    h = np.zeros(len(keys[0]), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for arr in keys:
-            arr = _plain(arr)
-            if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
-                hk = _hash_bytes(arr)
-            else:
-                hk = arr.cast(pa.int64()).fill_null(0).to_numpy().view(np.uint64)
-            h = (h * np.uint64(0x100000001B3)) ^ hk
-        # finalizer (splitmix64) so that sequential ids spread over all partitions
-        h ^= h >> np.uint64(30)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-        h *= np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(31)
-    return h
-
-
-def _hash_bytes(arr: pa.Array) -> np.ndarray:
-    arr = arr.cast(pa.large_binary())
-    n = len(arr)
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
-    start, stop = int(offsets[0]), int(offsets[-1])
-    data = (
-        np.frombuffer(bufs[2], dtype=np.uint8)[start:stop] if bufs[2] is not None else np.zeros(0, np.uint8)
-    )
-    lengths = np.diff(offsets)
-    pos = np.arange(stop - start, dtype=np.int64) - np.repeat(offsets[:-1] - start, lengths)
-    with np.errstate(over="ignore"):
-        contrib = (data.astype(np.uint64) + np.uint64(1)) * _MULTS[pos % 64] + pos.astype(np.uint64)
-        cs = np.concatenate([np.zeros(1, np.uint64), np.cumsum(contrib, dtype=np.uint64)])
-        return cs[offsets[1:] - start] - cs[offsets[:-1] - start] + lengths.astype(np.uint64)

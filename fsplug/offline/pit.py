@@ -35,17 +35,16 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from fsplug.errors import EntityKeyError, SourceDataError, UserInputError
-from fsplug.offline.parquet import (
-    _INT64_MIN,
-    _SCAN_OPTIONS,
-    _first_line,
-    _plain,
-    _time_filter,
-    _ts_micros,
+from fsplug.offline.arrow import (
+    INT64_MIN,
+    SCAN_OPTIONS,
     cast_to_dtype,
-    check_columns,
-    open_source,
+    comparable,
+    first_line,
+    time_filter,
+    ts_micros,
 )
+from fsplug.offline.parquet import check_columns, open_source
 from fsplug.types import DType
 
 __all__ = ["ViewJoin", "point_in_time_join"]
@@ -115,7 +114,7 @@ def point_in_time_join(
                 )
             taken.add(out)
 
-    left_ts = _ts_micros(ts_col)
+    left_ts = ts_micros(ts_col)
     left_ts_valid = ts_col.is_valid().to_numpy(zero_copy_only=False) if ts_col.null_count else None
     result = entity_table
     for view in views:
@@ -171,7 +170,7 @@ def _join_view(
     )
 
     ttl_us = _ttl_micros(view.ttl)
-    live = left_ts != _INT64_MIN if left_ts_valid is None else left_ts_valid
+    live = left_ts != INT64_MIN if left_ts_valid is None else left_ts_valid
     empty = [pa.nulls(n_left, dt.arrow_type()) for dt in view.dtypes]
     if n_left == 0 or not live.any():
         return empty
@@ -180,7 +179,7 @@ def _join_view(
     lo, hi = int(left_ts[live].min()), int(left_ts[live].max())
     ts_type = dataset.schema.field(view.timestamp_field).type
     start = None if ttl_us is None else _EPOCH + timedelta(microseconds=lo - ttl_us)
-    flt = _time_filter(view.timestamp_field, ts_type, start, _EPOCH + timedelta(microseconds=hi + 1))
+    flt = time_filter(view.timestamp_field, ts_type, start, _EPOCH + timedelta(microseconds=hi + 1))
     if len(view.join_keys) == 1:
         (k,) = view.join_keys
         src_t = dataset.schema.field(k).type
@@ -203,9 +202,9 @@ def _join_view(
         )
     )
     try:
-        right = dataset.to_table(columns=cols, filter=flt, fragment_scan_options=_SCAN_OPTIONS)
+        right = dataset.to_table(columns=cols, filter=flt, fragment_scan_options=SCAN_OPTIONS)
     except (pa.ArrowException, OSError) as e:
-        raise SourceDataError(f"{source}: reading failed: {_first_line(e)}") from e
+        raise SourceDataError(f"{source}: reading failed: {first_line(e)}") from e
     n_right = right.num_rows
     if n_right == 0:
         return empty
@@ -214,11 +213,11 @@ def _join_view(
         [_normal_key(entity.column(k), key_types[k]) for k in view.join_keys],
         [_normal_key(right.column(k), key_types[k]) for k in view.join_keys],
     )
-    right_ts = _ts_micros(right.column(view.timestamp_field))
+    right_ts = ts_micros(right.column(view.timestamp_field))
     right_created = (
-        _ts_micros(right.column(view.created_timestamp_field))
+        ts_micros(right.column(view.created_timestamp_field))
         if view.created_timestamp_field
-        else np.full(n_right, _INT64_MIN, dtype=np.int64)
+        else np.full(n_right, INT64_MIN, dtype=np.int64)
     )
     match = _asof_indices(gid_left, left_ts, live, gid_right, right_ts, right_created, ttl_us)
 
@@ -230,7 +229,7 @@ def _join_view(
             out.append(cast_to_dtype(arr, dt))
         except pa.ArrowException as e:
             raise SourceDataError(
-                f"{source}: column '{col}' of type {arr.type} cannot be read as {dt}: {_first_line(e)}"
+                f"{source}: column '{col}' of type {arr.type} cannot be read as {dt}: {first_line(e)}"
             ) from e
     return out
 
@@ -242,7 +241,7 @@ def _ttl_micros(ttl: timedelta | None) -> int | None:
 
 
 def _normal_key(col: pa.ChunkedArray, dt: DType) -> pa.Array:
-    arr = _plain(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+    arr = comparable(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
     return arr.cast(pa.int64() if dt is DType.INT64 else pa.string())
 
 

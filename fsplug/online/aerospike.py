@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from fsplug.definitions import parse_ttl
 from fsplug.errors import (
     ConfigError,
     NamespaceNotFoundError,
@@ -43,8 +42,9 @@ from fsplug.errors import (
     StoreUnavailableError,
     TTLNotAllowedError,
 )
+from fsplug.extras import require
 from fsplug.online.base import Capabilities, KeyList, OnlineStore, StoreConfig, WriteBatch
-from fsplug.types import DType
+from fsplug.types import DType, parse_ttl
 
 if TYPE_CHECKING:
     from fsplug.plan import RetrievalPlan
@@ -279,13 +279,8 @@ class AerospikeOnlineStore(OnlineStore):
 
     # ---- connection ------------------------------------------------------------------------
     def _aero(self) -> Any:
-        try:
-            import aerospike
-        except ImportError as exc:
-            raise StoreDriverMissingError(
-                "online_store type aerospike needs the `aerospike` Python client: pip install 'aerospike>=19'"
-            ) from exc
-        return aerospike
+        return require("aerospike", extra="aerospike", needed_for="online_store type aerospike",
+                       error=StoreDriverMissingError)
 
     def _policies(self) -> dict[str, Any]:
         c = self.config

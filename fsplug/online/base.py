@@ -1,25 +1,19 @@
-"""The online store interface: a small ABC, its capabilities, and how stores are found.
+"""The online store interface: a small ABC, its capabilities and the data passed to it.
 
-Stores are registered in the entry-point group `fsplug.online_stores` (`sqlite`, `aerospike`);
-`online_store.type` may also be `package.module:Class` for a store outside fsplug. A store
-module must not import its driver at import time: only `connect()` does, so `import fsplug`
+Stores are found by `fsplug.online.factory.store_class` (entry points, or `package.module:Class`).
+A store module must not import its driver at import time: only `connect()` does, so `import fsplug`
 and config validation work without the driver installed.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict
-
-from fsplug.errors import ConfigError
-from fsplug.definitions import did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,10 +21,7 @@ if TYPE_CHECKING:
     from fsplug.plan import RetrievalPlan
     from fsplug.registry import FeatureView, Registry, RegistryDiff
 
-__all__ = ["OnlineStore", "StoreConfig", "Capabilities", "WriteBatch", "KeyList", "flat_keys", "store_class",
-           "ENTRY_POINT_GROUP"]
-
-ENTRY_POINT_GROUP = "fsplug.online_stores"
+__all__ = ["OnlineStore", "StoreConfig", "Capabilities", "WriteBatch", "KeyList", "flat_keys"]
 
 
 class StoreConfig(BaseModel):
@@ -218,37 +209,3 @@ class OnlineStore(ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-_BUILTIN = {"sqlite": "fsplug.online.sqlite:SQLiteOnlineStore", "aerospike": "fsplug.online.aerospike:AerospikeOnlineStore"}
-
-
-def _import(target: str) -> type[OnlineStore]:
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load online store {target!r}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, OnlineStore)):
-        raise ConfigError(f"{target!r} is not an fsplug OnlineStore subclass")
-    return cls
-
-
-def store_class(kind: str) -> type[OnlineStore]:
-    """The OnlineStore class for `online_store.type` (a registered name or `package.module:Class`)."""
-    if ":" in kind:
-        return _import(kind)
-    registered = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if kind in registered:
-        try:
-            cls = registered[kind].load()
-        except ImportError as exc:
-            raise ConfigError(f"cannot load online store {kind!r}: {exc}") from exc
-        return cls
-    if kind in _BUILTIN:  # running from a source tree that was not pip-installed
-        return _import(_BUILTIN[kind])
-    known = sorted(set(registered) | set(_BUILTIN))
-    raise ConfigError(
-        f"unknown online store type {kind!r}{did_you_mean(kind, known)}; known types: {', '.join(known)}, "
-        "or package.module:Class for your own store"
-    )

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,3 +57,16 @@ def test_quick_suite_writes_json_and_markdown(tmp_path: Path) -> None:
             assert len(widths) == 1, block
     pngs = list(tmp_path.glob("*_latency_50.png"))
     assert pngs or "skipped" in res["meta"]["histogram"]
+
+
+def test_scale_sizes_take_suffixes():
+    import argparse
+
+    from benchmarks.__main__ import sizes
+
+    assert sizes("10k,100k, 1M,10m") == (10_000, 100_000, 1_000_000, 10_000_000)
+    assert sizes("5000,1e6,2.5k") == (5_000, 1_000_000, 2_500)
+    assert sizes("") == ()
+    for bad in ("ten", "1.5", "0", "-3k"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            sizes(bad)

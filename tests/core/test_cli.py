@@ -214,3 +214,14 @@ def test_only_definition_files_are_read(applied_ride_repo, capsys):
     code, _, err = run(capsys, "plan", "--repo", str(repo))
     assert code == 1 and "drafts/wip.yaml" in err and "features/old.yml" in err
     assert "feature_store.sqlite.yaml" not in err  # never a definitions file
+
+
+def test_a_project_change_is_shown_and_applied(applied_ride_repo, capsys):
+    cfg = applied_ride_repo / "feature_store.yaml"
+    cfg.write_text(cfg.read_text().replace("project: dispatch", "project: dispatch_v2"))
+    code, out, _ = run(capsys, "plan", "--repo", str(applied_ride_repo))
+    assert code == 0 and out.startswith("~ project: dispatch -> dispatch_v2"), out
+    code, out, _ = run(capsys, "apply", "--repo", str(applied_ride_repo))
+    assert code == 0 and "~ project: dispatch -> dispatch_v2" in out and " written to " in out
+    code, out, _ = run(capsys, "plan", "--repo", str(applied_ride_repo))
+    assert out.startswith("No changes")

@@ -139,5 +139,5 @@ def test_missing_driver_says_what_to_install(tmp_path, server, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     from fsplug.errors import StoreDriverMissingError
 
-    with pytest.raises(StoreDriverMissingError, match="pip install 'aerospike"):
+    with pytest.raises(StoreDriverMissingError, match=r"pip install 'fsplug\[aerospike\]'"):
         FeatureStore(root).apply()

@@ -1,0 +1,129 @@
+"""What `plan` shows and `apply` does: the changes from one registry to the next.
+
+`diff` compares the canonical definitions (`Registry.definitions()`) object by object and property by
+property (a view's features are compared one by one, its source by name), and flags the changes that
+make stored online data wrong (a view's entity, a feature's dtype or bin, an entity's join keys).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fsplug.definitions import KINDS
+from fsplug.registry.model import Registry
+
+__all__ = ["Change", "RegistryDiff", "diff"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One created, updated or deleted object; `props` lists (property, old, new) for updates."""
+
+    action: str  # "create" | "update" | "delete"
+    kind: str
+    name: str
+    props: tuple[tuple[str, Any, Any], ...] = ()
+    invalidating: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegistryDiff:
+    """Every change from one registry to the next; `project` is (old, new) when the project changes."""
+
+    changes: tuple[Change, ...]
+    project: tuple[str, str] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.changes) or self.project is not None
+
+    @property
+    def invalidating(self) -> bool:
+        return any(c.invalidating for c in self.changes)
+
+    def of(self, kind: str, action: str | None = None) -> list[Change]:
+        return [c for c in self.changes if c.kind == kind and (action is None or c.action == action)]
+
+    def render(self) -> str:
+        """The diff as `fsplug plan` prints it."""
+        if not self:
+            return "No changes"
+        mark = {"create": "+", "update": "~", "delete": "-"}
+        word = {"create": "create", "update": "update", "delete": "delete"}
+        lines = []
+        if self.project is not None:
+            lines.append(f"~ project: {self.project[0]} -> {self.project[1]}")
+            lines.append("    ! a new project reads and writes its own sets/tables and materialization state: "
+                         "materialize it; the old project's online data stays until its teardown")
+        for c in self.changes:
+            lines.append(f"{mark[c.action]} {word[c.action]} {KINDS[c.kind]} {c.name}")
+            for prop, old, new in c.props:
+                flag = ("   ! invalidates stored data: re-materialize this view"
+                        if prop in c.invalidating else "")
+                lines.append(f"    {prop}: {_show(old)} -> {_show(new)}{flag}")
+            if c.action == "delete" and c.kind == "feature_views":
+                lines.append("    ! its online data stays until `fsplug teardown`")
+        n = {a: sum(1 for c in self.changes if c.action == a) for a in mark}
+        lines.append(f"{n['create']} to create, {n['update']} to update, {n['delete']} to delete"
+                     + (" (some changes invalidate stored data)" if self.invalidating else ""))
+        return "\n".join(lines)
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "(none)"
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, sort_keys=True)
+
+
+def _flatten(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        if k == "name":
+            continue
+        if k == "features" and kind in ("feature_views", "request_sources"):
+            for f in v:
+                for fk, fv in f.items():
+                    if fk != "name":
+                        out[f"features.{f['name']}.{fk}"] = fv
+        elif kind == "feature_views" and k == "source":
+            out["source"] = v["name"]
+        else:
+            out[k] = v
+    return out
+
+
+def _invalidating(kind: str, prop: str, old: Any) -> bool:
+    if kind == "feature_views":
+        return prop == "entity" or (prop.startswith("features.")
+                                    and prop.rsplit(".", 1)[1] in ("dtype", "bin") and old is not None)
+    return kind == "entities" and prop == "join_keys"
+
+
+def diff(old: Registry | None, new: Registry) -> RegistryDiff:
+    """What changes from `old` (None = nothing applied yet) to `new`, in a stable order."""
+    old_defs = old.definitions() if old else {k: [] for k in KINDS}
+    new_defs = new.definitions()
+    changes: list[Change] = []
+    for kind in KINDS:
+        before = {o["name"]: _flatten(kind, o) for o in old_defs[kind]}
+        after = {o["name"]: _flatten(kind, o) for o in new_defs[kind]}
+        for name in after:
+            if name not in before:
+                changes.append(Change("create", kind, name))
+        for name in after:
+            if name in before and before[name] != after[name]:
+                props = tuple(
+                    (p, before[name].get(p), after[name].get(p))
+                    for p in sorted(set(before[name]) | set(after[name]))
+                    if before[name].get(p) != after[name].get(p)
+                )
+                inval = tuple(p for p, o, _ in props if _invalidating(kind, p, o))
+                changes.append(Change("update", kind, name, props, inval))
+        for name in before:
+            if name not in after:
+                changes.append(Change("delete", kind, name))
+    project = (old.project, new.project) if old is not None and old.project != new.project else None
+    return RegistryDiff(tuple(changes), project)

@@ -1,0 +1,213 @@
+"""The compiled registry: immutable, typed objects, their content hash and their JSON form.
+
+`Registry.hash` covers the definitions only (every field not marked `definition=False`), so the same
+YAML always gives the same hash. Materialization state is not here: it lives in the online store
+(fsplug/state.py). JSON (de)serialization is
+generic (codec.py): a field added to one of these classes is stored and hashed with no other change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from fsplug.definitions import MAX_BIN_BYTES, RESERVED_BIN_PREFIX
+from fsplug.errors import ReferenceNotFoundError, RegistryError, did_you_mean
+from fsplug.registry.codec import decode, encode
+from fsplug.types import DType
+
+__all__ = [
+    "FORMAT_VERSION",
+    "JoinKey",
+    "Entity",
+    "Source",
+    "Feature",
+    "FeatureView",
+    "RequestFeature",
+    "RequestSource",
+    "FeatureService",
+    "Registry",
+    "content_hash",
+    "timestamp_bin",
+]
+
+FORMAT_VERSION = 1
+"""Version of the registry file's layout; a file of another version must be re-applied."""
+
+_NOT_DEFINITION = {"definition": False}  # field metadata: not hashed, not diffed
+
+
+@dataclass(frozen=True)
+class JoinKey:
+    """One join key column of an entity."""
+
+    name: str
+    dtype: DType
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity; its records live in the set/table named `name`."""
+
+    name: str
+    join_keys: tuple[JoinKey, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """An offline Parquet source; `path` is relative to the repo as written in the YAML."""
+
+    name: str
+    path: str
+    timestamp_field: str
+    created_timestamp_field: str | None = None
+    description: str = ""
+    type: str = "parquet"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature of a view: its dtype, the bin storing it online, the source column, its default."""
+
+    name: str
+    dtype: DType
+    bin: str
+    column: str
+    default: Any = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """Features of one entity from one source; `timestamp_bin` stores each row's event time (us)."""
+
+    name: str
+    entity: str
+    source: Source
+    ttl_seconds: int | None
+    features: tuple[Feature, ...]
+    timestamp_bin: str
+    online: bool = True
+    description: str = ""
+    owner: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def feature(self, name: str) -> Feature:
+        """The feature called `name`; ReferenceNotFoundError (with a hint) when there is none."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise ReferenceNotFoundError(
+            f"feature view {self.name!r} has no feature {name!r}"
+            f"{did_you_mean(name, [f.name for f in self.features])}"
+        )
+
+
+@dataclass(frozen=True)
+class RequestFeature:
+    """A value that arrives with the request."""
+
+    name: str
+    dtype: DType
+    default: Any = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RequestSource:
+    """A named group of request-time features."""
+
+    name: str
+    features: tuple[RequestFeature, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    """An ordered list of feature refs; `refs` as written, expanded when a plan is compiled."""
+
+    name: str
+    refs: tuple[str, ...]
+    description: str = ""
+    owner: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Everything `apply` compiled: immutable; `hash` covers the definitions."""
+
+    project: str
+    entities: dict[str, Entity]
+    sources: dict[str, Source]
+    feature_views: dict[str, FeatureView]
+    request_sources: dict[str, RequestSource]
+    feature_services: dict[str, FeatureService]
+    hash: str = field(default="", metadata=_NOT_DEFINITION)
+
+    # ---- lookups with helpful errors -------------------------------------------------
+    def view(self, name: str) -> FeatureView:
+        """The feature view `name`; ReferenceNotFoundError (with a hint) when unknown."""
+        return _lookup(self.feature_views, name, "feature view")
+
+    def service(self, name: str) -> FeatureService:
+        """The feature service `name`; ReferenceNotFoundError (with a hint) when unknown."""
+        return _lookup(self.feature_services, name, "feature service")
+
+    def entity(self, name: str) -> Entity:
+        """The entity `name`; ReferenceNotFoundError (with a hint) when unknown."""
+        return _lookup(self.entities, name, "entity")
+
+    # ---- persistence -------------------------------------------------------------------
+    def definitions(self) -> dict[str, Any]:
+        """The definitions as canonical JSON-ready data (what `hash` is computed over and `diff` compares)."""
+        data = encode(Registry, self)
+        return {f.name: data[f.name] for f in fields(Registry) if f.metadata.get("definition", True)}
+
+    def to_json(self) -> str:
+        """The registry file's text: format version, hash and definitions, keys sorted."""
+        data = {"format": FORMAT_VERSION, **encode(Registry, self)}
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Registry:
+        """Parse a registry file; RegistryError when its format is unknown or its hash does not match.
+
+        Malformed content raises ValueError/TypeError naming the place (RegistryStore words it)."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT_VERSION:
+            raise RegistryError(
+                f"registry format {data.get('format')!r} is not {FORMAT_VERSION}; run `fsplug apply`")
+        # "state": materialization state that fsplug 0.1 kept here; it lives in the online store now
+        reg = decode(Registry, {k: v for k, v in data.items() if k not in ("format", "state")})
+        if reg.hash != content_hash(reg):
+            raise RegistryError(
+                "registry file content does not match its hash (edited by hand?); run `fsplug apply`")
+        return reg
+
+
+def _lookup(objects: dict[str, Any], name: str, what: str) -> Any:
+    try:
+        return objects[name]
+    except KeyError:
+        raise ReferenceNotFoundError(f"unknown {what} {name!r}{did_you_mean(name, list(objects))}") from None
+
+
+def content_hash(registry: Registry) -> str:
+    """sha256 of the canonical JSON of the registry's definitions (compact, keys sorted, UTF-8)."""
+    canonical = json.dumps(registry.definitions(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def timestamp_bin(view_name: str) -> str:
+    """The reserved bin/column holding a view's event timestamps: `_ts_<view>`, shortened to 15 bytes."""
+    name = RESERVED_BIN_PREFIX + view_name
+    if len(name.encode()) <= MAX_BIN_BYTES:
+        return name
+    digest = hashlib.sha1(view_name.encode()).hexdigest()[:4]
+    return f"{RESERVED_BIN_PREFIX}{view_name[:6]}_{digest}"
