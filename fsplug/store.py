@@ -60,9 +60,20 @@ class ApplyResult:
 
 
 class FeatureStore:
-    """A feature repo opened for apply, materialization and serving."""
+    """A feature repo opened for apply, materialization and serving.
+
+    Nothing is read or connected until first use: the registry is loaded from its JSON file (never
+    from YAML) when first needed, the online store connects on the first read or write, and
+    retrieval plans are compiled once per (registry hash, refs). Use it as a context manager (or
+    call `close()`) to release the store's connections. Thread-safe for serving calls.
+    """
 
     def __init__(self, repo: str | Path = "."):
+        """Open the feature repo at `repo` (a folder holding feature_store.yaml; default: the current one).
+
+        Raises nothing by itself: a missing or invalid feature_store.yaml raises ConfigError /
+        DefinitionError on first use.
+        """
         self.repo_path = Path(repo).resolve()
         self._config: LoadedConfig | None = None
         self._registry: Registry | None = None
@@ -74,22 +85,29 @@ class FeatureStore:
     # ---- configuration and registry -------------------------------------------------------
     @property
     def config(self) -> LoadedConfig:
+        """feature_store.yaml, validated (ConfigError / DefinitionError when it is not valid)."""
         if self._config is None:
             self._config = load_config(self.repo_path)
         return self._config
 
     @property
     def registry_store(self) -> RegistryStore:
+        """The registry file (`registry:` in feature_store.yaml)."""
         return RegistryStore(self.config.registry_path)
 
     @property
     def registry(self) -> Registry:
-        """The applied registry (loaded once; `refresh_registry()` re-reads it)."""
+        """The applied registry (loaded once; `refresh_registry()` re-reads it).
+
+        Raises:
+            RegistryError: nothing applied yet (run `fsplug apply`), or the file is damaged.
+        """
         if self._registry is None:
             self._registry = self.registry_store.load()
         return self._registry
 
     def refresh_registry(self) -> Registry:
+        """Re-read the applied registry (after another process applied); returns it."""
         self._registry = self.registry_store.load()
         return self._registry
 
@@ -139,12 +157,31 @@ class FeatureStore:
         return reg, warnings
 
     def changes(self) -> tuple[RegistryDiff, list[str]]:
-        """What `apply` would change (the `fsplug plan` command); writes nothing."""
+        """What `apply` would change (the `fsplug plan` command); writes nothing.
+
+        Returns:
+            (the diff against the applied registry, warnings such as sources not found yet).
+
+        Raises:
+            DefinitionError: the YAML has problems (all of them, located).
+        """
         new, warnings = self.compile(check_paths=False)
         return diff(self.registry_store.load_or_none(), new), warnings
 
     def apply(self) -> ApplyResult:
-        """Compile the YAML, write the registry (atomically, under a lock) and update the online store."""
+        """Compile the YAML, write the registry (atomically, under a lock) and update the online store.
+
+        Checks every source's Parquet schema against the declarations and the store's limits on
+        set/table names first; nothing is written when anything is wrong. Applying an unchanged
+        repo writes nothing (`ApplyResult.written` is False).
+
+        Returns:
+            An ApplyResult: the diff, the registry, warnings, the store's actions, `written`.
+
+        Raises:
+            DefinitionError: problems in the YAML or mismatches with the sources (all, located).
+            StoreError: the online store could not be prepared.
+        """
         new, warnings = self.compile(check_paths=True)
         store = self.registry_store
         with store.locked():
@@ -164,6 +201,7 @@ class FeatureStore:
     # ---- online store ---------------------------------------------------------------------
     @property
     def online_store(self) -> "OnlineStore":
+        """The online store of feature_store.yaml, created on first use (its driver imported then)."""
         if self._online is None:
             with self._lock:
                 if self._online is None:
@@ -186,6 +224,7 @@ class FeatureStore:
         return self.online_store.teardown(self.registry)
 
     def close(self) -> None:
+        """Release the online store's connections (a later call reconnects)."""
         if self._online is not None:
             self._online.close()
             self._online = None
@@ -199,7 +238,18 @@ class FeatureStore:
     # ---- retrieval ------------------------------------------------------------------------
     def plan(self, features: Sequence[str] | None = None, service: str | None = None,
              full_feature_names: bool = False) -> RetrievalPlan:
-        """The compiled RetrievalPlan for feature refs or a feature service (cached per registry hash)."""
+        """The compiled RetrievalPlan for feature refs or a feature service (cached per registry hash).
+
+        Args:
+            features: refs like `view:feature` or `view:*` (or give `service`).
+            service: a feature service name.
+            full_feature_names: name outputs `view__feature`.
+
+        Raises:
+            ReferenceNotFoundError: an unknown view, feature or service (with "did you mean").
+            UserInputError: both or neither of features and service; a feature requested twice;
+                two outputs with one name (use full_feature_names).
+        """
         return self._plan(self.registry, features, service, full_feature_names)
 
     def _plan(self, reg: Registry, features: Sequence[str] | None, service: str | None,
@@ -344,7 +394,21 @@ class FeatureStore:
                            incremental=from_ is None, progress=progress, rewind=from_ is not None)
 
     def push(self, view: str, table: Any) -> int:
-        """Write fresh rows (a pyarrow Table or dict of columns) straight to the online store."""
+        """Write fresh rows straight to the online store (a streaming update between materializations).
+
+        Args:
+            view: the feature view the rows belong to.
+            table: a pyarrow Table / RecordBatch or a dict of columns, named as in the view's SOURCE:
+                the join keys, the source's timestamp field (e.g. `event_ts`), each feature's
+                `column` (its name unless declared otherwise); the created timestamp is optional.
+
+        Returns:
+            The number of entities written (a row older than the stored one is skipped).
+
+        Raises:
+            SourceDataError: a missing column or a column of another type.
+            StoreError: the store failed.
+        """
         from fsplug.materialize import push
 
         return push(self.registry, self.online_store, view, table)

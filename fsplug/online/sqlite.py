@@ -100,7 +100,8 @@ class SQLiteOnlineStore(OnlineStore):
         self._read_sqls: dict[tuple[int, int], tuple[Any, str]] = {}  # per (entity group, key count)
 
     # ---- connections ---------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection to the database file (opened on first use, with the configured PRAGMAs)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,7 @@ class SQLiteOnlineStore(OnlineStore):
 
     # ---- schema --------------------------------------------------------------------------
     def apply(self, registry: "Registry", diff: "RegistryDiff") -> list[str]:
-        conn = self._conn()
+        conn = self.connection()
         actions = []
         try:
             conn.execute(_STATE_DDL)
@@ -158,7 +159,7 @@ class SQLiteOnlineStore(OnlineStore):
         return actions
 
     def teardown(self, registry: "Registry") -> list[str]:
-        conn = self._conn()
+        conn = self.connection()
         out = []
         try:
             for ent in registry.entities:
@@ -183,7 +184,7 @@ class SQLiteOnlineStore(OnlineStore):
             is not None
 
     def read_state(self, views: Sequence[str]) -> dict[str, str]:
-        conn = self._conn()
+        conn = self.connection()
         try:
             if not views or not self._state_exists(conn):
                 return {}
@@ -195,7 +196,7 @@ class SQLiteOnlineStore(OnlineStore):
         return dict(rows)
 
     def write_state(self, view: str, text: str) -> None:
-        conn = self._conn()
+        conn = self.connection()
         try:
             conn.execute(_STATE_DDL)
             conn.execute("INSERT INTO fsplug_state (project, view, state) VALUES (?, ?, ?) "
@@ -204,7 +205,7 @@ class SQLiteOnlineStore(OnlineStore):
             raise translate(exc, f"write of the materialization state of view {view!r}") from exc
 
     def delete_state(self, views: Sequence[str]) -> None:
-        conn = self._conn()
+        conn = self.connection()
         try:
             if views and self._state_exists(conn):
                 conn.executemany("DELETE FROM fsplug_state WHERE project = ? AND view = ?",
@@ -231,7 +232,7 @@ class SQLiteOnlineStore(OnlineStore):
         ts_list = batch.event_ts_us.tolist() if hasattr(batch.event_ts_us, "tolist") else list(batch.event_ts_us)
         key_cols = [k.tolist() if hasattr(k, "tolist") else list(k) for k in batch.keys]
         rows = list(zip(*key_cols, *columns, ts_list))
-        conn = self._conn()
+        conn = self.connection()
         written = 0
         step = self.config.write_batch_rows
         try:
@@ -259,7 +260,7 @@ class SQLiteOnlineStore(OnlineStore):
         # The order is not promised by SQL, but the left side of a LEFT JOIN is always SQLite's
         # outer loop and a VALUES list is scanned in order; a test pins this down (also with
         # reverse_unordered_selects, SQLite's switch for finding reliance on unspecified order).
-        conn = self._conn()
+        conn = self.connection()
         out = []
         if timeout_ms is not None:
             deadline = time.monotonic() + timeout_ms / 1000
@@ -294,7 +295,7 @@ class SQLiteOnlineStore(OnlineStore):
         if timeout_ms is not None:
             return self.read(plan, [[key]], timeout_ms)[0][0]
         try:
-            return self._conn().execute(self._read_sql(plan.groups[0], 1), key).fetchone()
+            return self.connection().execute(self._read_sql(plan.groups[0], 1), key).fetchone()
         except sqlite3.Error as exc:
             raise translate(exc, "read") from exc
 

@@ -106,6 +106,17 @@ def test_fail_next_drop(server, client):
     assert server.stats["faults_injected"] == 1
 
 
+def test_fail_next_after_lets_commands_pass_first(server, client):
+    server.fail_next(1, commands={"put"}, after=2)
+    client.put(K1, {"a": 1})
+    client.put(K1, {"a": 2})
+    with pytest.raises(ex.AerospikeError):
+        client.put(K1, {"a": 3})  # the third put fails, not executed
+    assert client.get(K1)[2] == {"a": 2}
+    client.put(K1, {"a": 4})
+    assert client.get(K1)[2] == {"a": 4} and server.stats["faults_injected"] == 1
+
+
 def test_fail_next_drop_after_executes(server, client):
     server.fail_next(1, commands="put", action="drop_after")
     with pytest.raises(ex.AerospikeError):

@@ -55,10 +55,11 @@ TABLE = [
 def test_plan_table(applied_ride_repo, refs, groups, columns):
     plan = FeatureStore(applied_ride_repo).plan(features=refs)
     got_groups = [(g.entity, g.bins) for g in plan.groups]
+    assert len(got_groups) == len(groups), got_groups
     # the timestamp bin name of driver_activity is hashed; compare its shape, then the rest
-    for (ent, bins), (gent, gbins) in zip(groups, got_groups):
+    for (ent, bins), (gent, gbins) in zip(groups, got_groups, strict=True):
         assert ent == gent and len(bins) == len(gbins)
-        for a, b in zip(bins, gbins):
+        for a, b in zip(bins, gbins, strict=True):
             assert a == b or (a.startswith("_ts_driver_") and b.startswith("_ts_driver_") and len(b) <= 15)
     assert [(c.name, c.dtype, c.bin, c.default) for c in plan.columns] == columns
     assert plan.join_keys == ("driver_id",)

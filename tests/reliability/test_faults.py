@@ -382,36 +382,25 @@ def _state(repo, ids):
         return res.to_dict(include_statuses=True), res.event_timestamps["stats"].tolist()
 
 
-def _inject_at(store, srv, k: int, action):
-    """Before the k-th batch_write of this store (0-based), break the connection on the wire.
+def _inject_at(srv, k: int, action):
+    """At the k-th batch_write the server sees from now (0-based), break the connection on the wire.
 
     "drop": the server closes the connection without executing; "drop_after": it executes, then
     closes without answering (the client cannot know the write landed); an int: it answers that
     result code; "drop_connections": every open connection is closed from a timer thread while
     the writes go on. fail_next covers 3 commands: more than the client's retries.
     """
-    online = store.online_store
-    real = online._call
-    seen = [0]
     timers = []
-
-    def call(what, fn, *args, **kwargs):
-        if what.startswith("batch_write"):
-            if seen[0] == k:
-                if action == "drop_connections":
-                    timers.append(threading.Timer(random.random() * 0.01, srv.drop_connections))
-                    timers[-1].start()
-                else:
-                    srv.fail_next(3, commands={"batch_write"}, action=action)
-            seen[0] += 1
-        return real(what, fn, *args, **kwargs)
+    if action == "drop_connections":
+        timers.append(threading.Timer(random.random() * 0.01, srv.drop_connections))
+        timers[-1].start()
+    else:
+        srv.fail_next(3, commands={"batch_write"}, action=action, after=k)
 
     def undo():
         for t in timers:
             t.join()
-        online.__dict__.pop("_call", None)
 
-    online._call = call
     return undo
 
 
@@ -444,7 +433,7 @@ def test_interrupted_materialization_reruns_to_the_uninterrupted_state(mat_repos
         with FeatureStore(faulty) as store:
             for attempt, action in enumerate([*actions, None]):
                 before = store.materialization_state().get("stats")
-                undo = _inject_at(store, srv, rng.randrange(chunks), action) if action else (lambda: None)
+                undo = _inject_at(srv, rng.randrange(chunks), action) if action else (lambda: None)
                 try:
                     store.materialize_incremental(end, views=["stats"], progress=False)
                     failed = False
@@ -471,7 +460,7 @@ def test_watermark_does_not_move_when_the_last_write_is_lost(mat_repos):
     present = len({e for e, t, *_ in rows if t < END})
     with FeatureStore(faulty) as store:
         last = -(-present // CHUNK) - 1
-        undo = _inject_at(store, srv, last, "drop_after")  # executed, never acknowledged
+        undo = _inject_at(srv, last, "drop_after")  # executed, never acknowledged
         with pytest.raises(StoreUnavailableError, match="may or may not have landed"):
             store.materialize_incremental(END, views=["stats"], progress=False)
         undo()

@@ -25,7 +25,7 @@ def test_reads_stay_within_sqlites_parameter_limit(tmp_path):
         store.push("zone_stats", {"city": ["c"] * n, "zone_id": list(range(n)),
                                   "ts": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
                                   "demand": [float(i) for i in range(n)]})
-        store.online_store._conn().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as an old SQLite
+        store.online_store.connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as an old SQLite
         keys = list(range(n - 1, -1, -1))
         res = store.get_online_features(features=["zone_stats:demand"],
                                         entities={"city": ["c"] * n, "zone_id": keys})
@@ -51,7 +51,7 @@ def test_rows_come_back_in_request_order_even_when_sqlite_is_told_to_reverse(tmp
         store.push("zone_stats", {"city": [c for c, _ in zones], "zone_id": [z for _, z in zones],
                                   "ts": pa.array([now] * 300, pa.timestamp("us", tz="UTC")),
                                   "demand": [float(z) for _, z in zones]})
-        store.online_store._conn().execute("PRAGMA reverse_unordered_selects=ON")
+        store.online_store.connection().execute("PRAGMA reverse_unordered_selects=ON")
         for _ in range(20):
             want = rng.sample(ids, 60) + [999, 5, 5]
             got = store.get_online_features(features=["stats:trips"], entities={"driver_id": want}).to_dict()

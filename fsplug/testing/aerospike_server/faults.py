@@ -22,14 +22,16 @@ class Drop(Exception):
 
 
 class _Rule:
-    """``fail_next``: fail the next ``remaining`` commands of ``commands`` kinds with ``action``."""
+    """``fail_next``: let ``skip`` commands of ``commands`` kinds pass, then fail the next ``remaining``
+    of them with ``action``."""
 
-    __slots__ = ("remaining", "commands", "action")
+    __slots__ = ("remaining", "commands", "action", "skip")
 
-    def __init__(self, remaining: int, commands: frozenset | None, action):
+    def __init__(self, remaining: int, commands: frozenset | None, action, skip: int = 0):
         self.remaining = remaining
         self.commands = commands
         self.action = action
+        self.skip = skip
 
 
 def _kinds(commands) -> frozenset | None:
@@ -98,8 +100,9 @@ class Faults:
             self.paused = False
             self._pause_cond.notify_all()
 
-    def fail_next(self, n: int = 1, commands=None, action="drop") -> None:
-        """Fail the next ``n`` data commands of the given kinds (None = any data command).
+    def fail_next(self, n: int = 1, commands=None, action="drop", after: int = 0) -> None:
+        """Fail the next ``n`` data commands of the given kinds (None = any data command), once
+        ``after`` of them have passed.
 
         ``action``: ``"drop"`` closes the connection without executing or answering;
         ``"drop_after"`` executes the command then closes the connection without answering;
@@ -110,7 +113,7 @@ class Faults:
                                                       and not isinstance(action, bool))):
             raise ValueError("action must be 'drop', 'drop_after' or an int result code")
         with self._lock:
-            self._rules.append(_Rule(int(n), _kinds(commands), action))
+            self._rules.append(_Rule(int(n), _kinds(commands), action, int(after)))
 
     def clear_faults(self) -> None:
         """Undo every fault injection (latency, pause, refusal, pending failures)."""
@@ -167,6 +170,9 @@ class Faults:
                 if rule.remaining <= 0:
                     continue
                 if rule.commands is None or _matches(kind, rule.commands):
+                    if rule.skip > 0:  # this one passes (and is not offered to later rules)
+                        rule.skip -= 1
+                        return None
                     rule.remaining -= 1
                     self._server.count("faults_injected")
                     self._rules = [r for r in self._rules if r.remaining > 0]

@@ -296,9 +296,9 @@ class AerospikeTestServer:
         """Answer again after :meth:`pause`."""
         self.faults.resume()
 
-    def fail_next(self, n: int = 1, commands=None, action="drop") -> None:
-        """Fail the next ``n`` data commands; see :meth:`Faults.fail_next`."""
-        self.faults.fail_next(n, commands, action)
+    def fail_next(self, n: int = 1, commands=None, action="drop", after: int = 0) -> None:
+        """Fail the next ``n`` data commands (after ``after`` of them); see :meth:`Faults.fail_next`."""
+        self.faults.fail_next(n, commands, action, after)
 
     def clear_faults(self) -> None:
         """Undo every fault injection (latency, pause, refusal, pending failures)."""
