@@ -282,24 +282,21 @@ def _with_report(exc: FsplugError, report: MaterializeReport) -> FsplugError:
 def push(registry: Registry, online: OnlineStore, view_name: str, table: Any) -> int:
     """Validate fresh rows like a materialization and write the latest per entity to the online store.
 
-    `table` is a pyarrow Table/RecordBatch or a dict of columns holding the join keys, the source's
+    `table` is a pyarrow Table/RecordBatch, a pandas DataFrame or a dict of columns holding the join keys, the source's
     timestamp field and the view's feature columns (by their source column names). Returns the
     number of entities written. Pushes do not move the view's materialization state.
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
 
+    from fsplug.offline.arrow import as_table
+
     view = registry.view(view_name)
-    if isinstance(table, dict):
-        try:
-            table = pa.table(table)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-            raise SourceDataError(f"push to {view_name!r}: cannot build a table from the columns: {exc}") from None
-    elif isinstance(table, pa.RecordBatch):
-        table = pa.Table.from_batches([table])
-    if not isinstance(table, pa.Table):
-        raise UserInputError(f"push to {view_name!r}: expected a pyarrow Table or a dict of columns, "
-                             f"got {type(table).__name__}")
+    converted = as_table(table, f"push to {view_name!r}")
+    if converted is None:
+        raise UserInputError(f"push to {view_name!r}: expected a pyarrow Table, a pandas DataFrame or a dict of "
+                             f"columns, got {type(table).__name__}")
+    table = converted
     if table.num_rows == 0:
         return 0
     created = view.source.created_timestamp_field

@@ -20,7 +20,7 @@ __all__ = ["get_historical_features"]
 def get_historical_features(store: "FeatureStore", entity_df: Any, *, features: Sequence[str] | None = None,
                             service: str | None = None, full_feature_names: bool = False,
                             event_timestamp_column: str = "event_timestamp") -> "pa.Table":
-    """Entity rows (pyarrow Table, dict of columns, or a Parquet path) in; a training table out.
+    """Entity rows (pyarrow Table, pandas DataFrame, dict of columns, or a Parquet path) in; a training table out.
 
     For every row and stored feature: the latest value at or before the row's timestamp and within
     the view's ttl, else null (no leakage from the future). Request features must already be
@@ -32,13 +32,15 @@ def get_historical_features(store: "FeatureStore", entity_df: Any, *, features: 
 
     from fsplug.offline.pit import ViewJoin, point_in_time_join
 
+    from fsplug.offline.arrow import as_table
+
     if isinstance(entity_df, (str, Path)):
         entity_df = pq.read_table(entity_df)
-    elif isinstance(entity_df, dict):
-        entity_df = pa.table(entity_df)
-    if not isinstance(entity_df, pa.Table):
-        raise UserInputError(f"entity_df must be a pyarrow Table, a dict of columns or a Parquet path; "
-                             f"got {type(entity_df).__name__}")
+    table = as_table(entity_df, "entity rows")
+    if table is None:
+        raise UserInputError(f"entity_df must be a pyarrow Table, a pandas DataFrame, a dict of columns or a "
+                             f"Parquet path; got {type(entity_df).__name__}")
+    entity_df = table
     plan = store.plan(features, service, full_feature_names)
     reg = store.registry
     joins = []

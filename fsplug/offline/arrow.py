@@ -26,6 +26,7 @@ __all__ = [
     "time_filter",
     "comparable",
     "first_line",
+    "as_table",
 ]
 
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -147,3 +148,30 @@ def comparable(arr: pa.Array) -> pa.Array:
 def first_line(e: BaseException) -> str:
     """The first line of an Arrow/OS error, for messages that name the file."""
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def as_table(data: object, what: str) -> pa.Table | None:
+    """`data` as a pyarrow Table when it is one already, a RecordBatch, a dict of columns or a pandas
+    DataFrame (its index dropped); None for anything else (the caller says what it accepts).
+
+    pandas is never imported here: a DataFrame is recognized by its type's module.
+    """
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if type(data).__module__.startswith("pandas") and type(data).__name__ == "DataFrame":
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            from fsplug.errors import SourceDataError
+
+            raise SourceDataError(f"{what}: cannot convert the DataFrame: {first_line(exc)}") from None
+    if isinstance(data, dict):
+        try:
+            return pa.table(data)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            from fsplug.errors import SourceDataError
+
+            raise SourceDataError(f"{what}: cannot build a table from the columns: {first_line(exc)}") from None
+    return None

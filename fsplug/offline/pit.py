@@ -94,8 +94,9 @@ def point_in_time_join(
     """
     if entity_table.schema.get_field_index(event_timestamp_column) < 0:
         raise UserInputError(
-            f"entity table has no column '{event_timestamp_column}'; "
-            f"columns are: {', '.join(entity_table.column_names)}"
+            f"entity table has no column '{event_timestamp_column}' (the time of each row); "
+            f"columns are: {', '.join(entity_table.column_names)}; name yours with "
+            f"event_timestamp_column=..."
         )
     ts_col = entity_table.column(event_timestamp_column)
     if pa.types.is_dictionary(ts_col.type):
