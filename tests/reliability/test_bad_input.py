@@ -443,7 +443,7 @@ def test_push_with_bad_columns_is_refused(sqlite_repo):
             store.push("stats", {"driver_id": [1], "a": [1], "b": [0.5], "c": ["x"]})
         with pytest.raises(SourceDataError, match="column 'a' has type string"):
             store.push("stats", stats_table([1], [NOW], a=pa.array(["x"])))
-        with pytest.raises(UserInputError, match="expected a pyarrow Table or a dict"):
+        with pytest.raises(UserInputError, match="expected a pyarrow Table, a pandas DataFrame or a dict"):
             store.push("stats", [1, 2])
         with pytest.raises(ReferenceNotFoundError, match="did you mean 'stats'"):
             store.push("stat", stats_table([1], [NOW]))
