@@ -15,7 +15,7 @@ import argparse
 import random
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
 
     t = _step(f"1. generate {args.drivers:,} drivers x {args.days} days of data")
-    end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     summary = generate(repo / "data", n_drivers=args.drivers, days=args.days, seed=args.seed, end=end)
     for k, v in summary.get("rows", {}).items():
         print(f"   {k}: {v:,} rows")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   ({time.perf_counter() - t:.1f}s)")
 
     t = _step("3. fsplug materialize-incremental (up to now)")
-    report = store.materialize_incremental(datetime.now(timezone.utc), progress=False)
+    report = store.materialize_incremental(datetime.now(UTC), progress=False)
     print("   " + report.summary())
 
     t = _step("4. train the decline-risk model (logistic regression, last 7 days held out)")

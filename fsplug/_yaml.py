@@ -58,13 +58,13 @@ class _Rejected(Exception):
     """A node that is not plain YAML; the problem was recorded."""
 
 
-def _reject(node: yaml.Node, doc: "YamlDoc", problems: list[Problem], message: str) -> _Rejected:
+def _reject(node: yaml.Node, doc: YamlDoc, problems: list[Problem], message: str) -> _Rejected:
     line, col = _pos(node)
     problems.append(Problem(doc.file, line, col, message))
     return _Rejected()
 
 
-def _scalar(node: yaml.ScalarNode, doc: "YamlDoc", problems: list[Problem]) -> Any:
+def _scalar(node: yaml.ScalarNode, doc: YamlDoc, problems: list[Problem]) -> Any:
     # Resolve the implicit tag (int, float, bool, null, str, timestamp) the way SafeLoader does.
     if node.tag == _CORE + "value":  # a lone '=' resolves to this tag; it is just a string
         return node.value

@@ -118,7 +118,7 @@ class EntitySpec(Spec):
         return v
 
     @model_validator(mode="after")
-    def _keys(self) -> "EntitySpec":
+    def _keys(self) -> EntitySpec:
         if self.join_keys is not None:
             if self.join_key is not None or self.dtype is not None:
                 raise ValueError("give either join_key + dtype or join_keys, not both")
@@ -184,7 +184,7 @@ class FeatureSpec(_DTyped):
         return None if v is None else _check_bin(v)
 
     @model_validator(mode="after")
-    def _post(self) -> "FeatureSpec":
+    def _post(self) -> FeatureSpec:
         check_default(self.dtype, self.default)
         if self.bin is None:
             try:
@@ -244,7 +244,7 @@ class RequestFeatureSpec(_DTyped):
 
 
     @model_validator(mode="after")
-    def _post(self) -> "RequestFeatureSpec":
+    def _post(self) -> RequestFeatureSpec:
         check_default(self.dtype, self.default)
         return self
 

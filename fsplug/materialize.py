@@ -13,8 +13,9 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from pathlib import Path
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ViewReport", "MaterializeReport", "materialize", "push"]
 
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -111,7 +112,7 @@ def peak_rss_bytes() -> int:
 def _utc(t: datetime | None) -> datetime | None:
     if t is None:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 class _Progress:
@@ -144,7 +145,7 @@ def _select_views(registry: Registry, views: Sequence[str] | None) -> list[Featu
     return [v for v in registry.feature_views.values() if v.online]
 
 
-def to_write_batch(view: FeatureView, key_names: Sequence[str], batch: "pa.RecordBatch") -> WriteBatch:
+def to_write_batch(view: FeatureView, key_names: Sequence[str], batch: pa.RecordBatch) -> WriteBatch:
     """An Arrow batch (keys, timestamp[us, UTC], feature columns by source column) as a WriteBatch."""
     import pyarrow as pa
 
@@ -194,16 +195,16 @@ def _write_latest(registry: Registry, online: OnlineStore, view: FeatureView, so
         report.newest_event = _EPOCH + timedelta(microseconds=newest_us)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def check_end(end: datetime) -> None:
     """Refuse an END past now (+ MAX_CLOCK_SKEW): it would move watermarks past data not yet written."""
-    limit = datetime.now(timezone.utc) + MAX_CLOCK_SKEW
+    limit = datetime.now(UTC) + MAX_CLOCK_SKEW
     if end > limit:
         raise UserInputError(
             f"materialize: end {end.isoformat()} is in the future (now is "
-            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; up to "
+            f"{datetime.now(UTC).isoformat(timespec='seconds')}; up to "
             f"{int(MAX_CLOCK_SKEW.total_seconds() // 60)} minutes of clock skew are allowed): the watermark would "
             "move past rows not yet written, and later runs would skip them. Use `now`")
 
@@ -245,7 +246,7 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
             show.show(r, t0, force=True)
             show.done()
             # Only now, after every write of the view succeeded, does its state move.
-            run = LastRun(start=s, end=end, finished_at=datetime.now(timezone.utc), rows_read=r.rows_read,
+            run = LastRun(start=s, end=end, finished_at=datetime.now(UTC), rows_read=r.rows_read,
                           entities=r.entities, written=r.written, seconds=round(r.seconds, 3))
             new = state.after_run(run, r.newest_event, rewind=rewind)
             save_state(online, view.name, new)

@@ -8,7 +8,7 @@ and `fsplug get-online-features` run on it at once.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fsplug.errors import UserInputError
@@ -102,7 +102,7 @@ def init_repo(path: str | Path, project: str | None = None, now: datetime | None
                       (".fsplugignore", _IGNORE)):
         (root / rel).write_text(text)
         written.append(root / rel)
-    end = (now or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
+    end = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     hours = [end - timedelta(hours=h) for h in range(days * 24 - 1, -1, -1)]
     rng = np.random.default_rng(7)
     ids = [d for _ in hours for d in DRIVER_IDS]

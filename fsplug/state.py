@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fsplug.errors import StoreError
@@ -99,7 +99,7 @@ def _time(text: Any) -> Any:
     if text is None:
         return None
     t = datetime.fromisoformat(text)
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def load_states(store: OnlineStore, views: Iterable[str]) -> dict[str, ViewState]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from fsplug.config import resolve_repo_path
 from fsplug.errors import RequestFeatureError, UserInputError
@@ -17,9 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["get_historical_features"]
 
 
-def get_historical_features(store: "FeatureStore", entity_df: Any, *, features: Sequence[str] | None = None,
+def get_historical_features(store: FeatureStore, entity_df: Any, *, features: Sequence[str] | None = None,
                             service: str | None = None, full_feature_names: bool = False,
-                            event_timestamp_column: str = "event_timestamp") -> "pa.Table":
+                            event_timestamp_column: str = "event_timestamp") -> pa.Table:
     """Entity rows (pyarrow Table, pandas DataFrame, dict of columns, or a Parquet path) in; a training table out.
 
     For every row and stored feature: the latest value at or before the row's timestamp and within
@@ -27,7 +28,6 @@ def get_historical_features(store: "FeatureStore", entity_df: Any, *, features: 
     columns of the entity rows (as they were at request time). The result keeps every entity
     column and row order, then the plan's columns in plan order.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from fsplug.offline.pit import ViewJoin, point_in_time_join

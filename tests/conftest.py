@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from datetime import UTC
 
 # Property tests draw the same examples on every run (a red CI is the code's fault, and any
 # failure reproduces); FSPLUG_HYPOTHESIS_PROFILE=explore draws new ones each run to hunt for bugs.
@@ -99,7 +100,7 @@ def applied_ride_repo(ride_repo) -> Path:
 def build_served_repo(root: Path, feature_store_yaml: str, n_drivers: int, days: int = 3, seed: int = 1) -> Path:
     """The shipped repo with generated data (fresh up to now), applied, materialized, and a logistic
     model trained on every offer saved where DispatchService looks for it."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import pyarrow.parquet as pq
 
@@ -110,7 +111,7 @@ def build_served_repo(root: Path, feature_store_yaml: str, n_drivers: int, days:
 
     shutil.copytree(FEATURE_REPO, root, ignore=shutil.ignore_patterns("data"))
     (root / "feature_store.yaml").write_text(feature_store_yaml)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     generate(root / "data", n_drivers=n_drivers, days=days, seed=seed,
              end=now.replace(minute=0, second=0, microsecond=0))
     with FeatureStore(root) as store:

@@ -13,7 +13,8 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -125,7 +126,7 @@ class SQLiteOnlineStore(OnlineStore):
         self._local = threading.local()
 
     # ---- schema --------------------------------------------------------------------------
-    def apply(self, registry: "Registry", diff: "RegistryDiff") -> list[str]:
+    def apply(self, registry: Registry, diff: RegistryDiff) -> list[str]:
         conn = self.connection()
         actions = []
         try:
@@ -158,7 +159,7 @@ class SQLiteOnlineStore(OnlineStore):
         self._sql.clear()
         return actions
 
-    def teardown(self, registry: "Registry") -> list[str]:
+    def teardown(self, registry: Registry) -> list[str]:
         conn = self.connection()
         out = []
         try:
@@ -251,7 +252,7 @@ class SQLiteOnlineStore(OnlineStore):
         return written
 
     # ---- reads ---------------------------------------------------------------------------
-    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+    def read(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
              timeout_ms: int | None = None) -> list[list[Any]]:
         # One statement per group (per chunk of read_batch_keys): the keys are a VALUES list LEFT
         # JOINed to the table, so SQLite returns exactly one row per key, in request order (an
@@ -291,7 +292,7 @@ class SQLiteOnlineStore(OnlineStore):
                 conn.set_progress_handler(None, 0)
         return out
 
-    def read_one(self, plan: "RetrievalPlan", key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
+    def read_one(self, plan: RetrievalPlan, key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
         if timeout_ms is not None:
             return self.read(plan, [[key]], timeout_ms)[0][0]
         try:

@@ -11,6 +11,7 @@ import pytest
 
 from fsplug.cli import main
 from tests.conftest import write_empty_sources
+from datetime import UTC
 
 
 def run(capsys, *argv):
@@ -88,11 +89,11 @@ def test_import_fsplug_is_light():
 
 
 def test_materialize_serve_teardown(ride_repo, capsys, monkeypatch):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from examples.generate_data import DRIVER_ID_BASE, generate
 
-    end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     generate(ride_repo / "data", n_drivers=50, days=3, seed=2, end=end, offers_per_driver_day=0)
     repo = ["--repo", str(ride_repo)]
     assert run(capsys, *repo, "apply")[0] == 0

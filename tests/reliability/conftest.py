@@ -12,9 +12,10 @@ import os
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +23,6 @@ import pytest
 
 from tests.conftest import write_repo
 
-UTC = timezone.utc
 TS = pa.timestamp("us", tz="UTC")
 
 # Slack on top of a time budget for a loaded 2-core CI machine (scheduling, GC, the test's own work).

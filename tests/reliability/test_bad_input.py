@@ -647,9 +647,8 @@ def test_model_case(model_repo, tmp_path, monkeypatch, tamper, error, needles):
     loads = []
     real_load = joblib.load
     monkeypatch.setattr(joblib, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
-    with FeatureStore(repo) as store:
-        with pytest.raises(error) as info:
-            load_model(model, store)
+    with FeatureStore(repo) as store, pytest.raises(error) as info:
+        load_model(model, store)
     assert all(n in str(info.value) for n in needles), str(info.value)
     if error is ModelIntegrityError:
         assert not loads  # refused before unpickling

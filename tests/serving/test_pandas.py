@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -37,7 +37,7 @@ def repo(tmp_path):
 
 
 def test_push_takes_a_dataframe_and_historical_features_take_entity_rows_as_one(repo):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     rows = pd.DataFrame({"customer_id": ["a", "b"], "event_ts": [now - timedelta(minutes=5)] * 2,
                          "txn_count_24h": [3, 4], "segment": ["gold", None]}, index=[10, 11])
     rows.to_parquet(repo / "data" / "txn.parquet", index=False)
@@ -52,10 +52,9 @@ def test_push_takes_a_dataframe_and_historical_features_take_entity_rows_as_one(
 
 
 def test_a_missing_event_timestamp_column_names_the_parameter(repo):
-    with FeatureStore(repo) as store:
-        with pytest.raises(UserInputError, match="event_timestamp_column="):
-            store.get_historical_features(pd.DataFrame({"customer_id": ["a"], "ts": [datetime.now(timezone.utc)]}),
-                                          features=["txn:txn_count_24h"])
+    with FeatureStore(repo) as store, pytest.raises(UserInputError, match="event_timestamp_column="):
+        store.get_historical_features(pd.DataFrame({"customer_id": ["a"], "ts": [datetime.now(UTC)]}),
+                                      features=["txn:txn_count_24h"])
 
 
 def test_something_else_is_refused_with_what_is_accepted(repo):

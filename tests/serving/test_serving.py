@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +20,6 @@ from fsplug.serving import Predictor, load_model, save_model
 from fsplug.store import FeatureStore
 from tests.conftest import FEATURE_REPO, build_served_repo
 
-UTC = timezone.utc
 
 
 @pytest.fixture(scope="module")

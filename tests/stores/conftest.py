@@ -97,8 +97,6 @@ def store_kind(request):
 @pytest.fixture
 def conf_repo(tmp_path, store_kind, request) -> Path:
     """An applied repo with every dtype, a composite-key entity and placeholder sources."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from fsplug.store import FeatureStore
 

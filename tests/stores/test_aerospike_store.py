@@ -6,7 +6,7 @@ they always use it, also when FSPLUG_AEROSPIKE_HOSTS points the conformance suit
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -17,11 +17,10 @@ from fsplug.testing.aerospike_server import AerospikeTestServer
 from tests.conftest import write_empty_sources, write_repo
 from tests.stores.conftest import ALL_TYPES
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def _repo(tmp_path, address, extra=""):
-    import pyarrow.parquet as pq
 
     cfg = ("project: a\nonline_store:\n  type: aerospike\n  hosts_env: null\n"
            f"  hosts: [\"{address}\"]\n  namespace: test\n" + extra)
@@ -105,9 +104,8 @@ def test_unreachable_cluster_names_hosts(tmp_path):
     with AerospikeTestServer(namespaces=["test"]) as srv:
         address = srv.address
     root = _repo(tmp_path, address, extra="  connect_timeout_ms: 200\n")
-    with FeatureStore(root) as store:
-        with pytest.raises(StoreUnavailableError, match=f"hosts tried: {address}"):
-            store.apply()
+    with FeatureStore(root) as store, pytest.raises(StoreUnavailableError, match=f"hosts tried: {address}"):
+        store.apply()
 
 
 @pytest.mark.parametrize("line,needle", [

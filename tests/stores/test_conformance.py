@@ -7,7 +7,7 @@ cluster when FSPLUG_AEROSPIKE_HOSTS is set.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,6 @@ from fsplug.plan import FieldStatus
 from fsplug.store import FeatureStore
 from tests.conftest import write_empty_sources
 
-UTC = timezone.utc
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from fsplug.store import FeatureStore
 from tests.conftest import write_empty_sources, write_repo
@@ -19,7 +18,7 @@ def test_reads_stay_within_sqlites_parameter_limit(tmp_path):
     root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
     write_empty_sources(root)
     n = 10_000
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with FeatureStore(root) as store:
         store.apply()
         store.push("zone_stats", {"city": ["c"] * n, "zone_id": list(range(n)),
@@ -40,7 +39,7 @@ def test_rows_come_back_in_request_order_even_when_sqlite_is_told_to_reverse(tmp
 
     root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
     write_empty_sources(root)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rng = random.Random(4)
     with FeatureStore(root) as store:
         store.apply()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +22,6 @@ from fsplug.store import FeatureStore
 from tests.conftest import write_empty_sources, write_repo
 from tests.stores.conftest import ALL_TYPES
 
-UTC = timezone.utc
 TS = pa.timestamp("us", tz="UTC")
 
 

@@ -92,7 +92,7 @@ class AerospikeConfig(StoreConfig):
         return _check_env_name(v)
 
     @model_validator(mode="after")
-    def _credentials(self) -> "AerospikeConfig":
+    def _credentials(self) -> AerospikeConfig:
         if (self.user_env is None) != (self.password_env is None):
             raise ValueError("user_env and password_env go together: name both environment variables, or neither")
         return self

@@ -24,7 +24,8 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from fsplug.errors import NamespaceNotFoundError, StoreError, StoreTimeoutError, StoreUnavailableError
 from fsplug.online.aerospike.config import MAX_SET_BYTES, AerospikeConfig
@@ -106,7 +107,7 @@ class AerospikeOnlineStore(OnlineStore):
                 return [n for n in text.strip().split(";") if n]
         raise StoreUnavailableError(f"Aerospike info namespaces: no node answered (hosts: {', '.join(self._hosts)})")
 
-    def apply(self, registry: "Registry", diff: "RegistryDiff") -> list[str]:
+    def apply(self, registry: Registry, diff: RegistryDiff) -> list[str]:
         ns = self.config.namespace
         names = self.namespaces()
         if ns not in names:
@@ -116,7 +117,7 @@ class AerospikeOnlineStore(OnlineStore):
         return [f"namespace {ns!r} found; sets: " + ", ".join(self.set_name(e) for e in registry.entities)
                 + f"; materialization state in set {self.config.state_set!r}"]
 
-    def teardown(self, registry: "Registry") -> list[str]:
+    def teardown(self, registry: Registry) -> list[str]:
         """Truncate the project's sets and wait until every node holds none of their records.
 
         A real node removes only records whose last-update time (ms) is before the truncate's, and
@@ -290,7 +291,7 @@ class AerospikeOnlineStore(OnlineStore):
         return written
 
     # ---- reads -----------------------------------------------------------------------------
-    def _keys(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> tuple[list, list]:
+    def _keys(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]]) -> tuple[list, list]:
         """The client keys of every group's keys, in order, and the union of the groups' bins."""
         hit = self._plan_reads.get(id(plan))
         if hit is None or hit[0] is not plan:  # per plan: its sets and bins (the plan object is kept and compared)
@@ -351,7 +352,7 @@ class AerospikeOnlineStore(OnlineStore):
                 batch_code = getattr(res, "result", OK) or OK
         return out, batch_code, budget
 
-    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+    def read(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
              timeout_ms: int | None = None) -> list[list[Any]]:
         keys, bins = self._keys(plan, keys_by_group)
         recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms)
@@ -370,7 +371,7 @@ class AerospikeOnlineStore(OnlineStore):
             pos += len(group_keys)
         return out
 
-    def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+    def read_partial(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
                      timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
         """Like `read`, but a key whose node failed gets an error entry instead of failing the batch.
 

@@ -80,7 +80,7 @@ class AerospikeTestCluster:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self, keep_data: bool = False) -> "AerospikeTestCluster":
+    def start(self, keep_data: bool = False) -> AerospikeTestCluster:
         if not keep_data:
             for ns in self.namespaces.values():
                 ns.clear()
@@ -101,7 +101,7 @@ class AerospikeTestCluster:
 
     close = stop
 
-    def __enter__(self) -> "AerospikeTestCluster":
+    def __enter__(self) -> AerospikeTestCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

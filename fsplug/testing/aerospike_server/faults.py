@@ -49,7 +49,7 @@ def _matches(kind: str, commands: frozenset) -> bool:
 class Faults:
     """Fault-injection state of one server; see the package docstring for the behaviours."""
 
-    def __init__(self, server: "AerospikeTestServer"):
+    def __init__(self, server: AerospikeTestServer):
         self._server = server
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []

@@ -157,7 +157,7 @@ class RemoteServer(RemoteNode):
 
     close = stop
 
-    def __enter__(self) -> "RemoteServer":
+    def __enter__(self) -> RemoteServer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -161,7 +161,7 @@ class AerospikeTestServer:
     # Lifecycle
     # ------------------------------------------------------------------------------------------
 
-    def start(self, keep_data: bool = False) -> "AerospikeTestServer":
+    def start(self, keep_data: bool = False) -> AerospikeTestServer:
         """Start listening (the port chosen at first start is reused on restart).
 
         ``keep_data=False`` (default) empties the namespaces first, like restarting an in-memory
@@ -204,7 +204,7 @@ class AerospikeTestServer:
 
     close = stop
 
-    def __enter__(self) -> "AerospikeTestServer":
+    def __enter__(self) -> AerospikeTestServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
