@@ -41,13 +41,13 @@ def ensure_venv(aerospike: bool = False, venv: Path = VENV, log: Any = print) ->
         log(f"  creating {venv} (python -m venv) ...")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     probe = "import importlib.metadata as m; print(m.version('feast'))"
-    p = subprocess.run([str(py), "-c", probe], capture_output=True, text=True)
+    p = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, check=False)
     if p.returncode != 0:
         log(f"  pip install {FEAST_SPEC} into {venv.name} (a few minutes the first time) ...")
         _pip(venv, FEAST_SPEC)
         p = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, check=True)
     if aerospike:
-        q = subprocess.run([str(py), "-c", "import aerospike"], capture_output=True)
+        q = subprocess.run([str(py), "-c", "import aerospike"], capture_output=True, check=False)
         if q.returncode != 0:
             log("  pip install aerospike into the Feast venv (Feast's aerospike extra) ...")
             _pip(venv, "aerospike")

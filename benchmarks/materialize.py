@@ -36,7 +36,7 @@ def run_child(argv: list[str], python: str | None = None, env: dict[str, str] | 
     """Run a benchmark child (`python -m benchmarks...` or a script) and parse its last stdout line as JSON."""
     cmd = [python or sys.executable, *argv]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout, check=False)
     if p.returncode != 0:
         tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-15:])
         raise RuntimeError(f"benchmark child {' '.join(argv[:3])} failed (exit {p.returncode}):\n{tail}")

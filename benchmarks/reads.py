@@ -105,7 +105,7 @@ class FsplugSystem:
             return _timed(lambda i: store.get_feature_vector(SERVICE, request=req, driver_id=keys[i][0]), lo, hi)
         if case.startswith("fifty"):
             ents = [{"driver_id": k, "pickup_distance_km": d, "surge_multiplier": [1.0] * len(k),
-                     "hour_of_day": [8] * len(k)} for k, d in zip(keys[lo:hi], dist[lo:hi])]
+                     "hour_of_day": [8] * len(k)} for k, d in zip(keys[lo:hi], dist[lo:hi], strict=True)]
             get = store.get_online_features
             if case == "fifty":
                 return _timed(lambda i: get(service=SERVICE, entities=ents[i - lo]), lo, hi)
@@ -119,7 +119,7 @@ class FsplugSystem:
         if case == "dispatch":
             from dispatch import RideRequest
 
-            reqs = [RideRequest(f"r{i}", 8, 1.0, dict(zip(keys[i], dist[i]))) for i in range(lo, hi)]
+            reqs = [RideRequest(f"r{i}", 8, 1.0, dict(zip(keys[i], dist[i], strict=True))) for i in range(lo, hi)]
             return _timed(lambda i: svc.dispatch(reqs[i - lo], keys[i]), lo, hi)
         raise ValueError(case)
 

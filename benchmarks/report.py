@@ -103,7 +103,8 @@ def markdown(result: dict[str, Any]) -> str:
     out = [f"# fsplug benchmarks ({meta['mode']} run, {meta['started']})", "",
            f"Command: `{meta['command']}`  ",
            f"Machine: {mc.get('nproc')} cores ({mc.get('cpu', '?')}), {mc.get('mem_total_gib', '?')} GiB RAM, "
-           f"{mc.get('platform')}, Python {mc.get('python')}; load average at start {' '.join(mc.get('loadavg_start', []))}"
+           f"{mc.get('platform')}, Python {mc.get('python')}; "
+           f"load average at start {' '.join(mc.get('loadavg_start', []))}"
            f", at end {' '.join(mc.get('loadavg_end', []))}  ",
            "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "  ",
            f"Note: {meta['note']}.", "", "## Targets", "", *targets_table(result["targets"]), ""]
@@ -122,7 +123,8 @@ def markdown(result: dict[str, Any]) -> str:
             if base.get("agreement"):
                 out += ["Cross-check (same keys, not timed): " + ", ".join(f"{k} {val}" for k, val in
                                                                            base["agreement"].items()), ""]
-            out += ["### Materialization (each in its own child process)", "", *materialize_table(base["materialize"]), ""]
+            out += ["### Materialization (each in its own child process)", "",
+                    *materialize_table(base["materialize"]), ""]
         if s.get("scale"):
             out += [f"### Scale: {s['scale'][0]['dataset']['days']} day(s) of data, no offers", ""]
             if s.get("scale_note"):
@@ -156,7 +158,8 @@ def histogram(result: dict[str, Any], path: Path, store: str | None = None) -> s
     bins = np.geomspace(lo, hi, 120)
     colors = {"fsplug": "#1f77b4", "raw": "#2ca02c", "feast to_dict": "#d62728", "fsplug to_dict": "#17becf"}
     labels = {"fsplug": "fsplug get_online_features", "raw": _raw_title(store).replace("`", ""),
-              "fsplug to_dict": "fsplug get_online_features + to_dict", "feast to_dict": "Feast get_online_features + to_dict"}
+              "fsplug to_dict": "fsplug get_online_features + to_dict",
+              "feast to_dict": "Feast get_online_features + to_dict"}
     for name, vals in samples.items():
         if name not in labels:
             continue

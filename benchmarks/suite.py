@@ -22,6 +22,7 @@ from benchmarks.materialize import measure_fsplug
 from benchmarks.reads import (FsplugSystem, RawAerospike, RawSQLite, RawSQLiteIn, RawSQLiteNumpy, RawSQLiteVectorFloor,
                               alternate, raw_bins, workload)
 from benchmarks.stats import ratio, summarize
+import contextlib
 
 TEST_SERVER_LABEL = "functional only (test server: its timings say nothing about Aerospike)"
 FEAST_AEROSPIKE_CDT_NOTE = ("Feast's Aerospike online store stores each view as a Map bin and reads with Map CDT "
@@ -80,10 +81,8 @@ def _versions() -> dict[str, str]:
 
     out = {}
     for pkg in ("fsplug", "aerospike", "numpy", "pyarrow"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     import sqlite3
 
     out["sqlite"] = sqlite3.sqlite_version
@@ -174,11 +173,12 @@ def _check_agreement(fs: FsplugSystem, raw: Any, feast: Any, keys: list[int], st
     out: dict[str, Any] = {"keys": len(keys)}
     # raw rows, by key
     if isinstance(raw, RawSQLite):  # one row per key, in key order (all NULL for an unknown key)
-        rows = dict(zip(keys, raw.conn.execute(raw._sql[50], keys).fetchall())) if len(keys) == 50 else {}
+        fetched = raw.conn.execute(raw._sql[50], keys).fetchall() if len(keys) == 50 else []
+        rows = dict(zip(keys, fetched, strict=True)) if fetched else {}
     else:
         recs = raw.client.batch_read([(raw.ns, raw.set, k) for k in keys], raw.bins).batch_records
         rows = {k: tuple((r.record[2] or {}).get(b) for b in raw.bins) if r.result == 0 else None
-                for k, r in zip(keys, recs)}
+                for k, r in zip(keys, recs, strict=True)}
     mism = 0
     ts = res.event_timestamps
     for i, k in enumerate(keys):
@@ -190,7 +190,7 @@ def _check_agreement(fs: FsplugSystem, raw: Any, feast: Any, keys: list[int], st
                 mism += 1
     for i, k in enumerate(keys):
         row = rows.get(k)
-        for j, (f, b) in enumerate(zip(feats, bins)):
+        for j, f in enumerate(feats):
             if st[f][i] != "PRESENT":
                 continue
             v = row[j] if row is not None else None
@@ -367,8 +367,8 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 ratio(_get(r, "fifty_dict", "feast", f"{pct}_us"), _get(r, "fifty_dict", "fsplug", f"{pct}_us")), 10,
                 ">=", store,
                 note or ("" if _get(r, "fifty_dict", "feast") else base.get("feast_not_run", "Feast not run")))
-        add("50 entities: fsplug / raw driver at p50", ratio(_get(r, "fifty", "fsplug", "p50_us"),
-                                                              _get(r, "fifty", "raw", "p50_us")), 1.2, "<=", store, note)
+        add("50 entities: fsplug / raw driver at p50",
+            ratio(_get(r, "fifty", "fsplug", "p50_us"), _get(r, "fifty", "raw", "p50_us")), 1.2, "<=", store, note)
         add("50 entities + to_numpy: fsplug / (raw driver + np.array) at p50 (extra: the model-ready matrix)",
             ratio(_get(r, "fifty_numpy", "fsplug", "p50_us"), _get(r, "fifty_numpy", "raw+numpy", "p50_us")), 1.2,
             "<=", store, note)
@@ -460,10 +460,8 @@ def run(opts: Options, log: Log | None = None) -> dict[str, Any]:
     result["targets"] = targets(result)
     result["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["meta"]["seconds"] = round(time.perf_counter() - log.t0, 1)
-    try:
+    with contextlib.suppress(OSError):
         result["meta"]["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    except OSError:
-        pass
     return result
 
 
@@ -475,7 +473,7 @@ def ensure_matplotlib(log: Log) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         log("installing matplotlib (the bench extra) into this environment for the histogram ...")
         p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib>=3.8"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
         if p.returncode != 0:
             log("  could not install matplotlib: the histogram PNG will be skipped")
 

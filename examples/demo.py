@@ -31,7 +31,8 @@ from fsplug.store import FeatureStore  # noqa: E402
 
 def _pct(samples: list[float]) -> str:
     a = np.array(samples) * 1e6
-    return f"p50 {np.percentile(a, 50):7.1f} us   p99 {np.percentile(a, 99):7.1f} us   p99.9 {np.percentile(a, 99.9):7.1f} us"
+    p50, p99, p999 = np.percentile(a, [50, 99, 99.9])
+    return f"p50 {p50:7.1f} us   p99 {p99:7.1f} us   p99.9 {p999:7.1f} us"
 
 
 def _step(title: str) -> float:
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     svc.close()
     store.close()
-    print(f"\nDemo finished in {time.perf_counter() - t_all:.1f}s. Reproducible benchmarks: python -m benchmarks run --quick")
+    print(f"\nDemo finished in {time.perf_counter() - t_all:.1f}s. "
+          "Reproducible benchmarks: python -m benchmarks run --quick")
     return 0
 
 

@@ -413,12 +413,12 @@ def _simulate_chunk(
     )
     end_us = int((end - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
     out = {}
-    for name, tab, sort in (
+    for name, full, sort in (
         ("driver_stats", stats_tab, ["event_timestamp", "driver_id", "created"]),
         ("driver_activity", act_tab, ["event_timestamp", "driver_id", "created"]),
         ("offers", offers_tab, ["event_timestamp", "driver_id"]),
     ):
-        tab = tab.filter(np.asarray(tab["event_timestamp"].cast(pa.int64())) < end_us)
+        tab = full.filter(np.asarray(full["event_timestamp"].cast(pa.int64())) < end_us)
         out[name] = tab.sort_by([(c, "ascending") for c in sort])
     return out
 

@@ -182,4 +182,5 @@ def _node(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem]) -> A
         if node.tag != _CORE + "seq":
             raise _reject(node, doc, problems, _tag_message(node.tag))
         return [_convert(item, loc + (i,), doc, problems) for i, item in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode), node  # the composer makes only these three kinds
     return _scalar(node, doc, problems)

@@ -118,7 +118,7 @@ def source_problems(registry: Registry, repo: LoadedRepo, root: Path) -> list[Pr
             continue
         view_at = views_at[view.name]
         feature_index = {f.name: j for j, f in enumerate(view.features)}
-        for m in view_mismatches(registry, view, dataset, src.path):  # type: ignore[arg-type]
+        for m in view_mismatches(registry, view, dataset, src.path):
             if m.role == "feature":
                 problems.append(view_at.problem(m.describe(view.name), "features", feature_index[m.name]))
             elif m.role == "key":

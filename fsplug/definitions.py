@@ -131,14 +131,15 @@ class EntitySpec(Spec):
             raise ValueError("an entity needs join_key (with dtype) or join_keys")
         else:
             _check_name(self.join_key, "join key")
-            JoinKeySpec(name=self.join_key, dtype=self.dtype or "int64")
+            JoinKeySpec(name=self.join_key, dtype=self.dtype or "int64")  # type: ignore[arg-type]  # validated
         return self
 
     def keys(self) -> list[JoinKeySpec]:
         """The join keys in order, whichever form the YAML used."""
         if self.join_keys is not None:
             return list(self.join_keys)
-        return [JoinKeySpec(name=self.join_key, dtype=self.dtype or "int64")]
+        assert self.join_key is not None  # the model validator made sure of it
+        return [JoinKeySpec(name=self.join_key, dtype=self.dtype or "int64")]  # type: ignore[arg-type]  # validated
 
 
 class SourceSpec(Spec):
@@ -327,7 +328,7 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _model_at(loc: tuple[Any, ...], root: type[BaseModel] = None) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
     """The spec model that the pydantic error location `loc` points into."""
     model: Any = root or RepoFileSpec
     for part in loc:
@@ -466,13 +467,15 @@ def load_repo_definitions(root: Path, problems: list[Problem] | None = None) -> 
                                                     f"{type(value).__name__}"))
                 continue
             model = _model_at((key,))
+            assert model is not None  # every top-level kind has its spec model
             for i, item in enumerate(value):
                 try:
                     spec = model.model_validate(item)
                 except ValidationError as exc:
-                    for err in exc.errors():
-                        err = dict(err)
-                        err["loc"] = (key, i, *err["loc"])
+                    for e in exc.errors():
+                        err = dict(e)
+                        loc: Any = err["loc"]
+                        err["loc"] = (key, i, *loc)
                         problems.append(format_validation_error(err, doc))
                     continue
                 objects[key].append(Located(spec, doc, (key, i)))

@@ -217,7 +217,7 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
     `rewind` (materialize-incremental --from START): every selected view runs from `start` and its
     watermark is set to `end`, even if that moves it backwards.
     """
-    end = _utc(end)
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
     start = _utc(start)
     if start is not None and start >= end:
         raise UserInputError(f"materialize: start {start.isoformat()} is not before end {end.isoformat()}")

@@ -77,10 +77,7 @@ class ViewState:
     def after_run(self, run: LastRun, newest_event: datetime | None, *, rewind: bool) -> ViewState:
         """The state once `run` succeeded: the watermark moves to its end (never backwards unless
         `rewind`), the newest event time to the newest one seen."""
-        if rewind or self.watermark is None:
-            mark = run.end
-        else:
-            mark = max(self.watermark, run.end)
+        mark = run.end if rewind or self.watermark is None else max(self.watermark, run.end)
         newest = self.newest_event
         if newest_event is not None and (newest is None or newest_event > newest):
             newest = newest_event

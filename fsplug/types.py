@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ import numpy as np
 __all__ = ["DType", "parse_dtype", "DTYPE_NAMES", "parse_ttl", "check_default"]
 
 
-class DType(str, Enum):
+class DType(StrEnum):
     """A feature's declared value type."""
 
     INT64 = "int64"
@@ -64,9 +64,6 @@ class DType(str, Enum):
             DType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
             DType.FLOAT64_LIST: pa.list_(pa.float64()),
         }[self]
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _NUMPY: dict[DType, np.dtype] = {
@@ -149,7 +146,7 @@ def parse_ttl(value: Any) -> int | None:
         raise ValueError(
             f"bad ttl {value!r}: use a duration like 30s, 15m, 12h, 2d, 1w (or combined, 1d12h), or 0/none"
         )
-    seconds = sum(int(g) * _UNIT[u] for g, u in zip(m.groups(), "wdhms") if g)
+    seconds = sum(int(g) * _UNIT[u] for g, u in zip(m.groups(), "wdhms", strict=True) if g)
     return seconds or None
 
 

@@ -25,7 +25,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -441,7 +441,8 @@ def _pick_winners(
         base = 0
         # Single-threaded, small batches: the compact rows are built in Python-driven numpy code,
         # and a threaded reader would only decode ahead of it (costing memory, not time).
-        for batch in _batches(dataset, source, cols, flt, 65536, threads=False):
+        for read in _batches(dataset, source, cols, flt, 65536, threads=False):
+            batch = read
             n = batch.num_rows
             lo, base = base, base + n
             keys = [batch.column(k) for k in key_names]
@@ -466,17 +467,16 @@ def _pick_winners(
             else:
                 spill.add(compact, hash_keys(arrays[: len(key_names)]) % np.uint64(n_parts))
         winners = np.zeros(base, dtype=bool)
-        parts = (
+        parts: Iterable[pa.Table] = (
             [pa.Table.from_batches(chunks, schema=None if chunks else _empty(names))]
             if spill is None
-            else None
+            else spill.read_back()
         )
         chunks.clear()
-        for table in parts if parts is not None else spill.read_back():
-            if table.num_rows:
-                table = table.combine_chunks()
-                winners[_latest_rids(table, len(key_names), created_field is not None)] = True
-            del table
+        for part in parts:
+            if part.num_rows:
+                winners[_latest_rids(part.combine_chunks(), len(key_names), created_field is not None)] = True
+            del part
         if spill is not None:
             stats.spilled_bytes = spill.bytes
         return winners

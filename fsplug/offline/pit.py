@@ -120,7 +120,7 @@ def point_in_time_join(
     result = entity_table
     for view in views:
         arrays = _join_view(entity_table, left_ts, left_ts_valid, view)
-        for name, arr in zip(view.output_names, arrays):
+        for name, arr in zip(view.output_names, arrays, strict=True):
             result = result.append_column(name, arr)
     return result
 
@@ -167,7 +167,7 @@ def _join_view(
         join_keys=key_types,
         timestamp_field=view.timestamp_field,
         created_timestamp_field=view.created_timestamp_field,
-        columns=dict(zip(view.columns, view.dtypes)),
+        columns=dict(zip(view.columns, view.dtypes, strict=True)),
     )
 
     ttl_us = _ttl_micros(view.ttl)
@@ -224,7 +224,7 @@ def _join_view(
 
     idx = pa.array(match, mask=match < 0)
     out = []
-    for col, dt in zip(view.columns, view.dtypes):
+    for col, dt in zip(view.columns, view.dtypes, strict=True):
         arr = right.column(col).take(idx)
         try:
             out.append(cast_to_dtype(arr, dt))
@@ -251,7 +251,7 @@ def _group_ids(left_keys: list[pa.Array], right_keys: list[pa.Array]) -> tuple[n
     n_left = len(left_keys[0])
     gid: np.ndarray | None = None
     null = np.zeros(n_left + len(right_keys[0]), dtype=bool)
-    for lk, rk in zip(left_keys, right_keys):
+    for lk, rk in zip(left_keys, right_keys, strict=True):
         enc = pa.concat_arrays([lk, rk]).dictionary_encode()
         ids = enc.indices
         null |= ids.is_null().to_numpy(zero_copy_only=False)

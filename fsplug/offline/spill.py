@@ -77,8 +77,8 @@ def hash_keys(keys: Sequence[pa.Array]) -> np.ndarray:
     """A 64-bit hash per row of the (non-null) key columns; only used to split rows into partitions."""
     h = np.zeros(len(keys[0]), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for arr in keys:
-            arr = comparable(arr)
+        for key in keys:
+            arr = comparable(key)
             if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
                 hk = _hash_bytes(arr)
             else:

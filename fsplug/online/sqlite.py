@@ -3,8 +3,8 @@
 Layout: one table per entity, named `<project>-<entity>` (so projects sharing a file never share
 rows), the join keys as primary key, one column per bin (named as the bin) and one `_ts_<view>`
 column per view holding its event time in microseconds; the table `fsplug_state` holds every
-project's materialization state, a row per (project, view). WAL mode lets readers in other threads and processes proceed while a
-materialization writes. Each thread gets its own connection.
+project's materialization state, a row per (project, view). WAL mode lets readers in other
+threads and processes proceed while a materialization writes. Each thread gets its own connection.
 """
 
 from __future__ import annotations
@@ -229,10 +229,10 @@ class SQLiteOnlineStore(OnlineStore):
                    f"ON CONFLICT({', '.join(map(_q, keys))}) DO UPDATE SET {sets} "
                    f"WHERE {table}.{ts} IS NULL OR {table}.{ts} <= excluded.{ts}")
             self._sql[key] = sql
-        columns = [_to_sql(f.dtype, col) for f, col in zip(view.features, batch.columns)]
+        columns = [_to_sql(f.dtype, col) for f, col in zip(view.features, batch.columns, strict=True)]
         ts_list = batch.event_ts_us.tolist() if hasattr(batch.event_ts_us, "tolist") else list(batch.event_ts_us)
         key_cols = [k.tolist() if hasattr(k, "tolist") else list(k) for k in batch.keys]
-        rows = list(zip(*key_cols, *columns, ts_list))
+        rows = list(zip(*key_cols, *columns, ts_list, strict=True))
         conn = self.connection()
         written = 0
         step = self.config.write_batch_rows
@@ -262,14 +262,14 @@ class SQLiteOnlineStore(OnlineStore):
         # outer loop and a VALUES list is scanned in order; a test pins this down (also with
         # reverse_unordered_selects, SQLite's switch for finding reliance on unspecified order).
         conn = self.connection()
-        out = []
+        out: list[list[Any]] = []
         if timeout_ms is not None:
             deadline = time.monotonic() + timeout_ms / 1000
             # SQLite calls this every N VM steps; a non-zero return interrupts the query.
             conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
             max_params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 before SQLite 3.32
-            for g, keys in zip(plan.groups, keys_by_group):
+            for g, keys in zip(plan.groups, keys_by_group, strict=True):
                 # each key binds one parameter per join key, within SQLite's limit per statement
                 step = max(1, min(self.config.read_batch_keys, max_params // len(g.join_keys)))
                 if not keys:

@@ -57,7 +57,7 @@ def encode(tp: Any, value: Any) -> Any:
         return _plain(value)
     if _is_union(tp):
         return encode(_optional_arg(tp), value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = _hints(tp)
         return {f.name: encode(hints[f.name], getattr(value, f.name)) for f in dataclasses.fields(tp)}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -91,7 +91,7 @@ def decode(tp: Any, data: Any, where: str = "registry") -> Any:
         return data
     if _is_union(tp):
         return None if data is None else decode(_optional_arg(tp), data, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _decode_dataclass(tp, data, where)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(data)
@@ -102,7 +102,7 @@ def decode(tp: Any, data: Any, where: str = "registry") -> Any:
             return tuple(decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(data))
         if len(data) != len(args):
             raise ValueError(f"{where}: expected {len(args)} items, got {len(data)}")
-        return tuple(decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, data)))
+        return tuple(decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=True)))
     if origin is dict:
         if _is_named_dataclass(args[1]) and isinstance(data, list):
             items = [decode(args[1], v, f"{where}[{i}]") for i, v in enumerate(data)]

@@ -100,7 +100,7 @@ def _check_unique_names(objs: dict[str, list[Located]], problems: list[Problem])
 
 def _entities(items: list[Located]) -> dict[str, Entity]:
     return {
-        n: Entity(n, tuple(JoinKey(k.name, k.dtype) for k in i.spec.keys()), i.spec.description)
+        n: Entity(n, tuple(JoinKey(k.name, k.dtype) for k in i.spec.keys()), i.spec.description)  # noqa: SIM118 - EntitySpec.keys(): its join keys
         for n, i in _by_name(items).items()
     }
 

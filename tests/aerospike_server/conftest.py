@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import aerospike
 import pytest
 
@@ -54,10 +56,8 @@ def make_client():
 
     yield _make
     for c in clients:
-        try:
+        with contextlib.suppress(Exception):  # already closed
             c.close()
-        except Exception:  # noqa: BLE001 - already closed
-            pass
 
 
 @pytest.fixture

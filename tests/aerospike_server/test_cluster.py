@@ -64,8 +64,8 @@ def test_stopped_node_fails_its_keys_only(cluster, seeded):
     cluster.stop_node(1)
     res = seeded.batch_read(KEYS)
     results = [r.result for r in res.batch_records]
-    assert all((r == 0) == (o != 1) for r, o in zip(results, own))
-    assert {r for r, o in zip(results, own) if o == 1} == {-15}  # client: no response
+    assert all((r == 0) == (o != 1) for r, o in zip(results, own, strict=True))
+    assert {r for r, o in zip(results, own, strict=True) if o == 1} == {-15}  # client: no response
     on_stopped = KEYS[own.index(1)]
     on_live = KEYS[own.index(0)]
     with pytest.raises(ex.AerospikeError) as e:

@@ -20,6 +20,7 @@ from fsplug.testing.aerospike_server import AerospikeTestCluster, AerospikeTestS
 from fsplug.testing.aerospike_server.storage import DEFAULT_TRUNCATE_SECONDS
 
 from .conftest import client_config
+import contextlib
 
 NS = "test"
 EPOCH_MS = 1262304000000  # 2010-01-01 in Unix ms: truncate_lut counts from there
@@ -102,10 +103,8 @@ class Recorder:
     def close(self) -> None:
         self._ls.close()
         for s in self._socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
 
 # -- 1. truncate -----------------------------------------------------------------------------------

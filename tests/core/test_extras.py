@@ -44,9 +44,9 @@ def test_missing_model_libraries_name_the_install_line(monkeypatch, tmp_path, ap
     from fsplug.store import FeatureStore
 
     monkeypatch.setitem(sys.modules, module, None)
-    with FeatureStore(applied_ride_repo) as store:
-        with pytest.raises(ModelDependencyMissingError, match=re.escape("pip install 'fsplug[models]'")) as info:
-            save_model({"weights": [1.0]}, tmp_path / "model.joblib", store=store, service="decline_model_v1")
+    with FeatureStore(applied_ride_repo) as store, \
+            pytest.raises(ModelDependencyMissingError, match=re.escape("pip install 'fsplug[models]'")) as info:
+        save_model({"weights": [1.0]}, tmp_path / "model.joblib", store=store, service="decline_model_v1")
     assert ("scikit-learn" if module == "sklearn" else "joblib") in str(info.value)
     if module == "joblib":
         with pytest.raises(ModelDependencyMissingError, match=re.escape("pip install 'fsplug[models]'")):

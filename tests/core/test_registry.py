@@ -83,7 +83,7 @@ def test_registry_round_trips_and_detects_hand_edits(applied_ride_repo):
 
 def test_missing_registry_says_to_apply(ride_repo):
     with pytest.raises(RegistryError, match="run `fsplug apply` first"):
-        FeatureStore(ride_repo).registry
+        _ = FeatureStore(ride_repo).registry
 
 
 def test_crash_during_write_leaves_old_registry(applied_ride_repo, monkeypatch):

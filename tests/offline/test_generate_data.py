@@ -216,7 +216,7 @@ def test_late_corrections_present_and_later_created_wins(small, name):
         .aggregate([(c, "first") for c in view.columns])
     )
     first_by_key = {(r["driver_id"], r["event_timestamp"]): r for r in earliest.to_pylist()}
-    for k in zip(dups["driver_id"].to_pylist(), dups["event_timestamp"].to_pylist()):
+    for k in zip(dups["driver_id"].to_pylist(), dups["event_timestamp"].to_pylist(), strict=True):
         changed += any(first_by_key[k][f"{c}_first"] != by_key[k][f"{c}_first"] for c in view.columns)
     assert changed > 0  # corrections change values
 

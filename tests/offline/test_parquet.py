@@ -43,7 +43,7 @@ def scan(path, *, keys=("driver_id",), cols=("v",), start=None, end=None, create
 
 
 def as_dict(table: pa.Table, key="driver_id", col="v") -> dict:
-    return dict(zip(table[key].to_pylist(), table[col].to_pylist())) if table is not None else {}
+    return dict(zip(table[key].to_pylist(), table[col].to_pylist(), strict=True)) if table is not None else {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +93,8 @@ def test_empty_directory_is_an_error(tmp_path):
 
 
 def test_directory_is_read_recursively_ignoring_underscore_and_dot_files(tmp_path):
-    t = lambda i: pa.table({"driver_id": [i], "event_timestamp": ts_array([h(i)]), "v": [float(i)]})
+    def t(i):
+        return pa.table({"driver_id": [i], "event_timestamp": ts_array([h(i)]), "v": [float(i)]})
     write(tmp_path / "src" / "2026" / "01" / "part-0.parquet", t(1))
     write(tmp_path / "src" / "2026" / "02" / "part-0.parquet", t(2))
     (tmp_path / "src" / "_SUCCESS").write_text("")
@@ -313,7 +314,7 @@ def test_latest_row_per_entity_with_window_edges(tmp_path):
     out, stats = scan(p, created=None, start=h(1), end=h(9))
     assert as_dict(out) == {1: 15.0, 2: 29.0, 4: 43.0}
     assert stats.entities == 3 and stats.rows_read == 5 and stats.null_key_rows == 0
-    ts = dict(zip(out["driver_id"].to_pylist(), out["event_timestamp"].to_pylist()))
+    ts = dict(zip(out["driver_id"].to_pylist(), out["event_timestamp"].to_pylist(), strict=True))
     assert ts[2] == h(9) - timedelta(microseconds=1)
 
 
@@ -512,16 +513,16 @@ def random_rows(rng, n, n_keys, string_keys=False, two_keys=False):
     ids = rng.integers(0, n_keys, n)
     ts = [
         h(int(x)) + timedelta(microseconds=int(u))
-        for x, u in zip(rng.integers(0, 40, n), rng.integers(0, 3, n))
+        for x, u in zip(rng.integers(0, 40, n), rng.integers(0, 3, n), strict=True)
     ]
     created = [None if rng.random() < 0.2 else h(int(x)) for x in rng.integers(0, 4, n)]
     key = [None if rng.random() < 0.03 else (f"d{i}" if string_keys else int(i)) for i in ids]
     rows = [
         {"driver_id": k, "event_timestamp": t, "created": c, "v": float(i)}
-        for i, (k, t, c) in enumerate(zip(key, ts, created))
+        for i, (k, t, c) in enumerate(zip(key, ts, created, strict=True))
     ]
     if two_keys:
-        for r, z in zip(rows, rng.integers(0, 3, n)):
+        for r, z in zip(rows, rng.integers(0, 3, n), strict=True):
             r["zone"] = ["n", "s", None][z] if rng.random() < 0.05 else ["n", "s"][z % 2]
     return rows
 

@@ -353,7 +353,7 @@ def test_matches_brute_force(tmp_path, seed, ttl):
             "v": float(i),
         }
         for i, (k, t, c) in enumerate(
-            zip(rng.integers(0, n_keys, n_src), when(n_src), rng.integers(0, 3, n_src))
+            zip(rng.integers(0, n_keys, n_src), when(n_src), rng.integers(0, 3, n_src), strict=True)
         )
     ]
     cuts = [0, 1000, 1700, n_src]
@@ -373,7 +373,7 @@ def test_matches_brute_force(tmp_path, seed, ttl):
         )
     ent_rows = [
         {"driver_id": None if rng.random() < 0.02 else int(k), "t": None if rng.random() < 0.01 else t}
-        for k, t in zip(rng.integers(0, n_keys + 5, n_ent), when(n_ent))
+        for k, t in zip(rng.integers(0, n_keys + 5, n_ent), when(n_ent), strict=True)
     ]
     ent = pa.table(
         {

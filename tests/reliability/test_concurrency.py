@@ -284,7 +284,7 @@ def _versions(store, n):
     for i in range(0, n, 10_000):
         d = store.get_online_features(service="ver_svc", entities={"driver_id": list(range(i, min(n, i + 10_000)))})
         d = d.to_dict()
-        assert all(a == b == (None if a is None else int(c)) for a, b, c in zip(d["v1"], d["v2"], d["v3"]))
+        assert all(a == b == (None if a is None else int(c)) for a, b, c in zip(d["v1"], d["v2"], d["v3"], strict=True))
         out.extend(d["v1"])
     return out
 SQLITE_SMALL_BATCHES = ("project: rel\nregistry: data/registry.json\nonline_store:\n  type: sqlite\n"

@@ -209,7 +209,8 @@ def test_dispatch_service_starts_while_the_store_is_down(dispatch_repo):
 def test_slow_server_bounded_latency_and_no_pile_up(tmp_path, child_server):
     srv = child_server
     max_conns = 16
-    repo = build_repo(tmp_path / "repo", aerospike_config(srv.address, TIMEOUTS + f"  max_conns_per_node: {max_conns}\n"))
+    config = aerospike_config(srv.address, TIMEOUTS + f"  max_conns_per_node: {max_conns}\n")
+    repo = build_repo(tmp_path / "repo", config)
     store = FeatureStore(repo)
     store.push("stats", stats_table(IDS, [NOW] * len(IDS)))
     read = lambda: store.get_online_features(features=["stats:a"], entities={"driver_id": IDS})  # noqa: E731
@@ -270,7 +271,7 @@ def test_dead_node_reports_its_keys_and_serves_the_live_nodes(cluster_repo, how)
         store.push("stats", stats_table(ids, [NOW] * len(ids)))
         owners = _owners(cluster, store, ids)
         assert {0, 1, 2} <= set(owners)
-        dead = [i for i, o in zip(ids, owners) if o == 1]
+        dead = [i for i, o in zip(ids, owners, strict=True) if o == 1]
         if how == "stopped":
             cluster.stop_node(1)
         else:
@@ -283,7 +284,7 @@ def test_dead_node_reports_its_keys_and_serves_the_live_nodes(cluster_repo, how)
             st = res.status_names()["a"]
             values = res.to_dict()["a"]
             (errs,) = res.errors
-            for i, owner, status, value, err in zip(ids, owners, st, values, errs):
+            for i, owner, status, value, err in zip(ids, owners, st, values, errs, strict=True):
                 if owner == 1:
                     assert status == "NOT_FOUND" and value == -1  # the declared default
                     assert isinstance(err, StoreUnavailableError if how == "stopped" else StoreTimeoutError), err
@@ -370,7 +371,7 @@ def _source(path, n_entities: int, seed: int) -> list[tuple]:
             t = END - timedelta(seconds=rng.randint(-60, 3000))
             rows.append((e, t, rng.randint(0, 10**6), rng.random()))
     rng.shuffle(rows)
-    ids, ts, a, b = zip(*rows)
+    ids, ts, a, b = zip(*rows, strict=True)
     pq.write_table(stats_table(list(ids), list(ts), a=pa.array(a, pa.int64()), b=pa.array(b),
                                c=pa.array([f"s{x}" for x in a])), path)
     return rows
@@ -406,7 +407,8 @@ def _inject_at(srv, k: int, action):
 
 @pytest.fixture
 def mat_repos(tmp_path, aerospike_server):
-    cfg = f"  write_batch_size: {CHUNK}\n  tend_interval_ms: 250\n  read_total_timeout_ms: 2000\n  read_socket_timeout_ms: 1000\n"
+    cfg = (f"  write_batch_size: {CHUNK}\n  tend_interval_ms: 250\n  read_total_timeout_ms: 2000\n"
+           "  read_socket_timeout_ms: 1000\n")
     faulty = build_repo(tmp_path / "faulty", aerospike_config(aerospike_server.address, cfg))
     clean = build_repo(tmp_path / "clean", aerospike_config(aerospike_server.address, cfg))
     return aerospike_server, faulty, clean

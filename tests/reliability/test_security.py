@@ -66,7 +66,8 @@ def test_fsplug_never_unpickles_evaluates_or_shells_out():
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-                if any((n or "").split(".")[0] in ("pickle", "marshal", "shelve", "dill", "cloudpickle") for n in names):
+                unpicklers = ("pickle", "marshal", "shelve", "dill", "cloudpickle")
+                if any((n or "").split(".")[0] in unpicklers for n in names):
                     problems.append(f"{rel}:{node.lineno}: imports {names}")
         for node, owner, name in _calls(tree):
             where = f"{rel}:{node.lineno}"
@@ -148,7 +149,7 @@ def _leaks(text: str) -> list[str]:
 def _cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **SECRETS, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "fsplug.cli", "--repo", str(repo), *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def _exception_text(exc: BaseException) -> str:
@@ -213,7 +214,7 @@ def test_secrets_stay_out_of_connection_failures_and_driver_logs(tmp_path, secre
     """)
     env = {**os.environ, **SECRETS, "PYTHONPATH": str(ROOT)}
     p = subprocess.run([sys.executable, "-c", code, str(refused), str(tls)], env=env, capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, check=False)
     out = p.stdout + p.stderr
     assert "ERROR StoreUnavailableError" in out and "ERROR StoreError" in out and "CAFile" in out, out
     assert int(out.split("LOG LINES ")[1].split()[0]) > 0  # the driver did log at TRACE
@@ -224,10 +225,10 @@ def test_missing_credential_variable_is_named_not_echoed(tmp_path, monkeypatch):
     monkeypatch.setenv("FSPLUG_REL_USER", SECRETS["FSPLUG_REL_USER"])
     monkeypatch.delenv("FSPLUG_REL_PASSWORD", raising=False)
     repo = build_repo(tmp_path / "repo", aerospike_config(f"127.0.0.1:{_free_port()}", CREDS), apply=False)
-    with FeatureStore(repo) as store:
-        with pytest.raises(ConfigError, match="password_env names the environment variable FSPLUG_REL_PASSWORD, "
-                                              "which is not set") as info:
-            store.apply()
+    with FeatureStore(repo) as store, pytest.raises(
+            ConfigError, match="password_env names the environment variable FSPLUG_REL_PASSWORD, which is not set"
+    ) as info:
+        store.apply()
     assert not _leaks(_exception_text(info.value))
 
 
@@ -255,7 +256,8 @@ def _free_port() -> int:
 # paths
 
 
-@pytest.mark.parametrize("path", ["../outside.parquet", "data/../../outside.parquet", "data/x/../../../outside.parquet"])
+@pytest.mark.parametrize("path", ["../outside.parquet", "data/../../outside.parquet",
+                                  "data/x/../../../outside.parquet"])
 def test_relative_paths_cannot_climb_out_of_the_repo(tmp_path, path):
     (tmp_path / "outside.parquet").write_bytes(b"")
     repo = build_repo(tmp_path / "repo", apply=False)
@@ -344,5 +346,5 @@ def test_test_server_listens_on_loopback_only_and_says_so(child_server):
     assert _listening_addresses(child_server.port) == {"0100007F"}  # the child process's server too
     assert "It listens on 127.0.0.1 only" in aerospike_server.__doc__
     p = subprocess.run([sys.executable, "-m", "fsplug.testing.aerospike_server", "--help"], capture_output=True,
-                       text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                       text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert "listens on 127.0.0.1 only" in " ".join(p.stdout.split())

@@ -221,8 +221,7 @@ def test_push_then_serve_fresh_values(pipeline_repo):
 
 def test_a_join_key_in_request_is_refused(pipeline_repo):
     root, _ = pipeline_repo
-    with FeatureStore(root) as store:
-        with pytest.raises(EntityKeyError, match="driver_id: a join key goes in the keyword arguments"):
-            store.get_feature_vector("decline_model_v1", driver_id=DRIVER_ID_BASE + 1,
-                                     request={"driver_id": DRIVER_ID_BASE + 2, "pickup_distance_km": 1.0,
-                                              "hour_of_day": 3})
+    with FeatureStore(root) as store, \
+            pytest.raises(EntityKeyError, match="driver_id: a join key goes in the keyword arguments"):
+        store.get_feature_vector("decline_model_v1", driver_id=DRIVER_ID_BASE + 1,
+                                 request={"driver_id": DRIVER_ID_BASE + 2, "pickup_distance_km": 1.0, "hour_of_day": 3})

@@ -94,9 +94,9 @@ def test_apply_checks_namespace(tmp_path, server):
     root = _repo(tmp_path, server.address)
     cfg = root / "feature_store.yaml"
     cfg.write_text(cfg.read_text().replace("namespace: test", "namespace: features"))
-    with FeatureStore(root) as store:
-        with pytest.raises(NamespaceNotFoundError, match="'features' does not exist.*it has: test"):
-            store.apply()
+    with FeatureStore(root) as store, \
+            pytest.raises(NamespaceNotFoundError, match="'features' does not exist.*it has: test"):
+        store.apply()
     assert not (root / "data" / "registry.json").exists()
 
 

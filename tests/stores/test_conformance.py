@@ -26,7 +26,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def _fresh_now():
     """NOW is the time of each test, not of the import: data written 55 minutes before NOW must
     still be inside the 1h ttl when it is read, however long the suite has been running."""
-    global NOW
+    global NOW  # noqa: PLW0603 - the module's tests share one NOW, refreshed per test
     NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -88,7 +88,8 @@ def test_round_trip_every_dtype_with_nulls_and_missing(conf_repo):
 def test_statuses_include_outside_max_age(conf_repo):
     now = datetime.now(UTC)  # not the import-time NOW: the 1 minute margin to the 1h ttl must hold at read time
     with FeatureStore(conf_repo) as store:
-        store.push("stats", {"driver_id": [1, 2], "ts": pa.array([now - timedelta(minutes=59), now - timedelta(minutes=61)],
+        store.push("stats", {"driver_id": [1, 2], "ts": pa.array([now - timedelta(minutes=59),
+                                                                 now - timedelta(minutes=61)],
                                                                  pa.timestamp("us", tz="UTC")),
                              "trips": [5, 6], "rate": [0.5, None]})
         res = store.get_online_features(features=["stats:trips", "stats:rate"], entities={"driver_id": [1, 2]})
@@ -102,7 +103,8 @@ def test_views_of_one_entity_are_written_independently(conf_repo):
         store.push("all_types", _all_types_rows([7], NOW - timedelta(minutes=1)))
         store.push("stats", {"driver_id": [7], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
                              "trips": [3], "rate": [0.9]})
-        store.push("stats", {"driver_id": [7], "ts": pa.array([NOW + timedelta(seconds=1)], pa.timestamp("us", tz="UTC")),
+        later = pa.array([NOW + timedelta(seconds=1)], pa.timestamp("us", tz="UTC"))
+        store.push("stats", {"driver_id": [7], "ts": later,
                              "trips": [4], "rate": [0.8]})
         d = store.get_online_features(service="everything", entities={"driver_id": [7]}).to_dict(include_statuses=True)
         assert d["f_int"] == [70] and d["f_str"] == ["drv-7-é"] and d["trips"] == [4] and d["rate"] == [0.8]
@@ -146,7 +148,7 @@ def _random_source(path, n_entities, seed):
         rows.append((e, t, t, 1, 0.1))
         rows.append((e, t, t + timedelta(seconds=1), 2, 0.2))
     rng.shuffle(rows)
-    ids, ts, created, trips, rate = zip(*rows)
+    ids, ts, created, trips, rate = zip(*rows, strict=True)
     pq.write_table(pa.table({
         "driver_id": pa.array(ids, pa.int64()), "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
         "created": pa.array(created, pa.timestamp("us", tz="UTC")),
@@ -157,9 +159,9 @@ def _random_source(path, n_entities, seed):
 def _expected_latest(rows, start, end):
     best = {}
     for e, t, c, trips, rate in rows:
-        if (start is None or t >= start) and t < end:
-            if e not in best or (t, c) >= best[e][:2]:  # equal: the later row in the file wins
-                best[e] = (t, c, trips, rate)
+        # equal (t, c): the later row in the file wins
+        if (start is None or t >= start) and t < end and (e not in best or (t, c) >= best[e][:2]):
+            best[e] = (t, c, trips, rate)
     return best
 
 
@@ -244,7 +246,8 @@ def test_apply_teardown_lifecycle(conf_repo):
     with FeatureStore(conf_repo) as store:
         store.push("stats", {"driver_id": [1], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
                              "trips": [1], "rate": [0.5]})
-        assert store.get_online_features(features=["stats:trips"], entities={"driver_id": [1]}).to_dict()["trips"] == [1]
+        res = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1]})
+        assert res.to_dict()["trips"] == [1]
         store.teardown()
         store.apply()
         res = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1]})

@@ -70,7 +70,8 @@ class AerospikeConfig(StoreConfig):
         description="Record TTL: `never` (default; works with nsup-period 0), `namespace-default`, or a "
                     "duration like 30d. Feature freshness is the view's ttl, checked at read time.")
     read_total_timeout_ms: int = Field(default=50, ge=0, description="Total budget of a batch read, retries included.")
-    read_socket_timeout_ms: int = Field(default=20, ge=0, description="Budget of one read attempt; retries fire inside the total.")
+    read_socket_timeout_ms: int = Field(default=20, ge=0,
+                                        description="Budget of one read attempt; retries fire inside the total.")
     write_total_timeout_ms: int = Field(default=5000, ge=0, description="Total budget of one batch_write chunk.")
     write_socket_timeout_ms: int = Field(default=2000, ge=0, description="Budget of one write attempt.")
     max_retries: int = Field(default=2, ge=0, description="Retries of a read within its total timeout.")
@@ -156,7 +157,7 @@ class AerospikeConfig(StoreConfig):
             return -1
         if self.record_ttl == "namespace-default":
             return 0
-        return int(parse_ttl(self.record_ttl))
+        return parse_ttl(self.record_ttl) or 0  # validated: never None here
 
 
 def parse_host(text: str) -> tuple[Any, ...]:

@@ -8,6 +8,7 @@ timeout. The `aerospike` driver is imported only here and in errors.py, when a s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from typing import Any
@@ -165,7 +166,5 @@ class _ConnectAttempt:
 
 
 def _close_quietly(client: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a broken client must not raise
         client.close()
-    except Exception:  # noqa: BLE001 - closing a broken client must not raise
-        pass

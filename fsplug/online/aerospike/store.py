@@ -1,11 +1,11 @@
 """The Aerospike online store: one record per entity, one bin per feature, one batch read per request.
 
 Layout (see design.md): an entity's record lives in the set `<project>-<entity>` (or the `sets`
-override), so projects sharing a namespace never share records; keyed by its join key value (int or string; composite keys are encoded as
-the compact JSON array of the values, e.g. `[42,"sfo"]`). Every feature view writes its own
-bins plus its timestamp bin `_ts_<view>` (event time in microseconds) into that record, so
-views never clobber each other. Keys are sent with writes (POLICY_KEY_SEND) so records can be
-inspected with standard tools.
+override), so projects sharing a namespace never share records; keyed by its join key value (int
+or string; composite keys are encoded as the compact JSON array of the values, e.g. `[42,"sfo"]`).
+Every feature view writes its own bins plus its timestamp bin `_ts_<view>` (event time in
+microseconds) into that record, so views never clobber each other. Keys are sent with writes
+(POLICY_KEY_SEND) so records can be inspected with standard tools.
 
 Writes are `batch_write`s of bin-level write operations, each guarded by a filter expression
 "timestamp bin missing, or stored timestamp <= this row's": re-running an old
@@ -204,7 +204,7 @@ class AerospikeOnlineStore(OnlineStore):
                          {"total_timeout": max(self.config.read_total_timeout_ms, 1000),
                           "max_retries": self.config.max_retries})
         out = {}
-        for view, rec in zip(views, res.batch_records):
+        for view, rec in zip(views, res.batch_records, strict=True):
             if rec.result == OK and rec.record is not None and rec.record[2].get("state") is not None:
                 out[view] = rec.record[2]["state"]
             elif rec.result not in (OK, KEY_NOT_FOUND):
@@ -253,11 +253,11 @@ class AerospikeOnlineStore(OnlineStore):
         guard = self._guard(view.timestamp_bin)
         slot = next(i for i, t in enumerate(guard) if isinstance(t[2], dict) and t[2].get("val") == _PLACEHOLDER)
         ttl = self.config.ttl_seconds()
-        columns = [_to_aerospike(f.dtype, col) for f, col in zip(view.features, batch.columns)]
-        bins = [f.bin for f in view.features] + [view.timestamp_bin]
+        columns = [_to_aerospike(f.dtype, col) for f, col in zip(view.features, batch.columns, strict=True)]
+        bins = [f.bin for f in view.features]
         ts_list = batch.event_ts_us.tolist() if hasattr(batch.event_ts_us, "tolist") else list(batch.event_ts_us)
         key_cols = [k.tolist() if hasattr(k, "tolist") else list(k) for k in batch.keys]
-        keys = [encode_key(t) for t in zip(*key_cols)]
+        keys = [encode_key(t) for t in zip(*key_cols, strict=True)]
         write_op = aerospike.OPERATOR_WRITE
         send_key = aerospike.POLICY_KEY_SEND
         written = 0
@@ -267,7 +267,7 @@ class AerospikeOnlineStore(OnlineStore):
             recs = []
             for i in range(start, min(n, start + step)):
                 ts = ts_list[i]
-                ops = [{"op": write_op, "bin": b, "val": col[i]} for b, col in zip(bins, columns)]
+                ops = [{"op": write_op, "bin": b, "val": col[i]} for b, col in zip(bins, columns, strict=True)]
                 ops.append({"op": write_op, "bin": view.timestamp_bin, "val": ts})
                 expr = list(guard)
                 t = expr[slot]
@@ -305,7 +305,7 @@ class AerospikeOnlineStore(OnlineStore):
         _, sets, bins = hit
         ns = self.config.namespace
         keys: list[tuple[Any, ...]] = []
-        for g, s, group_keys in zip(plan.groups, sets, keys_by_group):
+        for g, s, group_keys in zip(plan.groups, sets, keys_by_group, strict=True):
             if len(g.join_keys) == 1:
                 col = group_keys.columns[0] if type(group_keys) is KeyList else [k[0] for k in group_keys]
                 keys += [(ns, s, k) for k in col]
@@ -381,11 +381,13 @@ class AerospikeOnlineStore(OnlineStore):
         """
         keys, bins = self._keys(plan, keys_by_group)
         recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms, partial=True)
-        out, errors = [], []
+        out: list[list[Any]] = []
+        errors: list[list[Any]] = []
         seen: dict[int, StoreError] = {}  # one error instance per result code
         pos = 0
         for group_keys in keys_by_group:
-            rows, errs = [], []
+            rows: list[Any] = []
+            errs: list[StoreError | None] = []
             for r in recs[pos:pos + len(group_keys)]:
                 if r.result == OK:
                     rows.append(r.record[2])

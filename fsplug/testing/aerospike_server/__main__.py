@@ -49,13 +49,16 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    server: AerospikeTestCluster | AerospikeTestServer
     if args.nodes > 1:
         ports = [args.port + i for i in range(args.nodes)] if args.port else None
-        server = AerospikeTestCluster(args.nodes, namespaces, ports=ports, **kw).start()
-        ports_text = ";".join(str(p) for p in server.ports)
+        cluster = AerospikeTestCluster(args.nodes, namespaces, ports=ports, **kw).start()
+        ports_text = ";".join(str(p) for p in cluster.ports)
+        server = cluster
     else:
-        server = AerospikeTestServer(namespaces, port=args.port, **kw).start()
-        ports_text = str(server.port)
+        single = AerospikeTestServer(namespaces, port=args.port, **kw).start()
+        ports_text = str(single.port)
+        server = single
     print(f"fsplug Aerospike test server: port {ports_text}, namespaces "
           f"{','.join(map(str, namespaces))}, listening on 127.0.0.1 only", flush=True)
     if args.control:

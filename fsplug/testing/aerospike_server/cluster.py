@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from fsplug.testing.aerospike_server.server import AerospikeTestServer, build_namespaces
 from fsplug.testing.aerospike_server.storage import Clock
 
@@ -38,7 +40,7 @@ class AerospikeTestCluster:
         self.cluster_key = "C1A55E7C1A55"
         self.peers_generation = 1
         self._n = nodes
-        self._owned = [range(i, 4096, nodes) for i in range(nodes)]
+        self._owned: list[Collection[int]] = [range(i, 4096, nodes) for i in range(nodes)]
         self._dropped: set[int] = set()
         self.nodes = [
             AerospikeTestServer(port=(ports[i] if ports else 0), cluster_name=cluster_name,
@@ -66,7 +68,7 @@ class AerospikeTestCluster:
     def _assign(self) -> None:
         """Original ownership (p % nodes), with dropped nodes' partitions spread over the rest."""
         live = [i for i in range(self._n) if i not in self._dropped]
-        owned = [[] for _ in range(self._n)]
+        owned: list[list[int]] = [[] for _ in range(self._n)]
         for p in range(4096):
             home = p % self._n
             owned[home if home not in self._dropped else live[p % len(live)]].append(p)

@@ -288,19 +288,19 @@ class Engine:
         created = rec is None
         if created and must_not_create:
             return NOT_FOUND
-        cur_gen = 0 if created else rec.generation
-        cur_vt = 0 if created else rec.void_time
+        cur_gen = 0 if rec is None else rec.generation
+        cur_vt = 0 if rec is None else rec.void_time
         if info2 & P.INFO2_CREATE_ONLY and not created:
             return Outcome(P.AS_ERR_RECORD_EXISTS, cur_gen, cur_vt)
         if not _generation_ok(cur_gen, info2, generation):
             return Outcome(P.AS_ERR_GENERATION, cur_gen, cur_vt)
-        if not created and rec.set_name != set_name:
+        if rec is not None and rec.set_name != set_name:
             # The server checks the message's set name against the record's on every update
             # (no set in the message for a record in a set is a mismatch too).
             return Outcome(P.AS_ERR_PARAMETER, cur_gen, cur_vt)
         if filt is not None and not created and not self._passes(filt, rec, digest):
             return Outcome(P.AS_ERR_FILTERED_OUT, cur_gen, cur_vt)
-        stored_key = None if created else rec.key
+        stored_key = None if rec is None else rec.key
         if key_b is not None and len(key_b):
             key_b = bytes(key_b)
             if stored_key is not None and stored_key != key_b:
@@ -313,7 +313,7 @@ class Engine:
         if ns.ttl_is_disallowed(ttl):
             return Outcome(P.AS_ERR_FORBIDDEN, cur_gen, cur_vt)
 
-        bins = {} if (created or is_replace) else dict(rec.bins)
+        bins = {} if (rec is None or is_replace) else dict(rec.bins)
         resp = []
         for o in ops:
             op = o.op
@@ -364,7 +364,7 @@ class Engine:
             return Outcome(P.AS_OK, 0, 0, resp)
 
         # The last-update time has the real node's resolution: whole milliseconds.
-        new = Record(rec.set_name if not created else set_name, stored_key, bins,
+        new = Record(set_name if rec is None else rec.set_name, stored_key, bins,
                      (cur_gen % 0xFFFF) + 1, ns.void_time_for(ttl, rec), self.clock.now_ms())
         if new.flat_size() + END_MARK > ns.max_record_size:
             return Outcome(P.AS_ERR_RECORD_TOO_BIG, cur_gen, cur_vt)

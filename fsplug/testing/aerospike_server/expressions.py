@@ -24,6 +24,7 @@ with a float literal, a malformed tree, ``DigestMod(0)``) raises :class:`ExpErro
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from fsplug.testing.aerospike_server import msgpack
 from fsplug.testing.aerospike_server.protocol import (
@@ -79,7 +80,7 @@ class EvalContext:
         self.digest = digest
         self.now_cl = now_cl  # seconds since the citrusleaf epoch
         self.now_ms = now_ms  # ms since the Unix epoch
-        self._cache = {}
+        self._cache: dict[Any, Any] = {}
 
     def bin(self, name: str):
         """(particle type, python value) of a bin, or None when absent."""

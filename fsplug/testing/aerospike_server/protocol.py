@@ -253,6 +253,8 @@ class Op:
         return (isinstance(other, Op) and self.op == other.op and self.ptype == other.ptype
                 and self.name == other.name and bytes(self.value) == bytes(other.value))
 
+    __hash__ = None  # type: ignore[assignment]  # compared by value and mutable: never a dict key
+
     def __repr__(self):
         return (f"Op({OP_NAMES.get(self.op, self.op)}, {PARTICLE_NAMES.get(self.ptype, self.ptype)}, "
                 f"{self.name!r}, {bytes(self.value)!r})")

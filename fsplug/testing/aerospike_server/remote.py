@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import threading
+import contextlib
 
 
 class RemoteError(RuntimeError):
@@ -140,20 +141,16 @@ class RemoteServer(RemoteNode):
     def stop(self, timeout: float = 10) -> None:
         """End the child process (closing stdin makes it stop its server and exit)."""
         if self._proc.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 self._proc.stdin.close()
-            except OSError:
-                pass
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(timeout)
         for f in (self._proc.stdout,):
-            try:
+            with contextlib.suppress(OSError):
                 f.close()
-            except OSError:
-                pass
 
     close = stop
 
@@ -180,6 +177,7 @@ def spawn_server(namespaces=("test",), *, nodes: int = 1, port: int = 0, nsup_pe
         cmd += ["--truncate-seconds", str(truncate_seconds)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None  # stdout=PIPE
     line = proc.stdout.readline()
     if "listening on 127.0.0.1 only" not in line:
         proc.kill()

@@ -16,6 +16,7 @@ from fsplug.testing.aerospike_server.info import InfoHandler
 from fsplug.testing.aerospike_server.storage import (
     DEFAULT_MAX_RECORD_SIZE, DEFAULT_TRUNCATE_SECONDS, Clock, Namespace,
 )
+import contextlib
 
 log = logging.getLogger("fsplug.testing.aerospike_server")
 
@@ -47,8 +48,8 @@ def build_namespaces(namespaces, clock: Clock, *, nsup_period=None, default_ttl=
         namespaces = [namespaces]
     items = namespaces.items() if isinstance(namespaces, dict) else ((n, {}) for n in namespaces)
     out = {}
-    for name, settings in items:
-        settings = dict(settings or {})
+    for name, given in items:
+        settings = dict(given or {})
         unknown = set(settings) - _NS_KEYS
         if unknown:
             raise ValueError(f"unknown namespace setting(s) for {name!r}: {sorted(unknown)}")
@@ -71,10 +72,8 @@ class _Conn:
     def close(self):
         if not self.closed:
             self.closed = True
-            try:
+            with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class AerospikeTestServer:
@@ -104,7 +103,7 @@ class AerospikeTestServer:
         self.engine = Engine(self.namespaces, self._clock, durable_delete=durable_delete)
         self._info = InfoHandler(self)
         self._lock = threading.Lock()
-        self._stats = Counter()
+        self._stats: Counter[str] = Counter()
         self._conns: set[_Conn] = set()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
@@ -229,10 +228,8 @@ class AerospikeTestServer:
     def _close_listener(self) -> None:
         ls, self._listener = self._listener, None
         if ls is not None:
-            try:
+            with contextlib.suppress(OSError):
                 ls.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             ls.close()
 
     def _accept_loop(self) -> None:
@@ -390,10 +387,8 @@ class AerospikeTestServer:
             log.exception("aerospike test server: error serving a connection")
         finally:
             conn.closed = True
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
             with self._lock:
                 self._conns.discard(conn)
 
