@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fsplug.errors import FsplugError, StoreError
-from fsplug.plan import FieldStatus
+from fsplug.result import FieldStatus
 from fsplug.serving import Predictor
 from fsplug.store import FeatureStore
 

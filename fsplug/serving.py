@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from fsplug.errors import ModelIntegrityError, ModelSignatureError, UserInputError
-from fsplug.plan import FieldStatus, RetrievalPlan
+from fsplug.plan import RetrievalPlan
+from fsplug.result import FieldStatus
 
 if TYPE_CHECKING:
     from fsplug.store import FeatureStore
@@ -65,10 +66,12 @@ def signature_for(plan: RetrievalPlan) -> tuple[tuple[str, str, str, Any], ...]:
 def fill_defaults(plan: RetrievalPlan, matrix: np.ndarray) -> np.ndarray:
     """NaNs replaced by each column's declared default (NaN stays where there is none).
 
-    Training uses this on point-in-time data so that models see the same filling as serving.
+    `matrix` is (n, columns) in plan order; returns a new float64 matrix. Training uses this on
+    point-in-time data so that models see the same filling as serving (`RetrievalPlan.kernel.numbers`,
+    the defaults `OnlineResult.to_numpy` fills).
     """
     out = np.array(matrix, dtype=np.float64, copy=True)
-    defaults = plan._defaults
+    defaults = plan.kernel.numbers
     mask = np.isnan(out) & ~np.isnan(defaults)
     out[mask] = np.broadcast_to(defaults, out.shape)[mask]
     return out

@@ -17,8 +17,9 @@ import numpy as np
 from fsplug.config import LoadedConfig, load_config
 from fsplug.definitions import load_repo_definitions
 from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
-from fsplug.plan import OnlineResult, RetrievalPlan, compile_plan, now_us
+from fsplug.plan import RetrievalPlan, compile_plan, now_us
 from fsplug.registry import Registry, RegistryDiff, RegistryStore, ViewState, compile_repo, diff
+from fsplug.result import OnlineResult
 
 if TYPE_CHECKING:
     from fsplug.online.base import OnlineStore
@@ -202,7 +203,7 @@ class FeatureStore:
             rows, errors = store.read_partial(plan, keys, timeout_ms)
         else:
             rows = store.read(plan, keys, timeout_ms) if plan.groups else []
-        return OnlineResult(plan, rows, request, n, now_us(), store.row_mapping, errors)
+        return OnlineResult(plan, rows, request, n, now_us(), errors)
 
     def get_feature_vector(self, service: str, request: Mapping[str, Any] | None = None,
                            timeout_ms: int | None = None, **entity_key: Any) -> FeatureVector:
@@ -237,13 +238,12 @@ class FeatureStore:
             cols.update({k: (v,) for k, v in request.items()})
         keys = plan.keys_by_group(cols, 1)
         req = plan.request_values(cols, 1)
-        mapping = store.row_mapping
         if row is not _UNREAD:
-            rows, mapping = [[row]], False  # read_one gives tuples
+            rows = [[row]]
         else:
             rows = store.read(plan, keys, timeout_ms) if plan.groups else []
         # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
-        values, statuses = plan.vector(rows, req, now_us(), mapping)
+        values, statuses = plan.vector(rows, req, now_us())
         return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)
 
     def _service_plan(self, service: str) -> RetrievalPlan:

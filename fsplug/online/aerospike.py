@@ -247,7 +247,6 @@ class AerospikeOnlineStore(OnlineStore):
 
     config_model = AerospikeConfig
     capabilities = Capabilities(max_read_batch=5000, conditional_writes=True, record_ttl=True, partial_results=True)
-    row_mapping = True
     config: AerospikeConfig
 
     def __init__(self, config: AerospikeConfig, repo_root: Path):
@@ -574,11 +573,12 @@ class AerospikeOnlineStore(OnlineStore):
         recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms)
         out = []
         pos = 0
-        for group_keys in keys_by_group:
+        for g, group_keys in zip(plan.groups, keys_by_group, strict=True):
             rows = []
+            group_bins = g.bins
             for r in recs[pos:pos + len(group_keys)]:
-                if r.result == OK:
-                    rows.append(r.record[2])
+                if r.result == OK:  # the record's bins -> a tuple aligned to the group's bins
+                    rows.append(tuple(map(r.record[2].get, group_bins)))
                 elif r.result == KEY_NOT_FOUND:
                     rows.append(None)
                 else:
@@ -600,11 +600,12 @@ class AerospikeOnlineStore(OnlineStore):
         out, errors = [], []
         seen: dict[int, StoreError] = {}  # one error instance per result code
         pos = 0
-        for group_keys in keys_by_group:
+        for g, group_keys in zip(plan.groups, keys_by_group, strict=True):
             rows, errs = [], []
+            group_bins = g.bins
             for r in recs[pos:pos + len(group_keys)]:
-                if r.result == OK:
-                    rows.append(r.record[2])
+                if r.result == OK:  # the record's bins -> a tuple aligned to the group's bins
+                    rows.append(tuple(map(r.record[2].get, group_bins)))
                     errs.append(None)
                 else:
                     rows.append(None)

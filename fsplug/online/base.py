@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 from fsplug.errors import ConfigError
 from fsplug.definitions import did_you_mean
+from fsplug.request import KeyList  # re-exported: stores import it from here
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,41 +75,6 @@ class WriteBatch:
         return len(self.event_ts_us)
 
 
-class KeyList(Sequence[tuple[Any, ...]]):
-    """The key tuples of one entity group, held as columns (one list per join key).
-
-    It is a sequence of tuples like any other, so a store may simply iterate it; `columns` and
-    `flat()` give stores the keys without building a tuple per key.
-    """
-
-    __slots__ = ("columns",)
-
-    def __init__(self, columns: Sequence[Sequence[Any]]):
-        self.columns = columns
-
-    def __len__(self) -> int:
-        return len(self.columns[0])
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return KeyList([c[i] for c in self.columns])
-        return tuple(c[i] for c in self.columns)
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return zip(*self.columns)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    def __repr__(self) -> str:
-        return f"KeyList({list(self)!r})"
-
-    def flat(self) -> list[Any]:
-        """Every key's values, key after key (as one statement binds them)."""
-        cols = self.columns
-        return list(cols[0]) if len(cols) == 1 else list(chain.from_iterable(zip(*cols)))
-
-
 def flat_keys(keys: Sequence[tuple[Any, ...]]) -> list[Any]:
     """Key values key after key, from a KeyList or any sequence of key tuples."""
     return keys.flat() if type(keys) is KeyList else list(chain.from_iterable(keys))
@@ -148,20 +114,16 @@ class OnlineStore(ABC):
 
         `keys_by_group[i]` holds the key tuples of `plan.groups[i]` (a KeyList, or any sequence of
         tuples). Returns, per group, one row per key in key order: None (or a tuple of Nones) when the
-        entity has no record, else a tuple aligned to `group.bins` (None for nulls) or, when
-        `row_mapping` is True, a mapping bin -> value (missing = null).
+        entity has no record, else a tuple aligned to `group.bins` (None for nulls).
         """
 
     def read_one(self, plan: "RetrievalPlan", key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
         """The row of one key of a single-group plan (get_feature_vector's path): None or a tuple aligned
-        to the group's bins, also for stores whose `read` returns mappings.
+        to the group's bins.
 
         Stores override it where one key can be read more cheaply than through `read`.
         """
-        row = self.read(plan, [[key]], timeout_ms)[0][0]
-        if self.row_mapping and row is not None:
-            row = tuple(map(row.get, plan.groups[0].bins))
-        return row
+        return self.read(plan, [[key]], timeout_ms)[0][0]
 
     def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
                      timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
@@ -170,9 +132,6 @@ class OnlineStore(ABC):
         Only for stores whose `capabilities.partial_results` is True.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support partial results")
-
-    row_mapping: ClassVar[bool] = False
-    """True when `read` returns mappings bin -> value instead of tuples."""
 
     @abstractmethod
     def teardown(self, registry: "Registry") -> list[str]:

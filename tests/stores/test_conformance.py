@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fsplug.errors import SourceDataError, StoreError
-from fsplug.plan import FieldStatus
+from fsplug.result import FieldStatus
 from fsplug.store import FeatureStore
 
 UTC = timezone.utc
