@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from operator import itemgetter
+from itertools import repeat
+from operator import ge, is_, itemgetter, ne, sub
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -43,12 +44,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 def view_status(ts: Any, ttl_us: float, now_us: int) -> int:
     """The status of every value of one view's record: NOT_FOUND (no record, no or a NaN event time),
-    OUTSIDE_MAX_AGE (now - ts > ttl), or 0 when the view serves its values."""
+    OUTSIDE_MAX_AGE (now - ts > ttl), or 0 when the view serves its values (ts >= now - ttl)."""
     if ts is None or ts != ts:  # no time (or another writer's NaN)
         return NOT_FOUND
-    if now_us - ts > ttl_us:
-        return OUTSIDE_MAX_AGE
-    return 0
+    return 0 if ts >= now_us - ttl_us else OUTSIDE_MAX_AGE
 
 
 def column_status(view_code: int, value: Any) -> int:
@@ -90,6 +89,9 @@ _ARRAY_NULL: dict[DType, Any] = {
 }
 
 
+_PYTHON_NUMBER: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float, DType.BOOL: bool}
+
+
 def timestamp_us(text: str | datetime) -> int:
     """UTC microseconds of an ISO timestamp (or datetime); naive means UTC, an offset is applied."""
     t = text if isinstance(text, datetime) else datetime.fromisoformat(text)
@@ -112,8 +114,9 @@ def make_default(dtype: DType, declared: Any) -> Default:
     if dtype is DType.FLOAT64_LIST:
         vals = [float(x) for x in declared]
         return Default(declared, vals, vals, math.nan, np.array(vals, dtype=np.float64))
-    if dtype.is_numeric:
-        return Default(declared, declared, declared, float(declared), declared)
+    if dtype.is_numeric:  # the dtype's Python type (a float column's `default: -1` serves -1.0)
+        value = _PYTHON_NUMBER[dtype](declared)
+        return Default(declared, value, value, float(value), value)
     return Default(declared, declared, declared, math.nan, declared)
 
 
@@ -205,13 +208,17 @@ class FastVector:
     ttls: tuple[float, ...]  # per view: its ttl (us)
     view_columns: tuple[tuple[int, ...], ...]  # per view: its columns' positions in stored order
     served: tuple[int, ...]  # the view codes when every view serves
-    combos: dict  # view codes -> (values picker over values + defaults, statuses array), filled on use
+    combos: dict  # (view codes, None mask, NaN mask) -> (picker over values + defaults, statuses), filled on use
+    nones: tuple[None, ...]  # one None per stored column (for the C-level None mask)
     defaults: tuple[float, ...]  # per stored column: Default.number
     request: tuple[tuple[str, frozenset[type], Any], ...]  # per request column: (name, plain types, default)
     request_positions: tuple[int, ...]  # per request column: its output position
     perm: Any  # None, or stored-then-request order -> output order
     empty_row: tuple[None, ...]  # the row of an entity the store does not have
     present: np.ndarray  # all PRESENT statuses (copy it per call)
+
+
+_MAX_COMBOS = 4096  # row states `fast_values` keeps a recipe for (cleared when full)
 
 
 def _tuple_getter(indexes: Sequence[int]) -> Any:
@@ -313,9 +320,10 @@ class Kernel:
                                for vi in range(len(g.views))),
             served=(0,) * len(g.views),
             combos={},
+            nones=(None,) * len(stored),
             defaults=tuple(self.columns[i].default.number for i in stored),
             request=tuple((self.columns[i].request_name, PLAIN_TYPES.get(self.columns[i].dtype, frozenset()),
-                           self.columns[i].default.declared) for i in request),
+                           self.columns[i].default.python) for i in request),
             request_positions=tuple(request),
             perm=perm,
             empty_row=(None,) * g.width,
@@ -346,32 +354,40 @@ class Kernel:
         if row is None:
             row = fast.empty_row
         vals = fast.getter(row)
-        if None in vals or (total := sum(vals)) != total:  # a null or NaN value: the general one-row form
-            return self.vector(((row,),), dict(zip(fast.request_positions, ([v] for v in req))), now_us)
-        codes = tuple([view_status(ts, ttl, now_us) for ts, ttl in zip(fast.ts_getter(row), fast.ttls)])
-        if codes == fast.served:
-            vals = (*vals, *req)
-            return (vals if fast.perm is None else fast.perm(vals)), None
-        # some views not served: their columns take defaults (one cached C-level pick per view state)
-        pick, sts = fast.combos.get(codes) or self._fast_combo(codes)
+        ts = fast.ts_getter(row)
+        # every view serves (view_status 0: ts >= now - ttl, False for NaN), checked in C-level calls
+        if None not in ts and all(map(ge, ts, map(sub, repeat(now_us), fast.ttls))):
+            if None not in vals and (total := sum(vals)) == total:  # no null, no NaN: the common case
+                vals = (*vals, *req)
+                return (vals if fast.perm is None else fast.perm(vals)), None
+            codes = fast.served
+        else:
+            codes = tuple(map(view_status, ts, fast.ttls, repeat(now_us)))
+        # some values not served: one cached C-level pick (and statuses array) per state of the row
+        state = (codes, tuple(map(is_, vals, fast.nones)), tuple(map(ne, vals, vals)))
+        pick, sts = fast.combos.get(state) or self._fast_combo(state)
         vals = (*pick(vals + fast.defaults), *req)
         return (vals if fast.perm is None else fast.perm(vals)), sts
 
-    def _fast_combo(self, codes: tuple[int, ...]) -> tuple[Any, np.ndarray]:
-        """For `fast_values`: which stored values to keep or replace by defaults, and the statuses,
-        for one combination of view codes and no null value (built once per combination)."""
+    def _fast_combo(self, state: tuple[tuple[int, ...], tuple[bool, ...], tuple[bool, ...]]
+                    ) -> tuple[Any, np.ndarray]:
+        """For `fast_values`: which stored values to keep or replace by defaults, and the statuses, for
+        one state of a row (per view its code; per value whether it is None, whether it is NaN)."""
         fast = self.fast
         assert fast is not None
+        codes, nones, nans = state
         n = len(fast.defaults)
         src = list(range(n))  # index into values + defaults
         st = [PRESENT] * len(self.columns)
         for code, idxs in zip(codes, fast.view_columns, strict=True):
             for j in idxs:
-                st[j] = column_status(code, 0.0)
+                st[j] = column_status(code, None if nones[j] else math.nan if nans[j] else 0.0)
                 if st[j] != PRESENT:
                     src[j] = n + j
         combo = (_tuple_getter(src), np.array(fast.perm(st) if fast.perm is not None else st, dtype=np.uint8))
-        fast.combos[codes] = combo
+        if len(fast.combos) >= _MAX_COMBOS:
+            fast.combos.clear()
+        fast.combos[state] = combo
         return combo
 
     # ---- many rows -------------------------------------------------------------------------------

@@ -106,8 +106,8 @@ def request_values(plan: "RetrievalPlan", entities: Mapping[str, Sequence[Any]],
             if set(map(type, vals)) <= plain:  # plain values of the right kind: as given
                 out[i] = vals
                 continue
-        elif c.default.declared is not None:
-            out[i] = [c.default.declared] * n  # checked against the dtype when the repo was compiled
+        elif c.default.python is not None:
+            out[i] = [c.default.python] * n  # checked against the dtype when the repo was compiled
             continue
         else:
             col = plan.columns[i]
