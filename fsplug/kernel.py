@@ -89,7 +89,8 @@ _ARRAY_NULL: dict[DType, Any] = {
 }
 
 
-_PYTHON_NUMBER: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float, DType.BOOL: bool}
+_PYTHON_NUMBER: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float,
+                                   DType.BOOL: bool}
 
 
 def timestamp_us(text: str | datetime) -> int:
@@ -208,7 +209,7 @@ class FastVector:
     ttls: tuple[float, ...]  # per view: its ttl (us)
     view_columns: tuple[tuple[int, ...], ...]  # per view: its columns' positions in stored order
     served: tuple[int, ...]  # the view codes when every view serves
-    combos: dict  # (view codes, None mask, NaN mask) -> (picker over values + defaults, statuses), filled on use
+    combos: dict  # (view codes, None mask, NaN mask) -> (picker over values + defaults, statuses)
     nones: tuple[None, ...]  # one None per stored column (for the C-level None mask)
     defaults: tuple[float, ...]  # per stored column: Default.number
     request: tuple[tuple[str, frozenset[type], Any], ...]  # per request column: (name, plain types, default)

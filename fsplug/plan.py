@@ -97,10 +97,10 @@ class RetrievalPlan:
     @cached_property
     def kernel(self) -> Kernel:
         """The rules turning this plan's rows into values, statuses and defaults (fsplug.kernel)."""
-        cols = [ColumnSpec(c.name, c.dtype, make_default(c.dtype, c.default), c.group, c.bin_index, c.view_index,
-                           c.feature if c.is_request else None) for c in self.columns]
-        groups = [GroupSpec(len(g.bins), tuple(ViewSpec(v.name, v.ts_index, v.ttl_us) for v in g.views), g.numeric)
-                  for g in self.groups]
+        cols = [ColumnSpec(c.name, c.dtype, make_default(c.dtype, c.default), c.group, c.bin_index,
+                           c.view_index, c.feature if c.is_request else None) for c in self.columns]
+        groups = [GroupSpec(len(g.bins), tuple(ViewSpec(v.name, v.ts_index, v.ttl_us) for v in g.views),
+                            g.numeric) for g in self.groups]
         kernel = Kernel(cols, groups)
         if len(self.groups) == 1 and len(self.groups[0].join_keys) == 1:
             g = self.groups[0]
@@ -136,7 +136,8 @@ class RetrievalPlan:
             lines.append(f"  read entity {g.entity!r} (set/table {g.set_name!r}; keys {keys})")
             lines.append(f"    bins: {', '.join(g.bins)}")
             for v in g.views:
-                ttl = "never stale" if v.ttl_us == NEVER_STALE else f"ttl {_fmt_seconds(int(v.ttl_us) // 1_000_000)}"
+                ttl = ("never stale" if v.ttl_us == NEVER_STALE
+                       else f"ttl {_fmt_seconds(int(v.ttl_us) // 1_000_000)}")
                 lines.append(f"    view {v.name}: timestamp bin {v.timestamp_bin}, {ttl}")
         lines.append("  output columns:")
         for i, c in enumerate(self.columns):

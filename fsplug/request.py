@@ -90,7 +90,8 @@ def keys_by_group(plan: "RetrievalPlan", entities: Mapping[str, Sequence[Any]], 
     return out
 
 
-def request_values(plan: "RetrievalPlan", entities: Mapping[str, Sequence[Any]], n: int) -> dict[int, list[Any]]:
+def request_values(plan: "RetrievalPlan", entities: Mapping[str, Sequence[Any]],
+                   n: int) -> dict[int, list[Any]]:
     """Validated request-time feature values of `plan`, by output column position.
 
     A missing column takes the feature's default; raises RequestFeatureError when it has none,

@@ -207,7 +207,8 @@ def event_times(plan, rows, n):
             vals = []
             for k in range(n):
                 ts = None if grows[k] is None else grows[k][v.ts_index]
-                vals.append(np.datetime64("NaT", "us") if ts is None or _isnan(ts) else np.datetime64(int(ts), "us"))
+                missing = ts is None or _isnan(ts)
+                vals.append(np.datetime64("NaT", "us") if missing else np.datetime64(int(ts), "us"))
             out[v.name] = vals
     return out
 
@@ -249,7 +250,8 @@ def _event_time(ttl_us):
 
 @st.composite
 def group_rows(draw, plan, g, n):
-    dtypes = {c.bin_index: c.dtype.value for c in plan.columns if not c.is_request and plan.groups[c.group] is g}
+    dtypes = {c.bin_index: c.dtype.value for c in plan.columns
+              if not c.is_request and plan.groups[c.group] is g}
     ts_ttl = {v.ts_index: v.ttl_us for v in g.views}
     rows = []
     for _ in range(n):
@@ -269,8 +271,9 @@ def reads(draw, plan, max_n=5):
     request = {}
     for i, c in enumerate(plan.columns):
         if c.is_request:
-            kind = {"float64": st.floats(-100, 100), "int64": st.integers(-50, 50), "string": st.text(max_size=2)}
-            request[i] = draw(st.lists(kind[c.dtype.value], min_size=n, max_size=n))
+            kind = {"float64": st.floats(-100, 100), "int64": st.integers(-50, 50),
+                    "string": st.text(max_size=2)}[c.dtype.value]
+            request[i] = draw(st.lists(kind, min_size=n, max_size=n))
     return rows, request, n
 
 
@@ -344,8 +347,8 @@ def _item(a):
     return a
 
 
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=120, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 @SETTINGS
@@ -372,7 +375,8 @@ def test_fast_plan_every_form_and_fast_values_match_the_reference(plans, data):
         out = plan.fast_values(rows[0][k], req, NOW)
         assert out is not None
         values, sts = out
-        got = np.full(len(plan.columns), FieldStatus.PRESENT, np.uint8) if sts is None else np.array(sts, np.uint8)
+        all_present = np.full(len(plan.columns), FieldStatus.PRESENT, np.uint8)
+        got = all_present if sts is None else np.array(sts, np.uint8)
         np.testing.assert_array_equal(got, statuses[k])
         np.testing.assert_array_equal(np.array(values, dtype=np.float64), numbers[k])
 
