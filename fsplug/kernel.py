@@ -20,8 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import repeat
-from operator import ge, is_, itemgetter, ne, sub
+from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -205,15 +204,12 @@ class FastVector:
     key: str  # the single join key
     key_type: type  # int or str
     getter: Any  # row -> the stored columns' values, in stored order
-    ts_getter: Any  # row -> per view: its event time
-    ttls: tuple[float, ...]  # per view: its ttl (us)
-    view_columns: tuple[tuple[int, ...], ...]  # per view: its columns' positions in stored order
+    views: tuple[tuple[int, float], ...]  # per view: (its event time's index in the row, its ttl in us)
+    value_views: tuple[int, ...]  # per stored column: its view's index
     served: tuple[int, ...]  # the view codes when every view serves
-    combos: dict  # (view codes, None mask, NaN mask) -> (picker over values + defaults, statuses)
-    nones: tuple[None, ...]  # one None per stored column (for the C-level None mask)
+    combos: dict  # view codes -> (picker over values + defaults, statuses array), filled on use
     defaults: tuple[float, ...]  # per stored column: Default.number
     request: tuple[tuple[str, frozenset[type], Any], ...]  # per request column: (name, plain types, default)
-    request_positions: tuple[int, ...]  # per request column: its output position
     perm: Any  # None, or stored-then-request order -> output order
     empty_row: tuple[None, ...]  # the row of an entity the store does not have
     present: np.ndarray  # all PRESENT statuses (copy it per call)
@@ -315,17 +311,13 @@ class Kernel:
             key=key,
             key_type=key_type,
             getter=_tuple_getter([self.columns[i].value_index for i in stored]),
-            ts_getter=_tuple_getter([v.ts_index for v in g.views]) if g.views else (lambda row: ()),
-            ttls=tuple(v.ttl_us for v in g.views),
-            view_columns=tuple(tuple(j for j, i in enumerate(stored) if self.columns[i].view == vi)
-                               for vi in range(len(g.views))),
+            views=tuple((v.ts_index, v.ttl_us) for v in g.views),
+            value_views=tuple(self.columns[i].view for i in stored),
             served=(0,) * len(g.views),
             combos={},
-            nones=(None,) * len(stored),
             defaults=tuple(self.columns[i].default.number for i in stored),
             request=tuple((self.columns[i].request_name, PLAIN_TYPES.get(self.columns[i].dtype, frozenset()),
                            self.columns[i].default.python) for i in request),
-            request_positions=tuple(request),
             perm=perm,
             empty_row=(None,) * g.width,
             present=np.full(len(self.columns), PRESENT, dtype=np.uint8),
@@ -335,6 +327,9 @@ class Kernel:
     def fast_values(self, row: Sequence[Any] | None, request: Mapping[str, Any] | None,
                     now_us: int) -> tuple[Sequence[float], Sequence[int] | None] | None:
         """`vector` for one row of a plan with a `fast` recipe, the common case in C-level calls.
+
+        The statuses follow `view_status` and `column_status` (inlined here: this is get_feature_vector's
+        path; the property tests hold every form to the same reference).
 
         Returns (values, statuses), statuses None meaning all PRESENT (else a sequence that may be
         shared between calls: copy it, never modify it); or None when there is no recipe or a request
@@ -355,40 +350,53 @@ class Kernel:
         if row is None:
             row = fast.empty_row
         vals = fast.getter(row)
-        ts = fast.ts_getter(row)
-        # every view serves (view_status 0: ts >= now - ttl, False for NaN), checked in C-level calls
-        if None not in ts and all(map(ge, ts, map(sub, repeat(now_us), fast.ttls))):
-            if None not in vals and (total := sum(vals)) == total:  # no null, no NaN: the common case
+        codes = fast.served
+        for ti, ttl in fast.views:  # `view_status(ts, ttl, now) == 0` inlined (this is the hot path)
+            ts = row[ti]
+            if ts is None or not ts >= now_us - ttl:  # no time, a NaN time, or stale
+                codes = tuple([view_status(row[ti], ttl, now_us) for ti, ttl in fast.views])
+                break
+        if None not in vals and (total := sum(vals)) == total:  # no null, no NaN value
+            if codes is fast.served:  # the common case
                 vals = (*vals, *req)
                 return (vals if fast.perm is None else fast.perm(vals)), None
-            codes = fast.served
-        else:
-            codes = tuple(map(view_status, ts, fast.ttls, repeat(now_us)))
-        # some values not served: one cached C-level pick (and statuses array) per state of the row
-        state = (codes, tuple(map(is_, vals, fast.nones)), tuple(map(ne, vals, vals)))
-        pick, sts = fast.combos.get(state) or self._fast_combo(state)
-        vals = (*pick(vals + fast.defaults), *req)
-        return (vals if fast.perm is None else fast.perm(vals)), sts
+            # some views not served: their columns take defaults (one cached C-level pick per view state)
+            pick, sts = fast.combos.get(codes) or self._fast_combo(codes)
+            vals = (*pick(vals + fast.defaults), *req)
+            return (vals if fast.perm is None else fast.perm(vals)), sts
+        # a None or NaN value: per value, `column_status` inlined
+        vals = list(vals)
+        st = [PRESENT] * len(self.columns)
+        defaults = fast.defaults
+        for j, vi in enumerate(fast.value_views):
+            code = codes[vi]
+            if code:
+                vals[j] = defaults[j]
+                st[j] = code
+            elif (v := vals[j]) is None or v != v:
+                vals[j] = defaults[j]
+                st[j] = NULL_VALUE
+        vals = (*vals, *req)
+        if fast.perm is not None:
+            return fast.perm(vals), list(fast.perm(st))
+        return vals, st
 
-    def _fast_combo(self, state: tuple[tuple[int, ...], tuple[bool, ...], tuple[bool, ...]]
-                    ) -> tuple[Any, np.ndarray]:
-        """For `fast_values`: which stored values to keep or replace by defaults, and the statuses, for
-        one state of a row (per view its code; per value whether it is None, whether it is NaN)."""
+    def _fast_combo(self, codes: tuple[int, ...]) -> tuple[Any, np.ndarray]:
+        """For `fast_values`: which stored values to keep or replace by defaults, and the statuses,
+        when no value is null and the views have these `view_status` codes (built once per combination)."""
         fast = self.fast
         assert fast is not None
-        codes, nones, nans = state
         n = len(fast.defaults)
         src = list(range(n))  # index into values + defaults
         st = [PRESENT] * len(self.columns)
-        for code, idxs in zip(codes, fast.view_columns, strict=True):
-            for j in idxs:
-                st[j] = column_status(code, None if nones[j] else math.nan if nans[j] else 0.0)
-                if st[j] != PRESENT:
-                    src[j] = n + j
+        for j, vi in enumerate(fast.value_views):
+            st[j] = column_status(codes[vi], 0.0)
+            if st[j] != PRESENT:
+                src[j] = n + j
         combo = (_tuple_getter(src), np.array(fast.perm(st) if fast.perm is not None else st, dtype=np.uint8))
         if len(fast.combos) >= _MAX_COMBOS:
             fast.combos.clear()
-        fast.combos[state] = combo
+        fast.combos[codes] = combo
         return combo
 
     # ---- many rows -------------------------------------------------------------------------------
