@@ -286,11 +286,16 @@ class Kernel:
                 statuses.append(PRESENT)
                 values.append(float(request_values[i][0]) if numeric else nan)
                 continue
-            row = grows[gi]
-            v = None if row is None else row[vi]
-            st = column_status(codes[gi][view], v)
+            st = codes[gi][view]
+            if not st:  # the view serves: `column_status` inlined (one call per value costs ~40% here)
+                v = grows[gi][vi]
+                if v is not None and v == v:
+                    statuses.append(PRESENT)
+                    values.append(float(v) if numeric else nan)
+                    continue
+                st = NULL_VALUE
             statuses.append(st)
-            values.append((float(v) if numeric else nan) if st == PRESENT else default)
+            values.append(default)
         return values, statuses
 
     def enable_fast(self, key: str, key_type: type) -> FastVector | None:
