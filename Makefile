@@ -28,6 +28,8 @@ demo: $(DEMO_STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
+	$(PY) -m ruff check fsplug tests benchmarks examples
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 clean:

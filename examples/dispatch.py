@@ -16,15 +16,18 @@ shorter distance, then lower driver id.
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fsplug.errors import FsplugError, StoreError
-from fsplug.plan import FieldStatus
+from fsplug.result import FieldStatus
 from fsplug.serving import Predictor
 from fsplug.store import FeatureStore
 
@@ -79,10 +82,10 @@ class DispatchService:
         self.base_rate = float(self.predictor.artifact.signature.metrics.get("base_rate", 0.5))
         self.names = self.predictor.plan.names
         self._stored = np.array([not c.is_request for c in self.predictor.plan.columns])
-        try:  # connect now rather than within the first request's budget
+        # connect now rather than within the first request's budget; if the store is down, requests
+        # fall back and the store reconnects by itself later
+        with contextlib.suppress(StoreError):
             self.store.online_store.connect()
-        except StoreError:
-            pass  # the store is down: requests fall back and the store reconnects by itself later
 
     def close(self) -> None:
         self.store.close()
@@ -96,8 +99,8 @@ class DispatchService:
         except StoreError as exc:
             return DeclineRisk(driver_id, self.base_rate, {}, {}, (time.perf_counter() - t0) * 1e3,
                                f"store unavailable: {type(exc).__name__}")
-        statuses = {n: FieldStatus(s).name for n, s in zip(self.names, vec.statuses)}
-        features = dict(zip(self.names, vec.values.tolist()))
+        statuses = {n: FieldStatus(s).name for n, s in zip(self.names, vec.statuses, strict=True)}
+        features = dict(zip(self.names, vec.values.tolist(), strict=True))
         if (vec.statuses[self._stored] == FieldStatus.NOT_FOUND).all():
             return DeclineRisk(driver_id, self.base_rate, features, statuses, (time.perf_counter() - t0) * 1e3,
                                "unknown driver: no stored features")
@@ -139,7 +142,7 @@ _default: DispatchService | None = None
 
 
 def _service() -> DispatchService:
-    global _default
+    global _default  # noqa: PLW0603 - one lazily built service per process, for the module-level API
     if _default is None:
         import os
 

@@ -19,14 +19,14 @@ _LAZY = {
     "FeatureStore": "fsplug.store",
     "FeatureVector": "fsplug.store",
     "RetrievalPlan": "fsplug.plan",
-    "OnlineResult": "fsplug.plan",
-    "FieldStatus": "fsplug.plan",
+    "OnlineResult": "fsplug.result",
+    "FieldStatus": "fsplug.result",
     "Predictor": "fsplug.serving",
     "save_model": "fsplug.serving",
     "load_model": "fsplug.serving",
 }
 
-__all__ = ["DType", "__version__", *_LAZY, *_errors_all]
+__all__ = ["DType", "__version__", *_LAZY, *_errors_all]  # noqa: PLE0604 - the names (strings) of both
 
 
 def __getattr__(name: str) -> Any:

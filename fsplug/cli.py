@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Sequence
 
 from fsplug.errors import EntityKeyError, FsplugError
 
@@ -19,12 +20,13 @@ __all__ = ["main"]
 def _parse_time(text: str) -> datetime:
     """ISO-8601 date/time (naive = UTC) or `now`."""
     if text == "now":
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time like 2026-11-01T00:00:00 or 'now'")
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO-8601 time like 2026-11-01T00:00:00 or 'now'") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _entity(text: str) -> tuple[str, str]:
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", default=".", help="feature repo folder (default: the current directory)")
     p.add_argument("--version", action="version", version=f"fsplug {__version__}")
     common = argparse.ArgumentParser(add_help=False)  # the same option after the command
-    common.add_argument("--repo", default=argparse.SUPPRESS, help="feature repo folder (default: the current directory)")
+    common.add_argument("--repo", default=argparse.SUPPRESS,
+                        help="feature repo folder (default: the current directory)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
@@ -114,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--features", type=_csv, help="comma-separated refs")
     g.add_argument("--service", help="a feature service name")
     sp.add_argument("--entity", type=_entity, action="append", required=True,
-                    help="key=value; repeat for several entities or keys (e.g. --entity driver_id=1 --entity driver_id=2)")
+                    help="key=value; repeat for several entities or keys "
+                         "(e.g. --entity driver_id=1 --entity driver_id=2)")
     sp.add_argument("--request", type=_entity, action="append", default=[],
                     help="request-time feature key=value (JSON value), applied to every entity")
     sp.add_argument("--full-feature-names", action="store_true")
@@ -135,7 +139,7 @@ def _coerce(value: str) -> Any:
 
 def _entities(plan: Any, pairs: list[tuple[str, str]], request: list[tuple[str, str]]) -> dict[str, list[Any]]:
     """Columns from repeated --entity k=v: a key repeated starts a new row."""
-    dtypes = {k: d for g in plan.groups for k, d in zip(g.join_keys, g.key_dtypes)}
+    dtypes = {k: d for g in plan.groups for k, d in zip(g.join_keys, g.key_dtypes, strict=True)}
     cols: dict[str, list[Any]] = {}
     for key, value in pairs:
         v: Any = value
@@ -197,7 +201,7 @@ def _status(store: Any, views: list[str] | None) -> list[dict[str, Any]]:
     reg = store.registry
     names = list(reg.feature_views) if not views else [reg.view(v).name for v in views]
     states = store.materialization_state(names)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for name in names:
         view = reg.feature_views[name]
@@ -323,10 +327,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "get-online-features":
         plan = store.plan(args.features, args.service, args.full_feature_names)
         cols = _entities(plan, args.entity, args.request)
-        res = store.get_online_features(args.features, args.service, entities=cols,
-                                        full_feature_names=args.full_feature_names)
-        data = {**cols, **res.to_dict()}
-        data["statuses"] = res.status_names()
+        online = store.get_online_features(args.features, args.service, entities=cols,
+                                           full_feature_names=args.full_feature_names)
+        data: dict[str, Any] = {**cols, **online.to_dict()}
+        data["statuses"] = online.status_names()
         json.dump(data, out, indent=2, default=str)
         out.write("\n")
         return 0

@@ -15,20 +15,17 @@ import hashlib
 import json
 import platform
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fsplug.errors import (
-    ModelDependencyMissingError,
-    ModelIntegrityError,
-    ModelSignatureError,
-    UserInputError,
-)
+from fsplug.errors import ModelDependencyMissingError, ModelIntegrityError, ModelSignatureError, UserInputError
 from fsplug.extras import require
-from fsplug.plan import FieldStatus, RetrievalPlan
+from fsplug.plan import RetrievalPlan
+from fsplug.result import FieldStatus
 
 if TYPE_CHECKING:
     from fsplug.store import FeatureStore
@@ -57,7 +54,7 @@ class ModelSignature:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSignature":
+    def from_json(cls, text: str) -> ModelSignature:
         d = json.loads(text)
         d["features"] = tuple(tuple(f) for f in d["features"])
         return cls(**d)
@@ -71,10 +68,12 @@ def signature_for(plan: RetrievalPlan) -> tuple[tuple[str, str, str, Any], ...]:
 def fill_defaults(plan: RetrievalPlan, matrix: np.ndarray) -> np.ndarray:
     """NaNs replaced by each column's declared default (NaN stays where there is none).
 
-    Training uses this on point-in-time data so that models see the same filling as serving.
+    `matrix` is (n, columns) in plan order; returns a new float64 matrix. Training uses this on
+    point-in-time data so that models see the same filling as serving (`RetrievalPlan.kernel.numbers`,
+    the defaults `OnlineResult.to_numpy` fills).
     """
     out = np.array(matrix, dtype=np.float64, copy=True)
-    defaults = plan._defaults
+    defaults = plan.kernel.numbers
     mask = np.isnan(out) & ~np.isnan(defaults)
     out[mask] = np.broadcast_to(defaults, out.shape)[mask]
     return out
@@ -117,7 +116,7 @@ class ModelArtifact:
     path: Path
 
 
-def save_model(model: Any, path: str | Path, *, store: "FeatureStore", service: str,
+def save_model(model: Any, path: str | Path, *, store: FeatureStore, service: str,
                metrics: Mapping[str, Any] | None = None) -> ModelArtifact:
     """Save `model` with joblib and write its signature sidecar (with the file's sha256)."""
     joblib = _model_lib("joblib")
@@ -126,12 +125,12 @@ def save_model(model: Any, path: str | Path, *, store: "FeatureStore", service: 
     plan = store.plan(service=service)
     joblib.dump(model, path)
     sig = ModelSignature(service, signature_for(plan), store.registry.hash, _versions(), dict(metrics or {}),
-                         datetime.now(timezone.utc).isoformat(timespec="seconds"), _sha256(path))
+                         datetime.now(UTC).isoformat(timespec="seconds"), _sha256(path))
     sidecar(path).write_text(sig.to_json())
     return ModelArtifact(model, sig, path)
 
 
-def load_model(path: str | Path, store: "FeatureStore | None" = None) -> ModelArtifact:
+def load_model(path: str | Path, store: FeatureStore | None = None) -> ModelArtifact:
     """Verify the checksum, unpickle, and (with a store) check the signature against the registry."""
     joblib = _model_lib("joblib")
     path = Path(path)
@@ -165,7 +164,7 @@ def check_signature(sig: ModelSignature, plan: RetrievalPlan) -> None:
     diffs += [f"new: {n}" for n in has if n not in had]
     for n in had:
         if n in has and tuple(had[n]) != tuple(has[n]):
-            for label, a, b in zip(("ref", "dtype", "default"), had[n][1:], has[n][1:]):
+            for label, a, b in zip(("ref", "dtype", "default"), had[n][1:], has[n][1:], strict=True):
                 if a != b:
                     diffs.append(f"{n}: {label} {a!r} -> {b!r}")
     if not diffs:
@@ -238,7 +237,7 @@ class Predictor:
     directly with numpy from their fitted coefficients; anything else goes through `predict_proba`.
     """
 
-    def __init__(self, store: "FeatureStore", model: ModelArtifact | str | Path):
+    def __init__(self, store: FeatureStore, model: ModelArtifact | str | Path):
         self.store = store
         self.artifact = model if isinstance(model, ModelArtifact) else load_model(model, store)
         self.service = self.artifact.signature.service

@@ -10,7 +10,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -18,8 +19,9 @@ from fsplug.config import LoadedConfig
 from fsplug.online.factory import load_config
 from fsplug.definitions import load_repo_definitions
 from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
-from fsplug.plan import OnlineResult, RetrievalPlan, compile_plan, now_us
+from fsplug.plan import RetrievalPlan, compile_plan, now_us
 from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
+from fsplug.result import OnlineResult
 
 if TYPE_CHECKING:
     from fsplug.online.base import OnlineStore
@@ -40,7 +42,7 @@ class FeatureVector:
     names: tuple[str, ...]
 
     def as_dict(self) -> dict[str, float]:
-        return dict(zip(self.names, self.values.tolist()))
+        return dict(zip(self.names, self.values.tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class FeatureStore:
         self._registry = self.registry_store.load()
         return self._registry
 
-    def materialization_state(self, views: Sequence[str] | None = None) -> dict[str, "ViewState"]:
+    def materialization_state(self, views: Sequence[str] | None = None) -> dict[str, ViewState]:
         """Each view's materialization state, as the online store keeps it.
 
         Args:
@@ -200,7 +202,7 @@ class FeatureStore:
 
     # ---- online store ---------------------------------------------------------------------
     @property
-    def online_store(self) -> "OnlineStore":
+    def online_store(self) -> OnlineStore:
         """The online store of feature_store.yaml, created on first use (its driver imported then)."""
         if self._online is None:
             with self._lock:
@@ -229,7 +231,7 @@ class FeatureStore:
             self._online.close()
             self._online = None
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> FeatureStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -296,7 +298,7 @@ class FeatureStore:
             rows, errors = store.read_partial(plan, keys, timeout_ms)
         else:
             rows = store.read(plan, keys, timeout_ms) if plan.groups else []
-        return OnlineResult(plan, rows, request, n, now_us(), store.row_mapping, errors)
+        return OnlineResult(plan, rows, request, n, now_us(), errors)
 
     def get_feature_vector(self, service: str, request: Mapping[str, Any] | None = None,
                            timeout_ms: int | None = None, **entity_key: Any) -> FeatureVector:
@@ -317,8 +319,9 @@ class FeatureStore:
             raise EntityKeyError(f"{', '.join(both)}: a join key goes in the keyword arguments "
                                  f"(like {both[0]}=...), not in request=")
         if fast is not None and len(entity_key) == 1:
-            key = entity_key.get(fast.key)
-            if type(key) is fast.key_type and (fast.key_type is str or -_TWO_63 <= key < _TWO_63):
+            key: Any = entity_key.get(fast.key)
+            # (mypy narrows `key` to object on `type(key) is <a type object>`; it is an int or a str here)
+            if type(key) is fast.key_type and (fast.key_type is str or -_TWO_63 <= key < _TWO_63):  # type: ignore[operator]
                 row = store.read_one(plan, (key,), timeout_ms)
                 out = plan.fast_values(row, request, now_us())
                 if out is not None:
@@ -331,13 +334,14 @@ class FeatureStore:
             cols.update({k: (v,) for k, v in request.items()})
         keys = plan.keys_by_group(cols, 1)
         req = plan.request_values(cols, 1)
-        mapping = store.row_mapping
         if row is not _UNREAD:
-            rows, mapping = [[row]], False  # read_one gives tuples
+            rows: list[Any] = [[row]]
+        elif plan.groups:
+            rows = store.read(plan, keys, timeout_ms)
         else:
-            rows = store.read(plan, keys, timeout_ms) if plan.groups else []
+            rows = []
         # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
-        values, statuses = plan.vector(rows, req, now_us(), mapping)
+        values, statuses = plan.vector(rows, req, now_us())
         return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)
 
     def _service_plan(self, service: str) -> RetrievalPlan:
@@ -434,9 +438,9 @@ def _check_timeout(timeout_ms: Any) -> None:
 def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
               entities: Mapping[str, Sequence[Any]] | None) -> tuple[Mapping[str, Sequence[Any]], int]:
     if type(entities) is dict and entity_rows is None:  # the common shape, checked in a few C-level calls
-        lengths = set(map(len, entities.values())) if set(map(type, entities.values())) <= _SEQUENCES else None
-        if lengths is not None and len(lengths) == 1 and 0 not in lengths:
-            return entities, lengths.pop()
+        sizes = set(map(len, entities.values())) if set(map(type, entities.values())) <= _SEQUENCES else None
+        if sizes is not None and len(sizes) == 1 and 0 not in sizes:
+            return entities, sizes.pop()
     if (entity_rows is None) == (entities is None):
         raise EntityKeyError("give exactly one of entity_rows=[{...}, ...] or entities={key: [...]}")
     if entities is not None:
@@ -459,7 +463,7 @@ def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
     if isinstance(entity_rows, (Mapping, str, bytes)):
         raise EntityKeyError(f"entity_rows must be a list of mappings like [{{'driver_id': 1}}]; "
                              f"got {type(entity_rows).__name__}")
-    rows = list(entity_rows)
+    rows = list(entity_rows or ())
     if not rows:
         raise EntityKeyError("entity_rows is empty: pass at least one row")
     if not isinstance(rows[0], Mapping):

@@ -11,9 +11,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
+
+from fsplug.request import KeyList
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from fsplug.plan import RetrievalPlan
     from fsplug.registry import FeatureView, Registry, RegistryDiff
 
-__all__ = ["OnlineStore", "StoreConfig", "Capabilities", "WriteBatch", "KeyList", "flat_keys"]
+__all__ = ["OnlineStore", "StoreConfig", "Capabilities", "WriteBatch", "flat_keys"]
 
 
 class StoreConfig(BaseModel):
@@ -55,49 +58,14 @@ class WriteBatch:
     against the declared dtypes.
     """
 
-    view: "FeatureView"
+    view: FeatureView
     key_names: tuple[str, ...]
     keys: Sequence[Sequence[Any]]
-    event_ts_us: "np.ndarray"
+    event_ts_us: np.ndarray
     columns: Sequence[Sequence[Any]]
 
     def __len__(self) -> int:
         return len(self.event_ts_us)
-
-
-class KeyList(Sequence[tuple[Any, ...]]):
-    """The key tuples of one entity group, held as columns (one list per join key).
-
-    It is a sequence of tuples like any other, so a store may simply iterate it; `columns` and
-    `flat()` give stores the keys without building a tuple per key.
-    """
-
-    __slots__ = ("columns",)
-
-    def __init__(self, columns: Sequence[Sequence[Any]]):
-        self.columns = columns
-
-    def __len__(self) -> int:
-        return len(self.columns[0])
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return KeyList([c[i] for c in self.columns])
-        return tuple(c[i] for c in self.columns)
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return zip(*self.columns)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    def __repr__(self) -> str:
-        return f"KeyList({list(self)!r})"
-
-    def flat(self) -> list[Any]:
-        """Every key's values, key after key (as one statement binds them)."""
-        cols = self.columns
-        return list(cols[0]) if len(cols) == 1 else list(chain.from_iterable(zip(*cols)))
 
 
 def flat_keys(keys: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -132,7 +100,7 @@ class OnlineStore(ABC):
         return {}
 
     @abstractmethod
-    def apply(self, registry: "Registry", diff: "RegistryDiff") -> list[str]:
+    def apply(self, registry: Registry, diff: RegistryDiff) -> list[str]:
         """Create or update what the registry needs (tables, columns, namespace checks).
 
         Returns human-readable lines describing what was done.
@@ -147,7 +115,7 @@ class OnlineStore(ABC):
         """
 
     @abstractmethod
-    def read(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+    def read(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
              timeout_ms: int | None = None) -> list[list[Any]]:
         """Read every entity group of `plan` for its keys, in one call to the store where it can.
 
@@ -155,22 +123,18 @@ class OnlineStore(ABC):
 
         `keys_by_group[i]` holds the key tuples of `plan.groups[i]` (a KeyList, or any sequence of
         tuples). Returns, per group, one row per key in key order: None (or a tuple of Nones) when the
-        entity has no record, else a tuple aligned to `group.bins` (None for nulls) or, when
-        `row_mapping` is True, a mapping bin -> value (missing = null).
+        entity has no record, else a tuple aligned to `group.bins` (None for nulls).
         """
 
-    def read_one(self, plan: "RetrievalPlan", key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
+    def read_one(self, plan: RetrievalPlan, key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
         """The row of one key of a single-group plan (get_feature_vector's path): None or a tuple aligned
-        to the group's bins, also for stores whose `read` returns mappings.
+        to the group's bins.
 
         Stores override it where one key can be read more cheaply than through `read`.
         """
-        row = self.read(plan, [[key]], timeout_ms)[0][0]
-        if self.row_mapping and row is not None:
-            row = tuple(map(row.get, plan.groups[0].bins))
-        return row
+        return self.read(plan, [[key]], timeout_ms)[0][0]
 
-    def read_partial(self, plan: "RetrievalPlan", keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
+    def read_partial(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
                      timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
         """Like `read`, plus per-group lists of per-key errors (None = fine); a failed key's row is None.
 
@@ -178,11 +142,8 @@ class OnlineStore(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not support partial results")
 
-    row_mapping: ClassVar[bool] = False
-    """True when `read` returns mappings bin -> value instead of tuples."""
-
     @abstractmethod
-    def teardown(self, registry: "Registry") -> list[str]:
+    def teardown(self, registry: Registry) -> list[str]:
         """Remove everything this store holds for the project: the registry's entities' records and
         the project's materialization state. Done when it returns (every node agrees)."""
 
@@ -198,13 +159,13 @@ class OnlineStore(ABC):
     def delete_state(self, views: Sequence[str]) -> None:
         """Forget the materialization state of `views` (a view deleted from the registry)."""
 
-    def connect(self) -> None:
+    def connect(self) -> None:  # noqa: B027 - optional: a store without connections does nothing
         """Open connections now instead of on the first call (a warm-up for servers); optional."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a store without connections does nothing
         """Release connections; the store may not be used afterwards."""
 
-    def __enter__(self) -> "OnlineStore":
+    def __enter__(self) -> OnlineStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:

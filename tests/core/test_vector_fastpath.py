@@ -1,19 +1,24 @@
 """The single-entity fast path (`RetrievalPlan.vector`, used by get_feature_vector) agrees with
-the vectorized OnlineResult path on values and statuses, for every status and both row shapes."""
+the vectorized OnlineResult path on values and statuses, for every status."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import textwrap
 
 import numpy as np
 
-from fsplug.plan import OnlineResult
+from fsplug.kernel import NEVER_STALE, make_default, to_python
+from fsplug.result import OnlineResult
 from fsplug.store import FeatureStore
 from tests.conftest import write_empty_sources
 
 NOW = 1_800_000_000_000_000
+
+
+def _ttl(v, never):
+    """A view's ttl in us, or `never` for a view that never goes stale."""
+    return never if v.ttl_us == NEVER_STALE else v.ttl_us
 
 
 def _rows(plan, rng):
@@ -27,8 +32,8 @@ def _rows(plan, rng):
         row = [rng.choice([None, float("nan"), rng.random(), rng.randint(0, 9)]) if rng.random() < 0.3
                else rng.random() for _ in g.bins]
         for v in g.views:
-            row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 2) // 2,
-                                          NOW - (v.ttl_us or 3),  # exactly at the ttl
+            row[v.ts_index] = rng.choice([None, NOW - 1, NOW - _ttl(v, 1) - 5, NOW - _ttl(v, 2) // 2,
+                                          NOW - _ttl(v, 3),  # exactly at the ttl
                                           float("nan")])  # another writer's NaN: no time
         out.append(tuple(row))
     return out
@@ -40,18 +45,13 @@ def test_vector_matches_online_result(applied_ride_repo):
     for kwargs in ({"service": "decline_model_v1"}, {"features": ["driver_activity:*", "driver_stats:trips_30d"]}):
         plan = store.plan(**kwargs)
         req_vals = {i: [rng.choice([1, 2.5, True])] for i, c in enumerate(plan.columns) if c.is_request}
-        for _, mapping in itertools.product(range(300), (False, True)):
-            rows = _rows(plan, rng)
-            if mapping:
-                rows_in = [[None if r is None else {b: v for b, v in zip(g.bins, r) if v is not None}]
-                           for g, r in zip(plan.groups, rows)]
-            else:
-                rows_in = [[r] for r in rows]
-            res = OnlineResult(plan, rows_in, req_vals, 1, NOW, mapping)
-            values, statuses = plan.vector(rows_in, req_vals, NOW, mapping)
+        for _ in range(600):
+            rows_in = [[r] for r in _rows(plan, rng)]
+            res = OnlineResult(plan, rows_in, req_vals, 1, NOW)
+            values, statuses = plan.vector(rows_in, req_vals, NOW)
             np.testing.assert_array_equal(np.array(statuses, dtype=np.uint8), res.statuses[0])
             np.testing.assert_array_equal(np.array(values), res.to_numpy()[0])
-            fresh = OnlineResult(plan, rows_in, req_vals, 1, NOW, mapping)  # to_numpy before statuses
+            fresh = OnlineResult(plan, rows_in, req_vals, 1, NOW)  # to_numpy before statuses
             np.testing.assert_array_equal(fresh.to_numpy(), res.to_numpy())
 
 
@@ -136,19 +136,15 @@ def test_plans_outside_the_fast_path_have_no_recipe(make_repo):
     assert compile_plan(reg, features=["v:a", "v:city"]).fast_vector is None  # a string column
 
 
-def _reference_dict(res):
+def _reference_dict(res, rows_in):
     """to_dict as defined: each stored value converted to its dtype's Python value where its status
-    is PRESENT, else the column's default (None without one); request values as given."""
-    from fsplug.plan import _TO_PYTHON, python_default
-
+    is PRESENT, else the column's default (None without one)."""
     out = {}
     for i, c in enumerate(res.plan.columns):
-        if c.is_request:
-            out[c.name] = list(res._request[i])
-            continue
-        conv = _TO_PYTHON.get(c.dtype, lambda v: v)
-        out[c.name] = [conv(r[c.bin_index]) if res.statuses[k, i] == 1 else python_default(c)
-                       for k, r in enumerate(res._tuples[c.group])]
+        width = len(res.plan.groups[c.group].bins)
+        rows = [r if r is not None else (None,) * width for r in rows_in[c.group]]
+        out[c.name] = [to_python(c.dtype, r[c.bin_index]) if res.statuses[k, i] == 1
+                       else make_default(c.dtype, c.default).python for k, r in enumerate(rows)]
     return out
 
 
@@ -164,7 +160,7 @@ def _random_value(dtype, rng):
 
 def test_to_dict_matches_statuses_for_every_dtype(make_repo):
     """to_dict (computed without the float matrix) serves exactly the PRESENT values, converted,
-    and the defaults elsewhere, for every dtype, nulls, NaN, missing and stale rows, both row shapes."""
+    and the defaults elsewhere, for every dtype, nulls, NaN, missing and stale rows."""
     from tests.stores.conftest import ALL_TYPES
 
     root = make_repo({"defs.yaml": ALL_TYPES})
@@ -175,7 +171,7 @@ def test_to_dict_matches_statuses_for_every_dtype(make_repo):
     rng = random.Random(11)
     for plan in (compile_plan(reg, service="everything"), compile_plan(reg, features=["zone_stats:demand"])):
         dtypes = {c.bin: c.dtype.value for c in plan.columns if not c.is_request}
-        for _, mapping in itertools.product(range(150), (False, True)):
+        for _ in range(300):
             rows_in = []
             for g in plan.groups:
                 rows = []
@@ -185,25 +181,23 @@ def test_to_dict_matches_statuses_for_every_dtype(make_repo):
                         continue
                     row = [_random_value(dtypes[b], rng) if b in dtypes else None for b in g.bins]
                     for v in g.views:
-                        row[v.ts_index] = rng.choice([None, NOW - 1, NOW - (v.ttl_us or 1) - 5, NOW - (v.ttl_us or 3),
+                        row[v.ts_index] = rng.choice([None, NOW - 1, NOW - _ttl(v, 1) - 5, NOW - _ttl(v, 3),
                                                       float("nan")])
-                    rows.append(None if row is None else (
-                        {b: x for b, x in zip(g.bins, row) if x is not None} if mapping else tuple(row)))
+                    rows.append(tuple(row))
                 rows_in.append(rows)
-            res = OnlineResult(plan, rows_in, {}, 6, NOW, mapping)
-            got, want = res.to_dict(), _reference_dict(res)
+            res = OnlineResult(plan, rows_in, {}, 6, NOW)
+            got, want = res.to_dict(), _reference_dict(res, rows_in)
             assert got.keys() == want.keys()
             for k in got:
                 assert [repr(x) for x in got[k]] == [repr(x) for x in want[k]], k
 
 
 def test_empty_key_columns_validate_to_no_keys(applied_ride_repo):
-    from fsplug.online.base import KeyList
-    from fsplug.plan import _check_keys
+    from fsplug.request import KeyList, check_keys
     from fsplug.types import DType
 
-    assert _check_keys("city", DType.STRING, [], 0) == []
-    assert _check_keys("zone_id", DType.INT64, [], 0) == []
+    assert check_keys("city", DType.STRING, [], 0) == []
+    assert check_keys("zone_id", DType.INT64, [], 0) == []
     (keys,) = FeatureStore(applied_ride_repo).plan(service="decline_model_v1").keys_by_group({"driver_id": []}, 0)
     assert isinstance(keys, KeyList) and len(keys) == 0
 

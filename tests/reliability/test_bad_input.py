@@ -36,7 +36,7 @@ from fsplug.errors import (
     SourceDataError,
     UserInputError,
 )
-from fsplug.plan import FieldStatus
+from fsplug.result import FieldStatus
 from fsplug.store import MAX_ENTITIES_PER_REQUEST, FeatureStore
 from tests.conftest import DEFAULT_CONFIG
 

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fsplug.errors import StoreError, StoreTimeoutError, StoreUnavailableError, TransientError
-from fsplug.plan import FieldStatus
+from fsplug.result import FieldStatus
 from fsplug.store import FeatureStore
 from tests.conftest import build_served_repo
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fsplug.errors import SourceDataError, StoreError
-from fsplug.plan import FieldStatus
+from fsplug.result import FieldStatus
 from fsplug.store import FeatureStore
 from tests.conftest import write_empty_sources
 
@@ -312,7 +312,7 @@ def test_feature_vector_equals_the_batch_row_for_every_status(conf_repo):
 
 
 def test_empty_key_list_reads_nothing(conf_repo):
-    from fsplug.online.base import KeyList
+    from fsplug.request import KeyList
 
     with FeatureStore(conf_repo) as store:
         plan = store.plan(features=["stats:trips"])

@@ -31,7 +31,8 @@ from fsplug.errors import NamespaceNotFoundError, StoreError, StoreTimeoutError,
 from fsplug.online.aerospike.config import MAX_SET_BYTES, AerospikeConfig
 from fsplug.online.aerospike.connection import Connection, driver
 from fsplug.online.aerospike.errors import FILTERED_OUT, KEY_NOT_FOUND, OK, TIMEOUT, Context, store_error
-from fsplug.online.base import Capabilities, KeyList, OnlineStore, WriteBatch
+from fsplug.online.base import Capabilities, OnlineStore, WriteBatch
+from fsplug.request import KeyList
 from fsplug.types import DType
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ class AerospikeOnlineStore(OnlineStore):
 
     config_model = AerospikeConfig
     capabilities = Capabilities(max_read_batch=5000, conditional_writes=True, record_ttl=True, partial_results=True)
-    row_mapping = True
     config: AerospikeConfig
 
     def __init__(self, config: AerospikeConfig, repo_root: Path, project: str):
@@ -358,11 +358,12 @@ class AerospikeOnlineStore(OnlineStore):
         recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms)
         out = []
         pos = 0
-        for group_keys in keys_by_group:
-            rows = []
+        for g, group_keys in zip(plan.groups, keys_by_group, strict=True):
+            rows: list[tuple[Any, ...] | None] = []
+            group_bins = g.bins
             for r in recs[pos:pos + len(group_keys)]:
-                if r.result == OK:
-                    rows.append(r.record[2])
+                if r.result == OK:  # the record's bins -> a tuple aligned to the group's bins
+                    rows.append(tuple(map(r.record[2].get, group_bins)))
                 elif r.result == KEY_NOT_FOUND:
                     rows.append(None)
                 else:
@@ -385,12 +386,13 @@ class AerospikeOnlineStore(OnlineStore):
         errors: list[list[Any]] = []
         seen: dict[int, StoreError] = {}  # one error instance per result code
         pos = 0
-        for group_keys in keys_by_group:
+        for g, group_keys in zip(plan.groups, keys_by_group, strict=True):
             rows: list[Any] = []
             errs: list[StoreError | None] = []
+            group_bins = g.bins
             for r in recs[pos:pos + len(group_keys)]:
-                if r.result == OK:
-                    rows.append(r.record[2])
+                if r.result == OK:  # the record's bins -> a tuple aligned to the group's bins
+                    rows.append(tuple(map(r.record[2].get, group_bins)))
                     errs.append(None)
                 else:
                     rows.append(None)

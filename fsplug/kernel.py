@@ -1,0 +1,567 @@
+"""The serving kernel: the one place where stored rows become values, statuses and defaults.
+
+A `Kernel` is compiled with a retrieval plan from plain column and view specifications. Every
+output of an online read derives from it: the one-entity vector (`vector`, and `fast_values`, its
+common case in C-level calls), and the vectorized forms `OnlineResult` serves (status codes, the
+float matrix, Python lists, typed arrays, event times).
+
+The rule, per stored value: its view has no record or no (or a NaN) event time -> NOT_FOUND; the
+event time is older than the view's ttl (now - ts > ttl) -> OUTSIDE_MAX_AGE; the value is None or
+NaN -> NULL_VALUE; else PRESENT. A value that is not PRESENT is served as the column's default
+(None / NaN / the dtype's null without one). A ttl of `NEVER_STALE` (infinity) never expires.
+Request-time values are PRESENT as given.
+
+Stores hand back rows as tuples aligned to the group's bins (None for a null or a missing
+entity); a missing entity may also be None or a tuple of Nones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, UTC
+from operator import itemgetter
+from typing import Any
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fsplug.request import PLAIN_TYPES
+from fsplug.types import DType
+
+__all__ = ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "NEVER_STALE", "Default", "make_default",
+           "ColumnSpec", "ViewSpec", "GroupSpec", "Kernel", "FastVector", "view_status", "column_status",
+           "to_python"]
+
+# status codes (FieldStatus's numbers, as plain ints for the hot paths)
+PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = 1, 2, 3, 4
+
+NEVER_STALE = math.inf
+"""The ttl (in microseconds) of a view whose values never expire."""
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def view_status(ts: Any, ttl_us: float, now_us: int) -> int:
+    """The status of every value of one view's record: NOT_FOUND (no record, no or a NaN event time),
+    OUTSIDE_MAX_AGE (now - ts > ttl), or 0 when the view serves its values (ts >= now - ttl)."""
+    if ts is None or ts != ts:  # no time (or another writer's NaN)
+        return NOT_FOUND
+    return 0 if ts >= now_us - ttl_us else OUTSIDE_MAX_AGE
+
+
+def column_status(view_code: int, value: Any) -> int:
+    """A stored value's status, given its view's `view_status`: that code if not served, else
+    NULL_VALUE for None or NaN, else PRESENT."""
+    if view_code:
+        return view_code
+    return NULL_VALUE if value is None or value != value else PRESENT
+
+
+# ---- defaults ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Default:
+    """One column's declared default, normalized once, in each representation an output serves.
+
+    Without a declared default: `stored` and `python` are None, `number` is NaN and `array` is the
+    dtype's null in typed arrays (NaN for floats, 0 for int64, False for bool, NaT, or None).
+    """
+
+    declared: Any
+    """As written in the repo (timestamps as ISO text, bytes as text)."""
+    stored: Any
+    """As stores hold values: timestamps in UTC microseconds (the ISO offset applied), bytes as bytes."""
+    python: Any
+    """As `to_dict` and `to_arrow` serve it: timestamps as UTC datetimes."""
+    number: float
+    """As model vectors serve it: a float, NaN without one or for non-numeric dtypes."""
+    array: Any
+    """As typed arrays (`OnlineResult.columns`) hold it."""
+
+
+_ARRAY_NULL: dict[DType, Any] = {
+    DType.INT64: 0,
+    DType.FLOAT64: math.nan,
+    DType.FLOAT32: math.nan,
+    DType.BOOL: False,
+    DType.TIMESTAMP: np.datetime64("NaT", "us"),
+}
+
+
+_PYTHON_NUMBER: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float,
+                                   DType.BOOL: bool}
+
+
+def timestamp_us(text: str | datetime) -> int:
+    """UTC microseconds of an ISO timestamp (or datetime); naive means UTC, an offset is applied."""
+    t = text if isinstance(text, datetime) else datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    d = t - EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def make_default(dtype: DType, declared: Any) -> Default:
+    """Normalize a column's declared default (checked against its dtype when the repo compiled)."""
+    if declared is None:
+        return Default(None, None, None, math.nan, _ARRAY_NULL.get(dtype))
+    if dtype is DType.TIMESTAMP:
+        us = timestamp_us(declared)
+        return Default(declared, us, EPOCH + timedelta(microseconds=us), math.nan, np.datetime64(us, "us"))
+    if dtype is DType.BYTES:
+        b = declared.encode()
+        return Default(declared, b, b, math.nan, b)
+    if dtype is DType.FLOAT64_LIST:
+        vals = [float(x) for x in declared]
+        return Default(declared, vals, vals, math.nan, np.array(vals, dtype=np.float64))
+    if dtype.is_numeric:  # the dtype's Python type (a float column's `default: -1` serves -1.0)
+        value = _PYTHON_NUMBER[dtype](declared)
+        return Default(declared, value, value, float(value), value)
+    return Default(declared, declared, declared, math.nan, declared)
+
+
+def _float_list(v: Any) -> list[float]:
+    if isinstance(v, (bytes, bytearray)):
+        return np.frombuffer(v, dtype="<f8").tolist()
+    return [float(x) for x in v]
+
+
+def _float_array(v: Any) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        return v
+    if isinstance(v, (bytes, bytearray)):
+        return np.frombuffer(v, dtype="<f8").copy()
+    return np.asarray(v, dtype=np.float64)
+
+
+# A stored value (as a store returns it) -> the dtype's Python value, where they differ.
+_TO_PYTHON: dict[DType, Any] = {
+    DType.BOOL: bool,
+    DType.FLOAT32: lambda v: float(np.float32(v)),
+    DType.TIMESTAMP: lambda v: EPOCH + timedelta(microseconds=int(v)),
+    DType.BYTES: bytes,
+    DType.FLOAT64_LIST: _float_list,
+}
+
+
+def to_python(dtype: DType, value: Any) -> Any:
+    """A non-null stored value as the Python value `to_dict` serves for `dtype`."""
+    conv = _TO_PYTHON.get(dtype)
+    return value if conv is None else conv(value)
+
+
+# dtypes stored as numbers, where another writer's NaN can appear (and means NULL_VALUE)
+_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.FLOAT32, DType.BOOL, DType.TIMESTAMP})
+
+
+def _has_nan(vals: Sequence[Any]) -> bool:
+    """Whether a list of numbers (no None) holds a NaN; a C-level sum first, a loop only if it says so."""
+    total = sum(vals)
+    return total != total and any(v != v for v in vals)
+
+
+# ---- specification ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One output column as the kernel sees it."""
+
+    name: str
+    dtype: DType
+    default: Default
+    group: int  # its entity group, -1 for a request-time column
+    value_index: int  # its value's index in the group's rows (-1 for request columns)
+    view: int  # its view's index in the group (-1 for request columns)
+    request_name: str | None = None  # the request feature it takes (request columns)
+
+    @property
+    def is_request(self) -> bool:
+        return self.group < 0
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One view of a group: its name, its event time's index in the group's rows and its ttl."""
+
+    name: str
+    ts_index: int
+    ttl_us: float  # NEVER_STALE: never expires
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """One entity group: the width of its rows, its views, and whether every bin holds numbers."""
+
+    width: int
+    views: tuple[ViewSpec, ...]
+    numeric: bool
+
+
+@dataclass(frozen=True)
+class FastVector:
+    """What `Kernel.fast_values` needs, derived once from the kernel's specification."""
+
+    key: str  # the single join key
+    key_type: type  # int or str
+    getter: Any  # row -> the stored columns' values, in stored order
+    views: tuple[tuple[int, float], ...]  # per view: (its event time's index in the row, its ttl in us)
+    value_views: tuple[int, ...]  # per stored column: its view's index
+    served: tuple[int, ...]  # the view codes when every view serves
+    combos: dict  # view codes -> (picker over values + defaults, statuses array), filled on use
+    defaults: tuple[float, ...]  # per stored column: Default.number
+    request: tuple[tuple[str, frozenset[type], Any], ...]  # per request column: (name, plain types, default)
+    perm: Any  # None, or stored-then-request order -> output order
+    empty_row: tuple[None, ...]  # the row of an entity the store does not have
+    present: np.ndarray  # all PRESENT statuses (copy it per call)
+
+
+_MAX_COMBOS = 4096  # row states `fast_values` keeps a recipe for (cleared when full)
+
+
+def _tuple_getter(indexes: Sequence[int]) -> Any:
+    if len(indexes) == 1:
+        i = indexes[0]
+        return lambda row: (row[i],)
+    return itemgetter(*indexes)
+
+
+class Kernel:
+    """Values, statuses and defaults of a plan's output columns, from the rows a store read.
+
+    `columns` are in output order; `groups[i]` describes the rows of entity group i.
+    """
+
+    def __init__(self, columns: Sequence[ColumnSpec], groups: Sequence[GroupSpec]):
+        self.columns = tuple(columns)
+        self.groups = tuple(groups)
+        nan = math.nan
+        # the one-row recipe per column: (position, group, value index, view, numeric, Default.number)
+        self._recipe = tuple((i, c.group, c.value_index, c.view, c.dtype.is_numeric,
+                              nan if c.is_request else c.default.number) for i, c in enumerate(self.columns))
+        self._not_found = tuple((NOT_FOUND,) * len(g.views) for g in self.groups)
+        self._views = tuple(tuple((v.ts_index, v.ttl_us) for v in g.views) for g in self.groups)
+        # vectorized: per group, its columns' positions, value indexes and view indexes
+        self._group_columns = []
+        for gi, g in enumerate(self.groups):
+            cols = [i for i, c in enumerate(self.columns) if c.group == gi]
+            self._group_columns.append((np.array(cols, dtype=np.intp),
+                                        np.array([self.columns[i].value_index for i in cols], dtype=np.intp),
+                                        np.array([self.columns[i].view for i in cols], dtype=np.intp),
+                                        np.array([v.ts_index for v in g.views], dtype=np.intp),
+                                        np.array([v.ttl_us for v in g.views], dtype=np.float64)))
+        self.numbers = np.array([c.default.number for c in self.columns], dtype=np.float64)
+        """Per column: the default a model vector gets (NaN without one, or for a non-numeric dtype)."""
+        self.requests = tuple((i, c, PLAIN_TYPES.get(c.dtype, frozenset()))
+                              for i, c in enumerate(self.columns) if c.is_request)
+        """Per request column: (position, column, the Python types taken as they are)."""
+        self._request_numeric = tuple((i, c.dtype.is_numeric) for i, c, _ in self.requests)
+        self.all_numeric = all(g.numeric for g in self.groups)
+        """Every group's bins hold numbers: `numpy` needs no status codes."""
+        self.fast: FastVector | None = None
+        """Set by `enable_fast` for plans `fast_values` serves."""
+
+    # ---- one row ---------------------------------------------------------------------------
+    def view_codes(self, group: int, row: Sequence[Any] | None, now_us: int) -> tuple[int, ...]:
+        """Per view of `group`: its `view_status` for one row (None = the entity has no record)."""
+        if row is None:
+            return self._not_found[group]
+        return tuple([view_status(row[ti], ttl, now_us) for ti, ttl in self._views[group]])
+
+    def vector(self, rows: Sequence[Sequence[Any]], request_values: Mapping[int, Sequence[Any]],
+               now_us: int) -> tuple[list[float], list[int]]:
+        """One entity's model vector and statuses.
+
+        `rows[g][0]` is the entity's row of group g (a tuple aligned to its bins, or None);
+        `request_values[i][0]` the value of request column i. Values that are not PRESENT are
+        the defaults (NaN without one); non-numeric columns are NaN. The same values and statuses
+        as the vectorized `numpy` / `statuses` of one row, computed in plain Python.
+        """
+        grows = [r[0] for r in rows]
+        codes = [self.view_codes(gi, row, now_us) for gi, row in enumerate(grows)]
+        values: list[float] = []
+        statuses: list[int] = []
+        nan = math.nan
+        for i, gi, vi, view, numeric, default in self._recipe:
+            if gi < 0:
+                statuses.append(PRESENT)
+                values.append(float(request_values[i][0]) if numeric else nan)
+                continue
+            st = codes[gi][view]
+            if not st:  # the view serves: `column_status` inlined (one call per value costs ~40% here)
+                v = grows[gi][vi]
+                if v is not None and v == v:
+                    statuses.append(PRESENT)
+                    values.append(float(v) if numeric else nan)
+                    continue
+                st = NULL_VALUE
+            statuses.append(st)
+            values.append(default)
+        return values, statuses
+
+    def enable_fast(self, key: str, key_type: type) -> FastVector | None:
+        """Derive `fast_values`'s recipe, for a single group of numeric bins read by one join key.
+
+        Returns it (also kept as `self.fast`), or None when a column is not numeric.
+        """
+        if len(self.groups) != 1 or not self.groups[0].numeric:
+            return None
+        if not all(c.dtype.is_numeric for c in self.columns):
+            return None
+        g = self.groups[0]
+        stored = [i for i, c in enumerate(self.columns) if not c.is_request]
+        request = [i for i, c in enumerate(self.columns) if c.is_request]
+        order = stored + request  # where fast_values puts each column; `perm` restores output order
+        perm = None if order == sorted(order) else itemgetter(*[order.index(i) for i in range(len(order))])
+        self.fast = FastVector(
+            key=key,
+            key_type=key_type,
+            getter=_tuple_getter([self.columns[i].value_index for i in stored]),
+            views=tuple((v.ts_index, v.ttl_us) for v in g.views),
+            value_views=tuple(self.columns[i].view for i in stored),
+            served=(0,) * len(g.views),
+            combos={},
+            defaults=tuple(self.columns[i].default.number for i in stored),
+            request=tuple((self.columns[i].request_name or self.columns[i].name,
+                           PLAIN_TYPES.get(self.columns[i].dtype, frozenset()), self.columns[i].default.python)
+                          for i in request),
+            perm=perm,
+            empty_row=(None,) * g.width,
+            present=np.full(len(self.columns), PRESENT, dtype=np.uint8),
+        )
+        return self.fast
+
+    def fast_values(self, row: Sequence[Any] | None, request: Mapping[str, Any] | None,
+                    now_us: int) -> tuple[Sequence[float], Sequence[int] | np.ndarray | None] | None:
+        """`vector` for one row of a plan with a `fast` recipe, the common case in C-level calls.
+
+        The statuses follow `view_status` and `column_status` (inlined here: this is get_feature_vector's
+        path; the property tests hold every form to the same reference).
+
+        Returns (values, statuses), statuses None meaning all PRESENT (else a sequence that may be
+        shared between calls: copy it, never modify it); or None when there is no recipe or a request
+        value is not a plain number (missing, None, numpy, wrong type): `vector` handles or refuses those.
+        """
+        fast = self.fast
+        if fast is None:
+            return None
+        req: list[Any] = []
+        if fast.request:
+            if request is None:
+                request = {}
+            for name, types, default in fast.request:
+                v = request.get(name, default)
+                if type(v) not in types:
+                    return None
+                req.append(v)
+        if row is None:
+            row = fast.empty_row
+        vals = fast.getter(row)
+        codes = fast.served
+        for ti, ttl in fast.views:  # `view_status(ts, ttl, now) == 0` inlined (this is the hot path)
+            ts = row[ti]
+            if ts is None or not ts >= now_us - ttl:  # no time, a NaN time, or stale
+                codes = tuple([view_status(row[ti], ttl, now_us) for ti, ttl in fast.views])
+                break
+        if None not in vals and (total := sum(vals)) == total:  # no null, no NaN value
+            if codes is fast.served:  # the common case
+                vals = (*vals, *req)
+                return (vals if fast.perm is None else fast.perm(vals)), None
+            # some views not served: their columns take defaults (one cached C-level pick per view state)
+            pick, sts = fast.combos.get(codes) or self._fast_combo(codes)
+            vals = (*pick(vals + fast.defaults), *req)
+            return (vals if fast.perm is None else fast.perm(vals)), sts
+        # a None or NaN value: per value, `column_status` inlined
+        vals = list(vals)
+        st = [PRESENT] * len(self.columns)
+        defaults = fast.defaults
+        for j, vi in enumerate(fast.value_views):
+            code = codes[vi]
+            if code:
+                vals[j] = defaults[j]
+                st[j] = code
+            elif (v := vals[j]) is None or v != v:
+                vals[j] = defaults[j]
+                st[j] = NULL_VALUE
+        vals = (*vals, *req)
+        if fast.perm is not None:
+            return fast.perm(vals), list(fast.perm(st))
+        return vals, st
+
+    def _fast_combo(self, codes: tuple[int, ...]) -> tuple[Any, np.ndarray]:
+        """For `fast_values`: which stored values to keep or replace by defaults, and the statuses,
+        when no value is null and the views have these `view_status` codes (built once per combination)."""
+        fast = self.fast
+        assert fast is not None
+        n = len(fast.defaults)
+        src = list(range(n))  # index into values + defaults
+        st = [PRESENT] * len(self.columns)
+        for j, vi in enumerate(fast.value_views):
+            st[j] = column_status(codes[vi], 0.0)
+            if st[j] != PRESENT:
+                src[j] = n + j
+        combo = (_tuple_getter(src), np.array(fast.perm(st) if fast.perm is not None else st, dtype=np.uint8))
+        if len(fast.combos) >= _MAX_COMBOS:
+            fast.combos.clear()
+        fast.combos[codes] = combo
+        return combo
+
+    # ---- many rows -------------------------------------------------------------------------------
+    def tuples(self, rows: Sequence[Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
+        """Per group: the rows with a missing entity (None) as a tuple of Nones."""
+        out = []
+        for g, grows in zip(self.groups, rows, strict=True):
+            empty = (None,) * g.width
+            out.append([r if r is not None else empty for r in grows])
+        return out
+
+    def matrices(self, tuples: Sequence[list[tuple[Any, ...]]]) -> list[np.ndarray]:
+        """Per group: an (n, width) float matrix (NaN = null) of the numeric bins and event times."""
+        mats = []
+        for gi, (g, rows) in enumerate(zip(self.groups, tuples, strict=True)):
+            if g.numeric:
+                mats.append(np.array(rows, dtype=np.float64).reshape(len(rows), g.width))
+            else:
+                m = np.full((len(rows), g.width), np.nan)
+                idx = {c.value_index for c in self.columns if c.group == gi and c.dtype.is_numeric}
+                idx |= {v.ts_index for v in g.views}
+                for j in idx:
+                    m[:, j] = np.array([r[j] for r in rows], dtype=np.float64)
+                mats.append(m)
+        return mats
+
+    def statuses(self, tuples: Sequence[list[tuple[Any, ...]]], matrices: Sequence[np.ndarray], n: int,
+                 now_us: int) -> np.ndarray:
+        """(n, columns) uint8 status codes."""
+        st = np.full((n, len(self.columns)), PRESENT, dtype=np.uint8)
+        for gi, g in enumerate(self.groups):
+            cols, val_idx, view_idx, ts_idx, ttl = self._group_columns[gi]
+            if not len(cols):
+                continue
+            m = matrices[gi]
+            ts = m[:, ts_idx]  # (n, views); NaN = no time
+            missing = np.isnan(ts)
+            stale = (now_us - ts) > ttl  # False where ts is NaN
+            if g.numeric:
+                null = np.isnan(m[:, val_idx])
+            else:
+                rows = tuples[gi]
+                null = np.array([[v is None or v != v for v in map(r.__getitem__, val_idx)] for r in rows],
+                                dtype=bool).reshape(len(rows), -1)  # None, or a NaN float
+            s = null.astype(np.uint8)
+            s += PRESENT  # PRESENT (1) or NULL_VALUE (2)
+            s[stale[:, view_idx]] = OUTSIDE_MAX_AGE
+            s[missing[:, view_idx]] = NOT_FOUND
+            st[:, cols] = s
+        return st
+
+    def numpy(self, matrices: Sequence[np.ndarray], statuses: np.ndarray | None, request: Mapping[int, Any],
+              n: int, now_us: int, fill_defaults: bool) -> np.ndarray:
+        """(n, columns) float64 model matrix: PRESENT values, else the default (`fill_defaults`) or NaN.
+
+        `statuses` may be None: numeric groups then compute only the PRESENT mask.
+        """
+        out = np.empty((n, len(self.columns)))
+        for gi, g in enumerate(self.groups):
+            cols, val_idx, view_idx, ts_idx, ttl = self._group_columns[gi]
+            if not len(cols):
+                continue
+            m = matrices[gi]
+            vals = m[:, val_idx]
+            if g.numeric and statuses is None:
+                # PRESENT = the view has a time within its ttl (NaN compares False) and the value is
+                # not null: the mask without computing every status code
+                ok = ((now_us - m[:, ts_idx]) <= ttl)[:, view_idx]
+                ok &= vals == vals
+            else:
+                if statuses is None:
+                    raise ValueError("statuses are needed for a group with non-numeric bins")
+                ok = statuses[:, cols] == PRESENT
+            out[:, cols] = np.where(ok, vals, self.numbers[cols] if fill_defaults else np.nan)
+        for i, numeric in self._request_numeric:
+            out[:, i] = request[i] if numeric else np.nan
+        return out
+
+    def _unserved(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int
+                  ) -> list[tuple[list[tuple[Any, ...]], list[list[int]]]]:
+        """Per group: the rows transposed (one tuple per bin) and, per view, the rows it does not
+        serve (no or a NaN event time, or now - ts > ttl), without numpy."""
+        out = []
+        for g, rows in zip(self.groups, tuples, strict=True):
+            cols = list(zip(*rows, strict=True)) if rows else [()] * g.width
+            unserved = []
+            for v in g.views:
+                oldest = now_us - v.ttl_us  # -inf when never stale; `not t >= oldest` holds for NaN
+                unserved.append([i for i, t in enumerate(cols[v.ts_index]) if t is None or not t >= oldest])
+            out.append((cols, unserved))
+        return out
+
+    def python(self, tuples: Sequence[list[tuple[Any, ...]]], request: Mapping[int, Sequence[Any]], n: int,
+               now_us: int) -> list[list[Any]]:
+        """Per column: plain Python values, PRESENT ones converted to the dtype's value, else the default
+        (None without one); request values as given."""
+        groups = self._unserved(tuples, now_us)
+        out: list[list[Any]] = []
+        for i, c in enumerate(self.columns):
+            if c.is_request:
+                out.append(list(request[i]))
+                continue
+            cols, unserved = groups[c.group]
+            skip = unserved[c.view]
+            fill = c.default.python
+            if len(skip) == n:  # the view serves no row
+                out.append([fill] * n)
+                continue
+            vals = list(cols[c.value_index])
+            nulls = None in vals or (c.dtype in _NUMBERS and _has_nan(vals))  # NULL_VALUE: None or NaN
+            if nulls:
+                vals = [None if v is None or v != v else v for v in vals]
+            conv = _TO_PYTHON.get(c.dtype)
+            if conv is not None:
+                vals = [None if v is None else conv(v) for v in vals]
+            if nulls and fill is not None:
+                vals = [fill if v is None else v for v in vals]
+            for j in skip:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
+                vals[j] = fill
+            out.append(vals)
+        return out
+
+    def arrays(self, tuples: Sequence[list[tuple[Any, ...]]], statuses: np.ndarray,
+               request: Mapping[int, Sequence[Any]]) -> list[np.ndarray]:
+        """Per column: a typed array (`DType.numpy_dtype`), non-PRESENT values as `Default.array`."""
+        out = []
+        for i, c in enumerate(self.columns):
+            raw = request[i] if c.is_request else [r[c.value_index] for r in tuples[c.group]]
+            ok = (statuses[:, i] == PRESENT).tolist()
+            out.append(_typed(c.dtype, c.default.array, raw, ok))
+        return out
+
+    def event_times(self, matrices: Sequence[np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """Per view: datetime64[us] event times of the rows read (NaT where NOT_FOUND)."""
+        out = {}
+        for gi, g in enumerate(self.groups):
+            for v in g.views:
+                ts = matrices[gi][:, v.ts_index]
+                arr = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+                ok = ~np.isnan(ts)
+                arr[ok] = ts[ok].astype(np.int64).astype("datetime64[us]")
+                out[v.name] = arr
+        return out
+
+
+def _typed(dtype: DType, fill: Any, raw: Sequence[Any], ok: list[bool]) -> np.ndarray:
+    if dtype is DType.TIMESTAMP:
+        arr = np.full(len(raw), fill, dtype="datetime64[us]")
+        for i, v in enumerate(raw):
+            if ok[i]:
+                arr[i] = np.datetime64(int(v), "us")
+        return arr
+    if dtype.is_numeric:
+        return np.array([v if k else fill for v, k in zip(raw, ok, strict=True)], dtype=dtype.numpy_dtype)
+    arr = np.empty(len(raw), dtype=object)
+    for i, v in enumerate(raw):
+        if ok[i]:
+            arr[i] = _float_array(v) if dtype is DType.FLOAT64_LIST else v
+        else:
+            arr[i] = fill
+    return arr

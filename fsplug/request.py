@@ -1,0 +1,166 @@
+"""Online requests: entity keys held as columns (`KeyList`) and the checks of keys and request values.
+
+Everything here is about what a caller passes in; nothing reads a store. The functions take a
+compiled `RetrievalPlan` (its groups' join keys and its request columns).
+"""
+
+from __future__ import annotations
+
+from array import array as _array
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from fsplug.definitions import did_you_mean
+from fsplug.errors import EntityKeyError, RequestFeatureError
+from fsplug.types import DType
+
+if TYPE_CHECKING:
+    from fsplug.plan import OutputColumn, RetrievalPlan
+
+__all__ = ["KeyList", "PLAIN_TYPES", "keys_by_group", "request_values", "check_keys", "check_request_value"]
+
+# Python types accepted as they are for a request feature of each dtype (others go through
+# check_request_value, which also handles None, numpy scalars and integral floats for int64).
+PLAIN_TYPES: dict[DType, frozenset[type]] = {
+    DType.FLOAT64: frozenset({float, int}),
+    DType.FLOAT32: frozenset({float, int}),
+    DType.INT64: frozenset({int}),
+    DType.STRING: frozenset({str}),
+}
+
+_INT64_MAX = 2**63 - 1
+_INT_ONLY = {int}
+_STR_ONLY = {str}
+
+
+class KeyList(Sequence[tuple[Any, ...]]):
+    """The key tuples of one entity group, held as columns (one list per join key).
+
+    It is a sequence of tuples like any other, so a store may simply iterate it; `columns` and
+    `flat()` give stores the keys without building a tuple per key.
+    """
+
+    __slots__ = ("columns",)
+    __hash__ = None  # type: ignore[assignment]  # equal to any sequence of the same tuples: not hashable
+
+    def __init__(self, columns: Sequence[Sequence[Any]]):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return KeyList([c[i] for c in self.columns])
+        return tuple(c[i] for c in self.columns)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return zip(*self.columns, strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"KeyList({list(self)!r})"
+
+    def flat(self) -> list[Any]:
+        """Every key's values, key after key (as one statement binds them)."""
+        cols = self.columns
+        return list(cols[0]) if len(cols) == 1 else list(chain.from_iterable(zip(*cols, strict=True)))
+
+
+def keys_by_group(plan: RetrievalPlan, entities: Mapping[str, Sequence[Any]], n: int) -> list[KeyList]:
+    """Validated keys per entity group of `plan` for a columnar request of `n` rows.
+
+    Raises EntityKeyError for a missing join key, a column of the wrong length, or a key of the
+    wrong type (numpy integers become ints; bools, floats and None are refused for int64 keys).
+    """
+    out = []
+    for g in plan.groups:
+        cols = []
+        for name, dtype in zip(g.join_keys, g.key_dtypes, strict=True):
+            if name not in entities:
+                raise EntityKeyError(
+                    f"missing join key {name!r} for entity {g.entity!r}"
+                    f"{did_you_mean(name, list(entities))}; the request has: {', '.join(entities) or 'nothing'}"
+                )
+            cols.append(check_keys(name, dtype, entities[name], n))
+        out.append(KeyList(cols))
+    return out
+
+
+def request_values(plan: RetrievalPlan, entities: Mapping[str, Sequence[Any]],
+                   n: int) -> dict[int, list[Any]]:
+    """Validated request-time feature values of `plan`, by output column position.
+
+    A missing column takes the feature's default; raises RequestFeatureError when it has none,
+    for a column of the wrong length, or for a value that does not fit the dtype.
+    """
+    out = {}
+    for i, c, plain in plan.kernel.requests:
+        name = c.request_name or c.name
+        if name in entities:
+            vals = list(entities[name])
+            if len(vals) != n:
+                raise RequestFeatureError(f"request feature {name!r} has {len(vals)} values for {n} rows")
+            if set(map(type, vals)) <= plain:  # plain values of the right kind: as given
+                out[i] = vals
+                continue
+        elif c.default.python is not None:
+            out[i] = [c.default.python] * n  # checked against the dtype when the repo was compiled
+            continue
+        else:
+            col = plan.columns[i]
+            raise RequestFeatureError(
+                f"missing request feature {name!r} ({c.dtype.value}) required by {col.ref}; "
+                "pass it with the entity rows"
+            )
+        out[i] = [check_request_value(plan.columns[i], v) for v in vals]
+    return out
+
+
+def check_keys(name: str, dtype: DType, values: Sequence[Any], n: int) -> list[Any]:
+    """The `n` values of join key `name` as a list of ints (int64) or strs; raises EntityKeyError."""
+    vals = values if type(values) is list else values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if len(vals) != n:
+        raise EntityKeyError(f"join key {name!r} has {len(vals)} values for {n} rows")
+    if dtype is DType.INT64:
+        if set(map(type, vals)) != _INT_ONLY:  # numpy integers become ints; bools, floats, None are refused
+            vals = list(vals)  # our own copy, fixed up in place
+            for i, v in enumerate(vals):
+                if type(v) is not int:
+                    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                        vals[i] = int(v)
+                    else:
+                        raise EntityKeyError(f"join key {name!r} is int64; got {v!r} ({type(v).__name__})")
+        try:
+            _array("q", vals)  # the range check, in C
+        except OverflowError:
+            bad = next(v for v in vals if not -_INT64_MAX - 1 <= v <= _INT64_MAX)
+            raise EntityKeyError(f"join key {name!r} is int64; {bad} is out of its range") from None
+    elif vals and set(map(type, vals)) != _STR_ONLY:
+        bad = next(v for v in vals if type(v) is not str)
+        raise EntityKeyError(f"join key {name!r} is string; got {bad!r} ({type(bad).__name__})")
+    return vals
+
+
+def check_request_value(c: OutputColumn, v: Any) -> Any:
+    """One value of request column `c` as served (None -> its default); raises RequestFeatureError."""
+    if v is None:
+        if c.default is None:
+            raise RequestFeatureError(f"request feature {c.feature!r} is null and has no default")
+        return c.default
+    if c.dtype.is_numeric:
+        if isinstance(v, (int, float, np.integer, np.floating)) and not (
+            isinstance(v, (bool, np.bool_)) and c.dtype is not DType.BOOL
+        ):
+            if c.dtype is DType.INT64 and isinstance(v, (float, np.floating)) and not float(v).is_integer():
+                raise RequestFeatureError(f"request feature {c.feature!r} is int64; got {v!r}")
+            return v
+        raise RequestFeatureError(f"request feature {c.feature!r} is {c.dtype.value}; got {v!r} ({type(v).__name__})")
+    if c.dtype is DType.STRING and not isinstance(v, str):
+        raise RequestFeatureError(f"request feature {c.feature!r} is string; got {v!r} ({type(v).__name__})")
+    return v
