@@ -80,6 +80,11 @@ class FeatureStore:
 
     @property
     def registry_store(self) -> RegistryStore:
+        """Where the registry is read and written: its file, or the online store (`registry: online`)."""
+        from fsplug.registry.published import ONLINE, OnlineRegistryStore
+
+        if self.config.config.registry == ONLINE:
+            return OnlineRegistryStore(self.online_store)  # type: ignore[return-value]
         return RegistryStore(self.config.registry_path)
 
     @property
@@ -92,6 +97,16 @@ class FeatureStore:
     def refresh_registry(self) -> Registry:
         self._registry = self.registry_store.load()
         return self._registry
+
+    def use_registry(self, registry: Registry, services: Sequence[str] = ()) -> None:
+        """Serve `registry` from now on (a server's hot swap), compiling `services`' plans first.
+
+        A call in flight keeps the registry it started with, so it is answered by one plan; the
+        next call uses the new one.
+        """
+        for name in services:
+            self._plan(registry, None, name, False)
+        self._registry = registry
 
     def materialization_state(self, views: Sequence[str] | None = None) -> dict[str, "ViewState"]:
         """Each view's materialization state, as the online store keeps it.
@@ -157,6 +172,9 @@ class FeatureStore:
             written = bool(d) or old is None or old.hash != new.hash or old.to_json() != new.to_json()
             if written:
                 store.save(new)
+            from fsplug.registry.published import publish
+
+            publish(self.online_store, new)  # every serving host reads it there (no-op when unchanged)
         self._registry = new
         self._plans.clear()
         return ApplyResult(d, new, tuple(warnings), tuple(actions), written)

@@ -1,0 +1,95 @@
+"""The registry published in the online store (`fsplug.registry.published`) and `registry: online`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fsplug.errors import RecordTooBigError, RegistryError
+from fsplug.registry.published import (
+    HASH_KEY,
+    REGISTRY_KEY,
+    decode,
+    encode,
+    load_published,
+    publish,
+    published_hash,
+)
+from fsplug.store import FeatureStore
+
+
+def test_import_fsplug_does_not_import_the_server():
+    code = (
+        "import sys, fsplug, fsplug.store, fsplug.cli; fsplug.FeatureStore;"
+        "bad = [m for m in ('fsplug.server', 'uvicorn', 'orjson', 'prometheus_client') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_apply_publishes_and_a_repo_less_host_reads_it(applied_ride_repo, tmp_path):
+    with FeatureStore(applied_ride_repo) as fs:
+        reg = fs.registry
+        assert published_hash(fs.online_store) == reg.hash
+        assert load_published(fs.online_store).to_json() == reg.to_json()
+        assert publish(fs.online_store, reg) is False  # unchanged: not rewritten
+        db = fs.online_store.path
+        project = reg.project
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "feature_store.yaml").write_text(
+        f"project: {project}\nregistry: online\nonline_store:\n  type: sqlite\n  path: {db}\n"
+    )
+    with FeatureStore(host) as fs:
+        assert fs.registry.hash == reg.hash
+        assert fs.plan(service="decline_model_v1").names
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "feature_store.yaml").write_text(
+        f"project: someone_else\nregistry: online\nonline_store:\n  type: sqlite\n  path: {db}\n"
+    )
+    with FeatureStore(other) as fs, pytest.raises(RegistryError, match="no registry published"):
+        fs.registry  # another project's registry is not this one's
+
+
+def test_encoding_round_trips_and_refuses_garbage(applied_ride_repo):
+    with FeatureStore(applied_ride_repo) as fs:
+        reg = fs.registry
+    text = encode(reg)
+    assert text.startswith("zlib:") and len(text) < len(reg.to_json())
+    assert decode(text).hash == reg.hash
+    with pytest.raises(RegistryError, match="unreadable"):
+        decode("zlib:not-base64!")
+
+
+def test_a_registry_too_big_for_a_record_says_what_to_do(applied_ride_repo):
+    with FeatureStore(applied_ride_repo) as fs:
+        store = fs.online_store
+        real_write = store.write_state
+
+        def too_big(view, text):
+            if view == REGISTRY_KEY:
+                raise RecordTooBigError("Aerospike write: record too big")
+            real_write(view, text)
+
+        store.write_state = too_big
+        store.write_state(HASH_KEY, "old")
+        with pytest.raises(RegistryError, match="shared registry file"):
+            publish(store, fs.registry)
+        assert published_hash(store) == "old"  # the hash is written only after the registry
+
+
+def test_server_libraries_are_an_extra_that_the_test_extra_installs():
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = meta["optional-dependencies"]
+    names = {d.split(">")[0].split(";")[0].strip() for d in extras["server"]}
+    assert {"uvicorn", "orjson", "prometheus_client"} <= names
+    assert not names & {d.split(">")[0] for d in meta["dependencies"]}
+    assert "fsplug[server]" in extras["test"]
