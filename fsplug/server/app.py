@@ -37,7 +37,7 @@ import hmac
 import logging
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 import numpy as np
@@ -239,14 +239,14 @@ class FeatureServerApp:
         except HTTPError as err:
             status, headers = err.status, _JSON + err.headers
             body = orjson.dumps({"error": err.kind, "detail": err.detail})
-            m.ERRORS.labels(endpoint, err.kind).inc()
+            m.child(m.ERRORS, endpoint, err.kind).inc()
         except Exception:  # a bug: logged here with its traceback, never sent
             log.exception("internal error answering %s", path)
             status, headers, body = 500, _JSON, b'{"error":"internal","detail":"internal server error"}'
-            m.ERRORS.labels(endpoint, "internal").inc()
+            m.child(m.ERRORS, endpoint, "internal").inc()
         finally:
             m.IN_FLIGHT.dec()
-        m.REQUESTS.labels(endpoint, str(status)).inc()
+        m.child(m.REQUESTS, endpoint, str(status)).inc()
         await send(
             {
                 "type": "http.response.start",
@@ -362,13 +362,13 @@ class FeatureServerApp:
                 full_feature_names=full,
                 timeout_ms=self.config.read_timeout_ms,
             )
-            m.STORE_READ_SECONDS.labels("/get-online-features").observe(time.perf_counter() - t1)
+            m.child(m.STORE_READ_SECONDS, "/get-online-features").observe(time.perf_counter() - t1)
             body = orjson.dumps(feast_response(res, entities), option=orjson.OPT_SERIALIZE_NUMPY)
         except FsplugError as exc:
-            m.REQUEST_SECONDS.labels("/get-online-features", label).observe(time.perf_counter() - t0)
+            m.child(m.REQUEST_SECONDS, "/get-online-features", label).observe(time.perf_counter() - t0)
             raise _error_of(exc) from None
-        m.ENTITIES.labels("/get-online-features").observe(res.n)
-        m.REQUEST_SECONDS.labels("/get-online-features", label).observe(time.perf_counter() - t0)
+        m.child(m.ENTITIES, "/get-online-features").observe(res.n)
+        m.child(m.REQUEST_SECONDS, "/get-online-features", label).observe(time.perf_counter() - t0)
         return 200, body, _JSON
 
     async def _get_feature_vector(
@@ -400,9 +400,9 @@ class FeatureServerApp:
             vec = store.get_feature_vector(
                 service, request=request, timeout_ms=self.config.read_timeout_ms, **entity
             )
-            m.STORE_READ_SECONDS.labels("/get-feature-vector").observe(time.perf_counter() - t1)
+            m.child(m.STORE_READ_SECONDS, "/get-feature-vector").observe(time.perf_counter() - t1)
         except FsplugError as exc:
-            m.REQUEST_SECONDS.labels("/get-feature-vector", label).observe(time.perf_counter() - t0)
+            m.child(m.REQUEST_SECONDS, "/get-feature-vector", label).observe(time.perf_counter() - t0)
             raise _error_of(exc) from None
         body = orjson.dumps(
             {
@@ -412,8 +412,8 @@ class FeatureServerApp:
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
-        m.ENTITIES.labels("/get-feature-vector").observe(1)
-        m.REQUEST_SECONDS.labels("/get-feature-vector", label).observe(time.perf_counter() - t0)
+        m.child(m.ENTITIES, "/get-feature-vector").observe(1)
+        m.child(m.REQUEST_SECONDS, "/get-feature-vector", label).observe(time.perf_counter() - t0)
         return 200, body, _JSON
 
     async def _push(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
@@ -436,7 +436,7 @@ class FeatureServerApp:
             written = self.store.push(view, table)
         except FsplugError as exc:
             raise _error_of(exc) from None
-        m.REQUEST_SECONDS.labels("/push", "").observe(time.perf_counter() - t0)
+        m.child(m.REQUEST_SECONDS, "/push", "").observe(time.perf_counter() - t0)
         return 200, orjson.dumps({"written": written}), _JSON
 
     async def _health(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
@@ -509,15 +509,39 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> dict[str, Any]:
 
 
 def _iso(arr: np.ndarray) -> list[str]:
-    """RFC 3339 UTC strings of datetime64[us] values as Feast writes them (NaT: the epoch)."""
-    ints = arr.astype(np.int64)
-    nat = np.isnat(arr)
-    unit = "s" if not (ints[~nat] % 1_000_000).any() else "us"
-    out = np.char.add(np.datetime_as_string(arr, unit=unit), "Z").tolist()
-    if nat.any():
-        for j in np.flatnonzero(nat).tolist():
-            out[j] = _EPOCH
+    """RFC 3339 UTC strings of datetime64[us] values as Feast writes them (NaT: the epoch).
+
+    Entities of a view share few event times (one per materialization or push), so each distinct
+    time is formatted once and cached.
+    """
+    cache = _TS_CACHE
+    out = []
+    for us in arr.view(np.int64).tolist():
+        text = cache.get(us)
+        if text is None:
+            if len(cache) >= 100_000:
+                cache.clear()
+            text = cache[us] = _format_us(us)
+        out.append(text)
     return out
+
+
+_TS_CACHE: dict[int, str] = {}
+_NAT = int(np.datetime64("NaT").view(np.int64))
+_EPOCH_DT = datetime(1970, 1, 1)
+
+
+def _format_us(us: int) -> str:
+    """One time (microseconds since the epoch) as protobuf's JSON writes a Timestamp: 0, 3 or 6 decimals."""
+    if us == _NAT:
+        return _EPOCH
+    base = (_EPOCH_DT + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = us % 1_000_000
+    if not frac:
+        return base + "Z"
+    if not frac % 1000:
+        return f"{base}.{frac // 1000:03d}Z"
+    return f"{base}.{frac:06d}Z"
 
 
 def _push_table(df: dict[str, Any], view: Any) -> Any:

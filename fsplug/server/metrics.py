@@ -91,6 +91,18 @@ REGISTRY_SERVED = Gauge(
 )
 
 
+_CHILDREN: dict[tuple[Any, ...], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, kept: the client's `labels()` takes a lock and builds keys on every call."""
+    key = (id(metric), *labels)
+    c = _CHILDREN.get(key)
+    if c is None:
+        c = _CHILDREN[key] = metric.labels(*labels)
+    return c
+
+
 class _LiveCollector(Collector):
     """Series computed at scrape time: per-view freshness and the registry hash of this worker."""
 
