@@ -201,7 +201,11 @@ class FeatureStore:
             StoreError: the store failed (StoreTimeoutError: records kept appearing until the
                 store's teardown timeout — something still writes).
         """
-        return self.online_store.teardown(self.registry)
+        from fsplug.registry.published import HASH_KEY, REGISTRY_KEY
+
+        out = self.online_store.teardown(self.registry)
+        self.online_store.delete_state([HASH_KEY, REGISTRY_KEY])  # the published registry goes too
+        return out
 
     def close(self) -> None:
         if self._online is not None:

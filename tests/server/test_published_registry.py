@@ -93,3 +93,31 @@ def test_server_libraries_are_an_extra_that_the_test_extra_installs():
     assert {"uvicorn", "orjson", "prometheus_client"} <= names
     assert not names & {d.split(">")[0] for d in meta["dependencies"]}
     assert "fsplug[server]" in extras["test"]
+
+
+def test_teardown_removes_the_published_registry_and_apply_restores_it(applied_ride_repo):
+    with FeatureStore(applied_ride_repo) as fs:
+        h = fs.registry.hash
+        fs.teardown()
+        assert published_hash(fs.online_store) is None and load_published(fs.online_store) is None
+        fs.apply()  # the file did not change, the store had lost it: published again
+        assert published_hash(fs.online_store) == h
+
+
+def test_apply_with_registry_online_keeps_no_file(ride_repo):
+    from tests.conftest import write_empty_sources
+
+    cfg = ride_repo / "feature_store.yaml"
+    cfg.write_text(
+        "project: only_online\nregistry: online\nonline_store:\n  type: sqlite\n  path: data/online.db\n"
+    )
+    write_empty_sources(ride_repo)
+    with FeatureStore(ride_repo) as fs:
+        first = fs.apply()
+        assert first.written
+        again = fs.apply()
+        assert not again.written and not again.diff  # the registry read back from the store is the same
+        h = fs.registry.hash
+    assert not (ride_repo / "online").exists() and not (ride_repo / "data" / "registry.json").exists()
+    with FeatureStore(ride_repo) as fs:
+        assert fs.registry.hash == h and published_hash(fs.online_store) == h
