@@ -56,14 +56,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _bodies(ids: list[int], n_entities: int, count: int, vector: bool, seed: int) -> list[dict[str, Any]]:
+def _bodies(
+    ids: list[int], n_entities: int, count: int, vector: bool, seed: int, feast: bool = False
+) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     out = []
     for _ in range(count):
         keys = rng.sample(ids, n_entities)
         dist = [round(rng.uniform(0.2, 8.0), 2) for _ in keys]
         hour = [rng.randrange(24) for _ in keys]
-        if vector:
+        if feast:  # Feast's service has no request features: the same drivers, keys only
+            out.append({"feature_service": SERVICE, "entities": {"driver_id": keys}})
+        elif vector:
             out.append(
                 {
                     "feature_service": SERVICE,
@@ -133,18 +137,66 @@ def _in_process_p50(repo: Path, bodies: list[dict[str, Any]], calls: int) -> flo
     return times[len(times) // 2]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, path: str = "/ready") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("fsplug serve exited before it was ready")
+            raise RuntimeError(f"the server exited before it was ready ({proc.args})")
         try:
-            with urllib.request.urlopen(url + "/ready", timeout=1) as r:
+            with urllib.request.urlopen(url + path, timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError("fsplug serve not ready in time")
+    raise RuntimeError(f"the server was not ready in time ({proc.args})")
+
+
+def _feast_rows(
+    ds: Any, ids: list[int], work: Path, entity_counts: list[int], conns: list[int], seconds: int
+) -> list[dict[str, Any]]:
+    """`feast serve` (Feast in benchmarks/.feast-venv) on the same data and store kind, under the same wrk."""
+    from benchmarks.feast_side import VENV, ensure_venv, spec_for
+    from benchmarks.feast_side import materialize as feast_materialize
+
+    version = ensure_venv()
+    spec = spec_for(ds, work / "feast_repo", {"type": "sqlite"})
+    feast_materialize(spec)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(VENV / "bin" / "feast"), "-c", spec["repo"], "serve", "-p", str(port), "--no-access-log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows = []
+    try:
+        _wait_ready(url, proc, path="/health")
+        for n in entity_counts:
+            bodies = _bodies(ids, n, 2000, False, seed=n, feast=True)
+            _wrk(url, "/get-online-features", bodies, 1, 1, work)
+            for c in conns:
+                res = _wrk(url, "/get-online-features", bodies, c, seconds, work)
+                rows.append(
+                    {
+                        "system": f"feast serve {version}",
+                        "endpoint": "/get-online-features",
+                        "entities": n,
+                        "connections": c,
+                        **res,
+                        "in_process_p50_us": None,
+                    }
+                )
+                print(
+                    f"feast serve {n:3d} entities, {c} conn: {res['requests_per_s']:9,.0f} req/s  "
+                    f"p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us  non-2xx {res['non_2xx']}"
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         "--connections", default="1,8", help="comma-separated wrk connection counts (default 1,8)"
     )
     ap.add_argument("--entities", default="1,50", help="comma-separated entities per request (default 1,50)")
+    ap.add_argument(
+        "--with-feast",
+        action="store_true",
+        help="also `feast serve` on the same data (Feast installed into benchmarks/.feast-venv)",
+    )
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -212,7 +269,14 @@ def main(argv: list[str] | None = None) -> int:
             _wrk(url, path, bodies, 1, 1, work)  # warm-up
             for c in conns:
                 res = _wrk(url, path, bodies, c, seconds, work)
-                row = {"endpoint": path, "entities": n, "connections": c, **res, "in_process_p50_us": ref}
+                row = {
+                    "system": "fsplug serve",
+                    "endpoint": path,
+                    "entities": n,
+                    "connections": c,
+                    **res,
+                    "in_process_p50_us": ref,
+                }
                 rows.append(row)
                 print(
                     f"{path:22s} {n:3d} entities, {c} conn: {res['requests_per_s']:9,.0f} req/s  "
@@ -223,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+    if args.with_feast:
+        rows += _feast_rows(ds, ids, work, entity_counts, conns, seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     meta = {
         "drivers": drivers,
@@ -234,14 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     (RESULTS / f"serve_{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     md = [
-        "| endpoint | entities | connections | requests/s | p50 (us) | p99 (us) | errors "
+        "| system | endpoint | entities | connections | requests/s | p50 (us) | p99 (us) | errors "
         "| in-process p50 (us) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ref = f"{r['in_process_p50_us']:.0f}" if r["in_process_p50_us"] else "-"
         md.append(
-            f"| `{r['endpoint']}` | {r['entities']} | {r['connections']} | {r['requests_per_s']:,.0f} | "
+            f"| {r['system']} | `{r['endpoint']}` | {r['entities']} | {r['connections']} | "
+            f"{r['requests_per_s']:,.0f} | "
             f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} | {r['non_2xx'] + r['socket_errors']} | {ref} |"
         )
     (RESULTS / f"serve_{stamp}.md").write_text("\n".join(md) + "\n")
