@@ -46,7 +46,8 @@ def serve(repo: str | Path = ".", **options: Any) -> None:
     os.environ[CONFIG_ENV] = config.to_env()
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own_dir = tempfile.mkdtemp(prefix="fsplug-metrics-")
+        _remove_stale_metric_dirs()
+        own_dir = tempfile.mkdtemp(prefix=f"fsplug-metrics-{os.getpid()}-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     else:  # a directory given by the operator: emptied, as the client library requires at start
         path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
@@ -73,6 +74,32 @@ def serve(repo: str | Path = ".", **options: Any) -> None:
     finally:
         if own_dir is not None:
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _remove_stale_metric_dirs() -> None:
+    """Remove the metrics directories of `serve()` processes that are gone.
+
+    uvicorn ends the process by re-raising SIGTERM once it has shut down, so `serve()`'s own cleanup
+    does not always run; the next start removes what such a process left.
+    """
+    for d in Path(tempfile.gettempdir()).glob("fsplug-metrics-*-*"):
+        try:
+            pid = int(d.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (used to clean up after processes that are gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_server_deps() -> None:

@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from fsplug.server import pid_alive
+
 if TYPE_CHECKING:
     from fsplug.state import ViewState
 
@@ -159,15 +161,5 @@ def reap_dead_workers() -> None:
             pid = int(name.rsplit("_", 1)[1][:-3])
         except ValueError:
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             multiprocess.mark_process_dead(pid, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

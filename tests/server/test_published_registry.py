@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -121,3 +122,22 @@ def test_apply_with_registry_online_keeps_no_file(ride_repo):
     assert not (ride_repo / "online").exists() and not (ride_repo / "data" / "registry.json").exists()
     with FeatureStore(ride_repo) as fs:
         assert fs.registry.hash == h and published_hash(fs.online_store) == h
+
+
+def test_metric_dirs_of_gone_servers_are_removed_at_start(tmp_path, monkeypatch):
+    import tempfile
+
+    from fsplug.server import _remove_stale_metric_dirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    gone = tmp_path / f"fsplug-metrics-{int(proc.stdout)}-abc"
+    alive = tmp_path / f"fsplug-metrics-{os.getppid()}-def"
+    other = tmp_path / "fsplug-metrics-notapid"
+    for d in (gone, alive, other):
+        d.mkdir()
+        (d / "counter_1.db").write_bytes(b"x")
+    _remove_stale_metric_dirs()
+    assert not gone.exists() and alive.exists() and other.exists()
