@@ -123,6 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="request-time feature key=value (JSON value), applied to every entity")
     sp.add_argument("--full-feature-names", action="store_true")
 
+    sp = command("serve", "serve the registry over HTTP/JSON (Feast's format), with Prometheus metrics",
+                 "Serve POST /get-online-features (Feast's request and response), POST "
+                 "/get-feature-vector, GET /health, /ready and /metrics, and POST /push with "
+                 "--enable-push. Needs the server extra: pip install 'fsplug[server]'. The repo may be a "
+                 "folder holding only feature_store.yaml with `registry: online` (the registry `apply` "
+                 "published in the online store).")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=6566, help="TCP port (default: 6566)")
+    sp.add_argument("--workers", type=int, default=1, help="worker processes on the port (default: 1)")
+    sp.add_argument("--read-timeout-ms", type=int, default=1000,
+                    help="budget of a request's store read (504 past it; default 1000)")
+    sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (413 past it)")
+    sp.add_argument("--registry-poll", type=float, default=5.0, dest="registry_poll_s",
+                    help="seconds between checks for a newly applied registry (0: never; default: 5)")
+    sp.add_argument("--enable-push", action="store_true", help="serve POST /push (needs the token)")
+    sp.add_argument("--token-env", default="FSPLUG_SERVE_TOKEN",
+                    help="env variable holding the API token (default: FSPLUG_SERVE_TOKEN)")
+    sp.add_argument("--auth-reads", action="store_true", help="require the token on the read endpoints too")
+    sp.add_argument("--graceful-timeout", type=float, default=30.0, dest="graceful_timeout_s",
+                    help="on SIGTERM, seconds requests in flight may still take (default: 30)")
+    sp.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+
     sp = command("teardown", "delete the project's online data and materialization state",
                  "Remove every record of the project from the online store (every entity's set or table) and "
                  "its materialization state; returns once no node holds any. Asks first unless --yes.")
@@ -264,6 +286,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Created a feature repo in {args.dir}: " + ", ".join(str(p) for p in written), file=out)
         print(f"Next: cd {args.dir} && fsplug apply && fsplug materialize-incremental now && "
               "fsplug get-online-features --service driver_activity_v1 --entity driver_id=1001", file=out)
+        return 0
+    if args.command == "serve":
+        from fsplug.server import serve
+
+        serve(args.repo, host=args.host, port=args.port, workers=args.workers,
+              read_timeout_ms=args.read_timeout_ms, max_body_bytes=args.max_body_bytes,
+              registry_poll_s=args.registry_poll_s,
+              enable_push=args.enable_push, token_env=args.token_env, auth_reads=args.auth_reads,
+              graceful_timeout_s=args.graceful_timeout_s, access_log=args.access_log)
         return 0
     store = FeatureStore(args.repo)
     if args.command == "plan":

@@ -94,7 +94,11 @@ class FeatureStore:
 
     @property
     def registry_store(self) -> RegistryStore:
-        """The registry file (`registry:` in feature_store.yaml)."""
+        """Where the registry is read and written: its file, or the online store (`registry: online`)."""
+        from fsplug.registry.published import ONLINE, OnlineRegistryStore
+
+        if self.config.config.registry == ONLINE:
+            return OnlineRegistryStore(self.online_store)  # type: ignore[return-value]
         return RegistryStore(self.config.registry_path)
 
     @property
@@ -112,6 +116,16 @@ class FeatureStore:
         """Re-read the applied registry (after another process applied); returns it."""
         self._registry = self.registry_store.load()
         return self._registry
+
+    def use_registry(self, registry: Registry, services: Sequence[str] = ()) -> None:
+        """Serve `registry` from now on (a server's hot swap), compiling `services`' plans first.
+
+        A call in flight keeps the registry it started with, so it is answered by one plan; the
+        next call uses the new one.
+        """
+        for name in services:
+            self._plan(registry, None, name, False)
+        self._registry = registry
 
     def materialization_state(self, views: Sequence[str] | None = None) -> dict[str, ViewState]:
         """Each view's materialization state, as the online store keeps it.
@@ -196,6 +210,9 @@ class FeatureStore:
             written = bool(d) or old is None or old.hash != new.hash or old.to_json() != new.to_json()
             if written:
                 store.save(new)
+            from fsplug.registry.published import publish
+
+            publish(self.online_store, new)  # every serving host reads it there (no-op when unchanged)
         self._registry = new
         self._plans.clear()
         return ApplyResult(d, new, tuple(warnings), tuple(actions), written)
@@ -223,7 +240,11 @@ class FeatureStore:
             StoreError: the store failed (StoreTimeoutError: records kept appearing until the
                 store's teardown timeout — something still writes).
         """
-        return self.online_store.teardown(self.registry)
+        from fsplug.registry.published import HASH_KEY, REGISTRY_KEY
+
+        out = self.online_store.teardown(self.registry)
+        self.online_store.delete_state([HASH_KEY, REGISTRY_KEY])  # the published registry goes too
+        return out
 
     def close(self) -> None:
         """Release the online store's connections (a later call reconnects)."""

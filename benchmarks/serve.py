@@ -1,0 +1,317 @@
+"""`python -m benchmarks serve`: `fsplug serve` under HTTP load from wrk (a load generator not ours).
+
+The same data as the read benchmarks (`examples/generate_data.py`, seed 7; default 100,000 drivers,
+1 day), the `decline_model_v1` service (11 stored features over 2 views + 3 request features),
+SQLite. `fsplug serve` runs as its own process (`--workers`, default 1); wrk (Debian's `wrk`
+package: `apt-get install wrk`) drives `POST /get-online-features` in Feast's format at 1 and 50
+entities with 1 and 8 connections, and `POST /get-feature-vector` at 1 entity. Each request body
+is drawn from a fixed, seeded list of random driver ids (a Lua script cycles through them).
+
+Reported per case: requests/s, p50, p99 (wrk's latency distribution), non-2xx responses and
+socket errors; and, for the same requests, the in-process `get_online_features(...).to_dict()`
+p50 in this process, so the HTTP server's own cost is visible. Results go to
+`benchmarks/results/serve_<stamp>.json` and `.md` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.data import RESULTS, ROOT, SERVICE, dataset, fresh_end, make_fsplug_repo
+
+__all__ = ["main"]
+
+_LUA = """\
+local bodies = {}
+local f = io.open("%(bodies)s", "r")
+for line in f:lines() do bodies[#bodies + 1] = line end
+f:close()
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, "%(path)s", nil, bodies[i])
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bodies(
+    ids: list[int], n_entities: int, count: int, vector: bool, seed: int, feast: bool = False
+) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        keys = rng.sample(ids, n_entities)
+        dist = [round(rng.uniform(0.2, 8.0), 2) for _ in keys]
+        hour = [rng.randrange(24) for _ in keys]
+        if feast:  # Feast's service has no request features: the same drivers, keys only
+            out.append({"feature_service": SERVICE, "entities": {"driver_id": keys}})
+        elif vector:
+            out.append(
+                {
+                    "feature_service": SERVICE,
+                    "entity": {"driver_id": keys[0]},
+                    "request": {"pickup_distance_km": dist[0], "hour_of_day": hour[0]},
+                }
+            )
+        else:
+            out.append(
+                {
+                    "feature_service": SERVICE,
+                    "entities": {"driver_id": keys, "pickup_distance_km": dist, "hour_of_day": hour},
+                }
+            )
+    return out
+
+
+def _wrk(
+    url: str, path: str, bodies: list[dict[str, Any]], connections: int, seconds: int, work: Path
+) -> dict:
+    body_file = work / "bodies.txt"
+    body_file.write_text("\n".join(json.dumps(b, separators=(",", ":")) for b in bodies) + "\n")
+    script = work / "load.lua"
+    script.write_text(_LUA % {"bodies": body_file, "path": path})
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return {"command": " ".join(cmd[:-3] + ["<script>", url]), **_parse_wrk(out)}
+
+
+_UNITS = {"us": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
+
+
+def _parse_wrk(text: str) -> dict[str, Any]:
+    def micros(v: str) -> float:
+        m = re.match(r"([\d.]+)(us|ms|s)$", v)
+        assert m, v
+        return float(m.group(1)) * _UNITS[m.group(2)]
+
+    pct = {int(p): micros(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return {
+        "requests_per_s": rps,
+        "requests": total,
+        "p50_us": pct.get(50),
+        "p99_us": pct.get(99),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(map(int, errs.groups())) if errs else 0,
+    }
+
+
+def _in_process_p50(repo: Path, bodies: list[dict[str, Any]], calls: int) -> float:
+    """p50 (us) of `get_online_features(...).to_dict()` for the same bodies, in this process."""
+    from fsplug.store import FeatureStore
+
+    with FeatureStore(repo) as fs:
+        times = []
+        for i in range(calls + 200):
+            b = bodies[i % len(bodies)]
+            t0 = time.perf_counter_ns()
+            fs.get_online_features(service=SERVICE, entities=b["entities"]).to_dict()
+            if i >= 200:
+                times.append((time.perf_counter_ns() - t0) / 1000)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, path: str = "/ready") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited before it was ready ({proc.args})")
+        try:
+            with urllib.request.urlopen(url + path, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the server was not ready in time ({proc.args})")
+
+
+def _feast_rows(
+    ds: Any, ids: list[int], work: Path, entity_counts: list[int], conns: list[int], seconds: int
+) -> list[dict[str, Any]]:
+    """`feast serve` (Feast in benchmarks/.feast-venv) on the same data and store kind, under the same wrk."""
+    from benchmarks.feast_side import VENV, ensure_venv, spec_for
+    from benchmarks.feast_side import materialize as feast_materialize
+
+    version = ensure_venv()
+    spec = spec_for(ds, work / "feast_repo", {"type": "sqlite"})
+    feast_materialize(spec)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(VENV / "bin" / "feast"), "-c", spec["repo"], "serve", "-p", str(port), "--no-access-log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows = []
+    try:
+        _wait_ready(url, proc, path="/health")
+        for n in entity_counts:
+            bodies = _bodies(ids, n, 2000, False, seed=n, feast=True)
+            _wrk(url, "/get-online-features", bodies, 1, 1, work)
+            for c in conns:
+                res = _wrk(url, "/get-online-features", bodies, c, seconds, work)
+                rows.append(
+                    {
+                        "system": f"feast serve {version}",
+                        "endpoint": "/get-online-features",
+                        "entities": n,
+                        "connections": c,
+                        **res,
+                        "in_process_p50_us": None,
+                    }
+                )
+                print(
+                    f"feast serve {n:3d} entities, {c} conn: {res['requests_per_s']:9,.0f} req/s  "
+                    f"p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us  non-2xx {res['non_2xx']}"
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the serve benchmark; prints a Markdown table and writes results/serve_<stamp>.json/.md."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks serve", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="10,000 drivers, 2 s per case (a smoke run)")
+    ap.add_argument("--drivers", type=int, help="drivers in the data set (default 100,000)")
+    ap.add_argument("--seconds", type=int, help="wrk duration per case (default 10)")
+    ap.add_argument("--workers", type=int, default=1, help="fsplug serve --workers (default 1)")
+    ap.add_argument(
+        "--connections", default="1,8", help="comma-separated wrk connection counts (default 1,8)"
+    )
+    ap.add_argument("--entities", default="1,50", help="comma-separated entities per request (default 1,50)")
+    ap.add_argument(
+        "--with-feast",
+        action="store_true",
+        help="also `feast serve` on the same data (Feast installed into benchmarks/.feast-venv)",
+    )
+    args = ap.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 1
+    drivers = args.drivers or (10_000 if args.quick else 100_000)
+    seconds = args.seconds or (2 if args.quick else 10)
+    conns = [int(c) for c in args.connections.split(",")]
+    entity_counts = [int(e) for e in args.entities.split(",")]
+
+    from fsplug.store import FeatureStore
+
+    work = RESULTS / "serve"
+    work.mkdir(parents=True, exist_ok=True)
+    ds = dataset(drivers, 1, 0.5, 7, fresh_end())
+    repo = make_fsplug_repo(work / "repo", ds, {"type": "sqlite", "path": "data/online.db"})
+    with FeatureStore(repo) as fs:
+        fs.apply()
+        fs.materialize_incremental(datetime.now(UTC), progress=False)
+    ids = list(ds.driver_ids())
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fsplug.cli",
+            "--repo",
+            str(repo),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--registry-poll",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        _wait_ready(url, proc)
+        cases = [("/get-online-features", n, False) for n in entity_counts] + [
+            ("/get-feature-vector", 1, True)
+        ]
+        for path, n, vector in cases:
+            bodies = _bodies(ids, n, 2000, vector, seed=n)
+            ref = None if vector else _in_process_p50(repo, bodies, 2000)
+            _wrk(url, path, bodies, 1, 1, work)  # warm-up
+            for c in conns:
+                res = _wrk(url, path, bodies, c, seconds, work)
+                row = {
+                    "system": "fsplug serve",
+                    "endpoint": path,
+                    "entities": n,
+                    "connections": c,
+                    **res,
+                    "in_process_p50_us": ref,
+                }
+                rows.append(row)
+                print(
+                    f"{path:22s} {n:3d} entities, {c} conn: {res['requests_per_s']:9,.0f} req/s  "
+                    f"p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us  non-2xx {res['non_2xx']}  "
+                    f"socket errors {res['socket_errors']}"
+                    + (f"  (in-process p50 {ref:.0f} us)" if ref else "")
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    if args.with_feast:
+        rows += _feast_rows(ds, ids, work, entity_counts, conns, seconds)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    meta = {
+        "drivers": drivers,
+        "workers": args.workers,
+        "seconds": seconds,
+        "nproc": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout.splitlines()[0:1],
+    }
+    (RESULTS / f"serve_{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    md = [
+        "| system | endpoint | entities | connections | requests/s | p50 (us) | p99 (us) | errors "
+        "| in-process p50 (us) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ref = f"{r['in_process_p50_us']:.0f}" if r["in_process_p50_us"] else "-"
+        md.append(
+            f"| {r['system']} | `{r['endpoint']}` | {r['entities']} | {r['connections']} | "
+            f"{r['requests_per_s']:,.0f} | "
+            f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} | {r['non_2xx'] + r['socket_errors']} | {ref} |"
+        )
+    (RESULTS / f"serve_{stamp}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"wrote {RESULTS / f'serve_{stamp}.json'}")
+    return 0

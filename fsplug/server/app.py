@@ -1,0 +1,590 @@
+"""The feature server's ASGI application: fsplug's compiled plans over HTTP/JSON.
+
+A plain ASGI callable, no web framework: the endpoints are few, and a framework's routing and
+request objects cost more than the read itself at one entity (measured: uvicorn with this app
+answered a canned response about twice as fast as with Starlette). uvicorn (httptools, uvloop)
+parses HTTP, keeps connections alive and runs the workers; orjson encodes and decodes.
+
+Endpoints:
+
+- `POST /get-online-features`: Feast's request and response (`features` or `feature_service`,
+  `entities` with request-feature values as further columns, `full_feature_names`); `results` holds
+  one entry per output column, join keys first, each with `values`, `statuses` and
+  `event_timestamps` per entity, in request order.
+- `POST /get-feature-vector`: one entity of a feature service (`FeatureStore.get_feature_vector`),
+  `{"feature_service": s, "entity": {key: value}, "request": {...}}` ->
+  `{"feature_names": [...], "values": [floats], "statuses": [...]}`.
+- `POST /push` (only with `enable_push`, always behind the token): rows for one feature view.
+- `GET /health` (the process answers), `GET /ready` (registry loaded, store reachable), `GET /metrics`.
+
+Errors are JSON `{"error": kind, "detail": message}` with the Python API's message: 400 for a body
+that is not the expected JSON shape, 422 for a request the API refuses (unknown feature, wrong key
+type, missing request feature, too many entities), 413 for a body over the limit, 408 for a body
+not received in time, 401 without the token, 404/405, 503 with `Retry-After` for a transient store
+failure, 504 for a read past its budget, 500 (no detail) for anything else. No response carries a
+stack trace; fsplug's errors never hold credentials.
+
+Each request uses the plan of the registry current when it started; a newly applied registry is
+picked up by a poll (`registry_poll_s`) that compiles the new plans first and then swaps one
+reference, so no request fails or mixes two registries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import time
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import orjson
+
+from fsplug.errors import (
+    EntityKeyError,
+    FsplugError,
+    ReferenceNotFoundError,
+    RequestFeatureError,
+    StoreTimeoutError,
+    TransientError,
+    UserInputError,
+)
+from fsplug.server import metrics as m
+from fsplug.server.config import ServerConfig
+
+__all__ = ["FeatureServerApp", "create_app", "app_from_env"]
+
+log = logging.getLogger("fsplug.server")
+
+_STATUS_NAMES = ("INVALID", "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")
+_EPOCH = "1970-01-01T00:00:00Z"
+_JSON = [(b"content-type", b"application/json")]
+_RETRY_AFTER_S = b"1"
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class HTTPError(Exception):
+    """A request answered with an error status: `kind` names it in the body and the metrics."""
+
+    def __init__(self, status: int, kind: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.headers = headers or []
+
+
+def _error_of(exc: FsplugError) -> HTTPError:
+    """The HTTP answer to an fsplug error raised by a request."""
+    if isinstance(exc, UserInputError):
+        kind = (
+            "unknown_reference"
+            if isinstance(exc, ReferenceNotFoundError)
+            else "entity_key"
+            if isinstance(exc, EntityKeyError)
+            else "request_feature"
+            if isinstance(exc, RequestFeatureError)
+            else "invalid_request"
+        )
+        return HTTPError(422, kind, str(exc))
+    if isinstance(exc, StoreTimeoutError):
+        return HTTPError(504, "store_timeout", str(exc))
+    if isinstance(exc, TransientError):
+        return HTTPError(503, "store_unavailable", str(exc), [(b"retry-after", _RETRY_AFTER_S)])
+    return HTTPError(
+        500, "store_error" if type(exc).__name__.startswith("Store") else "server_error", str(exc)
+    )
+
+
+class FeatureServerApp:
+    """The ASGI application of one worker: a FeatureStore opened at startup, its endpoints and metrics.
+
+    Args:
+        config: the server's settings (`ServerConfig`).
+    """
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.store: Any = None  # FeatureStore, opened in startup()
+        self._token = (os.environ.get(config.token_env) or "").encode() or None
+        self._marker: Any = None  # what the registry poll compares (published hash or file stamp)
+        self._poll_task: asyncio.Task[None] | None = None
+        self._routes: dict[tuple[str, str], Callable[..., Awaitable[tuple[int, bytes, list[Any]]]]] = {
+            ("POST", "/get-online-features"): self._get_online_features,
+            ("POST", "/get-feature-vector"): self._get_feature_vector,
+            ("POST", "/push"): self._push,
+            ("GET", "/health"): self._health,
+            ("GET", "/ready"): self._ready,
+            ("GET", "/metrics"): self._metrics,
+        }
+        self._paths = {p for _, p in self._routes}
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def startup(self) -> None:
+        """Open the store, load the registry, compile every service's plan and connect (each worker).
+
+        Raises:
+            FsplugError: no registry, or the store cannot be reached.
+        """
+        from fsplug.store import FeatureStore
+
+        m.reap_dead_workers()
+        self.store = FeatureStore(self.config.repo)
+        reg = self.store.registry
+        self.store.use_registry(reg, list(reg.feature_services))
+        self.store.online_store.connect()
+        self.store.materialization_state()  # the first read opens the connection (SQLite) here
+        self._marker = self._registry_marker()
+        m.REGISTRY_SERVED.labels(reg.hash).set(1)
+        log.info(
+            "fsplug serve: project %r, registry %s, %d feature services",
+            reg.project,
+            reg.hash[:12],
+            len(reg.feature_services),
+        )
+
+    def shutdown(self) -> None:
+        """Close the store (after uvicorn finished the requests in flight)."""
+        if self.store is not None:
+            self.store.close()
+
+    def _registry_marker(self) -> Any:
+        from fsplug.registry.published import ONLINE, published_hash
+
+        if self.store.config.config.registry == ONLINE:
+            return published_hash(self.store.online_store)
+        try:
+            st = self.store.config.registry_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def poll_registry(self) -> bool:
+        """Swap to a newly applied registry, if there is one; returns whether it swapped.
+
+        The new registry's service plans are compiled before the swap; a request in flight keeps
+        the plan it started with. A failed check keeps the registry served now (and is logged).
+        """
+        try:
+            marker = self._registry_marker()
+            if marker == self._marker:
+                return False
+            new = self.store.registry_store.load()
+        except FsplugError as exc:
+            log.warning("registry poll failed (still serving %s): %s", self.store.registry.hash[:12], exc)
+            return False
+        old = self.store.registry
+        self._marker = marker
+        if new.hash == old.hash:
+            return False
+        self.store.use_registry(new, list(new.feature_services))
+        m.REGISTRY_SERVED.labels(old.hash).set(0)
+        m.REGISTRY_SERVED.labels(new.hash).set(1)
+        m.REGISTRY_SWAPS.inc()
+        log.info("serving the newly applied registry %s (was %s)", new.hash[:12], old.hash[:12])
+        return True
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.registry_poll_s)
+            self.poll_registry()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.startup()
+                except Exception as exc:  # the worker cannot serve: say why, without a traceback
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                if self.config.registry_poll_s > 0:
+                    self._poll_task = asyncio.get_running_loop().create_task(self._poll_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self._poll_task is not None:
+                    self._poll_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._poll_task
+                self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- HTTP ----------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        handler = self._routes.get((scope["method"], path))
+        endpoint = path if path in self._paths else "other"
+        m.IN_FLIGHT.inc()
+        try:
+            if handler is None:
+                if path in self._paths:
+                    raise HTTPError(405, "method_not_allowed", f"{scope['method']} is not allowed on {path}")
+                raise HTTPError(
+                    404, "not_found", f"no endpoint {path}; see GET /health, POST /get-online-features"
+                )
+            status, body, headers = await handler(scope, receive)
+        except HTTPError as err:
+            status, headers = err.status, _JSON + err.headers
+            body = orjson.dumps({"error": err.kind, "detail": err.detail})
+            m.child(m.ERRORS, endpoint, err.kind).inc()
+        except Exception:  # a bug: logged here with its traceback, never sent
+            log.exception("internal error answering %s", path)
+            status, headers, body = 500, _JSON, b'{"error":"internal","detail":"internal server error"}'
+            m.child(m.ERRORS, endpoint, "internal").inc()
+        finally:
+            m.IN_FLIGHT.dec()
+        m.child(m.REQUESTS, endpoint, str(status)).inc()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": headers + [(b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _authorize(self, scope: dict[str, Any]) -> None:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if (
+                    self._token is not None
+                    and scheme.lower() == b"bearer"
+                    and hmac.compare_digest(token.strip(), self._token)
+                ):
+                    return
+                break
+        raise HTTPError(
+            401,
+            "unauthorized",
+            "this endpoint needs `Authorization: Bearer <token>`",
+            [(b"www-authenticate", b"Bearer")],
+        )
+
+    async def _body(self, scope: dict[str, Any], receive: Receive) -> Any:
+        limit = self.config.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise HTTPError(400, "invalid_request", "Content-Length is not a number") from None
+                if declared > limit:
+                    raise HTTPError(
+                        413, "body_too_large", f"request body of {declared} bytes; the limit is {limit}"
+                    )
+        try:
+            msg = await asyncio.wait_for(receive(), self.config.body_timeout_s)
+            body = msg.get("body", b"")
+            if msg.get("more_body"):
+                parts = [body]
+                size = len(body)
+                while msg.get("more_body"):
+                    msg = await asyncio.wait_for(receive(), self.config.body_timeout_s)
+                    chunk = msg.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise HTTPError(
+                            413, "body_too_large", f"request body over the limit of {limit} bytes"
+                        )
+                    parts.append(chunk)
+                body = b"".join(parts)
+        except TimeoutError:
+            raise HTTPError(
+                408, "body_timeout", f"request body not received within {self.config.body_timeout_s} s"
+            ) from None
+        if len(body) > limit:
+            raise HTTPError(413, "body_too_large", f"request body of {len(body)} bytes; the limit is {limit}")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPError(400, "invalid_json", f"the request body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise HTTPError(400, "invalid_request", "the request body must be a JSON object")
+        return data
+
+    # ---- endpoints -----------------------------------------------------------------------
+    async def _get_online_features(
+        self, scope: dict[str, Any], receive: Receive
+    ) -> tuple[int, bytes, list[Any]]:
+        t0 = time.perf_counter()
+        if self.config.auth_reads:
+            self._authorize(scope)
+        req = await self._body(scope, receive)
+        features = req.get("features")
+        service = req.get("feature_service")
+        entities = req.get("entities")
+        full = req.get("full_feature_names", False)
+        label = "?"
+        if (features is None) == (service is None):
+            raise HTTPError(
+                400,
+                "invalid_request",
+                'give exactly one of "features": ["view:feature", ...] or "feature_service": "name"',
+            )
+        if features is not None and (type(features) is not list or not all(type(f) is str for f in features)):
+            raise HTTPError(400, "invalid_request", '"features" must be a list of "view:feature" strings')
+        if service is not None and type(service) is not str:
+            raise HTTPError(400, "invalid_request", '"feature_service" must be a string')
+        if type(entities) is not dict:
+            raise HTTPError(
+                400,
+                "invalid_request",
+                '"entities" must map each join key (and request feature) '
+                'to a list of values, like {"driver_id": [1001, 1002]}',
+            )
+        if type(full) is not bool:
+            raise HTTPError(400, "invalid_request", '"full_feature_names" must be true or false')
+        try:
+            store = self.store
+            if service is not None and service in store.registry.feature_services:
+                label = service
+            elif features is not None:
+                label = ""
+            t1 = time.perf_counter()
+            res = store.get_online_features(
+                features=features,
+                service=service,
+                entities=entities,
+                full_feature_names=full,
+                timeout_ms=self.config.read_timeout_ms,
+            )
+            m.child(m.STORE_READ_SECONDS, "/get-online-features").observe(time.perf_counter() - t1)
+            body = orjson.dumps(feast_response(res, entities), option=orjson.OPT_SERIALIZE_NUMPY)
+        except FsplugError as exc:
+            m.child(m.REQUEST_SECONDS, "/get-online-features", label).observe(time.perf_counter() - t0)
+            raise _error_of(exc) from None
+        m.child(m.ENTITIES, "/get-online-features").observe(res.n)
+        m.child(m.REQUEST_SECONDS, "/get-online-features", label).observe(time.perf_counter() - t0)
+        return 200, body, _JSON
+
+    async def _get_feature_vector(
+        self, scope: dict[str, Any], receive: Receive
+    ) -> tuple[int, bytes, list[Any]]:
+        t0 = time.perf_counter()
+        if self.config.auth_reads:
+            self._authorize(scope)
+        req = await self._body(scope, receive)
+        service = req.get("feature_service")
+        entity = req.get("entity")
+        request = req.get("request")
+        if type(service) is not str:
+            raise HTTPError(400, "invalid_request", '"feature_service" must name a feature service')
+        if type(entity) is not dict or not entity:
+            raise HTTPError(
+                400,
+                "invalid_request",
+                '"entity" must map the join key to one value, like {"driver_id": 1001}',
+            )
+        if request is not None and type(request) is not dict:
+            raise HTTPError(400, "invalid_request", '"request" must map request features to values')
+        store = self.store
+        label = service if service in store.registry.feature_services else "?"
+        if set(entity) & {"service", "request", "timeout_ms"}:
+            raise HTTPError(422, "entity_key", f"no entity has a join key named {sorted(entity)}")
+        try:
+            t1 = time.perf_counter()
+            vec = store.get_feature_vector(
+                service, request=request, timeout_ms=self.config.read_timeout_ms, **entity
+            )
+            m.child(m.STORE_READ_SECONDS, "/get-feature-vector").observe(time.perf_counter() - t1)
+        except FsplugError as exc:
+            m.child(m.REQUEST_SECONDS, "/get-feature-vector", label).observe(time.perf_counter() - t0)
+            raise _error_of(exc) from None
+        body = orjson.dumps(
+            {
+                "feature_names": vec.names,
+                "values": vec.values,
+                "statuses": [_STATUS_NAMES[s] for s in vec.statuses.tolist()],
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        m.child(m.ENTITIES, "/get-feature-vector").observe(1)
+        m.child(m.REQUEST_SECONDS, "/get-feature-vector", label).observe(time.perf_counter() - t0)
+        return 200, body, _JSON
+
+    async def _push(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
+        if not self.config.enable_push:
+            raise HTTPError(404, "push_disabled", "POST /push is off; start the server with --enable-push")
+        self._authorize(scope)
+        t0 = time.perf_counter()
+        req = await self._body(scope, receive)
+        view = req.get("feature_view", req.get("push_source_name"))
+        df = req.get("df")
+        if type(view) is not str or type(df) is not dict:
+            raise HTTPError(
+                400,
+                "invalid_request",
+                'give "feature_view": name and "df": {column: [values]} (event times as ISO-8601 strings)',
+            )
+        try:
+            view_obj = self.store.registry.view(view)
+            table = _push_table(df, view_obj)
+            written = self.store.push(view, table)
+        except FsplugError as exc:
+            raise _error_of(exc) from None
+        m.child(m.REQUEST_SECONDS, "/push", "").observe(time.perf_counter() - t0)
+        return 200, orjson.dumps({"written": written}), _JSON
+
+    async def _health(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
+        return 200, b'{"status":"ok"}', _JSON
+
+    async def _ready(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
+        if self.store is None:
+            raise HTTPError(
+                503, "not_ready", "the registry is not loaded yet", [(b"retry-after", _RETRY_AFTER_S)]
+            )
+        try:
+            self.store.materialization_state()  # one small read: the store answers
+        except FsplugError as exc:
+            raise HTTPError(
+                503,
+                "store_unavailable",
+                f"the online store is not reachable: {exc}",
+                [(b"retry-after", _RETRY_AFTER_S)],
+            ) from None
+        reg = self.store.registry
+        return (
+            200,
+            orjson.dumps(
+                {"status": "ready", "project": reg.project, "registry": reg.hash, "worker": os.getpid()}
+            ),
+            _JSON,
+        )
+
+    async def _metrics(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
+        if self.config.auth_reads:
+            self._authorize(scope)
+        body = m.render(self.store.materialization_state, lambda: self.store.registry.hash)
+        return 200, body, [(b"content-type", m.CONTENT_TYPE.encode())]
+
+
+def feast_response(res: Any, entities: dict[str, list[Any]]) -> dict[str, Any]:
+    """Feast's response for an OnlineResult: join keys first, then one entry per output column.
+
+    Args:
+        res: the OnlineResult of the request.
+        entities: the request's `entities` (its join key columns are echoed, as Feast does).
+
+    Returns:
+        `{"metadata": {"feature_names": [...]}, "results": [{"values", "statuses", "event_timestamps"}]}`.
+    """
+    plan = res.plan
+    n = res.n
+    present = ["PRESENT"] * n
+    epoch = [_EPOCH] * n
+    names: list[str] = []
+    results: list[dict[str, Any]] = []
+    for key in plan.join_keys:
+        names.append(key)
+        results.append({"values": entities[key], "statuses": present, "event_timestamps": epoch})
+    values = res.to_dict()
+    st = res.statuses
+    all_present = bool((st == 1).all())
+    stamps: dict[str, list[str]] = {}
+    for i, c in enumerate(plan.columns):
+        names.append(c.name)
+        if c.is_request:
+            results.append({"values": values[c.name], "statuses": present, "event_timestamps": epoch})
+            continue
+        ts = stamps.get(c.view)
+        if ts is None:
+            ts = stamps[c.view] = _iso(res.event_timestamps[c.view])
+        statuses = present if all_present else [_STATUS_NAMES[s] for s in st[:, i].tolist()]
+        results.append({"values": values[c.name], "statuses": statuses, "event_timestamps": ts})
+    return {"metadata": {"feature_names": names}, "results": results}
+
+
+def _iso(arr: np.ndarray) -> list[str]:
+    """RFC 3339 UTC strings of datetime64[us] values as Feast writes them (NaT: the epoch).
+
+    Entities of a view share few event times (one per materialization or push), so each distinct
+    time is formatted once and cached.
+    """
+    cache = _TS_CACHE
+    out = []
+    for us in arr.view(np.int64).tolist():
+        text = cache.get(us)
+        if text is None:
+            if len(cache) >= 100_000:
+                cache.clear()
+            text = cache[us] = _format_us(us)
+        out.append(text)
+    return out
+
+
+_TS_CACHE: dict[int, str] = {}
+_NAT = int(np.datetime64("NaT").view(np.int64))
+_EPOCH_DT = datetime(1970, 1, 1)
+
+
+def _format_us(us: int) -> str:
+    """One time (microseconds since the epoch) as protobuf's JSON writes a Timestamp: 0, 3 or 6 decimals."""
+    if us == _NAT:
+        return _EPOCH
+    base = (_EPOCH_DT + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = us % 1_000_000
+    if not frac:
+        return base + "Z"
+    if not frac % 1000:
+        return f"{base}.{frac // 1000:03d}Z"
+    return f"{base}.{frac:06d}Z"
+
+
+def _push_table(df: dict[str, Any], view: Any) -> Any:
+    """A pyarrow table of pushed JSON columns: event-time columns parsed from ISO-8601 strings."""
+    import pyarrow as pa
+
+    from fsplug.errors import SourceDataError
+
+    cols: dict[str, Any] = {}
+    times = {view.source.timestamp_field, view.source.created_timestamp_field}
+    times |= {f.column for f in view.features if f.dtype.value == "timestamp"}
+    for name, values in df.items():
+        if type(values) is not list:
+            raise UserInputError(f"push: df[{name!r}] must be a list of values, one per row")
+        if name in times and values and any(type(v) is str for v in values):
+            try:
+                parsed = [None if v is None else datetime.fromisoformat(v) for v in values]
+            except (TypeError, ValueError) as exc:
+                raise SourceDataError(f"push: df[{name!r}]: not an ISO-8601 time ({exc})") from None
+            cols[name] = pa.array([_utc(t) for t in parsed], type=pa.timestamp("us", tz="UTC"))
+        else:
+            cols[name] = values
+    return cols
+
+
+def _utc(t: datetime | None) -> datetime | None:
+
+    if t is None:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def create_app(config: ServerConfig) -> FeatureServerApp:
+    """The ASGI app for `config` (started by any ASGI server; `serve()` runs it on uvicorn).
+
+    Raises:
+        ConfigError: the settings are refused (see `ServerConfig.check`).
+    """
+    config.check()
+    return FeatureServerApp(config)
+
+
+def app_from_env() -> FeatureServerApp:
+    """uvicorn's factory in each worker: the app for the ServerConfig `serve()` put in the environment."""
+    return create_app(ServerConfig.from_env())

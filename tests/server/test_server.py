@@ -1,0 +1,654 @@
+"""`fsplug serve` as a deployed process: every endpoint over real HTTP, Feast's format, the error table,
+metrics, the token rule, registry hot swaps, a host without the repo, SIGTERM, dead workers, Aerospike."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from datetime import datetime, UTC
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fsplug.store import FeatureStore
+from tests.conftest import build_served_repo, write_repo
+from tests.server.conftest import TOKEN, Server, start
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def service_request(ids: list[int], service: str = "decline_model_v1") -> dict:
+    n = len(ids)
+    return {
+        "feature_service": service,
+        "entities": {"driver_id": ids, "pickup_distance_km": [1.5] * n, "hour_of_day": [8] * n},
+    }
+
+
+def columns(resp: dict) -> dict[str, dict]:
+    """Feast's columnar response as {name: result entry}."""
+    return dict(zip(resp["metadata"]["feature_names"], resp["results"], strict=True))
+
+
+# ---- Feast's format ---------------------------------------------------------------------------
+FEAST_DOC_DEFS = """\
+entities:
+  - {name: driver, join_key: driver_id, dtype: int64}
+sources:
+  - {name: driver_hourly, path: data/driver_stats.parquet, timestamp_field: event_timestamp}
+feature_views:
+  - name: driver_hourly_stats
+    entity: driver
+    source: driver_hourly
+    ttl: none
+    features:
+      - {name: conv_rate, dtype: float64}
+      - {name: acc_rate, dtype: float64}
+      - {name: avg_daily_trips, dtype: int64}
+"""
+
+# Recorded from Feast's documentation (docs/reference/feature-servers/python-feature-server.md): the
+# request as documented, and the documented values. That page prints them one entity per entry (an
+# older rendering); Feast's GetOnlineFeaturesResponse holds one entry per feature ("length of results
+# should match length of requested features", values per entity), which is what `feast serve` sends
+# and what is pinned here: the same names, values, statuses and timestamps, join key first.
+FEAST_DOC_REQUEST = {
+    "features": [
+        "driver_hourly_stats:conv_rate",
+        "driver_hourly_stats:acc_rate",
+        "driver_hourly_stats:avg_daily_trips",
+    ],
+    "entities": {"driver_id": [1001, 1002, 1003]},
+}
+FEAST_DOC_VALUES = {  # driver_id: (conv_rate, avg_daily_trips, acc_rate), event time 2021-12-31T23:00:00Z
+    1001: (0.7037263512611389, 308, 0.8724706768989563),
+    1002: (0.038169607520103455, 332, 0.48534533381462097),
+    1003: (0.9665873050689697, 779, 0.7793770432472229),
+}
+FEAST_DOC_RESPONSE = {
+    "metadata": {"feature_names": ["driver_id", "conv_rate", "acc_rate", "avg_daily_trips"]},
+    "results": [
+        {
+            "values": [1001, 1002, 1003],
+            "statuses": ["PRESENT"] * 3,
+            "event_timestamps": ["1970-01-01T00:00:00Z"] * 3,
+        },
+        {
+            "values": [v[0] for v in FEAST_DOC_VALUES.values()],
+            "statuses": ["PRESENT"] * 3,
+            "event_timestamps": ["2021-12-31T23:00:00Z"] * 3,
+        },
+        {
+            "values": [v[2] for v in FEAST_DOC_VALUES.values()],
+            "statuses": ["PRESENT"] * 3,
+            "event_timestamps": ["2021-12-31T23:00:00Z"] * 3,
+        },
+        {
+            "values": [v[1] for v in FEAST_DOC_VALUES.values()],
+            "statuses": ["PRESENT"] * 3,
+            "event_timestamps": ["2021-12-31T23:00:00Z"] * 3,
+        },
+    ],
+}
+
+
+def test_feast_documented_request_gets_feasts_response(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    repo = write_repo(tmp_path / "feast_doc", {"defs.yaml": FEAST_DOC_DEFS})
+    (repo / "data").mkdir()
+    ts = datetime(2021, 12, 31, 23, tzinfo=UTC)
+    pq.write_table(
+        pa.table(
+            {
+                "driver_id": pa.array(list(FEAST_DOC_VALUES), pa.int64()),
+                "event_timestamp": pa.array([ts] * 3, pa.timestamp("us", tz="UTC")),
+                "conv_rate": [v[0] for v in FEAST_DOC_VALUES.values()],
+                "acc_rate": [v[2] for v in FEAST_DOC_VALUES.values()],
+                "avg_daily_trips": pa.array([v[1] for v in FEAST_DOC_VALUES.values()], pa.int64()),
+            }
+        ),
+        repo / "data" / "driver_stats.parquet",
+    )
+    with FeatureStore(repo) as fs:
+        fs.apply()
+        fs.materialize(None, datetime.now(UTC), progress=False)
+    srv = start(repo, "--registry-poll", "0")
+    try:
+        r = srv.post("/get-online-features", FEAST_DOC_REQUEST)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        assert r.json() == FEAST_DOC_RESPONSE
+        # the feature-service form of the same request, and full feature names
+        r = srv.post("/get-online-features", {**FEAST_DOC_REQUEST, "full_feature_names": True})
+        assert r.json()["metadata"]["feature_names"] == [
+            "driver_id",
+            "driver_hourly_stats__conv_rate",
+            "driver_hourly_stats__acc_rate",
+            "driver_hourly_stats__avg_daily_trips",
+        ]
+    finally:
+        srv.stop()
+
+
+def test_service_response_matches_the_python_api(server, served_repo):
+    ids = [1001, 1002, 1003, 99_999_999]
+    r = server.post("/get-online-features", service_request(ids))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    with FeatureStore(served_repo) as fs:
+        res = fs.get_online_features(service="decline_model_v1", entities=service_request(ids)["entities"])
+        want_values = res.to_dict()
+        want_status = res.status_names()
+        stamps = res.event_timestamps
+        plan = res.plan
+    assert body["metadata"]["feature_names"] == ["driver_id", *plan.names]  # join key first, then plan order
+    cols = columns(body)
+    assert cols["driver_id"]["values"] == ids
+    for c in plan.columns:
+        got = cols[c.name]
+        assert got["values"] == pytest.approx(want_values[c.name], nan_ok=True), c.name
+        assert got["statuses"] == want_status[c.name], c.name
+        assert all(ISO.match(t) for t in got["event_timestamps"])
+        if not c.is_request:
+            for t, want in zip(got["event_timestamps"], stamps[c.view], strict=True):
+                expect = "1970-01-01T00:00:00Z" if str(want) == "NaT" else str(want)[:19] + "Z"
+                assert t == expect
+    assert set(cols["acceptance_rate_7d"]["statuses"][:3]) == {"PRESENT"}
+    assert cols["acceptance_rate_7d"]["statuses"][3] == "NOT_FOUND"
+
+
+def test_feature_vector_endpoint_matches_get_feature_vector(server, served_repo):
+    req = {"pickup_distance_km": 2.5, "hour_of_day": 7}
+    r = server.post(
+        "/get-feature-vector",
+        {"feature_service": "decline_model_v1", "entity": {"driver_id": 1005}, "request": req},
+    )
+    assert r.status_code == 200, r.text
+    with FeatureStore(served_repo) as fs:
+        vec = fs.get_feature_vector("decline_model_v1", request=req, driver_id=1005)
+    body = r.json()
+    assert body["feature_names"] == list(vec.names)
+    assert body["values"] == pytest.approx([None if v != v else v for v in vec.values.tolist()], nan_ok=True)
+    assert body["statuses"] == [
+        ("INVALID", "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")[s] for s in vec.statuses.tolist()
+    ]
+
+
+def test_health_ready_and_routing(server):
+    assert server.client.get("/health").json() == {"status": "ok"}
+    ready = server.client.get("/ready").json()
+    assert ready["status"] == "ready" and ready["project"] == "srv" and len(ready["registry"]) == 64
+    assert server.client.get("/nope").status_code == 404
+    r = server.client.get("/get-online-features")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+# ---- errors -----------------------------------------------------------------------------------
+def _api_message(served_repo: Path, **kw) -> str:
+    with FeatureStore(served_repo) as fs, pytest.raises(ValueError) as exc:
+        fs.get_online_features(**kw)
+    return str(exc.value)
+
+
+ERROR_CASES = [
+    # (name, body, status, kind, API call giving the same message or a substring)
+    (
+        "unknown service",
+        service_request([1001], "decline_model_v2"),
+        422,
+        "unknown_reference",
+        dict(service="decline_model_v2", entities={"driver_id": [1001]}),
+    ),
+    (
+        "unknown feature",
+        {"features": ["driver_stats:acceptance_rate_7"], "entities": {"driver_id": [1]}},
+        422,
+        "unknown_reference",
+        dict(features=["driver_stats:acceptance_rate_7"], entities={"driver_id": [1]}),
+    ),
+    (
+        "wrong key type",
+        {"features": ["driver_stats:trips_30d"], "entities": {"driver_id": ["1001"]}},
+        422,
+        "entity_key",
+        dict(features=["driver_stats:trips_30d"], entities={"driver_id": ["1001"]}),
+    ),
+    (
+        "missing request feature",
+        {"feature_service": "decline_model_v1", "entities": {"driver_id": [1001]}},
+        422,
+        "request_feature",
+        dict(service="decline_model_v1", entities={"driver_id": [1001]}),
+    ),
+    (
+        "too many entities",
+        {"features": ["driver_stats:trips_30d"], "entities": {"driver_id": list(range(10_001))}},
+        422,
+        "invalid_request",
+        dict(features=["driver_stats:trips_30d"], entities={"driver_id": list(range(10_001))}),
+    ),
+    (
+        "both features and service",
+        {**service_request([1]), "features": ["driver_stats:trips_30d"]},
+        400,
+        "invalid_request",
+        "exactly one of",
+    ),
+    (
+        "entities not a mapping",
+        {"feature_service": "decline_model_v1", "entities": [1001]},
+        400,
+        "invalid_request",
+        '"entities" must map',
+    ),
+]
+
+
+@pytest.mark.parametrize("name,body,status,kind,expect", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_error_table(server, served_repo, name, body, status, kind, expect):
+    r = server.post("/get-online-features", body)
+    assert r.status_code == status, r.text
+    err = r.json()
+    assert err["error"] == kind
+    if isinstance(expect, dict):
+        assert err["detail"] == _api_message(served_repo, **expect)
+    else:
+        assert expect in err["detail"]
+    assert "Traceback" not in r.text and 'File "' not in r.text
+
+
+def test_did_you_mean_reaches_the_client(server):
+    r = server.post(
+        "/get-online-features",
+        {"features": ["driver_stats:acceptance_rate_7"], "entities": {"driver_id": [1]}},
+    )
+    assert "did you mean 'acceptance_rate_7d'" in r.json()["detail"]
+
+
+def test_body_limits_and_bad_json(server):
+    big = b'{"features": ["driver_stats:trips_30d"], "entities": {"driver_id": [' + b"1," * 600_000 + b"1]}}"
+    r = server.client.post("/get-online-features", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    r = server.client.post(
+        "/get-online-features", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_json"
+    r = server.client.post("/get-online-features", content=b"[1, 2]")
+    assert r.status_code == 400
+    # the server is still fine afterwards
+    assert server.post("/get-online-features", service_request([1001])).status_code == 200
+
+
+# ---- push and the token -----------------------------------------------------------------------
+def test_push_needs_the_token_and_writes(server, served_repo):
+    now = datetime.now(UTC).replace(microsecond=0)
+    push = {
+        "feature_view": "driver_activity",
+        "df": {
+            "driver_id": [1007],
+            "event_timestamp": [now.isoformat()],
+            "trips_today": [41],
+            "hours_on_shift": [3.5],
+            "consecutive_trips": [2],
+            "acceptance_rate_1h": [0.5],
+            "declines_1h": [1],
+        },
+    }
+    assert server.post("/push", push).status_code == 401
+    r = server.post("/push", push, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = server.post("/push", push, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"written": 1}
+    got = columns(
+        server.post(
+            "/get-online-features",
+            {"features": ["driver_activity:trips_today"], "entities": {"driver_id": [1007]}},
+        ).json()
+    )
+    assert got["trips_today"]["values"] == [41] and got["trips_today"]["event_timestamps"] == [
+        now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ]
+    # reads need no token on this server (no --auth-reads); the token never reaches the log
+    assert TOKEN not in server.output()
+
+
+def test_push_refuses_to_start_without_token(served_repo):
+    env = dict(os.environ)
+    env.pop("FSPLUG_SERVE_TOKEN", None)
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsplug.cli",
+            "--repo",
+            str(served_repo),
+            "serve",
+            "--enable-push",
+            "--port",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60, check=False)
+    assert out.returncode == 1 and "FSPLUG_SERVE_TOKEN" in out.stderr and "Traceback" not in out.stderr
+
+
+# ---- metrics ----------------------------------------------------------------------------------
+def _metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    assert found, f"{name} {labels} not in /metrics"
+    return total
+
+
+def test_metrics_present_and_moving(server):
+    server.post("/get-online-features", service_request([1001]))  # every series exists
+    before = server.client.get("/metrics")
+    assert before.status_code == 200 and before.headers["content-type"].startswith("text/plain")
+    t0 = before.text
+    for _ in range(6):  # two workers: the merged series must count every request
+        assert server.post("/get-online-features", service_request([1001, 1002])).status_code == 200
+    server.post("/get-online-features", service_request([1], "nope"))
+    t1 = server.client.get("/metrics").text
+    ep = "/get-online-features"
+    key = dict(endpoint=ep, feature_service="decline_model_v1")
+    assert (
+        _metric(t1, "fsplug_request_duration_seconds_count", **key)
+        >= _metric(t0, "fsplug_request_duration_seconds_count", **key) + 6
+    )
+    assert (
+        _metric(t1, "fsplug_request_entities_sum", endpoint=ep)
+        >= _metric(t0, "fsplug_request_entities_sum", endpoint=ep) + 12
+    )
+    assert (
+        _metric(t1, "fsplug_store_read_duration_seconds_count", endpoint=ep)
+        >= _metric(t0, "fsplug_store_read_duration_seconds_count", endpoint=ep) + 6
+    )
+    assert _metric(t1, "fsplug_request_errors_total", endpoint=ep, kind="unknown_reference") >= 1
+    assert _metric(t1, "fsplug_requests_in_flight") >= 1  # the scrape itself
+    assert _metric(t1, "fsplug_requests_total", endpoint=ep, code="200") >= 6
+    for view in ("driver_stats", "driver_activity"):
+        age = _metric(t1, "fsplug_feature_freshness_seconds", view=view)
+        assert 0 <= age < 3 * 86400
+    ready = server.client.get("/ready").json()
+    assert _metric(t1, "fsplug_registry_info", hash=ready["registry"]) == 1
+    assert _metric(t1, "fsplug_registry_served", hash=ready["registry"]) == 1
+    assert 'fsplug_request_duration_seconds_bucket{endpoint="/get-online-features",' in t1
+
+
+# ---- registry: hot swap and a host without the repo -------------------------------------------
+def _set_service(repo: Path, drop: str | None) -> None:
+    path = next((repo / "features").glob("*.yaml"))
+    text = path.read_text()
+    marker = "      - driver_stats:tenure_days\n"
+    if drop is None and "#dropped" in text:
+        text = text.replace("#dropped\n", marker)
+    elif drop is not None:
+        assert marker in text
+        text = text.replace(marker, "#dropped\n")
+    path.write_text(text)
+
+
+def test_registry_applied_while_requests_flow(server, served_repo, tmp_path):
+    old = tuple(columns(server.post("/get-online-features", service_request([1001])).json()))
+    assert "tenure_days" in old
+    # a second host with no repo files: only feature_store.yaml naming the store and the project
+    host = tmp_path / "host2"
+    host.mkdir()
+    (host / "feature_store.yaml").write_text(
+        "project: srv\nregistry: online\nonline_store:\n  type: sqlite\n"
+        f"  path: {served_repo}/data/online.db\n"
+    )
+    second = start(host, "--registry-poll", "0.2", "--auth-reads", env={"FSPLUG_SERVE_TOKEN": TOKEN})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        assert second.post("/get-online-features", service_request([1001])).status_code == 401
+        same = second.post("/get-online-features", service_request([1001, 1002]), headers=auth)
+        assert same.json() == server.post("/get-online-features", service_request([1001, 1002])).json()
+
+        seen: list[tuple[int, tuple[str, ...] | None]] = []
+        stop = threading.Event()
+
+        def load(srv: Server, headers: dict) -> None:
+            with httpx.Client(base_url=srv.url, timeout=10) as c:
+                while not stop.is_set():
+                    r = c.post(
+                        "/get-online-features", json=service_request([1001, 1002, 1003]), headers=headers
+                    )
+                    names = tuple(r.json()["metadata"]["feature_names"]) if r.status_code == 200 else None
+                    seen.append((r.status_code, names))
+
+        threads = [
+            threading.Thread(target=load, args=(s, h))
+            for s, h in ((server, {}), (server, {}), (second, auth))
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        try:
+            _set_service(served_repo, drop="tenure_days")
+            with FeatureStore(served_repo) as fs:
+                fs.apply()
+            new = tuple(n for n in old if n != "tenure_days")
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                a = tuple(columns(server.post("/get-online-features", service_request([1001])).json()))
+                b = tuple(
+                    columns(second.post("/get-online-features", service_request([1001]), headers=auth).json())
+                )
+                if a == new and b == new:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert a == new and b == new, (a, b)
+        assert seen and all(code == 200 for code, _ in seen), {c for c, _ in seen}
+        kinds = {names for _, names in seen}
+        assert kinds <= {old, new} and new in kinds
+        assert _metric(server.client.get("/metrics").text, "fsplug_registry_swaps_total") >= 1
+    finally:
+        second.stop()
+        _set_service(served_repo, drop=None)
+        with FeatureStore(served_repo) as fs:
+            fs.apply()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "tenure_days" not in columns(
+            server.post("/get-online-features", service_request([1001])).json()
+        ):
+            time.sleep(0.1)
+
+
+def test_host_without_repo_needs_a_published_registry(tmp_path):
+    host = tmp_path / "empty_host"
+    host.mkdir()
+    (host / "feature_store.yaml").write_text(
+        f"project: never_applied\nregistry: online\nonline_store:\n  type: sqlite\n  path: {tmp_path}/x.db\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "fsplug.cli", "--repo", str(host), "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60, check=False)
+    assert out.returncode == 1 and "no registry published" in out.stderr
+
+
+# ---- operations -------------------------------------------------------------------------------
+def test_dead_worker_is_replaced(server):
+    pids = set()
+    deadline = time.monotonic() + 10
+    while len(pids) < 2 and time.monotonic() < deadline:
+        with httpx.Client(base_url=server.url) as c:  # a new connection may land on the other worker
+            pids.add(c.get("/ready").json()["worker"])
+    assert len(pids) == 2
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    new: set[int] = set()
+    while time.monotonic() < deadline and not (new - pids):
+        try:
+            with httpx.Client(base_url=server.url) as c:
+                new.add(c.get("/ready").json()["worker"])
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    assert new - pids, "no new worker answered"
+    assert server.post("/get-online-features", service_request([1001])).status_code == 200
+
+
+def test_sigterm_finishes_requests_in_flight(served_repo):
+    """Requests the server has received when SIGTERM arrives are all answered in full; then it exits.
+
+    The clients' connections are opened (and accepted) first, then each sends one large request: with
+    one worker, the first is being read from the store when SIGTERM arrives and the others wait in
+    their connections; none may be lost. (A connection still in the kernel's accept queue when the
+    listening socket closes is reset by the OS, as with any server: take a host out of the load
+    balancer before stopping it.)
+    """
+    srv = start(served_repo, "--registry-poll", "0")
+    big = service_request(list(range(1001, 1201)) * 50)  # 10,000 entities: each takes a while to answer
+    clients = [httpx.Client(base_url=srv.url, timeout=60) for _ in range(3)]
+    for c in clients:
+        assert c.get("/health").status_code == 200  # the connection is accepted and kept alive
+    done: list[tuple[float, int, int]] = []
+    lost: list[str] = []
+
+    def one(c: httpx.Client) -> None:
+        try:
+            r = c.post("/get-online-features", json=big)
+            done.append((time.monotonic(), r.status_code, len(r.json()["results"][1]["values"])))
+        except Exception as exc:  # noqa: BLE001
+            lost.append(repr(exc))
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    sent = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(60)
+    code = srv.proc.wait(30)
+    for c in clients:
+        c.close()
+    srv.stop()
+    assert code in (0, -signal.SIGTERM), srv.output()  # uvicorn re-raises SIGTERM once it is done
+    assert not lost, lost
+    assert sorted(s for _, s, _ in done) == [200, 200, 200]
+    assert all(n == 10_000 for _, _, n in done)
+    assert sum(t > sent for t, _, _ in done) >= 2, "the requests were not in flight at SIGTERM"
+    assert "Finished server process" in srv.output()
+    with pytest.raises(httpx.ConnectError):  # and it accepts nothing new
+        httpx.get(srv.url + "/health")
+
+
+# ---- Aerospike --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def aerospike_server():
+    from fsplug.testing.aerospike_server import AerospikeTestServer
+
+    with AerospikeTestServer(namespaces=["test"]) as srv:
+        yield srv
+
+
+def test_aerospike_store_from_the_published_registry(aerospike_server, tmp_path):
+    yaml = (
+        f"project: srv_as\nregistry: data/registry.json\nonline_store:\n  type: aerospike\n"
+        f"  hosts: ['{aerospike_server.address}']\n  namespace: test\n  read_total_timeout_ms: 100\n"
+        f"  read_socket_timeout_ms: 100\n  max_retries: 0\n"
+    )
+    repo = build_served_repo(tmp_path / "as_repo", yaml, n_drivers=50, days=1)
+    host = tmp_path / "as_host"
+    host.mkdir()
+    (host / "feature_store.yaml").write_text(yaml.replace("registry: data/registry.json", "registry: online"))
+    srv = start(host, "--registry-poll", "0", "--read-timeout-ms", "100")
+    try:
+        r = srv.post("/get-online-features", service_request([1001, 1002]))
+        assert r.status_code == 200, r.text
+        with FeatureStore(repo) as fs:
+            want = fs.get_online_features(
+                service="decline_model_v1", entities=service_request([1001, 1002])["entities"]
+            ).to_dict()
+        for name, col in columns(r.json()).items():
+            if name != "driver_id":
+                assert col["values"] == pytest.approx(want[name], nan_ok=True)
+        v = srv.post(
+            "/get-feature-vector",
+            {
+                "feature_service": "decline_model_v1",
+                "entity": {"driver_id": 1001},
+                "request": {"pickup_distance_km": 1.0, "hour_of_day": 3},
+            },
+        )
+        assert v.status_code == 200
+        # a read past its budget: 504
+        aerospike_server.set_latency(0.3)
+        r = srv.post("/get-online-features", service_request([1001]))
+        assert r.status_code == 504 and r.json()["error"] == "store_timeout", r.text
+        aerospike_server.set_latency(0)
+        # the store down: 503 with Retry-After, /ready says so; back up: served again
+        aerospike_server.stop()
+        r = srv.post("/get-online-features", service_request([1001]))
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "1" and r.json()["error"] == "store_unavailable"
+        assert srv.client.get("/ready").status_code == 503
+        assert "Traceback" not in r.text
+        aerospike_server.start(keep_data=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if srv.post("/get-online-features", service_request([1001])).status_code == 200:
+                break
+            time.sleep(0.2)
+        assert srv.post("/get-online-features", service_request([1001])).status_code == 200
+        m = srv.client.get("/metrics").text
+        assert (
+            _metric(m, "fsplug_request_errors_total", endpoint="/get-online-features", kind="store_timeout")
+            >= 1
+        )
+    finally:
+        srv.stop()
+
+
+def test_event_times_are_written_as_protobuf_json_timestamps():
+    import numpy as np
+
+    from fsplug.server.app import _iso
+
+    arr = np.array(
+        [
+            "2021-12-31T23:00:00",
+            "NaT",
+            "2021-12-31T23:00:00.5",
+            "2021-12-31T23:00:00.000007",
+            "1969-12-31T23:59:59",
+        ],
+        dtype="datetime64[us]",
+    )
+    assert _iso(arr) == [
+        "2021-12-31T23:00:00Z",
+        "1970-01-01T00:00:00Z",
+        "2021-12-31T23:00:00.500Z",
+        "2021-12-31T23:00:00.000007Z",
+        "1969-12-31T23:59:59Z",
+    ]
+    assert _iso(arr[:1]) == ["2021-12-31T23:00:00Z"]  # the cached text is the same
