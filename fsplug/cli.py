@@ -299,7 +299,8 @@ def _run(args: argparse.Namespace) -> int:
     store = FeatureStore(args.repo)
     if args.command == "plan":
         if args.features or args.service:
-            print(store.plan(args.features, args.service, args.full_feature_names).explain(), file=out)
+            plan = store.plan(args.features, args.service, args.full_feature_names)
+            print(plan.explain(store.online_store.location), file=out)
             return 0
         d, warnings = store.changes()
         for w in warnings:

@@ -59,8 +59,7 @@ class ViewRead:
 class EntityGroup:
     """One entity set read by a plan: the join keys and exactly the bins to select."""
 
-    entity: str
-    set_name: str
+    entity: str  # the store resolves its set / table (OnlineStore.location)
     join_keys: tuple[str, ...]
     key_dtypes: tuple[DType, ...]
     bins: tuple[str, ...]
@@ -128,13 +127,19 @@ class RetrievalPlan:
         when the general form must answer (`Kernel.fast_values`)."""
         return self.kernel.fast_values
 
-    def explain(self) -> str:
-        """A readable description of what this plan reads and returns."""
+    def explain(self, locate: Callable[[str], str] | None = None) -> str:
+        """A readable description of what this plan reads and returns.
+
+        Args:
+            locate: entity -> where a store keeps its records (`OnlineStore.location`), shown
+                per entity group; the plan itself is the same for every store.
+        """
         lines = [f"RetrievalPlan for {('service ' + self.service) if self.service else 'features'} "
                  f"(registry {self.registry_hash[:12]})"]
         for g in self.groups:
             keys = ", ".join(f"{k}: {d.value}" for k, d in zip(g.join_keys, g.key_dtypes, strict=True))
-            lines.append(f"  read entity {g.entity!r} (set/table {g.set_name!r}; keys {keys})")
+            where = f"{locate(g.entity)}; " if locate is not None else ""
+            lines.append(f"  read entity {g.entity!r} ({where}keys {keys})")
             lines.append(f"    bins: {', '.join(g.bins)}")
             for v in g.views:
                 ttl = ("never stale" if v.ttl_us == NEVER_STALE
@@ -233,7 +238,7 @@ def compile_plan(
             views.append(ViewRead(name, ts_bin, len(bins), ttl * 1_000_000 if ttl else NEVER_STALE))
             bins.append(ts_bin)
         numeric = all(c.dtype.is_numeric for c in columns if c.group == len(built))
-        built.append(EntityGroup(entity, entity, tuple(k.name for k in ent.join_keys),
+        built.append(EntityGroup(entity, tuple(k.name for k in ent.join_keys),
                                  tuple(k.dtype for k in ent.join_keys), tuple(bins), tuple(views), numeric))
     return RetrievalPlan(registry.hash, tuple(refs), service, full_feature_names, tuple(columns), tuple(built))
 

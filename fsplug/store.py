@@ -315,7 +315,10 @@ class FeatureStore:
         request = plan.request_values(cols, n)
         store = self.online_store
         errors = None
-        if partial and store.capabilities.partial_results:
+        if partial:
+            if not store.capabilities.partial_results:
+                raise UserInputError(f"partial_results=True: the {self.config.store.type} online store cannot report "
+                                     "per-entity failures (only a whole read fails); call without it")
             rows, errors = store.read_partial(plan, keys, timeout_ms)
         else:
             rows = store.read(plan, keys, timeout_ms) if plan.groups else []

@@ -39,14 +39,9 @@ class StoreConfig(BaseModel):
 class Capabilities:
     """What a store can do, so callers and the conformance suite need no isinstance checks."""
 
-    max_read_batch: int
-    """Entity keys per read call; larger requests are split into chunks of this size."""
-    conditional_writes: bool
-    """Writes never replace a newer event with an older one (checked by the store itself)."""
-    record_ttl: bool
-    """Records can expire on the server (Aerospike record TTL)."""
     partial_results: bool
-    """A read can report per-entity errors (e.g. a dead node) instead of failing the batch."""
+    """A read can report per-entity errors (e.g. a dead node) instead of failing the batch
+    (`read_partial`); `get_online_features(partial_results=True)` is refused by a store without it."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +89,10 @@ class OnlineStore(ABC):
         share a name.
         """
         return f"{project}-{entity}"
+
+    def location(self, entity: str) -> str:
+        """Where this store keeps an entity's records, for people (`fsplug plan --service`)."""
+        return f"set/table {self.default_name(self.project, entity)!r}"
 
     def entity_name_problems(self, entities: Sequence[str]) -> dict[str, str]:
         """Entity -> why its set/table name is not acceptable to this store (checked at apply)."""

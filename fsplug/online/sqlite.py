@@ -87,8 +87,7 @@ class SQLiteOnlineStore(OnlineStore):
     """Online store in one SQLite file."""
 
     config_model = SQLiteConfig
-    capabilities = Capabilities(max_read_batch=5_000, conditional_writes=True, record_ttl=False,
-                                partial_results=False)
+    capabilities = Capabilities(partial_results=False)
     config: SQLiteConfig
 
     def __init__(self, config: SQLiteConfig, repo_root: Path, project: str):
@@ -173,6 +172,9 @@ class SQLiteOnlineStore(OnlineStore):
             raise translate(exc, "teardown") from exc
         self._sql.clear()
         return out
+
+    def location(self, entity: str) -> str:
+        return f"SQLite table {self.table(entity)!r} in {self.path}"
 
     def table(self, entity: str) -> str:
         """The table holding an entity's rows for this store's project."""

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fsplug.errors import SourceDataError, StoreError
+from fsplug.errors import SourceDataError, StoreError, UserInputError
 from fsplug.result import FieldStatus
 from fsplug.store import FeatureStore
 from tests.conftest import write_empty_sources
@@ -317,3 +317,27 @@ def test_empty_key_list_reads_nothing(conf_repo):
     with FeatureStore(conf_repo) as store:
         plan = store.plan(features=["stats:trips"])
         assert store.online_store.read(plan, [KeyList([[]])]) == [[]]
+
+
+def test_partial_results_as_the_store_declares(conf_repo):
+    """A store that can report per-entity failures does (no failure here: no errors); one that cannot
+    refuses the option instead of quietly doing a normal read."""
+    with FeatureStore(conf_repo) as store:
+        store.push("stats", {"driver_id": [1], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                             "trips": [4], "rate": [0.5]})
+        if store.online_store.capabilities.partial_results:
+            res = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1, 2]},
+                                            partial_results=True)
+            assert res.to_dict()["trips"] == [4, None] and res.errors == [[None, None]]
+        else:
+            with pytest.raises(UserInputError, match="cannot report per-entity failures"):
+                store.get_online_features(features=["stats:trips"], entities={"driver_id": [1]},
+                                          partial_results=True)
+
+
+def test_the_plan_explains_where_this_store_keeps_each_entity(conf_repo):
+    with FeatureStore(conf_repo) as store:
+        text = store.plan(service="everything").explain(store.online_store.location)
+        where = store.online_store.location("driver")
+        assert f"read entity 'driver' ({where}; keys driver_id: int64)" in text
+        assert f"{store.registry.project}-driver" in where

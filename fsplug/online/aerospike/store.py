@@ -54,7 +54,7 @@ class AerospikeOnlineStore(OnlineStore):
     """Online store on an Aerospike cluster."""
 
     config_model = AerospikeConfig
-    capabilities = Capabilities(max_read_batch=5000, conditional_writes=True, record_ttl=True, partial_results=True)
+    capabilities = Capabilities(partial_results=True)
     config: AerospikeConfig
 
     def __init__(self, config: AerospikeConfig, repo_root: Path, project: str):
@@ -78,6 +78,9 @@ class AerospikeOnlineStore(OnlineStore):
     def set_name(self, entity: str) -> str:
         """The set of an entity's records: the `sets` override, else `<project>-<entity>`."""
         return self.config.sets.get(entity) or self.default_name(self.project, entity)
+
+    def location(self, entity: str) -> str:
+        return f"Aerospike set {self.config.namespace}.{self.set_name(entity)}"
 
     def entity_name_problems(self, entities: Sequence[str]) -> dict[str, str]:
         out = {}
