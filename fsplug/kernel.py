@@ -361,7 +361,12 @@ class Kernel:
         for ti, ttl in fast.views:  # `view_status(ts, ttl, now) == 0` inlined (this is the hot path)
             ts = row[ti]
             if ts is None or not ts >= now_us - ttl:  # no time, a NaN time, or stale
-                codes = tuple([view_status(row[ti], ttl, now_us) for ti, ttl in fast.views])
+                # (a plain loop: a comprehension here would make `row` and `now_us` closure cells,
+                # allocated on every call)
+                view_codes = []
+                for ti, ttl in fast.views:
+                    view_codes.append(view_status(row[ti], ttl, now_us))
+                codes = tuple(view_codes)
                 break
         if None not in vals and (total := sum(vals)) == total:  # no null, no NaN value
             if codes is fast.served:  # the common case
