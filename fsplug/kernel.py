@@ -364,8 +364,8 @@ class Kernel:
                 # (a plain loop: a comprehension here would make `row` and `now_us` closure cells,
                 # allocated on every call)
                 view_codes = []
-                for ti, ttl in fast.views:
-                    view_codes.append(view_status(row[ti], ttl, now_us))
+                for vti, vttl in fast.views:
+                    view_codes.append(view_status(row[vti], vttl, now_us))
                 codes = tuple(view_codes)
                 break
         if None not in vals and (total := sum(vals)) == total:  # no null, no NaN value
