@@ -31,7 +31,7 @@ from fsplug.types import DType
 
 __all__ = ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "NEVER_STALE", "Default", "make_default",
            "ColumnSpec", "ViewSpec", "GroupSpec", "Kernel", "FastVector", "view_status", "column_status",
-           "to_python"]
+           "view_codes_array", "column_codes_array", "to_python"]
 
 # status codes (FieldStatus's numbers, as plain ints for the hot paths)
 PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = 1, 2, 3, 4
@@ -56,6 +56,24 @@ def column_status(view_code: int, value: Any) -> int:
     if view_code:
         return view_code
     return NULL_VALUE if value is None or value != value else PRESENT
+
+
+def view_codes_array(ts_us: np.ndarray, ttl_us: Any, now_us: Any) -> np.ndarray:
+    """`view_status` over arrays: event times in us (NaN = none), ttls in us (NEVER_STALE = inf) and
+    the time of the read, one for all or one per row (training data: each row's own time)."""
+    codes = np.zeros(np.shape(ts_us), dtype=np.uint8)
+    codes[(now_us - ts_us) > ttl_us] = OUTSIDE_MAX_AGE  # False where ts is NaN
+    codes[np.isnan(ts_us)] = NOT_FOUND
+    return codes
+
+
+def column_codes_array(view_codes: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """`column_status` over arrays: the view's code where it does not serve, else NULL_VALUE where the
+    value is null (None or NaN), else PRESENT."""
+    out = null.astype(np.uint8)
+    out += PRESENT
+    served = view_codes == 0
+    return np.where(served, out, view_codes).astype(np.uint8)
 
 
 # ---- defaults ------------------------------------------------------------------------------------
@@ -436,28 +454,22 @@ class Kernel:
         return mats
 
     def statuses(self, tuples: Sequence[list[tuple[Any, ...]]], matrices: Sequence[np.ndarray], n: int,
-                 now_us: int) -> np.ndarray:
-        """(n, columns) uint8 status codes."""
+                 now_us: Any) -> np.ndarray:
+        """(n, columns) uint8 status codes. `now_us`: the read's time, or one per row (an (n, 1) array)."""
         st = np.full((n, len(self.columns)), PRESENT, dtype=np.uint8)
         for gi, g in enumerate(self.groups):
             cols, val_idx, view_idx, ts_idx, ttl = self._group_columns[gi]
             if not len(cols):
                 continue
             m = matrices[gi]
-            ts = m[:, ts_idx]  # (n, views); NaN = no time
-            missing = np.isnan(ts)
-            stale = (now_us - ts) > ttl  # False where ts is NaN
+            codes = view_codes_array(m[:, ts_idx], ttl, now_us)  # (n, views)
             if g.numeric:
                 null = np.isnan(m[:, val_idx])
             else:
                 rows = tuples[gi]
                 null = np.array([[v is None or v != v for v in map(r.__getitem__, val_idx)] for r in rows],
                                 dtype=bool).reshape(len(rows), -1)  # None, or a NaN float
-            s = null.astype(np.uint8)
-            s += PRESENT  # PRESENT (1) or NULL_VALUE (2)
-            s[stale[:, view_idx]] = OUTSIDE_MAX_AGE
-            s[missing[:, view_idx]] = NOT_FOUND
-            st[:, cols] = s
+            st[:, cols] = column_codes_array(codes[:, view_idx], null)
         return st
 
     def numpy(self, matrices: Sequence[np.ndarray], statuses: np.ndarray | None, request: Mapping[int, Any],

@@ -125,6 +125,14 @@ class OnlineResult:
         data = self.to_dict()
         return pa.table({c.name: pa.array(data[c.name], type=c.dtype.arrow_type()) for c in self.plan.columns})
 
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame of `to_arrow()` (needs pandas: `pip install 'fsplug[pandas]'`)."""
+        from fsplug.errors import UserInputError
+        from fsplug.extras import require
+
+        require("pandas", extra="pandas", needed_for="OnlineResult.to_pandas()", error=UserInputError)
+        return self.to_arrow().to_pandas()
+
     def __len__(self) -> int:
         return self.n
 

@@ -445,13 +445,39 @@ class FeatureStore:
 
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | None = None,
                                 service: str | None = None, full_feature_names: bool = False,
-                                event_timestamp_column: str = "event_timestamp") -> Any:
-        """A point-in-time correct training table (pyarrow Table) for entity rows with timestamps."""
-        from fsplug.training import get_historical_features
+                                event_timestamp_column: str = "event_timestamp", fill_defaults: bool = True,
+                                include_statuses: bool = False) -> Any:
+        """Training data: for each entity row at time t, what `get_online_features` would have served at t.
 
-        return get_historical_features(self, entity_df, features=features, service=service,
-                                       full_feature_names=full_feature_names,
-                                       event_timestamp_column=event_timestamp_column)
+        That is the latest source row at or before t (ties as in materialization), then the same
+        rules as online serving with t as "now": a view with no row is NOT_FOUND, one older than its
+        ttl OUTSIDE_MAX_AGE, a null or NaN value NULL_VALUE, and every value that is not PRESENT is
+        the feature's declared default (null without one). Request features take the row's value,
+        or their default when the column or value is missing.
+
+        Args:
+            entity_df: the entity rows: a pyarrow Table, a pandas DataFrame, a dict of columns or a
+                Parquet path, with the join keys, a timestamp column and the request features;
+                other columns (labels, ids) pass through.
+            features / service / full_feature_names: what to retrieve, as for `plan`.
+            event_timestamp_column: the entity rows' time column.
+            fill_defaults: False keeps nulls where a value is not PRESENT (no defaults).
+            include_statuses: add a `<feature>__status` column (status names) per feature.
+
+        Returns:
+            A pyarrow Table (`.to_pandas()` for a DataFrame): the entity rows' other columns in
+            their order, then the features in plan order (then the statuses).
+
+        Raises:
+            UserInputError: no or a non-timestamp time column (EntityKeyError: a missing join key),
+                RequestFeatureError: a request feature without a default missing from the rows,
+                SourceDataError: a source that does not match its declarations.
+        """
+        from fsplug.training import historical_features
+
+        return historical_features(self.plan(features, service, full_feature_names), self.registry, self.repo_path,
+                                   entity_df, event_timestamp_column=event_timestamp_column,
+                                   fill_defaults=fill_defaults, include_statuses=include_statuses)
 
 
 def _check_timeout(timeout_ms: Any) -> None:

@@ -1,36 +1,39 @@
-"""Training data: `get_historical_features`, a point-in-time correct join of entity rows with feature views."""
+"""Training data: `get_historical_features`, the values online serving would have given at each row's time.
+
+For an entity row at time t, each stored feature gets what `get_online_features` would have served
+at t after materializing up to t: the latest source row at or before t (point-in-time join, ties as
+in materialization), then the serving kernel's rules with t as "now" (no row: NOT_FOUND; older than
+the view's ttl: OUTSIDE_MAX_AGE; a null or NaN value: NULL_VALUE), and every value that is not
+PRESENT replaced by the feature's declared default, as served online. Request features take the
+row's value, or the declared default when the column or the value is missing.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Sequence
+
+import numpy as np
 
 from fsplug.config import resolve_repo_path
 from fsplug.errors import RequestFeatureError, UserInputError
+from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, view_codes_array
+from fsplug.result import FieldStatus
+from fsplug.types import DType
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from fsplug.store import FeatureStore
+    from fsplug.plan import RetrievalPlan
+    from fsplug.registry import Registry
 
-__all__ = ["get_historical_features"]
+__all__ = ["historical_features"]
+
+_STATUS_NAMES = np.array([""] + [FieldStatus(i).name for i in range(1, 5)], dtype=object)
 
 
-def get_historical_features(store: FeatureStore, entity_df: Any, *, features: Sequence[str] | None = None,
-                            service: str | None = None, full_feature_names: bool = False,
-                            event_timestamp_column: str = "event_timestamp") -> pa.Table:
-    """Entity rows (pyarrow Table, pandas DataFrame, dict of columns, or a Parquet path) in; a training table out.
-
-    For every row and stored feature: the latest value at or before the row's timestamp and within
-    the view's ttl, else null (no leakage from the future). Request features must already be
-    columns of the entity rows (as they were at request time). The result keeps every entity
-    column and row order, then the plan's columns in plan order.
-    """
+def _entity_table(entity_df: Any) -> pa.Table:
     import pyarrow.parquet as pq
-
-    from fsplug.offline.pit import ViewJoin, point_in_time_join
 
     from fsplug.offline.arrow import as_table
 
@@ -40,29 +43,93 @@ def get_historical_features(store: FeatureStore, entity_df: Any, *, features: Se
     if table is None:
         raise UserInputError(f"entity_df must be a pyarrow Table, a pandas DataFrame, a dict of columns or a "
                              f"Parquet path; got {type(entity_df).__name__}")
-    entity_df = table
-    plan = store.plan(features, service, full_feature_names)
-    reg = store.registry
+    return table
+
+
+def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path, entity_df: Any, *,
+                        event_timestamp_column: str = "event_timestamp", fill_defaults: bool = True,
+                        include_statuses: bool = False) -> pa.Table:
+    """The training table of `plan` for entity rows with times; see FeatureStore.get_historical_features."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from fsplug.offline.arrow import ts_micros
+    from fsplug.offline.pit import ViewJoin, point_in_time_join
+
+    table = _entity_table(entity_df)
+    n = table.num_rows
+    kernel = plan.kernel
+    # request features: the row's value, else the declared default (as online); without one, required
+    request_cols: dict[str, pa.Array] = {}
+    for c in plan.request_columns:
+        spec = kernel.columns[plan.columns.index(c)]
+        default = spec.default.python
+        arrow_type = c.dtype.arrow_type()
+        if c.feature in table.column_names:
+            col = table.column(c.feature)
+            if col.null_count and default is not None:
+                col = pc.fill_null(col, pa.scalar(default, arrow_type))
+            request_cols[c.name] = col
+        elif default is not None:
+            request_cols[c.name] = pa.array([default] * n, arrow_type)
+        else:
+            raise RequestFeatureError(f"request feature {c.feature!r} ({c.ref}) has no default, so it must be a "
+                                      "column of the entity rows")
+    # stored features: the latest row at or before each row's time (no ttl here: the kernel's rule
+    # below tells a stale value from a missing one), with its event time
     joins = []
     for g in plan.groups:
         for v in g.views:
-            view = reg.view(v.name)
-            cols = [c for c in plan.columns if c.view == v.name]
+            view = registry.view(v.name)
+            cols = [c for c in plan.columns if c.view == v.name and not c.is_request]
             feats = [view.feature(c.feature) for c in cols]
             joins.append(ViewJoin(
                 name=view.name,
-                path=resolve_repo_path(store.repo_path, view.source.path),
+                path=resolve_repo_path(repo_root, view.source.path),
                 join_keys=g.join_keys,
                 timestamp_field=view.source.timestamp_field,
                 created_timestamp_field=view.source.created_timestamp_field,
-                columns=tuple(f.column for f in feats),
-                output_names=tuple(c.name for c in cols),
-                dtypes=tuple(f.dtype for f in feats),
-                ttl=timedelta(seconds=view.ttl_seconds) if view.ttl_seconds else None,
+                columns=(*(f.column for f in feats), view.source.timestamp_field),
+                output_names=(*(f"__fsplug_value_{plan.columns.index(c)}" for c in cols), f"__fsplug_ts_{v.name}"),
+                dtypes=(*(f.dtype for f in feats), DType.TIMESTAMP),
+                ttl=None,
             ))
+    base = table.drop_columns([name for name in table.column_names if name in plan.names])
+    joined = point_in_time_join(base, event_timestamp_column=event_timestamp_column, views=joins)
+    now = ts_micros(joined.column(event_timestamp_column)).astype(np.float64)
+    if joined.column(event_timestamp_column).null_count:
+        now[~joined.column(event_timestamp_column).is_valid().to_numpy(zero_copy_only=False)] = np.nan
+    out_cols: dict[str, Any] = {}
+    statuses: dict[str, np.ndarray] = {}
+    for g in plan.groups:
+        for v in g.views:
+            ts_col = joined.column(f"__fsplug_ts_{v.name}")
+            ts = ts_micros(ts_col).astype(np.float64)
+            if ts_col.null_count:
+                ts[~ts_col.is_valid().to_numpy(zero_copy_only=False)] = np.nan
+            codes = view_codes_array(ts, v.ttl_us, now)
+            codes[np.isnan(now)] = NOT_FOUND  # a row without a time is served nothing
+            for i, c in enumerate(plan.columns):
+                if c.is_request or c.view != v.name:
+                    continue
+                arr = joined.column(f"__fsplug_value_{i}").combine_chunks()
+                null = ~arr.is_valid().to_numpy(zero_copy_only=False)
+                if c.dtype in (DType.FLOAT64, DType.FLOAT32):
+                    null |= np.isnan(arr.to_numpy(zero_copy_only=False).astype(np.float64))
+                st = column_codes_array(codes, null)
+                present = pa.array(st == PRESENT)
+                default = kernel.columns[i].default.python if fill_defaults else None
+                fill = pa.scalar(default, arr.type) if default is not None else pa.nulls(1, arr.type)[0]
+                out_cols[c.name] = pc.if_else(present, arr, fill)
+                statuses[c.name] = st
     for c in plan.request_columns:
-        if c.name not in entity_df.column_names:
-            raise RequestFeatureError(f"request feature {c.name!r} ({c.ref}) must be a column of the entity rows")
-    joined = point_in_time_join(entity_df, event_timestamp_column=event_timestamp_column, views=joins)
-    entity_cols = [n for n in entity_df.column_names if n not in plan.names]
-    return joined.select(entity_cols + list(plan.names))
+        out_cols[c.name] = request_cols[c.name]
+        statuses[c.name] = np.full(n, PRESENT, dtype=np.uint8)
+    entity_cols = [name for name in table.column_names if name not in plan.names]
+    result = table.select(entity_cols)
+    for name in plan.names:
+        result = result.append_column(name, out_cols[name])
+    if include_statuses:
+        for name in plan.names:
+            result = result.append_column(f"{name}__status", pa.array(_STATUS_NAMES[statuses[name]], pa.string()))
+    return result
