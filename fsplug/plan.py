@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from fsplug.errors import ReferenceNotFoundError, UserInputError
+from fsplug.errors import ReferenceNotFoundError, UserInputError, did_you_mean
 from fsplug.kernel import NEVER_STALE, ColumnSpec, FastVector, GroupSpec, Kernel, ViewSpec, make_default
 from fsplug.registry import Registry, check_ref
 from fsplug.request import KeyList, keys_by_group, request_values
@@ -89,6 +89,35 @@ class RetrievalPlan:
         for g in self.groups:
             out.extend(k for k in g.join_keys if k not in out)
         return tuple(out)
+
+    @cached_property
+    def request_names(self) -> frozenset[str]:
+        """The request features a request may carry (by their names, whatever full_feature_names)."""
+        return frozenset(c.feature for c in self.columns if c.is_request)
+
+    @cached_property
+    def optional_request_names(self) -> frozenset[str]:
+        """The request features with a default: a request may leave them out."""
+        return frozenset(c.feature for c in self.columns if c.is_request and c.default is not None)
+
+    @cached_property
+    def accepted(self) -> frozenset[str]:
+        """Every column a request may carry: the join keys and the request features."""
+        return frozenset(self.join_keys) | self.request_names
+
+    def check_columns(self, columns: Iterable[str]) -> None:
+        """Refuse request columns the plan does not take (a typo would otherwise go unnoticed, and an
+        optional request feature would silently get its default); UserInputError with a hint."""
+        unknown = [k for k in columns if k not in self.accepted]
+        if unknown:
+            k = unknown[0]
+            raise UserInputError(f"the request has a column {k!r}, which is no join key or request feature of "
+                                 f"{self.what}{did_you_mean(k, sorted(self.accepted))}; it takes: "
+                                 f"{', '.join(sorted(self.accepted))}")
+
+    @property
+    def what(self) -> str:
+        return f"service {self.service!r}" if self.service else "these features"
 
     @cached_property
     def request_columns(self) -> tuple[OutputColumn, ...]:

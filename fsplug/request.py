@@ -83,9 +83,12 @@ def keys_by_group(plan: RetrievalPlan, entities: Mapping[str, Sequence[Any]], n:
         cols = []
         for name, dtype in zip(g.join_keys, g.key_dtypes, strict=True):
             if name not in entities:
+                close = did_you_mean(name, list(entities))  # "; did you mean '<a column of the request>'?"
+                typo = close.split("'")[1] if close else None
                 raise EntityKeyError(
                     f"missing join key {name!r} for entity {g.entity!r}"
-                    f"{did_you_mean(name, list(entities))}; the request has: {', '.join(entities) or 'nothing'}"
+                    + (f"; the request has {typo!r}: did you mean {name!r}?" if typo else "")
+                    + f"; the request has: {', '.join(entities) or 'nothing'}"
                 )
             cols.append(check_keys(name, dtype, entities[name], n))
         out.append(KeyList(cols))

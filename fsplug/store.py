@@ -303,7 +303,7 @@ class FeatureStore:
         caps the store call (StoreTimeoutError past it).
         """
         plan = self.plan(features, service, full_feature_names)
-        cols, n = _columnar(entity_rows, entities)
+        cols, n = _columnar(entity_rows, entities, plan)
         return self._read(plan, cols, n, partial_results, timeout_ms)
 
     def _read(self, plan: RetrievalPlan, cols: Mapping[str, Sequence[Any]], n: int,
@@ -311,6 +311,8 @@ class FeatureStore:
         if n > MAX_ENTITIES_PER_REQUEST:
             raise UserInputError(f"{n} entities in one request; the limit is {MAX_ENTITIES_PER_REQUEST}")
         _check_timeout(timeout_ms)
+        if not plan.accepted.issuperset(cols):
+            plan.check_columns(cols)
         keys = plan.keys_by_group(cols, n)
         request = plan.request_values(cols, n)
         store = self.online_store
@@ -338,10 +340,12 @@ class FeatureStore:
         store = self._online or self.online_store
         fast = plan.fast_vector
         row: Any = _UNREAD
-        if request and not request.keys().isdisjoint(plan.join_keys):
-            both = sorted(set(request).intersection(plan.join_keys))
-            raise EntityKeyError(f"{', '.join(both)}: a join key goes in the keyword arguments "
-                                 f"(like {both[0]}=...), not in request=")
+        if request and not plan.request_names.issuperset(request):
+            if not request.keys().isdisjoint(plan.join_keys):
+                both = sorted(set(request).intersection(plan.join_keys))
+                raise EntityKeyError(f"{', '.join(both)}: a join key goes in the keyword arguments "
+                                     f"(like {both[0]}=...), not in request=")
+            plan.check_columns(request)
         if fast is not None and len(entity_key) == 1:
             key: Any = entity_key.get(fast.key)
             # (mypy narrows `key` to object on `type(key) is <a type object>`; it is an int or a str here)
@@ -485,8 +489,10 @@ def _check_timeout(timeout_ms: Any) -> None:
         raise UserInputError(f"timeout_ms must be a positive number of milliseconds; got {timeout_ms!r}")
 
 
-def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
-              entities: Mapping[str, Sequence[Any]] | None) -> tuple[Mapping[str, Sequence[Any]], int]:
+def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None, entities: Mapping[str, Sequence[Any]] | None,
+              plan: RetrievalPlan) -> tuple[Mapping[str, Sequence[Any]], int]:
+    """The request as columns and its row count. Rows may leave out the request features that have a
+    default: their column gets None there, which the request check turns into the default."""
     if type(entities) is dict and entity_rows is None:  # the common shape, checked in a few C-level calls
         sizes = set(map(len, entities.values())) if set(map(type, entities.values())) <= _SEQUENCES else None
         if sizes is not None and len(sizes) == 1 and 0 not in sizes:
@@ -519,14 +525,24 @@ def _columnar(entity_rows: Sequence[Mapping[str, Any]] | None,
     if not isinstance(rows[0], Mapping):
         raise EntityKeyError(f"entity_rows[0] must be a mapping like {{'driver_id': 1}}; got {_short(rows[0])}")
     keys = list(rows[0])
-    cols: dict[str, list[Any]] = {k: [] for k in keys}
     for i, r in enumerate(rows):
         if not isinstance(r, Mapping):
             raise EntityKeyError(f"entity_rows[{i}] must be a mapping like {{'driver_id': 1}}; got {_short(r)}")
         if list(r) != keys and set(r) != set(keys):
-            raise EntityKeyError(f"entity_rows[{i}] has keys {sorted(r)}; entity_rows[0] has {sorted(keys)}")
+            keys += [k for k in r if k not in keys]
+    plan.check_columns(keys)
+    optional = plan.optional_request_names
+    cols: dict[str, list[Any]] = {k: [] for k in keys}
+    for i, r in enumerate(rows):
         for k in keys:
-            cols[k].append(r[k])
+            if k in r:
+                cols[k].append(r[k])
+            elif k in optional:
+                cols[k].append(None)  # a request feature with a default, left out of this row
+            else:
+                have = next(j for j, other in enumerate(rows) if k in other)
+                raise EntityKeyError(f"entity_rows[{i}] has no {k!r} (entity_rows[{have}] has it); only request "
+                                     "features with a default may be left out of a row")
     return cols, len(rows)
 
 

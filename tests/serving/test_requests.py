@@ -1,0 +1,69 @@
+"""Requests as a Feast user writes them: optional request features may be left out of a row, a typo
+in a request column is an error (not a silently served default), and hints point the right way."""
+
+from __future__ import annotations
+
+import pytest
+
+from fsplug.errors import EntityKeyError, UserInputError
+from fsplug.store import FeatureStore
+from tests.conftest import write_empty_sources, write_repo
+
+DEFS = """\
+entities:
+  - {name: customer, join_key: customer_id, dtype: string}
+sources:
+  - {name: txn_src, path: data/txn.parquet, timestamp_field: event_ts}
+feature_views:
+  - name: txn
+    entity: customer
+    source: txn_src
+    ttl: 1d
+    features:
+      - {name: txn_count_24h, dtype: int64, default: 0}
+request_sources:
+  - name: checkout
+    features:
+      - {name: cart_value, dtype: float64}
+      - {name: surge, dtype: float64, default: 1.0}
+feature_services:
+  - {name: fraud, features: ["txn:*", "checkout:*"]}
+"""
+
+
+@pytest.fixture
+def store(tmp_path):
+    root = write_repo(tmp_path / "r", {"defs.yaml": DEFS})
+    write_empty_sources(root)
+    with FeatureStore(root) as s:
+        s.apply()
+        yield s
+
+
+def test_a_row_may_leave_out_a_request_feature_with_a_default(store):
+    res = store.get_online_features(service="fraud", entity_rows=[
+        {"customer_id": "a", "cart_value": 10.0, "surge": 2.0},
+        {"customer_id": "b", "cart_value": 20.0},  # surge left out: its default
+    ])
+    assert res.to_dict()["surge"] == [2.0, 1.0]
+    with pytest.raises(EntityKeyError, match=r"entity_rows\[1\] has no 'cart_value' \(entity_rows\[0\] has it\)"):
+        store.get_online_features(service="fraud", entity_rows=[{"customer_id": "a", "cart_value": 1.0},
+                                                                 {"customer_id": "b"}])
+
+
+def test_a_typo_in_a_request_column_is_refused_with_a_hint(store):
+    with pytest.raises(UserInputError, match="'cartvalue', which is no join key or request feature of service "
+                                             "'fraud'; did you mean 'cart_value'"):
+        store.get_online_features(service="fraud", entities={"customer_id": ["a"], "cart_value": [1.0],
+                                                             "cartvalue": [2.0]})
+    with pytest.raises(UserInputError, match="did you mean 'surge'"):
+        store.get_feature_vector("fraud", customer_id="a", request={"cart_value": 1.0, "surg": 2.0})
+    vec = store.get_feature_vector("fraud", customer_id="a", request={"cart_value": 1.0})
+    assert vec.as_dict()["surge"] == 1.0
+
+
+def test_a_missing_join_key_hint_points_from_the_typo_to_the_key(store):
+    with pytest.raises(UserInputError) as info:
+        store.get_feature_vector("fraud", cust_id="a", request={"cart_value": 1.0})
+    assert "missing join key 'customer_id'" in str(info.value)
+    assert "the request has 'cust_id': did you mean 'customer_id'?" in str(info.value)
