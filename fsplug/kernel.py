@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fsplug.errors import UserInputError
 from fsplug.request import PLAIN_TYPES
 from fsplug.types import DType
 
@@ -75,6 +76,11 @@ def column_codes_array(view_codes: np.ndarray, null: np.ndarray) -> np.ndarray:
     served = view_codes == 0
     return np.where(served, out, view_codes).astype(np.uint8)
 
+
+# Per dtype that a model vector can hold: the factor from the stored number (timestamps are stored
+# in microseconds and served as float seconds since the epoch; bool is 0/1).
+_SCALE: dict[DType, float] = {DType.INT64: 1.0, DType.FLOAT64: 1.0, DType.FLOAT32: 1.0, DType.BOOL: 1.0,
+                              DType.TIMESTAMP: 1e-6}
 
 # ---- defaults ------------------------------------------------------------------------------------
 
@@ -126,7 +132,7 @@ def make_default(dtype: DType, declared: Any) -> Default:
         return Default(None, None, None, math.nan, _ARRAY_NULL.get(dtype))
     if dtype is DType.TIMESTAMP:
         us = timestamp_us(declared)
-        return Default(declared, us, EPOCH + timedelta(microseconds=us), math.nan, np.datetime64(us, "us"))
+        return Default(declared, us, EPOCH + timedelta(microseconds=us), us / 1e6, np.datetime64(us, "us"))
     if dtype is DType.BYTES:
         b = declared.encode()
         return Default(declared, b, b, math.nan, b)
@@ -255,8 +261,12 @@ class Kernel:
         self.groups = tuple(groups)
         nan = math.nan
         # the one-row recipe per column: (position, group, value index, view, numeric, Default.number)
-        self._recipe = tuple((i, c.group, c.value_index, c.view, c.dtype.is_numeric,
+        self._recipe = tuple((i, c.group, c.value_index, c.view, _SCALE.get(c.dtype, 0.0),
                               nan if c.is_request else c.default.number) for i, c in enumerate(self.columns))
+        self.not_numbers = tuple(c.name for c in self.columns if c.dtype not in _SCALE
+                                 or (c.is_request and c.dtype is DType.TIMESTAMP))
+        """Columns a model vector cannot hold (text, bytes, lists): `numpy` and `vector` refuse them."""
+        self._scale = np.array([_SCALE.get(c.dtype, 0.0) for c in self.columns], dtype=np.float64)
         self._not_found = tuple((NOT_FOUND,) * len(g.views) for g in self.groups)
         self._views = tuple(tuple((v.ts_index, v.ttl_us) for v in g.views) for g in self.groups)
         # vectorized: per group, its columns' positions, value indexes and view indexes
@@ -295,22 +305,23 @@ class Kernel:
         the defaults (NaN without one); non-numeric columns are NaN. The same values and statuses
         as the vectorized `numpy` / `statuses` of one row, computed in plain Python.
         """
+        if self.not_numbers:
+            self.refuse_not_numbers()
         grows = [r[0] for r in rows]
         codes = [self.view_codes(gi, row, now_us) for gi, row in enumerate(grows)]
         values: list[float] = []
         statuses: list[int] = []
-        nan = math.nan
-        for i, gi, vi, view, numeric, default in self._recipe:
+        for i, gi, vi, view, scale, default in self._recipe:
             if gi < 0:
                 statuses.append(PRESENT)
-                values.append(float(request_values[i][0]) if numeric else nan)
+                values.append(float(request_values[i][0]))
                 continue
             st = codes[gi][view]
             if not st:  # the view serves: `column_status` inlined (one call per value costs ~40% here)
                 v = grows[gi][vi]
                 if v is not None and v == v:
                     statuses.append(PRESENT)
-                    values.append(float(v) if numeric else nan)
+                    values.append(float(v) if scale == 1.0 else v * scale)
                     continue
                 st = NULL_VALUE
             statuses.append(st)
@@ -446,7 +457,7 @@ class Kernel:
                 mats.append(np.array(rows, dtype=np.float64).reshape(len(rows), g.width))
             else:
                 m = np.full((len(rows), g.width), np.nan)
-                idx = {c.value_index for c in self.columns if c.group == gi and c.dtype.is_numeric}
+                idx = {c.value_index for c in self.columns if c.group == gi and c.dtype in _SCALE}
                 idx |= {v.ts_index for v in g.views}
                 for j in idx:
                     m[:, j] = np.array([r[j] for r in rows], dtype=np.float64)
@@ -472,12 +483,23 @@ class Kernel:
             st[:, cols] = column_codes_array(codes[:, view_idx], null)
         return st
 
+    def refuse_not_numbers(self) -> None:
+        """Raise UserInputError naming the columns a model vector cannot hold."""
+        raise UserInputError(
+            f"{', '.join(self.not_numbers)}: text, bytes and list features (and timestamp request features) have "
+            "no number for a model vector; read them with to_dict(), to_arrow() or columns, or leave them out of "
+            "the features a model takes")
+
     def numpy(self, matrices: Sequence[np.ndarray], statuses: np.ndarray | None, request: Mapping[int, Any],
               n: int, now_us: int, fill_defaults: bool) -> np.ndarray:
         """(n, columns) float64 model matrix: PRESENT values, else the default (`fill_defaults`) or NaN.
 
-        `statuses` may be None: numeric groups then compute only the PRESENT mask.
+        bool is 0/1, a timestamp float seconds since the epoch; text, bytes and list columns are
+        refused (UserInputError). `statuses` may be None: numeric groups then compute only the
+        PRESENT mask.
         """
+        if self.not_numbers:
+            self.refuse_not_numbers()
         out = np.empty((n, len(self.columns)))
         for gi, g in enumerate(self.groups):
             cols, val_idx, view_idx, ts_idx, ttl = self._group_columns[gi]
@@ -494,9 +516,9 @@ class Kernel:
                 if statuses is None:
                     raise ValueError("statuses are needed for a group with non-numeric bins")
                 ok = statuses[:, cols] == PRESENT
-            out[:, cols] = np.where(ok, vals, self.numbers[cols] if fill_defaults else np.nan)
-        for i, numeric in self._request_numeric:
-            out[:, i] = request[i] if numeric else np.nan
+            out[:, cols] = np.where(ok, vals * self._scale[cols], self.numbers[cols] if fill_defaults else np.nan)
+        for i, _numeric in self._request_numeric:
+            out[:, i] = request[i]
         return out
 
     def _unserved(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int

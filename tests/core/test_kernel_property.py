@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fsplug.errors import UserInputError
 from fsplug.plan import compile_plan
 from fsplug.result import FieldStatus, OnlineResult
 from fsplug.store import FeatureStore
@@ -175,7 +176,7 @@ def reference(plan, rows, request, n):
             if status == FieldStatus.PRESENT:
                 v = row[c.bin_index]
                 py = _python(dtype, v)
-                number = float(v) if dtype in NUMERIC else math.nan
+                number = float(v) if dtype in NUMERIC else int(v) / 1e6 if dtype == "timestamp" else math.nan
                 if dtype == "timestamp":
                     typed = np.datetime64(int(v), "us")
                 elif dtype == "list[float64]":
@@ -184,7 +185,8 @@ def reference(plan, rows, request, n):
                     typed = py
             else:
                 py = _default_python(dtype, c.default)
-                number = float(c.default) if dtype in NUMERIC and c.default is not None else math.nan
+                number = (math.nan if c.default is None else float(c.default) if dtype in NUMERIC
+                          else _ts_us(c.default) / 1e6 if dtype == "timestamp" else math.nan)
                 if c.default is None:
                     typed = {"int64": 0, "float64": math.nan, "float32": math.nan, "bool": False,
                              "timestamp": np.datetime64("NaT", "us")}.get(dtype)
@@ -297,13 +299,23 @@ def check_all_forms(plan, rows, request, n):
     present = statuses == FieldStatus.PRESENT
     unfilled = np.where(present, numbers, np.nan)
 
+    # a model vector holds numbers: bool 0/1, timestamps as seconds; text, bytes and lists are refused
+    no_number = [c.name for c in plan.columns if c.dtype.value not in (*NUMERIC, "timestamp")
+                 or (c.is_request and c.dtype.value == "timestamp")]
     fresh = OnlineResult(plan, rows, request, n, NOW)
-    np.testing.assert_array_equal(fresh.to_numpy(), numbers)  # before statuses: the mask-only path
-    np.testing.assert_array_equal(fresh.to_numpy(fill_defaults=False), unfilled)
     res = OnlineResult(plan, rows, request, n, NOW)
+    if no_number:
+        for form in (fresh.to_numpy, lambda: plan.vector([[g[0]] for g in rows], {i: [v[0]] for i, v in
+                                                                                  request.items()}, NOW)):
+            with pytest.raises(UserInputError, match=no_number[0]):
+                form()
+    else:
+        np.testing.assert_array_equal(fresh.to_numpy(), numbers)  # before statuses: the mask-only path
+        np.testing.assert_array_equal(fresh.to_numpy(fill_defaults=False), unfilled)
     np.testing.assert_array_equal(res.statuses, statuses)
-    np.testing.assert_array_equal(res.to_numpy(), numbers)  # after statuses
-    np.testing.assert_array_equal(res.to_numpy(fill_defaults=False), unfilled)
+    if not no_number:
+        np.testing.assert_array_equal(res.to_numpy(), numbers)  # after statuses
+        np.testing.assert_array_equal(res.to_numpy(fill_defaults=False), unfilled)
 
     got = OnlineResult(plan, rows, request, n, NOW).to_dict()
     assert list(got) == list(names)
@@ -331,7 +343,7 @@ def check_all_forms(plan, rows, request, n):
     for view, expect in event_times(plan, rows, n).items():
         assert all(_same(a, b) for a, b in zip(times[view], expect, strict=True)), (view, times[view], expect)
 
-    for k in range(n):  # one entity at a time: the general one-row path
+    for k in range(n if not no_number else 0):  # one entity at a time: the general one-row path
         one = [[grows[k]] for grows in rows]
         values, sts = plan.vector(one, {i: [v[k]] for i, v in request.items()}, NOW)
         np.testing.assert_array_equal(np.array(sts, dtype=np.uint8), statuses[k])

@@ -285,8 +285,14 @@ def test_two_entities_in_one_request(conf_repo):
             features=["all_types:f_str", "zone_stats:demand", "all_types:f_int"],
             entity_rows=[{"driver_id": 1, "city": "sfo", "zone_id": 4}, {"driver_id": 2, "city": "sfo", "zone_id": 4}])
         assert res.to_dict() == {"f_str": ["drv-1-é", None], "demand": [2.5, 2.5], "f_int": [10, -1]}
-        m = res.to_numpy()
-        assert np.isnan(m[0, 0]) and m[0, 1] == 2.5 and m[1, 2] == -1
+        with pytest.raises(UserInputError, match="f_str: text, bytes and list features"):
+            res.to_numpy()  # no silent NaN for a text feature
+        m = store.get_online_features(
+            features=["zone_stats:demand", "all_types:f_int", "all_types:f_bool", "all_types:f_ts"],
+            entity_rows=[{"driver_id": 1, "city": "sfo", "zone_id": 4}, {"driver_id": 2, "city": "sfo", "zone_id": 4}],
+        ).to_numpy()
+        assert m[0, 0] == 2.5 and m[1, 1] == -1 and m[0, 2] == 0.0  # driver 1's f_bool is False: 0
+        assert m[0, 3] == (NOW - timedelta(days=1)).timestamp()  # a timestamp: seconds since the epoch
 
 
 def test_feature_vector_equals_the_batch_row_for_every_status(conf_repo):
