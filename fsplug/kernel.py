@@ -280,6 +280,10 @@ class Kernel:
                                         np.array([v.ttl_us for v in g.views], dtype=np.float64)))
         self.numbers = np.array([c.default.number for c in self.columns], dtype=np.float64)
         """Per column: the default a model vector gets (NaN without one, or for a non-numeric dtype)."""
+        # per group, precomputed for `numpy`: its columns' defaults, and their scale (None: all 1)
+        self._group_numbers = [self.numbers[gc[0]] for gc in self._group_columns]
+        self._group_scale = [None if (self._scale[gc[0]] == 1.0).all() else self._scale[gc[0]]
+                             for gc in self._group_columns]
         self.requests = tuple((i, c, PLAIN_TYPES.get(c.dtype, frozenset()))
                               for i, c in enumerate(self.columns) if c.is_request)
         """Per request column: (position, column, the Python types taken as they are)."""
@@ -516,7 +520,10 @@ class Kernel:
                 if statuses is None:
                     raise ValueError("statuses are needed for a group with non-numeric bins")
                 ok = statuses[:, cols] == PRESENT
-            out[:, cols] = np.where(ok, vals * self._scale[cols], self.numbers[cols] if fill_defaults else np.nan)
+            scale = self._group_scale[gi]
+            if scale is not None:  # timestamps: microseconds -> seconds
+                vals = vals * scale
+            out[:, cols] = np.where(ok, vals, self._group_numbers[gi] if fill_defaults else np.nan)
         for i, _numeric in self._request_numeric:
             out[:, i] = request[i]
         return out
