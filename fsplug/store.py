@@ -247,7 +247,7 @@ class FeatureStore:
         return out
 
     def close(self) -> None:
-        """Release the online store's connections (a later call reconnects)."""
+        """Release the online store's connections (a later call reconnects). Returns None."""
         if self._online is not None:
             self._online.close()
             self._online = None
@@ -296,11 +296,28 @@ class FeatureStore:
     ) -> OnlineResult:
         """Feature values for many entities in one store read.
 
-        Pass `entity_rows=[{"driver_id": 1}, ...]` or columnar `entities={"driver_id": [...]}`;
-        request-time features travel in the same rows/columns. With `partial_results=True` a
-        store that supports it reports per-entity failures (e.g. a dead node) in
-        `result.errors` and as NOT_FOUND instead of failing the whole request. `timeout_ms`
-        caps the store call (StoreTimeoutError past it).
+        Args:
+            features: refs like `view:feature` or `view:*` (or give `service`).
+            service: a feature service name.
+            entity_rows: one mapping per entity, like `[{"driver_id": 1, "pickup_distance_km": 1.2}]`;
+                a row may leave out request features that have a default.
+            entities: the same as columns, like `{"driver_id": [1, 2], "pickup_distance_km": [...]}`
+                (give exactly one of entity_rows and entities).
+            full_feature_names: name outputs `view__feature`.
+            partial_results: a store that can (Aerospike) reports per-entity failures (a dead node)
+                in `result.errors` and as NOT_FOUND instead of failing the whole request.
+            timeout_ms: caps the store call.
+
+        Returns:
+            An OnlineResult: `to_numpy()`, `to_dict()`, `to_arrow()`, `to_pandas()`, `columns`,
+            `statuses`, `event_timestamps`, converted on first use.
+
+        Raises:
+            ReferenceNotFoundError / UserInputError: unknown features or service, a request column that
+                is no join key or request feature, more than MAX_ENTITIES_PER_REQUEST entities,
+                partial_results on a store that cannot.
+            EntityKeyError / RequestFeatureError: a missing or mistyped key or request value.
+            StoreError: the store failed (StoreTimeoutError past the budget).
         """
         plan = self.plan(features, service, full_feature_names)
         cols, n = _columnar(entity_rows, entities, plan)
@@ -331,8 +348,22 @@ class FeatureStore:
         """The model-ready vector of one entity for a feature service: the fastest serving path.
 
         `get_feature_vector("decline_model_v1", driver_id=42, request={"pickup_distance_km": 1.2})`.
-        Missing or stale values are filled with the declared defaults (NaN without one); the
-        statuses say which.
+
+        Args:
+            service: the feature service.
+            request: the request features' values (those with a default may be left out).
+            timeout_ms: caps the store call.
+            **entity_key: the entity's join key(s), like `driver_id=42`.
+
+        Returns:
+            A FeatureVector: float64 `values` in the service's order (bool 0/1, timestamps as
+            seconds; missing or stale values are the declared defaults, NaN without one),
+            `statuses` saying which, and `names`.
+
+        Raises:
+            UserInputError: a text, bytes or list feature in the service (no number for a vector),
+                an unknown request column; EntityKeyError / RequestFeatureError as
+                get_online_features; StoreError: the store failed.
         """
         plan = self._service_plan(service)
         if timeout_ms is not None:
