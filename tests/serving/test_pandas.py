@@ -63,3 +63,13 @@ def test_something_else_is_refused_with_what_is_accepted(repo):
             store.push("txn", [("a", 1)])
         with pytest.raises(UserInputError, match="pandas DataFrame"):
             store.get_historical_features([("a", 1)], features=["txn:txn_count_24h"])
+
+
+def test_online_results_convert_to_dataframes(repo):
+    now = datetime.now(UTC)
+    with FeatureStore(repo) as store:
+        store.push("txn", pd.DataFrame({"customer_id": ["a"], "event_ts": [now], "txn_count_24h": [2],
+                                        "segment": ["gold"]}))
+        df = store.get_online_features(features=["txn:*"], entities={"customer_id": ["a", "zz"]}).to_pandas()
+        assert isinstance(df, pd.DataFrame) and list(df.columns) == ["txn_count_24h", "segment"]
+        assert df["txn_count_24h"].tolist() == [2, 0] and df["segment"].tolist() == ["gold", "unknown"]
