@@ -25,16 +25,16 @@ from tests.stores.conftest import ALL_TYPES
 TS = pa.timestamp("us", tz="UTC")
 
 
-def _config(kind: str, address: str | None, project: str, db: str = "data/online.db") -> str:
+def _config(kind: str, address: str | None, project: str, db: str = "data/online.db", extra: str = "") -> str:
     if kind == "sqlite":
         return f"project: {project}\nonline_store:\n  type: sqlite\n  path: {db}\n"
     hosts = ", ".join(f'"{h}"' for h in address.split(","))
     return (f"project: {project}\nonline_store:\n  type: aerospike\n  hosts: [{hosts}]\n  namespace: test\n"
-            "  read_total_timeout_ms: 2000\n  read_socket_timeout_ms: 1000\n")
+            "  read_total_timeout_ms: 2000\n  read_socket_timeout_ms: 1000\n" + extra)
 
 
-def _repo(root, kind, address, project, db="data/online.db"):
-    write_repo(root, {"defs.yaml": ALL_TYPES}, config=_config(kind, address, project, db))
+def _repo(root, kind, address, project, db="data/online.db", extra=""):
+    write_repo(root, {"defs.yaml": ALL_TYPES}, config=_config(kind, address, project, db, extra))
     write_empty_sources(root)
     return root
 
@@ -60,6 +60,14 @@ def _write_sources(root, now):
 @pytest.fixture
 def address(store_kind, request):
     return request.getfixturevalue("aerospike_address") if store_kind == "aerospike" else None
+
+
+@pytest.fixture
+def repo(tmp_path, store_kind, address, cleanup):
+    """A repo of ALL_TYPES with empty sources and a project of its own, torn down afterwards."""
+    root = _repo(tmp_path / "r", store_kind, address, f"t_{uuid.uuid4().hex[:8]}")
+    cleanup(root)
+    return root
 
 
 @pytest.fixture
@@ -98,9 +106,8 @@ def test_two_projects_on_one_store_never_see_each_others_records(tmp_path, store
             == ["NOT_FOUND"]
 
 
-def test_entity_set_names_carry_the_project(tmp_path, store_kind, address, cleanup):
-    root = _repo(tmp_path / "r", store_kind, address, f"p_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+def test_entity_set_names_carry_the_project(repo):
+    root = repo
     with FeatureStore(root) as store:
         actions = "\n".join(store.apply().store_actions)
         assert f"{store.registry.project}-driver" in actions and f"{store.registry.project}-zone" in actions
@@ -111,8 +118,6 @@ def test_materialization_state_lives_in_the_store_not_the_registry(tmp_path, sto
     in the registry file). Now the new store starts from the beginning by itself."""
     other = "aerospike" if store_kind == "sqlite" else "sqlite"
     other_address = address if other == "sqlite" else None
-    if other == "aerospike":
-        pytest.importorskip("aerospike")
     project = f"sw_{uuid.uuid4().hex[:6]}"
     root = tmp_path / "r"
     now = datetime.now(UTC)
@@ -148,9 +153,8 @@ def test_materialization_state_lives_in_the_store_not_the_registry(tmp_path, sto
             assert again.materialization_state()["stats"].watermark == now
 
 
-def test_teardown_then_incremental_refills(tmp_path, store_kind, address, cleanup):
-    root = _repo(tmp_path / "r", store_kind, address, f"td_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+def test_teardown_then_incremental_refills(repo):
+    root = repo
     now = datetime.now(UTC)
     _write_sources(root, now)
     with FeatureStore(root) as store:
@@ -168,10 +172,9 @@ def test_teardown_then_incremental_refills(tmp_path, store_kind, address, cleanu
             == [10]
 
 
-def test_future_end_is_refused_and_rewind_is_explicit(tmp_path, store_kind, address, cleanup):
+def test_future_end_is_refused_and_rewind_is_explicit(repo):
     """Finding 2: `materialize-incremental 2030-01-01` moved the watermark to 2030 for good."""
-    root = _repo(tmp_path / "r", store_kind, address, f"fu_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+    root = repo
     now = datetime.now(UTC)
     _write_sources(root, now)
     with FeatureStore(root) as store:
@@ -194,10 +197,9 @@ def test_future_end_is_refused_and_rewind_is_explicit(tmp_path, store_kind, addr
         assert store.materialization_state()["stats"].watermark == now
 
 
-def test_push_then_teardown_at_once_leaves_nothing(tmp_path, store_kind, address, cleanup):
+def test_push_then_teardown_at_once_leaves_nothing(repo):
     """Finding 3: a record written in the truncate's own millisecond survived it on a real node."""
-    root = _repo(tmp_path / "r", store_kind, address, f"tr_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+    root = repo
     now = datetime.now(UTC)
     with FeatureStore(root) as store:
         store.apply()
@@ -209,16 +211,18 @@ def test_push_then_teardown_at_once_leaves_nothing(tmp_path, store_kind, address
             assert res.status_names()["trips"] == ["NOT_FOUND"] * 3, round_
 
 
-def test_teardown_truncates_again_what_a_same_millisecond_write_kept(tmp_path, bundled_aerospike):
+def test_teardown_truncates_again_what_a_same_millisecond_write_kept(tmp_path):
     """The bundled server applies a real node's rule (a record updated in the truncate's millisecond
     survives it); with its clock frozen, the push and the first truncate share a millisecond for
     sure, so teardown must see the survivors and truncate again once the clock moves on."""
     import threading
 
-    if bundled_aerospike is None:
-        pytest.skip("needs the bundled test server's clock (FSPLUG_AEROSPIKE_HOSTS is set)")
-    root = _repo(tmp_path / "r", "aerospike", bundled_aerospike.address, f"ms_{uuid.uuid4().hex[:6]}")
-    with FeatureStore(root) as store:
+    from fsplug.testing.aerospike_server import AerospikeTestServer
+
+    # its own bundled server (also when FSPLUG_AEROSPIKE_HOSTS names a cluster): it needs the clock
+    with AerospikeTestServer(namespaces=["test"]) as bundled_aerospike, \
+            FeatureStore(_repo(tmp_path / "r", "aerospike", bundled_aerospike.address, "ms",
+                               extra="  hosts_env: null\n")) as store:
         store.apply()
         bundled_aerospike.freeze_clock()
         timer = threading.Timer(0.3, bundled_aerospike.unfreeze_clock)
@@ -235,10 +239,9 @@ def test_teardown_truncates_again_what_a_same_millisecond_write_kept(tmp_path, b
         assert res.status_names()["trips"] == ["NOT_FOUND"] * 3
 
 
-def test_apply_finds_schema_mismatches_before_anything_is_written(tmp_path, store_kind, address, cleanup):
+def test_apply_finds_schema_mismatches_before_anything_is_written(repo):
     """Finding 4: a column of another type passed apply and failed at materialize."""
-    root = _repo(tmp_path / "r", store_kind, address, f"sc_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+    root = repo
     now = datetime.now(UTC)
     pq.write_table(pa.table({"driver_id": pa.array(["1"]), "ts": pa.array([now], TS), "created": pa.array([now], TS),
                              "trips": ["many"], "rate": [0.5]}), root / "data" / "stats.parquet")
@@ -264,9 +267,8 @@ def test_apply_finds_schema_mismatches_before_anything_is_written(tmp_path, stor
         assert not store.registry_store.path.exists()  # nothing written
 
 
-def test_materialize_checks_every_view_before_writing(tmp_path, store_kind, address, cleanup):
-    root = _repo(tmp_path / "r", store_kind, address, f"mc_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+def test_materialize_checks_every_view_before_writing(repo):
+    root = repo
     now = datetime.now(UTC)
     _write_sources(root, now)
     with FeatureStore(root) as store:
@@ -281,9 +283,8 @@ def test_materialize_checks_every_view_before_writing(tmp_path, store_kind, addr
         assert res.status_names()["trips"] == ["NOT_FOUND"]
 
 
-def test_a_run_stopped_half_way_says_which_views_completed(tmp_path, store_kind, address, cleanup, monkeypatch):
-    root = _repo(tmp_path / "r", store_kind, address, f"hw_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+def test_a_run_stopped_half_way_says_which_views_completed(repo, monkeypatch):
+    root = repo
     now = datetime.now(UTC)
     _write_sources(root, now)
     with FeatureStore(root) as store:
@@ -313,9 +314,8 @@ def test_a_run_stopped_half_way_says_which_views_completed(tmp_path, store_kind,
                                                                   ("zone_stats", False)]
 
 
-def test_status_reports_each_views_state(tmp_path, store_kind, address, cleanup, capsys):
-    root = _repo(tmp_path / "r", store_kind, address, f"st_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+def test_status_reports_each_views_state(repo, capsys):
+    root = repo
     now = datetime.now(UTC)
     _write_sources(root, now)
     with FeatureStore(root) as store:
@@ -336,9 +336,8 @@ def test_status_reports_each_views_state(tmp_path, store_kind, address, cleanup,
     assert "stats: watermark " + now.isoformat() in text and "fresh" in text
 
 
-def test_cli_future_end_and_rewind(tmp_path, store_kind, address, cleanup, capsys):
-    root = _repo(tmp_path / "r", store_kind, address, f"cl_{uuid.uuid4().hex[:6]}")
-    cleanup(root)
+def test_cli_future_end_and_rewind(repo, capsys):
+    root = repo
     _write_sources(root, datetime.now(UTC))
     assert main(["--repo", str(root), "apply"]) == 0
     assert main(["--repo", str(root), "materialize-incremental", "2030-01-01", "--quiet"]) == 1
