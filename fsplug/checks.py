@@ -63,34 +63,16 @@ def _needed(registry: Registry, view: FeatureView) -> list[tuple[str, str, str, 
 
 
 def view_mismatches(registry: Registry, view: FeatureView, dataset: pa.dataset.Dataset, label: str) -> list[Mismatch]:
-    """Every needed column of `view` missing from `dataset` or of an incompatible type.
+    """Every needed column of `view` missing from `dataset` or of an incompatible type
+    (`fsplug.offline.parquet.column_mismatches`: the dataset's schema and each file's footer)."""
+    from fsplug.offline.parquet import column_mismatches
 
-    Types are checked in the dataset's schema and in each file's own footer (a directory's
-    schema is its first file's, so a sibling with another type is named by its path).
-    """
-    import pyarrow.dataset as ds
-
-    from fsplug.offline.parquet import arrow_type_ok
-
-    schema = dataset.schema
-    fragments = list(dataset.get_fragments()) if isinstance(dataset, ds.FileSystemDataset) else []
-    out: list[Mismatch] = []
-    for role, name, column, dtype in _needed(registry, view):
-        i = schema.get_field_index(column)
-        if i < 0:
-            out.append(Mismatch(role, name, column, dtype, label, None, schema.names))
-            continue
-        if not arrow_type_ok(schema.field(i).type, dtype):
-            out.append(Mismatch(role, name, column, dtype, label, str(schema.field(i).type), schema.names))
-            continue
-        if len(fragments) > 1:
-            for frag in fragments:
-                phys = frag.physical_schema
-                j = phys.get_field_index(column)
-                if j >= 0 and not arrow_type_ok(phys.field(j).type, dtype):
-                    out.append(Mismatch(role, name, column, dtype, frag.path, str(phys.field(j).type),
-                                        phys.names))
-    return out
+    needed = _needed(registry, view)
+    found: dict[str, list[tuple[str, str | None, list[str]]]] = {}
+    for column, file, arrow_type, columns in column_mismatches(dataset, [(c, dt) for _, _, c, dt in needed], label):
+        found.setdefault(column, []).append((file, arrow_type, columns))
+    return [Mismatch(role, name, column, dtype, file, arrow_type, columns)
+            for role, name, column, dtype in needed for file, arrow_type, columns in found.get(column, ())]
 
 
 def source_problems(registry: Registry, repo: LoadedRepo, root: Path) -> list[Problem]:

@@ -116,6 +116,34 @@ def _as_dataset(path_or_dataset: str | Path | ds.Dataset) -> tuple[ds.Dataset, s
 # checking
 
 
+def column_mismatches(dataset: ds.Dataset, needed: Sequence[tuple[str, DType]],
+                      label: str) -> list[tuple[str, str, str | None, list[str]]]:
+    """Every needed (column, dtype) that `dataset` lacks or holds with a type the dtype cannot be read
+    from: (column, file, the type found or None when missing, that file's columns), once per column
+    and file. Footers only, no data. A directory's schema is its first file's, so each file is also
+    checked on its own: a sibling with another type is named by its path (`label` names the dataset).
+    """
+    schema = dataset.schema
+    fragments = list(dataset.get_fragments()) if isinstance(dataset, ds.FileSystemDataset) else []
+    out: list[tuple[str, str, str | None, list[str]]] = []
+    first: dict[str, DType] = {}
+    for name, dt in needed:
+        first.setdefault(name, dt)  # a column needed twice is checked against its first dtype
+    for name, dt in first.items():
+        i = schema.get_field_index(name)
+        if i < 0:
+            out.append((name, label, None, schema.names))
+        elif not arrow_type_ok(schema.field(i).type, dt):
+            out.append((name, label, str(schema.field(i).type), schema.names))
+        elif len(fragments) > 1:
+            for frag in fragments:
+                phys = frag.physical_schema
+                j = phys.get_field_index(name)
+                if j >= 0 and not arrow_type_ok(phys.field(j).type, dt):
+                    out.append((name, frag.path, str(phys.field(j).type), phys.names))
+    return out
+
+
 def check_columns(
     dataset: ds.Dataset,
     *,
@@ -148,35 +176,17 @@ def check_columns(
     for c, dt in columns.items():
         needed.append((c, dt, f"feature '{c}' declares {dt}"))
 
+    why_of: dict[str, str] = {}
+    for name, _dt, why in needed:
+        why_of.setdefault(name, why)
     problems: list[str] = []
-    schema = dataset.schema
-    seen: set[str] = set()
-    for name, dt, why in needed:
-        if name in seen:
-            continue
-        seen.add(name)
-        if schema.get_field_index(name) < 0:
-            have = ", ".join(schema.names)
-            problems.append(
-                f"{source}: column '{name}' is missing ({why.split(';')[0]}); columns are: {have}"
-            )
-            continue
-        t = schema.field(name).type
-        if not arrow_type_ok(t, dt):
-            problems.append(f"{source}: column '{name}' has type {t}; {why}")
-    # Per-file check: a directory's schema is its first file's, so a sibling with another type
-    # would only fail mid-scan with an opaque cast error.
-    fragments = list(dataset.get_fragments()) if isinstance(dataset, ds.FileSystemDataset) else []
-    if len(fragments) > 1:
-        for frag in fragments:
-            phys = frag.physical_schema
-            for name, dt, why in needed:
-                i = phys.get_field_index(name)
-                if i < 0:
-                    continue
-                t = phys.field(i).type
-                if not arrow_type_ok(t, dt) and arrow_type_ok(schema.field(name).type, dt):
-                    problems.append(f"{frag.path}: column '{name}' has type {t}; {why}")
+    for name, file, found, have in column_mismatches(dataset, [(n, dt) for n, dt, _ in needed], source):
+        why = why_of[name]
+        if found is None:
+            problems.append(f"{file}: column '{name}' is missing ({why.split(';')[0]}); "
+                            f"columns are: {', '.join(have)}")
+        else:
+            problems.append(f"{file}: column '{name}' has type {found}; {why}")
     if problems:
         raise SourceDataError("\n".join(dict.fromkeys(problems)))
 
