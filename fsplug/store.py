@@ -114,8 +114,9 @@ class FeatureStore:
 
     def refresh_registry(self) -> Registry:
         """Re-read the applied registry (after another process applied); returns it."""
-        self._registry = self.registry_store.load()
-        return self._registry
+        self._registry = reg = self.registry_store.load()
+        self._forget_plans_but(reg)
+        return reg
 
     def use_registry(self, registry: Registry, services: Sequence[str] = ()) -> None:
         """Serve `registry` from now on (a server's hot swap), compiling `services`' plans first.
@@ -126,6 +127,13 @@ class FeatureStore:
         for name in services:
             self._plan(registry, None, name, False)
         self._registry = registry
+        self._forget_plans_but(registry)
+
+    def _forget_plans_but(self, registry: Registry) -> None:
+        """Drop the compiled plans of every registry but `registry` (new dicts: readers never see one
+        half-pruned), so a long-lived server's swaps do not pile up plans."""
+        self._plans = {k: p for k, p in self._plans.items() if k[0] == registry.hash}
+        self._by_service = {s: hit for s, hit in self._by_service.items() if hit[0] is registry}
 
     def materialization_state(self, views: Sequence[str] | None = None) -> dict[str, ViewState]:
         """Each view's materialization state, as the online store keeps it.
