@@ -8,6 +8,7 @@ markup (what `el` returns, or a constant written in this package).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from html import escape
 from typing import Any
 from collections.abc import Iterable
@@ -30,12 +31,17 @@ def raw(text: str) -> Html:
 def esc(value: Any) -> Html:
     """`value` as markup: `Html` as is, None as nothing, a list or tuple item by item, anything
     else as its escaped `str` (quotes included, so the result is safe in attribute values too)."""
-    if isinstance(value, Html):
+    t = type(value)
+    if t is Html:
         return value
+    if t is str:
+        return Html(escape(value, quote=True))
     if value is None:
         return Html("")
+    if isinstance(value, Html):
+        return value
     if isinstance(value, list | tuple):
-        return Html("".join(esc(v) for v in value))
+        return Html("".join([esc(v) for v in value]))
     return Html(escape(str(value), quote=True))
 
 
@@ -59,7 +65,9 @@ def el(tag: str, *children: Any, **attrs: Any) -> Html:
     for key, value in attrs.items():
         if value is None or value is False:
             continue
-        name = key[:-1] if key.endswith("_") else key.replace("_", "-")
+        name = _ATTR_NAMES.get(key)
+        if name is None:
+            name = _ATTR_NAMES[key] = key[:-1] if key.endswith("_") else key.replace("_", "-")
         if value is True:
             parts.append(f" {name}")
         else:
@@ -67,14 +75,22 @@ def el(tag: str, *children: Any, **attrs: Any) -> Html:
     parts.append(">")
     if tag in _VOID:
         return Html("".join(parts))
-    parts.extend(esc(c) for c in children)
+    parts += [c if type(c) is Html else esc(c) for c in children]
     parts.append(f"</{tag}>")
     return Html("".join(parts))
+
+
+_ATTR_NAMES: dict[str, str] = {}
 
 
 def href(*segments: str, **query: Any) -> str:
     """A console URL: `/ui/` + the path segments, each percent-encoded, + a query string
     (None values left out). The result is plain text: `el` escapes it in the attribute."""
-    path = "/ui/" + "/".join(quote(s, safe="") for s in segments)
+    path = "/ui/" + "/".join([_segment(s) for s in segments])
     q = {k: v for k, v in query.items() if v is not None}
     return path + ("?" + urlencode(q) if q else "")
+
+
+@lru_cache(maxsize=65536)
+def _segment(text: str) -> str:
+    return quote(text, safe="")

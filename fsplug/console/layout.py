@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from fsplug.console.html import Html, el, href, raw
@@ -120,8 +121,10 @@ def badge(text: str, kind: str) -> Html:
     return el("span", text, class_=f"badge b-{kind}")
 
 
+@lru_cache(maxsize=65536)
 def link(kind: str, name: str) -> Html:
-    """A link to an object's page (`kind`: entities, sources, views, services)."""
+    """A link to an object's page (`kind`: entities, sources, views, services); kept, as list pages
+    of a large registry draw the same links many times."""
     return el("a", name, href=href(kind, name))
 
 
