@@ -177,7 +177,7 @@ def object_page(ctx: PageContext, path: str, name: str) -> bytes:
 
 
 def _view_freshness(ctx: PageContext, name: str) -> list[Any]:
-    f = next(x for x in freshness(ctx.registry, ctx.states(), ctx.now) if x.view == name)
+    f = freshness(ctx.registry, ctx.store.materialization_state([name]), ctx.now, [name])[0]
     run = f.last_run
     rows = [("status", badge(f.status, f.status.split()[0])), ("newest event", fmt_time(f.newest_event)),
             ("age", fmt_age(f.age_seconds)), ("ttl", fmt_ttl(f.ttl_seconds)), ("watermark", fmt_time(f.watermark))]

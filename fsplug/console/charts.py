@@ -15,8 +15,8 @@ __all__ = ["histogram_chart", "percentile_chart", "fmt_seconds"]
 
 _W = 640
 _H = 200
-_LEFT = 48
-_BOTTOM = 34
+_LEFT = 52
+_BOTTOM = 22
 _TOP = 12
 
 
@@ -30,8 +30,19 @@ def fmt_seconds(s: float | None) -> str:
         return f"{s * 1e6:.0f} us"
     if s < 1:
         ms = s * 1000
-        return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms"
+        return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
     return f"{s:.2f} s"
+
+
+def _axis(s: float) -> str:
+    """A bucket bound as a short axis label: `100us`, `2.5ms`, `1s`."""
+    if math.isinf(s):
+        return "+Inf"
+    if s < 0.001:
+        return f"{s * 1e6:g}us"
+    if s < 1:
+        return f"{s * 1000:g}ms"
+    return f"{s:g}s"
 
 
 def _count(n: float) -> str:
@@ -57,6 +68,7 @@ def histogram_chart(bounds: Sequence[float], counts: Sequence[float], markers: S
     parts.append(el("line", x1=_LEFT, y1=_TOP + plot_h, x2=_LEFT + plot_w, y2=_TOP + plot_h, class_="axis"))
     parts.append(el("text", _count(top), x=_LEFT - 6, y=_TOP + 10, class_="ylabel"))
     parts.append(el("text", "0", x=_LEFT - 6, y=_TOP + plot_h, class_="ylabel"))
+    parts.append(el("text", "0", x=_LEFT, y=_TOP + plot_h + 14, class_="xlabel"))
     for i, (b, c) in enumerate(zip(bounds, counts, strict=True)):
         h = 0.0 if top <= 0 else plot_h * c / top
         x = _LEFT + i * slot
@@ -64,16 +76,16 @@ def histogram_chart(bounds: Sequence[float], counts: Sequence[float], markers: S
         tip = f"{lower} to {fmt_seconds(b)}: {_count(c)} requests"
         parts.append(el("rect", el("title", tip), x=f"{x + 2:.1f}", y=f"{_TOP + plot_h - h:.1f}",
                         width=f"{max(slot - 4, 1):.1f}", height=f"{h:.1f}", class_="bar", data_count=_count(c)))
-        parts.append(el("text", "+Inf" if math.isinf(b) else fmt_seconds(b), x=f"{x + slot / 2:.1f}",
-                        y=_TOP + plot_h + 14, class_="xlabel"))
-    for label, value in markers:
+        if not math.isinf(b):  # a bound labels its bucket's right edge (the last bucket has none)
+            parts.append(el("text", _axis(b), x=f"{x + slot:.1f}", y=_TOP + plot_h + 14, class_="xlabel"))
+    for k, (label, value) in enumerate(markers):
         pos = _position(value, bounds)
         if pos is None:
             continue
         x = _LEFT + pos * slot
         parts.append(el("line", el("title", f"{label} {fmt_seconds(value)}"), x1=f"{x:.1f}", y1=_TOP,
                         x2=f"{x:.1f}", y2=_TOP + plot_h, class_="marker"))
-        parts.append(el("text", f"{label} {fmt_seconds(value)}", x=f"{x + 3:.1f}", y=_TOP + plot_h + 28,
+        parts.append(el("text", f"{label} {fmt_seconds(value)}", x=f"{x + 3:.1f}", y=_TOP + 10 + 12 * k,
                         class_="mlabel"))
     return el("svg", *parts, viewBox=f"0 0 {_W} {_H}", class_="chart histogram", role="img",
               aria_label=title)

@@ -47,16 +47,19 @@ class ViewFreshness:
         return self.status == STALE
 
 
-def freshness(registry: Registry, states: dict[str, ViewState], now: datetime) -> list[ViewFreshness]:
-    """Every view of `registry`, in declaration order, with its state from `states` judged at `now`.
+def freshness(registry: Registry, states: dict[str, ViewState], now: datetime,
+              views: list[str] | None = None) -> list[ViewFreshness]:
+    """Every view of `registry` (or of `views`), in declaration order, with its state judged at `now`.
 
     Args:
         registry: the registry served.
         states: view -> ViewState as the store keeps them (`FeatureStore.materialization_state()`).
         now: an aware datetime (UTC).
+        views: only these views (default: all).
     """
     out = []
-    for view in registry.feature_views.values():
+    chosen = registry.feature_views.values() if views is None else [registry.feature_views[v] for v in views]
+    for view in chosen:
         st = states.get(view.name)
         newest = st.newest_event if st is not None else None
         age = None if newest is None else (now - newest).total_seconds()

@@ -55,6 +55,9 @@ svg.chart{background:#fff;border:1px solid var(--line);max-width:760px;width:100
 svg .bar{fill:#5b8def}svg .bar.p90{fill:#f0a33a}svg .bar.p99{fill:#d9534f}svg .axis{stroke:#8a94a6}
 svg .marker{stroke:#d9534f;stroke-dasharray:4 3}svg text{font-size:10px;fill:#465066}
 svg .ylabel,svg .rlabel{text-anchor:end}svg .xlabel{text-anchor:middle}svg .mlabel{fill:#b42318}
+#freshness td{white-space:nowrap}form.filter{display:flex;gap:6px;align-items:center;margin:4px 0}
+form.filter input{padding:6px 8px;width:320px;border:1px solid var(--line);border-radius:4px}
+form.filter button{margin:0}
 .cell-ts{color:var(--muted);font-size:11.5px;display:block}
 """)
 

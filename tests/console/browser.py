@@ -47,7 +47,7 @@ def chromium() -> Iterator[Any]:
         with sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
                 profile, executable_path=str(CHROMIUM), headless=True, args=ARGS,
-                viewport={"width": 1280, "height": 900})
+                viewport={"width": 1280, "height": 720})
             try:
                 yield context
             finally:

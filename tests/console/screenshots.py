@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
                 page = browser.new_page()
                 for name, path in PAGES:
                     page.goto(srv.url + path)
-                    page.screenshot(path=str(out / f"{name}.png"), full_page=name not in ("serving", "views"))
+                    page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                     print(out / f"{name}.png")
         finally:
             srv.stop()
