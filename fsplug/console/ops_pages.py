@@ -182,15 +182,17 @@ def lookup_page(ctx: PageContext, service: str, fields: list[FormField], form: d
             body.append(el("div", el("strong", f"HTTP {status} {kind}: "), str(detail), class_="alert",
                            id="lookup-error"))
         else:
-            body += [el("h2", "Answer"), _answer_table(answer)]
+            body += [el("h2", "Answer"), _answer_table(answer, [f.name for f in fields if f.is_key])]
     return page("Lookup", "lookup", body, reg.project)
 
 
-def _answer_table(answer: dict[str, Any]) -> Html:
+def _answer_table(answer: dict[str, Any], keys: list[str]) -> Html:
     names = answer["metadata"]["feature_names"]
     results = answer["results"]
     n = len(results[0]["values"]) if results else 0
-    head = el("tr", el("th", "feature"), *[el("th", f"entity {i + 1}") for i in range(n)])
+    key_cols = [(k, results[names.index(k)]["values"]) for k in keys if k in names]
+    head = el("tr", el("th", "feature"), *[el("th", ", ".join(f"{k}={_text(v[i])}" for k, v in key_cols)
+                                                 or f"entity {i + 1}") for i in range(n)])
     rows = []
     for name, col in zip(names, results, strict=True):
         cells = []

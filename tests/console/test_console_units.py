@@ -99,3 +99,27 @@ def test_apply_records_when_the_registry_was_applied(applied_ride_repo):
         assert published_applied_at(store.online_store, "0" * 64) is None  # another registry's time
         store.teardown()
         assert published_applied_at(store.online_store, reg.hash) is None
+
+
+def test_the_store_address_names_hosts_and_namespace_but_no_credential(tmp_path, monkeypatch):
+    from fsplug.online.aerospike import AerospikeOnlineStore
+    from fsplug.online.aerospike.config import AerospikeConfig
+
+    monkeypatch.setenv("CONSOLE_AS_USER", "admin-user")
+    monkeypatch.setenv("CONSOLE_AS_PASSWORD", "hunter2-secret")
+    monkeypatch.delenv("FSPLUG_AEROSPIKE_HOSTS", raising=False)
+    cfg = AerospikeConfig(hosts=["10.1.2.3:3000", "10.1.2.4:3000"], namespace="features",
+                          user_env="CONSOLE_AS_USER", password_env="CONSOLE_AS_PASSWORD")
+    address = AerospikeOnlineStore(cfg, tmp_path, "dispatch").address()
+    assert address == "10.1.2.3:3000, 10.1.2.4:3000 (namespace features)"
+    assert "hunter2" not in address and "admin-user" not in address
+
+
+def test_no_console_module_imports_the_server():
+    """The server mounts the console and hands it what it needs; the console never reaches up."""
+    from tests.core.test_imports import import_graph
+
+    graph = import_graph()
+    console = [m for m in graph if m == "fsplug.console" or m.startswith("fsplug.console.")]
+    assert "fsplug.console.app" in console
+    assert {(m, t) for m in console for t in graph[m] if t.startswith("fsplug.server")} == set()
