@@ -119,6 +119,9 @@ class Console:
         except FsplugError as exc:  # the store failed: say so, as the API would (no traceback)
             log.warning("console page %s failed: %s", path, exc)
             status, body = 503, ops_pages.message_page("Unavailable", f"{type(exc).__name__}: {exc}")
+        except Exception:  # a bug: logged here with its traceback, never sent
+            log.exception("internal error rendering console page %s", path)
+            status, body = 500, ops_pages.message_page("Internal error", "internal error; see the server's log")
         await _html(send, status, body if method == "GET" else b"")
 
     async def _page(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:

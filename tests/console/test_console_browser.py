@@ -125,6 +125,8 @@ def test_a_refused_lookup_shows_the_apis_message(tab, console_server):
 
 
 def test_the_latency_charts_draw_the_servers_metrics_of_every_worker(tab, console_server):
+    pids = {httpx.get(console_server.url + "/ready").json()["worker"] for _ in range(20)}
+    assert len(pids) == 2  # new connections reach both workers, so the counts below span both
     n = 40
     for _ in range(n):  # a new connection each time: the two workers share the requests
         r = httpx.post(console_server.url + "/get-online-features",
