@@ -27,6 +27,9 @@ class FieldStatus(IntEnum):
     OUTSIDE_MAX_AGE = OUTSIDE_MAX_AGE
 
 
+_NAMES = tuple(s.name for s in FieldStatus)  # by code: FieldStatus numbers its members 0, 1, ...
+
+
 class _lazy:
     """Like functools.cached_property without its per-instance lock (Python 3.11 takes an RLock on
     every first access, a measurable cost on an object created per request)."""
@@ -102,17 +105,27 @@ class OnlineResult:
         """Per view: datetime64[us] event time of the rows read (NaT when not found)."""
         return self._kernel.event_times(self._matrices, self.n)
 
+    @_lazy
+    def _python(self) -> tuple[list[list[Any]], list[list[int] | None]]:
+        return self._kernel.python(self._tuples, self._request, self.n, self.now_us)
+
+    def event_times_us(self) -> dict[str, list[int | None]]:
+        """Per view: the event time of each row read as plain ints (microseconds since the epoch),
+        None where the view has no record (NOT_FOUND): `event_timestamps` for JSON writers."""
+        return self._kernel.event_times_us(self._tuples)
+
     def status_names(self) -> dict[str, list[str]]:
         """Per output column: the FieldStatus names of its values."""
-        return {c.name: [FieldStatus(s).name for s in self.statuses[:, i]] for i, c in enumerate(self.plan.columns)}
+        n = self.n
+        return {c.name: ["PRESENT"] * n if codes is None else [_NAMES[s] for s in codes]
+                for c, codes in zip(self.plan.columns, self._python[1], strict=True)}
 
     def to_dict(self, include_statuses: bool = False) -> dict[str, list[Any]]:
         """Plain Python lists per output column: non-PRESENT values are the default, or None without one.
 
         With `include_statuses`, also `<column>__status` lists of FieldStatus names.
         """
-        values = self._kernel.python(self._tuples, self._request, self.n, self.now_us)
-        out = dict(zip(self.plan.names, values, strict=True))
+        out = {name: list(vals) for name, vals in zip(self.plan.names, self._python[0], strict=True)}
         if include_statuses:
             for c, names in self.status_names().items():
                 out[f"{c}__status"] = names
