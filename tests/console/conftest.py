@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.console.browser import BrowserMissing, chromium
+from tests.console.browser import BrowserMissing, check, chromium
 from tests.console.site import build_console_repo
 from tests.server.conftest import Server, start
 
@@ -21,11 +21,15 @@ from tests.server.conftest import Server, start
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """A headless Chromium context for the whole session (a fresh profile)."""
+    missing = None
     try:
-        with chromium() as context:
-            yield context
+        check()
     except BrowserMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    if missing is not None:
+        pytest.fail(missing, pytrace=False)
+    with chromium() as context:
+        yield context
 
 
 class ConsolePage:
