@@ -15,7 +15,7 @@ import pytest
 
 from tests.console.browser import BrowserMissing, check, chromium
 from tests.console.site import build_console_repo
-from tests.server.conftest import Server, start
+from tests.server.conftest import TOKEN, Server, start
 
 
 @pytest.fixture(scope="session")
@@ -72,5 +72,13 @@ def console_repo(tmp_path_factory) -> Path:
 def console_server(console_repo) -> Iterator[Server]:
     """`fsplug serve --workers 2` on the console repo (no token)."""
     srv = start(console_repo, "--workers", "2")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(console_repo) -> Iterator[Server]:
+    """`fsplug serve --auth-reads` with the token set: reads, and so the console, need the token."""
+    srv = start(console_repo, "--auth-reads", env={"FSPLUG_SERVE_TOKEN": TOKEN})
     yield srv
     srv.stop()

@@ -161,3 +161,28 @@ def test_markup_in_names_descriptions_and_tags_is_shown_as_text(tab, console_ser
     tab.goto(f"/ui/views/{HOSTILE_VIEW}")
     assert HOSTILE_TEXT in tab.page.inner_text("main")  # shown as the text it is
     assert "team=<b>bold</b>" in tab.page.inner_text("main")
+
+
+def test_a_browser_signs_in_with_the_token_and_stays_signed_in(browser, guarded):
+    from tests.server.conftest import TOKEN
+
+    page = browser.new_page()
+    try:
+        response = page.goto(guarded.url + "/ui/views?q=deprecated")
+        assert response is not None and response.status == 401
+        assert page.locator("#views").count() == 0
+        page.fill("#token", "wrong")
+        page.click("button[type=submit]")
+        assert "not the token" in page.inner_text("#login-error")
+        page.fill("#token", TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/views?q=deprecated")
+        assert page.locator("#views tbody tr").count() == 1  # back where it was asked for, filtered
+        assert page.goto(guarded.url + "/ui/serving").status == 200  # the cookie opens every page
+        cookie = next(c for c in page.context.cookies() if c["name"] == "fsplug_console")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and TOKEN not in cookie["value"]
+        page.goto(guarded.url + "/ui/logout")
+        assert page.goto(guarded.url + "/ui/").status == 401
+    finally:
+        page.context.clear_cookies()
+        page.close()

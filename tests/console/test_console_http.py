@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
-
 from fsplug.console.auth import COOKIE, session_value
 from tests.server.conftest import TOKEN, Server, start
-
-
-@pytest.fixture(scope="module")
-def guarded(console_repo) -> Iterator[Server]:
-    """`fsplug serve --auth-reads` with the token set: reads, and so the console, need the token."""
-    srv = start(console_repo, "--auth-reads", env={"FSPLUG_SERVE_TOKEN": TOKEN})
-    yield srv
-    srv.stop()
 
 
 def _get(srv: Server, path: str, **kw) -> httpx.Response:
