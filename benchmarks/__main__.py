@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import serve
 
         return serve.main(argv[1:])
+    if argv and argv[0] == "console":
+        from benchmarks import console
+
+        return console.main(argv[1:])
     if argv and argv[0] == "aggregate":
         from benchmarks import aggregate
 
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scan", help="the Parquet scan_latest scale run (benchmarks/materialize_scan.py)")
     sub.add_parser("aggregate", help="medians of several result JSON files")
     sub.add_parser("serve", help="fsplug serve under wrk load (benchmarks/serve.py)")
+    sub.add_parser("console", help="web console page times on a generated registry (benchmarks/console.py)")
     r = sub.add_parser("run", help="run the suite; writes benchmarks/results/<stamp>.json and .md")
     r.add_argument("--quick", action="store_true", help="small sizes, fewer calls: under 2 minutes (CI smoke test)")
     r.add_argument("--store", action="append", choices=["sqlite", "aerospike"],

@@ -248,10 +248,10 @@ class FeatureStore:
             StoreError: the store failed (StoreTimeoutError: records kept appearing until the
                 store's teardown timeout — something still writes).
         """
-        from fsplug.registry.published import HASH_KEY, REGISTRY_KEY
+        from fsplug.registry.published import APPLIED_KEY, HASH_KEY, REGISTRY_KEY
 
         out = self.online_store.teardown(self.registry)
-        self.online_store.delete_state([HASH_KEY, REGISTRY_KEY])  # the published registry goes too
+        self.online_store.delete_state([HASH_KEY, REGISTRY_KEY, APPLIED_KEY])  # the published registry goes too
         return out
 
     def close(self) -> None:

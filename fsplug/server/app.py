@@ -124,6 +124,7 @@ class FeatureServerApp:
             ("GET", "/metrics"): self._metrics,
         }
         self._paths = {p for _, p in self._routes}
+        self.console: Any = None  # the web console under /ui (fsplug.console), built in startup()
 
     # ---- lifecycle -----------------------------------------------------------------------
     def startup(self) -> None:
@@ -141,6 +142,9 @@ class FeatureServerApp:
         self.store.online_store.connect()
         self.store.materialization_state()  # the first read opens the connection (SQLite) here
         self._marker = self._registry_marker()
+        from fsplug.console import Console
+
+        self.console = Console(self.store, self, self._token, self.config.auth_reads, m.families)
         m.REGISTRY_SERVED.labels(reg.hash).set(1)
         log.info(
             "fsplug serve: project %r, registry %s, %d feature services",
@@ -227,6 +231,9 @@ class FeatureServerApp:
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path = scope["path"]
         handler = self._routes.get((scope["method"], path))
+        if handler is None and (path == "/ui" or path.startswith("/ui/")) and self.console is not None:
+            await self.console(scope, receive, send)
+            return
         endpoint = path if path in self._paths else "other"
         m.IN_FLIGHT.inc()
         try:
