@@ -18,7 +18,7 @@ import numpy as np
 from fsplug.config import LoadedConfig
 from fsplug.online.factory import load_config
 from fsplug.definitions import load_repo_definitions
-from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
+from fsplug.errors import DefinitionError, EntityKeyError, FsplugError, Problem, UserInputError
 from fsplug.plan import RetrievalPlan, compile_plan, now_us
 from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
 from fsplug.result import OnlineResult
@@ -118,16 +118,25 @@ class FeatureStore:
         self._forget_plans_but(reg)
         return reg
 
-    def use_registry(self, registry: Registry, services: Sequence[str] = ()) -> None:
+    def use_registry(self, registry: Registry, services: Sequence[str] = ()) -> dict[str, FsplugError]:
         """Serve `registry` from now on (a server's hot swap), compiling `services`' plans first.
 
         A call in flight keeps the registry it started with, so it is answered by one plan; the
         next call uses the new one.
+
+        Returns:
+            The services whose plan does not compile without `full_feature_names` (two outputs with
+            one name), with the error their requests get; every other service is compiled.
         """
+        failed: dict[str, FsplugError] = {}
         for name in services:
-            self._plan(registry, None, name, False)
+            try:
+                self._plan(registry, None, name, False)
+            except FsplugError as exc:
+                failed[name] = exc
         self._registry = registry
         self._forget_plans_but(registry)
+        return failed
 
     def _forget_plans_but(self, registry: Registry) -> None:
         """Drop the compiled plans of every registry but `registry` (new dicts: readers never see one

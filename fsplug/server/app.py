@@ -138,7 +138,7 @@ class FeatureServerApp:
         m.reap_dead_workers()
         self.store = FeatureStore(self.config.repo)
         reg = self.store.registry
-        self.store.use_registry(reg, list(reg.feature_services))
+        self._warn_uncompiled(self.store.use_registry(reg, list(reg.feature_services)))
         self.store.online_store.connect()
         self.store.materialization_state()  # the first read opens the connection (SQLite) here
         self._marker = self._registry_marker()
@@ -152,6 +152,11 @@ class FeatureServerApp:
             reg.hash[:12],
             len(reg.feature_services),
         )
+
+    @staticmethod
+    def _warn_uncompiled(failed: dict[str, FsplugError]) -> None:
+        for name, exc in failed.items():
+            log.warning("feature service %r is served only with full_feature_names: %s", name, exc)
 
     def shutdown(self) -> None:
         """Close the store (after uvicorn finished the requests in flight)."""
@@ -187,7 +192,7 @@ class FeatureServerApp:
         self._marker = marker
         if new.hash == old.hash:
             return False
-        self.store.use_registry(new, list(new.feature_services))
+        self._warn_uncompiled(self.store.use_registry(new, list(new.feature_services)))
         m.REGISTRY_SERVED.labels(old.hash).set(0)
         m.REGISTRY_SERVED.labels(new.hash).set(1)
         m.REGISTRY_SWAPS.inc()
