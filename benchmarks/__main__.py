@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scan", help="the Parquet scan_latest scale run (benchmarks/materialize_scan.py)")
     sub.add_parser("aggregate", help="medians of several result JSON files")
     sub.add_parser("serve", help="fsplug serve under wrk load (benchmarks/serve.py)")
-    sub.add_parser("materialize", help="the local and the Spark engine side by side (benchmarks/materialize_engines.py)")
+    sub.add_parser("materialize", help="local and Spark engines side by side (benchmarks/materialize_engines.py)")
     r = sub.add_parser("run", help="run the suite; writes benchmarks/results/<stamp>.json and .md")
     r.add_argument("--quick", action="store_true", help="small sizes, fewer calls: under 2 minutes (CI smoke test)")
     r.add_argument("--store", action="append", choices=["sqlite", "aerospike"],

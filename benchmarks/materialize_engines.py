@@ -49,7 +49,8 @@ def _repo(root: Path, data: Path, store: str, engine: str, master: str | None) -
         "entities:\n  - {name: driver, join_key: entity_id, dtype: int64}\n"
         f"sources:\n  - {{name: src, path: {data}, timestamp_field: event_timestamp, "
         "created_timestamp_field: created}\n"
-        f"feature_views:\n  - name: stats\n    entity: driver\n    source: src\n    ttl: none\n    features:\n{feats}\n")
+        "feature_views:\n  - name: stats\n    entity: driver\n    source: src\n    ttl: none\n"
+        f"    features:\n{feats}\n")
     return root
 
 
