@@ -154,15 +154,14 @@ class SparkEngine:
         df = reader.parquet(*files)
         # the map from Spark's spelling of each path to its rank: Spark percent-encodes (a space is %20)
         mapping: list[Any] = []
-        for uri in df.inputFiles():
+        for uri in df.inputFiles() if len(files) > 1 else []:
             raw = urlparse(uri).path
             local = os.path.normpath(unquote(raw))
             if local in rank:
                 mapping += [F.lit("/" + raw.lstrip("/")), F.lit(rank[local])]
         file_key = F.regexp_replace(F.col("_metadata.file_path"), _SCHEME, "/")
-        cols = [F.element_at(F.create_map(*mapping), file_key).alias("__file") if mapping
-                else F.lit(None).cast("int").alias("__file"),
-                F.col("_metadata.row_index").alias("__row")]
+        file_rank = F.element_at(F.create_map(*mapping), file_key) if mapping else F.lit(0)
+        cols = [file_rank.cast("int").alias("__file"), F.col("_metadata.row_index").alias("__row")]
         types = dict(df.dtypes)
         for name in ts_fields:
             cols.append(_micros(name, types[name]).alias(f"__us_{name}"))
