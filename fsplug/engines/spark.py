@@ -159,6 +159,9 @@ class SparkEngine:
             local = os.path.normpath(unquote(raw))
             if local in rank:
                 mapping += [F.lit("/" + raw.lstrip("/")), F.lit(rank[local])]
+        if len(files) > 1 and len(mapping) != 2 * len(files):  # ties would be broken by another order
+            raise EngineError(f"{path}: Spark lists other files than fsplug's reader ({len(mapping) // 2} of "
+                              f"{len(files)} matched), so ties between files could not be broken by path order")
         file_key = F.regexp_replace(F.col("_metadata.file_path"), _SCHEME, "/")
         file_rank = F.element_at(F.create_map(*mapping), file_key) if mapping else F.lit(0)
         cols = [file_rank.cast("int").alias("__file"), F.col("_metadata.row_index").alias("__row")]
