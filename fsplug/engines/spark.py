@@ -58,6 +58,10 @@ __all__ = ["SparkEngine", "ViewWriteStats", "FAIL_ONCE_ENV", "is_spark_frame"]
 
 FAIL_ONCE_ENV = "FSPLUG_SPARK_FAIL_ONCE"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# winners are split into tasks by file and by ranges of this many rows of a file (a task then reads the
+# row groups of one range); by default one task per this many source rows, at least one per core
+_ROW_RANGE = 1 << 20
+_ROWS_PER_TASK = 4_000_000
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:/*"  # `file:`, `file://`: Spark writes both forms of one path
 
 
@@ -178,15 +182,23 @@ class SparkEngine:
                      path: str | Path, start: datetime | None, end: datetime) -> ViewWriteStats:
         """Write the latest row per entity of `view` with start <= event time < end into `store`'s
         storage, from the executors. Raises EngineError when the job fails (rows already written are
-        whole rows; writing again completes the work)."""
+        whole rows; writing again completes the work).
+
+        Two passes, as the local engine's: Spark reads only the keys and times and picks each entity's
+        winning (file, row); the tasks then read the winners' feature values from their Parquet row
+        groups with fsplug's own reader code and write them. Only the compact winners cross from the
+        JVM to Python, and values are cast by the same functions as the local engine's.
+        """
         from pyspark.sql import functions as F
+
+        from fsplug.offline.parquet import open_source
 
         self.check_store(store)
         spark = self.session()
         ts, created = view.source.timestamp_field, view.source.created_timestamp_field
-        feats = {f.column: f.dtype for f in view.features}
-        needed = {**key_types, **{c: dt for c, dt in feats.items() if c not in key_types}}
-        df = self._source_frame(path, needed, [ts, *([created] if created else [])])
+        dataset = open_source(path)
+        files = [(os.path.abspath(frag.path), _partition_values(frag)) for frag in dataset.get_fragments()]
+        df = self._source_frame(path, key_types, [ts, *([created] if created else [])])
         t = F.col(f"__us_{ts}")
         window = t.isNotNull() & (t < F.lit(_micros_us(end)))
         if start is not None:
@@ -194,22 +206,26 @@ class SparkEngine:
         # max over a struct compares its fields in order, a null smallest: (time, created, file, row)
         order = [t.alias("t"), *([F.col(f"__us_{created}").alias("c")] if created else []),
                  F.col("__file").alias("f"), F.col("__row").alias("r")]
-        values = [F.col(c).alias(f"v{i}") for i, c in enumerate(feats)]
-        latest = (df.where(window)
-                  .groupBy(*key_types)
-                  .agg(F.count(F.lit(1)).alias("__n"), F.max(F.struct(*order, *values)).alias("__m")))
-        out = latest.select(*key_types, "__n", "__m.t", *(f"__m.v{i}" for i in range(len(feats))))
+        winners = (df.where(window)
+                   .groupBy(*key_types)
+                   .agg(F.count(F.lit(1)).alias("__n"), F.max(F.struct(*order)).alias("__m"))
+                   .select(*key_types, "__n", "__m.t", "__m.f", "__m.r"))
+        # tasks by file and row range, so that each reads the row groups of its own winners
+        tasks = self.config.partitions or max(spark.sparkContext.defaultParallelism,
+                                              -(-dataset.count_rows() // _ROWS_PER_TASK))
+        winners = (winners.repartition(tasks, "f", F.floor(F.col("r") / _ROW_RANGE))
+                   .sortWithinPartitions("f", "r"))
         writer = functools.partial(
             _write_partition, store_cls=type(store), config=store.config, repo_root=store.repo_root,
-            project=store.project, view=view, key_names=tuple(key_types), columns=tuple(feats),
+            project=store.project, view=view, key_names=tuple(key_types), files=files,
             fail_marker=os.environ.get(FAIL_ONCE_ENV))
         schema = "rows long, entities long, written long, null_keys long, newest long"
         try:
             if self.config.partitions:
                 with _shuffle_partitions(spark, self.config.partitions):
-                    rows = out.mapInArrow(writer, schema).collect()
+                    rows = winners.mapInArrow(writer, schema).collect()
             else:
-                rows = out.mapInArrow(writer, schema).collect()
+                rows = winners.mapInArrow(writer, schema).collect()
         except Exception as exc:
             raise EngineError(f"the Spark job of view {view.name!r} failed: {_cause(exc)}") from exc
         stats = ViewWriteStats()
@@ -342,50 +358,78 @@ def _map_table(batches: Iterator[pa.RecordBatch], fn: Callable[[pa.Table], pa.Ta
         yield from fn(pa.Table.from_batches([batch])).to_batches()
 
 
+def _partition_values(fragment: Any) -> dict[str, Any]:
+    """The hive partition values of a file (`day=2026-11-30/`): columns that are not in the file."""
+    import pyarrow.dataset as ds
+
+    return dict(ds.get_partition_keys(fragment.partition_expression))
+
+
 def _write_partition(batches: Iterator[pa.RecordBatch], *, store_cls: type[OnlineStore], config: Any,
                      repo_root: Path, project: str, view: FeatureView, key_names: tuple[str, ...],
-                     columns: tuple[str, ...], fail_marker: str | None) -> Iterator[pa.RecordBatch]:
-    """One task: the latest rows of its share of the entities, written through the store's own `write`;
-    yields one row of counts."""
+                     files: list[tuple[str, dict[str, Any]]], fail_marker: str | None) -> Iterator[pa.RecordBatch]:
+    """One task: its share of the winners (keys, rows counted, event time, file rank, row in file), their
+    values read from the files' row groups, written through the store's own `write`; yields one row of
+    counts."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    from fsplug.offline.arrow import UTC_US, cast_to_dtype
+    from fsplug.errors import SourceDataError
+    from fsplug.offline.arrow import UTC_US, cast_to_dtype, first_line
 
-    dtypes = {f.column: f.dtype for f in view.features}
+    read = [b for b in batches if b.num_rows]
+    table = pa.Table.from_batches(read).combine_chunks() if read else None
     rows = entities = written = null_keys = 0
     newest: int | None = None
     store: OnlineStore | None = None
     try:
-        for read in batches:
-            if read.num_rows == 0:
-                continue
-            batch = read
-            counts = batch.column("__n").to_numpy(zero_copy_only=False)
-            valid = np.ones(batch.num_rows, dtype=bool)
+        if table is not None:
+            counts = table.column("__n").to_numpy()
+            valid = np.ones(table.num_rows, dtype=bool)
             for k in key_names:
-                if batch.column(k).null_count:
-                    valid &= batch.column(k).is_valid().to_numpy(zero_copy_only=False)
-            rows += int(counts.sum())
-            null_keys += int(counts[~valid].sum())
-            if not valid.all():
-                batch = batch.filter(pa.array(valid))
-            if batch.num_rows == 0:
-                continue
-            arrays = {k: batch.column(k) for k in key_names}
-            arrays[view.source.timestamp_field] = batch.column("t").cast(UTC_US)
-            for i, c in enumerate(columns):
-                arrays.setdefault(c, cast_to_dtype(batch.column(f"v{i}"), dtypes[c]))
-            out = pa.RecordBatch.from_pydict(arrays)
-            if store is None:
-                store = store_cls(config, repo_root, project)
-            written += store.write(WriteBatch.from_arrow(view, key_names, out))
-            entities += out.num_rows
-            top = pc.max(batch.column("t")).as_py()
+                if table.column(k).null_count:
+                    valid &= table.column(k).is_valid().to_numpy(zero_copy_only=False)
+            rows, null_keys = int(counts.sum()), int(counts[~valid].sum())
+            table = table.filter(pa.array(valid))
+        file_of = table.column("f").to_numpy() if table is not None and table.num_rows else np.zeros(0, np.int64)
+        for f in np.unique(file_of):
+            assert table is not None
+            mine = table.filter(pa.array(file_of == f))
+            path, constants = files[int(f)]
+            row_in_file = mine.column("r").to_numpy()
+            try:
+                pf = pq.ParquetFile(path)
+                sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+                ends = np.cumsum(sizes)
+                group_of = np.searchsorted(ends, row_in_file, side="right")
+                present = set(pf.schema_arrow.names)
+                for g in np.unique(group_of):
+                    at = np.flatnonzero(group_of == g)
+                    first = int(ends[g] - sizes[g])
+                    wanted = [fe.column for fe in view.features if fe.column in present]
+                    part = pf.read_row_group(int(g), columns=list(dict.fromkeys(wanted)), use_threads=False)
+                    taken = part.take(pa.array(row_in_file[at] - first))
+                    arrays = {k: mine.column(k).combine_chunks().take(pa.array(at)) for k in key_names}
+                    arrays[view.source.timestamp_field] = mine.column("t").combine_chunks().take(
+                        pa.array(at)).cast(UTC_US)
+                    for fe in view.features:
+                        if fe.column in arrays:
+                            continue
+                        col = (taken.column(fe.column) if fe.column in present
+                               else pa.array([constants.get(fe.column)] * len(at)))
+                        arrays[fe.column] = cast_to_dtype(col.combine_chunks(), fe.dtype)
+                    out = pa.RecordBatch.from_pydict(arrays)
+                    if store is None:
+                        store = store_cls(config, repo_root, project)
+                    written += store.write(WriteBatch.from_arrow(view, key_names, out))
+                    entities += out.num_rows
+                    if fail_marker:
+                        _fail_once(fail_marker)
+            except (pa.ArrowException, OSError) as e:
+                raise SourceDataError(f"{path}: reading failed: {first_line(e)}") from e
+            top = int(mine.column("t").to_numpy().max())
             newest = top if newest is None else max(newest, top)
-            if fail_marker:
-                _fail_once(fail_marker)
     finally:
         if store is not None:
             store.close()
