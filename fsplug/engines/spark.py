@@ -1,10 +1,12 @@
 """The Spark engine: materialization and point-in-time training data on Apache Spark, with the local
 engine's results.
 
-Materialization of one view (`SparkEngine.write_latest`): Spark reads the view's Parquet source (the
-files fsplug's own reader lists, hive partitions included), keeps the rows with start <= event time <
-end, picks per entity the latest row by fsplug's one rule, and writes from the executors straight into
-the online store through the store's own `write` (the newer-wins guard, the bins, the timestamp bins).
+Materialization of one view (`SparkEngine.write_latest`), in two passes as the local engine's: Spark
+reads the keys and times of the view's Parquet source (the files fsplug's own reader lists, hive
+partitions included), keeps the rows with start <= event time < end and picks per entity its winning
+(file, row) by fsplug's one rule; tasks then read the winners' values from their row groups with
+pyarrow, cast them with the local engine's functions and write from the executors straight into the
+online store through the store's own `write` (the newer-wins guard, the bins, the timestamp bins).
 Each task builds its store object from the store's config, so the store must accept writes from many
 processes (`Capabilities.multi_process_writes`: Aerospike yes, SQLite no, refused). Writes are
 idempotent, so a task Spark retries leaves the same state; the caller (materialize.py) moves the
