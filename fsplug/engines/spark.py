@@ -319,6 +319,8 @@ class SparkEngine:
                 F.lit(None).cast("int").alias("__file"), F.lit(None).cast("long").alias("__row"),
                 entity_struct.alias("__e"))
             both = left.unionByName(right, allowMissingColumns=True)
+            if self.config.partitions:  # the window below reuses this partitioning: no other shuffle
+                both = both.repartition(self.config.partitions, *(f"__k{i}" for i in range(len(key_types))))
             w = (Window.partitionBy(*(f"__k{i}" for i in range(len(key_types))))
                  .orderBy("__ts", "__side", "__created", "__file", "__row")
                  .rowsBetween(Window.unboundedPreceding, Window.currentRow))
