@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
         materialize_scan.main(argv[1:])
         return 0
+    if argv and argv[0] == "materialize":
+        from benchmarks import materialize_engines
+
+        return materialize_engines.main(argv[1:])
     if argv and argv[0] == "serve":
         from benchmarks import serve
 
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("encodings", help="Feast JSON vs Arrow IPC response cost, in process (benchmarks/encodings.py)")
     sub.add_parser("instructions", help="instructions per call under callgrind (benchmarks/instructions.py)")
     sub.add_parser("console", help="web console page times on a generated registry (benchmarks/console.py)")
+    sub.add_parser("materialize", help="local and Spark engines side by side (benchmarks/materialize_engines.py)")
     r = sub.add_parser("run", help="run the suite; writes benchmarks/results/<stamp>.json and .md")
     r.add_argument("--quick", action="store_true", help="small sizes, fewer calls: under 2 minutes (CI smoke test)")
     r.add_argument("--store", action="append", choices=["sqlite", "aerospike"],

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("end", type=_parse_time, help="ISO-8601 end (exclusive), or 'now'")
     sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all online views)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--engine", choices=["local", "spark"],
+                    help="run on this engine (default: feature_store.yaml's materialization.engine, else local)")
 
     sp = command("materialize-incremental", "materialize each view from its watermark up to END",
                  "Each view runs from its watermark (kept in the online store; none: from the beginning) up to "
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rewind: run from START instead of the watermark (use with --views to pick views)")
     sp.add_argument("--views", type=_csv, help="comma-separated feature views (default: all online views)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--engine", choices=["local", "spark"],
+                    help="run on this engine (default: feature_store.yaml's materialization.engine, else local)")
 
     sp = command("status", "each view's materialization state, as the online store keeps it",
                  "Per feature view: watermark, last run (finished at, entities, rows, duration), newest event "
@@ -342,9 +346,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("materialize", "materialize-incremental"):
         progress = False if args.quiet else None
         if args.command == "materialize":
-            report = store.materialize(args.start, args.end, views=args.views, progress=progress)
+            report = store.materialize(args.start, args.end, views=args.views, progress=progress,
+                                       engine=args.engine)
         else:
-            report = store.materialize_incremental(args.end, views=args.views, progress=progress, from_=args.from_)
+            report = store.materialize_incremental(args.end, views=args.views, progress=progress, from_=args.from_,
+                                                   engine=args.engine)
         print(report.summary(), file=out)
         return 0
     if args.command == "status":

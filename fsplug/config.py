@@ -6,6 +6,9 @@ registry: data/registry.json   # where `fsplug apply` writes the compiled regist
 online_store:                  # validated by the store's own config model (fsplug/online/factory.py)
   type: sqlite                 # sqlite | aerospike | package.module:Class
   path: data/online.db
+materialization:               # optional: the engine of the batch jobs (materialize, training data)
+  engine: local                # local (default) | spark
+  spark: {master: "local[*]", conf: {spark.executor.memory: 4g}, partitions: 200}
 ```
 """
 
@@ -21,9 +24,66 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fsplug._yaml import YamlDoc, load_yaml
 from fsplug.errors import ConfigError, DefinitionError, Problem
 
-__all__ = ["RepoConfig", "LoadedConfig", "load_repo_config", "CONFIG_FILE", "resolve_repo_path"]
+__all__ = ["RepoConfig", "LoadedConfig", "MaterializationConfig", "SparkConfig", "ENGINES", "check_engine",
+           "load_repo_config", "CONFIG_FILE", "resolve_repo_path"]
 
 CONFIG_FILE = "feature_store.yaml"
+
+
+ENGINES = ("local", "spark")
+"""The engines that run materialization and training data (`materialization.engine`, `--engine`)."""
+
+
+def check_engine(name: str) -> str:
+    """`name` if it is an engine fsplug has, else ValueError naming the engines (with "did you mean")."""
+    from fsplug.errors import did_you_mean
+
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}{did_you_mean(name, ENGINES)}; engines: {', '.join(ENGINES)}")
+    return name
+
+
+class SparkConfig(BaseModel):
+    """`materialization.spark`: how the Spark engine gets its session and splits its work."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    master: str | None = Field(
+        default=None,
+        description="Spark master URL (`local[*]`, `spark://host:7077`, `yarn`, `k8s://...`); unset: the active "
+                    "session's, or what spark-submit gives, else `local[*]`.")
+    app_name: str = Field(default="fsplug", description="The Spark application name.")
+    conf: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Spark settings passed through as they are (`spark.executor.memory: 4g`); keys start with "
+                    "`spark.`.")
+    partitions: int | None = Field(
+        default=None, ge=1,
+        description="Partitions of the latest-row and point-in-time shuffles (and so tasks writing to the store); "
+                    "unset: `spark.sql.shuffle.partitions`.")
+
+    @field_validator("conf")
+    @classmethod
+    def _conf_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in v if not k.startswith("spark.")]
+        if bad:
+            raise ValueError(f"Spark setting {bad[0]!r} does not start with 'spark.' (write spark.{bad[0]}); "
+                             "only Spark's own settings are passed through")
+        return v
+
+
+class MaterializationConfig(BaseModel):
+    """`materialization`: which engine runs materialization and training data, and its settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: str = Field(default="local", description="`local` (in this process, the default) or `spark`.")
+    spark: SparkConfig = Field(default_factory=SparkConfig, description="The Spark engine's settings.")
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        return check_engine(v)
 
 
 class RepoConfig(BaseModel):
@@ -37,6 +97,9 @@ class RepoConfig(BaseModel):
         default_factory=lambda: {"type": "sqlite"},
         description="Online store settings; `type` picks the store, the rest is the store's own config.",
     )
+    materialization: MaterializationConfig = Field(
+        default_factory=MaterializationConfig,
+        description="The engine of materialization and training data (local or spark) and its settings.")
 
     @field_validator("project")
     @classmethod

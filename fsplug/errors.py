@@ -9,6 +9,7 @@
     │   ├── RequestFeatureError                missing or mistyped request-time features
     │   └── SourceDataError                    offline Parquet data that does not match its view
     ├── RegistryError                          no registry applied yet, or a corrupt one
+    ├── EngineError                            a batch job on an engine (Spark) failed or cannot start
     ├── ModelError                             model artifacts
     │   ├── ModelDependencyMissingError        scikit-learn / joblib are not installed (fsplug[models])
     │   ├── ModelIntegrityError                checksum mismatch: the file was changed
@@ -46,6 +47,7 @@ __all__ = [
     "RequestFeatureError",
     "SourceDataError",
     "RegistryError",
+    "EngineError",
     "ModelError",
     "ModelDependencyMissingError",
     "ModelIntegrityError",
@@ -124,6 +126,10 @@ class SourceDataError(UserInputError):
 
 class RegistryError(FsplugError):
     """The registry is missing (run `fsplug apply`) or cannot be read."""
+
+
+class EngineError(FsplugError):
+    """A batch job on an external engine (Spark) failed, or the engine cannot start (no Java)."""
 
 
 class ModelError(FsplugError):

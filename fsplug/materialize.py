@@ -24,10 +24,11 @@ from fsplug.errors import FsplugError, SourceDataError, UserInputError
 from fsplug.online.base import OnlineStore, WriteBatch
 from fsplug.registry import FeatureView, Registry
 from fsplug.state import MAX_CLOCK_SKEW, LastRun, ViewState, load_states, save_state
-from fsplug.types import DType
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from fsplug.engines.spark import SparkEngine
 
 __all__ = ["ViewReport", "MaterializeReport", "materialize", "push"]
 
@@ -147,20 +148,7 @@ def _select_views(registry: Registry, views: Sequence[str] | None) -> list[Featu
 
 def to_write_batch(view: FeatureView, key_names: Sequence[str], batch: pa.RecordBatch) -> WriteBatch:
     """An Arrow batch (keys, timestamp[us, UTC], feature columns by source column) as a WriteBatch."""
-    import pyarrow as pa
-
-    keys = [batch.column(k).to_pylist() for k in key_names]
-    ts = batch.column(view.source.timestamp_field).cast(pa.int64()).to_numpy(zero_copy_only=False)
-    cols = []
-    for f in view.features:
-        arr = batch.column(f.column)
-        if f.dtype in (DType.INT64, DType.FLOAT64, DType.FLOAT32) and arr.null_count == 0:
-            cols.append(arr.to_numpy(zero_copy_only=False))
-        elif f.dtype is DType.TIMESTAMP:
-            cols.append(arr.cast(pa.int64()).to_pylist())
-        else:
-            cols.append(arr.to_pylist())
-    return WriteBatch(view, tuple(key_names), keys, ts, cols)
+    return WriteBatch.from_arrow(view, key_names, batch)
 
 
 def _write_latest(registry: Registry, online: OnlineStore, view: FeatureView, source: Any,
@@ -198,6 +186,16 @@ def _write_latest(registry: Registry, online: OnlineStore, view: FeatureView, so
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _write_latest_spark(engine: SparkEngine, registry: Registry, online: OnlineStore, view: FeatureView,
+                        path: Path, start: datetime | None, end: datetime, report: ViewReport) -> None:
+    entity = registry.entity(view.entity)
+    stats = engine.write_latest(online, view, {k.name: k.dtype for k in entity.join_keys}, path, start, end)
+    report.rows_read, report.entities, report.written = stats.rows_read, stats.entities, stats.written
+    report.skipped_null_keys = stats.null_key_rows
+    if stats.newest_us is not None:
+        report.newest_event = _EPOCH + timedelta(microseconds=stats.newest_us)
+
+
 def check_end(end: datetime) -> None:
     """Refuse an END past now (+ MAX_CLOCK_SKEW): it would move watermarks past data not yet written."""
     limit = datetime.now(UTC) + MAX_CLOCK_SKEW
@@ -211,11 +209,13 @@ def check_end(end: datetime) -> None:
 
 def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start: datetime | None, end: datetime, *,
                 views: Sequence[str] | None, incremental: bool, progress: bool | None = None,
-                rewind: bool = False) -> MaterializeReport:
+                rewind: bool = False, engine: SparkEngine | None = None) -> MaterializeReport:
     """Run a materialization; see FeatureStore.materialize / materialize_incremental.
 
     `rewind` (materialize-incremental --from START): every selected view runs from `start` and its
-    watermark is set to `end`, even if that moves it backwards.
+    watermark is set to `end`, even if that moves it backwards. `engine`: the Spark engine that picks
+    and writes each view's rows (None: this process, the local engine); the state is handled here
+    either way, so it moves only after a view's job succeeded.
     """
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
     start = _utc(start)
@@ -223,6 +223,8 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
         raise UserInputError(f"materialize: start {start.isoformat()} is not before end {end.isoformat()}")
     check_end(end)
     selected = _select_views(registry, views)
+    if engine is not None:
+        engine.check_store(online)  # before anything runs: SQLite takes no writes from executors
     from fsplug.checks import check_view_sources
 
     check_view_sources(registry, selected, repo_root)  # every view, before anything is written
@@ -241,7 +243,11 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
             continue
         t0 = time.monotonic()
         try:
-            _write_latest(registry, online, view, resolve_repo_path(repo_root, view.source.path), s, end, r, show, t0)
+            path = resolve_repo_path(repo_root, view.source.path)
+            if engine is None:
+                _write_latest(registry, online, view, path, s, end, r, show, t0)
+            else:
+                _write_latest_spark(engine, registry, online, view, path, s, end, r)
             r.seconds = time.monotonic() - t0
             show.show(r, t0, force=True)
             show.done()

@@ -18,7 +18,7 @@ import numpy as np
 from fsplug.config import LoadedConfig
 from fsplug.online.factory import load_config
 from fsplug.definitions import load_repo_definitions
-from fsplug.errors import DefinitionError, EntityKeyError, FsplugError, Problem, UserInputError
+from fsplug.errors import ConfigError, DefinitionError, EntityKeyError, FsplugError, Problem, UserInputError
 from fsplug.plan import RetrievalPlan, compile_plan, now_us
 from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
 from fsplug.result import OnlineResult
@@ -83,6 +83,7 @@ class FeatureStore:
         self._plans: dict[tuple[Any, ...], RetrievalPlan] = {}
         self._by_service: dict[str, tuple[Registry, RetrievalPlan]] = {}  # get_feature_vector's plan lookup
         self._lock = threading.Lock()
+        self._spark: Any = None  # the SparkEngine, once a job asked for it
 
     # ---- configuration and registry -------------------------------------------------------
     @property
@@ -430,8 +431,32 @@ class FeatureStore:
         return plan
 
     # ---- offline --------------------------------------------------------------------------
+    def engine(self, name: str | None = None) -> Any:
+        """The engine of the batch jobs: None for the local one, else a SparkEngine (one per FeatureStore,
+        its session made on first use).
+
+        Args:
+            name: `local` or `spark`; None: feature_store.yaml's `materialization.engine` (default local).
+
+        Raises:
+            ConfigError: an unknown engine name (with "did you mean").
+        """
+        from fsplug.config import check_engine
+
+        try:
+            name = check_engine(name) if name is not None else self.config.config.materialization.engine
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if name == "local":
+            return None
+        if self._spark is None:
+            from fsplug.engines.spark import SparkEngine
+
+            self._spark = SparkEngine(self.config.config.materialization.spark)
+        return self._spark
+
     def materialize(self, start: datetime | None, end: datetime, views: Sequence[str] | None = None,
-                    progress: bool | None = None) -> Any:
+                    progress: bool | None = None, engine: str | None = None) -> Any:
         """Load the latest row per entity with start <= event time < end into the online store.
 
         Args:
@@ -439,6 +464,7 @@ class FeatureStore:
             end: exclusive end; at most `fsplug.state.MAX_CLOCK_SKEW` past now.
             views: view names (default: every online view).
             progress: show a progress line (default: when stderr is a terminal).
+            engine: `local` or `spark` (default: feature_store.yaml's `materialization.engine`).
 
         Returns:
             A MaterializeReport. Each view's watermark moves to max(watermark, end) once its
@@ -449,14 +475,17 @@ class FeatureStore:
             SourceDataError: a source does not match its declarations (checked for every view
                 before anything is written).
             StoreError: the store failed; `err.report` lists the views that completed.
+            EngineError: the Spark job failed (`err.report` as for StoreError).
+            ConfigError: the Spark engine with a store that takes no writes from many processes (SQLite).
         """
         from fsplug.materialize import materialize
 
         return materialize(self.registry, self.online_store, self.repo_path, start, end, views=views,
-                           incremental=False, progress=progress)
+                           incremental=False, progress=progress, engine=self.engine(engine))
 
     def materialize_incremental(self, end: datetime, views: Sequence[str] | None = None,
-                                progress: bool | None = None, from_: datetime | None = None) -> Any:
+                                progress: bool | None = None, from_: datetime | None = None,
+                                engine: str | None = None) -> Any:
         """Materialize each view from its stored watermark (or the beginning) up to `end`.
 
         Args:
@@ -465,13 +494,15 @@ class FeatureStore:
             progress: show a progress line (default: when stderr is a terminal).
             from_: rewind: start every selected view here instead of at its watermark, and set
                 its watermark to `end` even if that is earlier than the stored one.
+            engine: `local` or `spark` (default: feature_store.yaml's `materialization.engine`).
 
         Returns, raises: as `materialize`.
         """
         from fsplug.materialize import materialize
 
         return materialize(self.registry, self.online_store, self.repo_path, from_, end, views=views,
-                           incremental=from_ is None, progress=progress, rewind=from_ is not None)
+                           incremental=from_ is None, progress=progress, rewind=from_ is not None,
+                           engine=self.engine(engine))
 
     def push(self, view: str, table: Any) -> int:
         """Write fresh rows straight to the online store (a streaming update between materializations).
@@ -498,7 +529,8 @@ class FeatureStore:
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | None = None,
                                 service: str | None = None, full_feature_names: bool = False,
                                 event_timestamp_column: str = "event_timestamp", fill_defaults: bool = True,
-                                include_statuses: bool = False) -> Any:
+                                include_statuses: bool = False, engine: str | None = None,
+                                output_path: str | Path | None = None) -> Any:
         """Training data: for each entity row at time t, what `get_online_features` would have served at t.
 
         That is the latest source row at or before t (ties as in materialization), then the same
@@ -508,28 +540,37 @@ class FeatureStore:
         or their default when the column or value is missing.
 
         Args:
-            entity_df: the entity rows: a pyarrow Table, a pandas DataFrame, a dict of columns or a
-                Parquet path, with the join keys, a timestamp column and the request features;
-                other columns (labels, ids) pass through.
+            entity_df: the entity rows: a pyarrow Table, a pandas DataFrame, a dict of columns, a
+                Parquet path or a Spark DataFrame (which runs on the Spark engine), with the join keys, a
+                timestamp column and the request features; other columns (labels, ids) pass through.
             features / service / full_feature_names: what to retrieve, as for `plan`.
             event_timestamp_column: the entity rows' time column.
             fill_defaults: False keeps nulls where a value is not PRESENT (no defaults).
             include_statuses: add a `<feature>__status` column (status names) per feature.
+            engine: `local` or `spark` (default: `spark` for a Spark DataFrame, else feature_store.yaml's
+                `materialization.engine`).
+            output_path: also write the result there as Parquet (Spark: a directory; it must not exist).
 
         Returns:
-            A pyarrow Table (`.to_pandas()` for a DataFrame): the entity rows' other columns in
-            their order, then the features in plan order (then the statuses).
+            Local engine: a pyarrow Table (`.to_pandas()` for a DataFrame): the entity rows' other
+            columns in their order, then the features in plan order (then the statuses). Spark engine:
+            a Spark DataFrame of the same columns (rows in no particular order).
 
         Raises:
             UserInputError: no or a non-timestamp time column (EntityKeyError: a missing join key),
                 RequestFeatureError: a request feature without a default missing from the rows,
                 SourceDataError: a source that does not match its declarations.
+            EngineError: Spark cannot start.
         """
+        from fsplug.engines.spark import is_spark_frame
         from fsplug.training import historical_features
 
+        if engine is None and is_spark_frame(entity_df):
+            engine = "spark"
         return historical_features(self.plan(features, service, full_feature_names), self.registry, self.repo_path,
                                    entity_df, event_timestamp_column=event_timestamp_column,
-                                   fill_defaults=fill_defaults, include_statuses=include_statuses)
+                                   fill_defaults=fill_defaults, include_statuses=include_statuses,
+                                   engine=self.engine(engine), output_path=output_path)
 
 
 def _check_timeout(timeout_ms: Any) -> None:

@@ -10,6 +10,7 @@ row's value, or the declared default when the column or the value is missing.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,12 @@ from fsplug.types import DType
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from fsplug.engines.spark import SparkEngine
+    from fsplug.offline.pit import ViewJoin
     from fsplug.plan import RetrievalPlan
     from fsplug.registry import Registry
 
-__all__ = ["historical_features"]
+__all__ = ["historical_features", "view_joins", "finish_rows"]
 
 _STATUS_NAMES = np.array([""] + [FieldStatus(i).name for i in range(1, 5)], dtype=object)
 
@@ -48,35 +51,45 @@ def _entity_table(entity_df: Any) -> pa.Table:
 
 def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path, entity_df: Any, *,
                         event_timestamp_column: str = "event_timestamp", fill_defaults: bool = True,
-                        include_statuses: bool = False) -> pa.Table:
-    """The training table of `plan` for entity rows with times; see FeatureStore.get_historical_features."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+                        include_statuses: bool = False, engine: SparkEngine | None = None,
+                        output_path: str | Path | None = None) -> Any:
+    """The training table of `plan` for entity rows with times; see FeatureStore.get_historical_features.
 
-    from fsplug.offline.arrow import ts_micros
-    from fsplug.offline.pit import ViewJoin, point_in_time_join
+    Local engine (`engine=None`): a pyarrow Table. Spark engine: a Spark DataFrame, computed by the same
+    rules (Spark joins, then `finish_rows` runs on each batch of joined rows); with `output_path` it is
+    written there as Parquet first and the returned DataFrame reads it.
+    """
+    joins = view_joins(plan, registry, repo_root)
+    finish = functools.partial(finish_rows, plan, event_timestamp_column=event_timestamp_column,
+                               fill_defaults=fill_defaults, include_statuses=include_statuses)
+    if engine is not None:
+        frame = engine.entity_frame(entity_df)
+        joined = engine.historical_join(frame, event_timestamp_column=event_timestamp_column, views=joins)
+        result = engine.map_batches(joined, finish)
+        if output_path is not None:
+            result.write.parquet(str(output_path))
+            result = engine.session().read.parquet(str(output_path))
+        return result
+    from fsplug.offline.pit import point_in_time_join
 
     table = _entity_table(entity_df)
-    n = table.num_rows
-    kernel = plan.kernel
-    # request features: the row's value, else the declared default (as online); without one, required
-    request_cols: dict[str, pa.Array] = {}
-    for c in plan.request_columns:
-        spec = kernel.columns[plan.columns.index(c)]
-        default = spec.default.python
-        arrow_type = c.dtype.arrow_type()
-        if c.feature in table.column_names:
-            col = table.column(c.feature)
-            if col.null_count and default is not None:
-                col = pc.fill_null(col, pa.scalar(default, arrow_type))
-            request_cols[c.name] = col
-        elif default is not None:
-            request_cols[c.name] = pa.array([default] * n, arrow_type)
-        else:
-            raise RequestFeatureError(f"request feature {c.feature!r} ({c.ref}) has no default, so it must be a "
-                                      "column of the entity rows")
-    # stored features: the latest row at or before each row's time (no ttl here: the kernel's rule
-    # below tells a stale value from a missing one), with its event time
+    # a column named like an output is replaced by it (its request value is read before the join)
+    base = table.drop_columns([name for name in table.column_names if name in plan.names and
+                               name not in plan.request_names])
+    out = finish(point_in_time_join(base, event_timestamp_column=event_timestamp_column, views=joins))
+    if output_path is not None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(out, str(output_path))
+    return out
+
+
+def view_joins(plan: RetrievalPlan, registry: Registry, repo_root: Path) -> list[ViewJoin]:
+    """What the point-in-time join brings per view of `plan`: its value columns and its event time, under
+    the internal names `finish_rows` reads (no ttl: the kernel's rule tells a stale value from a
+    missing one)."""
+    from fsplug.offline.pit import ViewJoin
+
     joins = []
     for g in plan.groups:
         for v in g.views:
@@ -90,12 +103,44 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
                 timestamp_field=view.source.timestamp_field,
                 created_timestamp_field=view.source.created_timestamp_field,
                 columns=(*(f.column for f in feats), view.source.timestamp_field),
-                output_names=(*(f"__fsplug_value_{plan.columns.index(c)}" for c in cols), f"__fsplug_ts_{v.name}"),
+                output_names=(*(f"{_VALUE}{plan.columns.index(c)}" for c in cols), f"{_TS}{v.name}"),
                 dtypes=(*(f.dtype for f in feats), DType.TIMESTAMP),
                 ttl=None,
             ))
-    base = table.drop_columns([name for name in table.column_names if name in plan.names])
-    joined = point_in_time_join(base, event_timestamp_column=event_timestamp_column, views=joins)
+    return joins
+
+
+_VALUE, _TS = "__fsplug_value_", "__fsplug_ts_"
+
+
+def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column: str, fill_defaults: bool,
+                include_statuses: bool) -> pa.Table:
+    """Joined entity rows (their columns plus the join's internal value and time columns) as training
+    rows: the serving kernel's statuses and defaults, request features, the entity columns passed
+    through. Row-wise, so it runs the same on a whole table (local) or on each batch (Spark)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from fsplug.offline.arrow import cast_to_dtype, ts_micros
+
+    n = joined.num_rows
+    kernel = plan.kernel
+    # request features: the row's value, else the declared default (as online); without one, required
+    request_cols: dict[str, pa.Array] = {}
+    for c in plan.request_columns:
+        spec = kernel.columns[plan.columns.index(c)]
+        default = spec.default.python
+        arrow_type = c.dtype.arrow_type()
+        if c.feature in joined.column_names:
+            col = joined.column(c.feature)
+            if col.null_count and default is not None:
+                col = pc.fill_null(col, pa.scalar(default, arrow_type))
+            request_cols[c.name] = col
+        elif default is not None:
+            request_cols[c.name] = pa.array([default] * n, arrow_type)
+        else:
+            raise RequestFeatureError(f"request feature {c.feature!r} ({c.ref}) has no default, so it must be a "
+                                      "column of the entity rows")
     now = ts_micros(joined.column(event_timestamp_column)).astype(np.float64)
     if joined.column(event_timestamp_column).null_count:
         now[~joined.column(event_timestamp_column).is_valid().to_numpy(zero_copy_only=False)] = np.nan
@@ -103,7 +148,7 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
     statuses: dict[str, np.ndarray] = {}
     for g in plan.groups:
         for v in g.views:
-            ts_col = joined.column(f"__fsplug_ts_{v.name}")
+            ts_col = joined.column(f"{_TS}{v.name}")
             ts = ts_micros(ts_col).astype(np.float64)
             if ts_col.null_count:
                 ts[~ts_col.is_valid().to_numpy(zero_copy_only=False)] = np.nan
@@ -112,7 +157,7 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
             for i, c in enumerate(plan.columns):
                 if c.is_request or c.view != v.name:
                     continue
-                arr = joined.column(f"__fsplug_value_{i}").combine_chunks()
+                arr = cast_to_dtype(joined.column(f"{_VALUE}{i}").combine_chunks(), c.dtype)
                 null = ~arr.is_valid().to_numpy(zero_copy_only=False)
                 if c.dtype in (DType.FLOAT64, DType.FLOAT32):
                     null |= np.isnan(arr.to_numpy(zero_copy_only=False).astype(np.float64))
@@ -125,8 +170,9 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
     for c in plan.request_columns:
         out_cols[c.name] = request_cols[c.name]
         statuses[c.name] = np.full(n, PRESENT, dtype=np.uint8)
-    entity_cols = [name for name in table.column_names if name not in plan.names]
-    result = table.select(entity_cols)
+    entity_cols = [name for name in joined.column_names
+                   if name not in plan.names and not name.startswith((_VALUE, _TS))]
+    result = joined.select(entity_cols)
     for name in plan.names:
         result = result.append_column(name, out_cols[name])
     if include_statuses:

@@ -42,6 +42,10 @@ class Capabilities:
     partial_results: bool
     """A read can report per-entity errors (e.g. a dead node) instead of failing the batch
     (`read_partial`); `get_online_features(partial_results=True)` is refused by a store without it."""
+    multi_process_writes: bool = False
+    """Many processes on many hosts may write at once, each through its own store object built from the
+    config (a server such as Aerospike). The Spark engine writes from its executors and refuses a store
+    without it (SQLite: one file on one host, one writer at a time)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,27 @@ class WriteBatch:
 
     def __len__(self) -> int:
         return len(self.event_ts_us)
+
+    @classmethod
+    def from_arrow(cls, view: FeatureView, key_names: Sequence[str], batch: Any) -> WriteBatch:
+        """The rows of an Arrow batch holding the join keys, the view's timestamp field as
+        timestamp[us, UTC] and its feature columns (by source column name) cast to their dtypes."""
+        import pyarrow as pa
+
+        from fsplug.types import DType
+
+        keys = [batch.column(k).to_pylist() for k in key_names]
+        ts = batch.column(view.source.timestamp_field).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        cols = []
+        for f in view.features:
+            arr = batch.column(f.column)
+            if f.dtype in (DType.INT64, DType.FLOAT64, DType.FLOAT32) and arr.null_count == 0:
+                cols.append(arr.to_numpy(zero_copy_only=False))
+            elif f.dtype is DType.TIMESTAMP:
+                cols.append(arr.cast(pa.int64()).to_pylist())
+            else:
+                cols.append(arr.to_pylist())
+        return cls(view, tuple(key_names), keys, ts, cols)
 
 
 def flat_keys(keys: Sequence[tuple[Any, ...]]) -> list[Any]:

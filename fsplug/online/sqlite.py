@@ -87,7 +87,7 @@ class SQLiteOnlineStore(OnlineStore):
     """Online store in one SQLite file."""
 
     config_model = SQLiteConfig
-    capabilities = Capabilities(partial_results=False)
+    capabilities = Capabilities(partial_results=False, multi_process_writes=False)
     config: SQLiteConfig
 
     def __init__(self, config: SQLiteConfig, repo_root: Path, project: str):

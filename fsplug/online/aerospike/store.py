@@ -54,7 +54,7 @@ class AerospikeOnlineStore(OnlineStore):
     """Online store on an Aerospike cluster."""
 
     config_model = AerospikeConfig
-    capabilities = Capabilities(partial_results=True)
+    capabilities = Capabilities(partial_results=True, multi_process_writes=True)
     config: AerospikeConfig
 
     def __init__(self, config: AerospikeConfig, repo_root: Path, project: str):

@@ -1,0 +1,213 @@
+"""Materialization on the local and the Spark engine, side by side: entities/s and peak memory.
+
+    python -m benchmarks materialize --engine local,spark --drivers 1M,10M --masters 'local[1],local[2]' \\
+        [--store null|aerospike] [--snapshots 2] [--runs 3] [--data-dir DIR]
+
+Data: `benchmarks/materialize_scan.generate` (N drivers x `snapshots` daily rows, 12 features, 1% late
+corrections with the same event time), one Parquet file per N, reused when it exists. Each run is a
+child process that applies a one-view repo and times `FeatureStore.materialize(None, end)` over all of
+it; the Spark session is started before the timer (a cluster's is running already).
+
+Stores: `null` (default) keeps nothing (`benchmarks/null_store.py`): the figures are the engine's own
+(read, pick the latest row, convert, call `write`). `aerospike` writes to FSPLUG_AEROSPIKE_HOSTS, or to
+the bundled test server in a child process (functional only: its speed says nothing about Aerospike's).
+
+Memory: `driver_peak_mib` is the child's own peak RSS (VmHWM: the Python driver, and for the local
+engine everything); for Spark, `jvm_peak_mib` is the sampled peak RSS of the JVM (in local mode it is
+the Spark driver and the executor threads) and `workers_peak_mib` the sampled peak of the summed RSS of
+the Python workers (where the store writes run), sampled every 0.2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _repo(root: Path, data: Path, store: str, engine: str, master: str | None) -> Path:
+    from benchmarks.materialize_scan import FEATURES
+
+    root.mkdir(parents=True, exist_ok=True)
+    store_yaml = ('  type: "benchmarks.null_store:NullOnlineStore"\n' if store == "null" else
+                  f"  type: aerospike\n  hosts: [{os.environ['FSPLUG_AEROSPIKE_HOSTS']}]\n  namespace: test\n")
+    spark = f"  spark: {{master: \"{master}\", conf: {{spark.ui.enabled: false, spark.driver.memory: 2g}}}}\n" \
+        if engine == "spark" else ""
+    (root / "feature_store.yaml").write_text(
+        f"project: bench_{engine}\nonline_store:\n{store_yaml}materialization:\n  engine: {engine}\n{spark}")
+    feats = "\n".join(f"      - {{name: {k}, dtype: {v}}}" for k, v in FEATURES.items())
+    (root / "defs.yaml").write_text(
+        "entities:\n  - {name: driver, join_key: entity_id, dtype: int64}\n"
+        f"sources:\n  - {{name: src, path: {data}, timestamp_field: event_timestamp, "
+        "created_timestamp_field: created}\n"
+        "feature_views:\n  - name: stats\n    entity: driver\n    source: src\n    ttl: none\n"
+        f"    features:\n{feats}\n")
+    return root
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> command line of every process under `root`."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out: dict[int, str] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                out[pid] = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        todo.extend(children.get(pid, []))
+    return out
+
+
+class _Sampler(threading.Thread):
+    """Peak RSS of this process's JVM and of its Python workers (summed), sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.jvm = self.workers = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            jvm = workers = 0
+            for pid, cmd in _descendants(os.getpid()).items():
+                if "java" in cmd.split(" ")[0]:
+                    jvm += _rss_kib(pid)
+                elif "python" in cmd:
+                    workers += _rss_kib(pid)
+            self.jvm, self.workers = max(self.jvm, jvm), max(self.workers, workers)
+            self.stop.wait(0.2)
+
+
+def _child(repo: Path, end: datetime) -> dict[str, Any]:
+    from fsplug.materialize import peak_rss_bytes
+    from fsplug.store import FeatureStore
+
+    store = FeatureStore(repo)
+    store.apply()
+    engine = store.engine()
+    if engine is not None:
+        engine.session()  # started before the timer, as a cluster's session would be
+    import fsplug.offline.parquet  # noqa: F401
+
+    sampler = _Sampler()
+    sampler.start()
+    t0 = time.perf_counter()
+    report = store.materialize(None, end, progress=False)
+    secs = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    out = {"seconds": round(secs, 2), "entities": report.entities,
+           "rows_read": sum(v.rows_read for v in report.views),
+           "entities_per_s": round(report.entities / secs), "driver_peak_mib": round(peak_rss_bytes() / 2**20)}
+    if engine is not None:
+        out["jvm_peak_mib"] = round(sampler.jvm / 1024)
+        out["workers_peak_mib"] = round(sampler.workers / 1024)
+    store.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.__main__ import sizes
+    from benchmarks.materialize import run_child
+    from benchmarks.materialize_scan import BASE, generate
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks materialize", description=__doc__.splitlines()[0])
+    ap.add_argument("--engine", default="local,spark", help="comma-separated engines (default local,spark)")
+    ap.add_argument("--drivers", type=sizes, default=(1_000_000,), help="driver counts, e.g. 1M,10M (default 1M)")
+    ap.add_argument("--masters", default="local[1],local[2]", help="Spark masters to compare (comma-separated)")
+    ap.add_argument("--store", choices=["null", "aerospike"], default="null")
+    ap.add_argument("--snapshots", type=int, default=2, help="daily rows per driver (default 2)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each case; the table shows medians (default 3)")
+    ap.add_argument("--data-dir", type=Path, default=Path("/tmp/fsplug-bench"))
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--end", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, datetime.fromisoformat(args.end))))
+        return 0
+    server = None
+    env: dict[str, str] = {}
+    if args.store == "aerospike" and not os.environ.get("FSPLUG_AEROSPIKE_HOSTS"):
+        from fsplug.testing.aerospike_server import spawn_server
+
+        server = spawn_server(namespaces=["test"])
+        env["FSPLUG_AEROSPIKE_HOSTS"] = f'"127.0.0.1:{server.port}"'
+    os.environ.update(env)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    end = BASE + timedelta(days=args.snapshots + 1)
+    cases = [(e, m) for e in args.engine.split(",") for m in (args.masters.split(",") if e == "spark" else [None])]
+    results: list[dict[str, Any]] = []
+    try:
+        for n in args.drivers:
+            data = args.data_dir / f"scan_{n}x{args.snapshots}.parquet"
+            if not data.exists():
+                generate(data, n, args.snapshots)
+            for run in range(args.runs):
+                for engine, master in cases:  # alternating the cases run by run
+                    repo = _repo(args.data_dir / f"repo_{engine}_{(master or '').strip('[]').replace('[', '')}",
+                                 data, args.store, engine, master)
+                    res = run_child(["-m", "benchmarks.materialize_engines", "--child", str(repo),
+                                     "--end", end.isoformat()], env=env)
+                    res.update(drivers=n, engine=engine, master=master, run=run)
+                    print(json.dumps(res), flush=True)
+                    results.append(res)
+    finally:
+        if server is not None:
+            server.stop()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (args.out / f"materialize_engines_{stamp}.json").write_text(json.dumps(
+        {"argv": sys.argv[1:] if argv is None else argv, "store": args.store, "results": results}, indent=1))
+    print(_table(results))
+    return 0
+
+
+def _table(results: list[dict[str, Any]]) -> str:
+    keys = ["seconds", "entities_per_s", "driver_peak_mib", "jvm_peak_mib", "workers_peak_mib"]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["drivers"], r["engine"], r["master"]), []).append(r)
+    lines = ["| drivers | engine | master | runs | entities | " + " | ".join(keys) + " |",
+             "|---:|---|---|---:|---:|" + "---:|" * len(keys)]
+    for (n, engine, master), rs in groups.items():
+        med = [statistics.median(r[k] for r in rs) if k in rs[0] else "-" for k in keys]
+        lines.append(f"| {n:,} | {engine} | {master or '-'} | {len(rs)} | {rs[0]['entities']:,} | "
+                     + " | ".join(f"{m:,.0f}" if isinstance(m, (int, float)) and k != "seconds" else str(m)
+                                  for m, k in zip(med, keys, strict=True)) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,422 @@
+"""The Spark engine gives the local engine's results, value for value.
+
+Generated data with ties (same event and created time, in one file and across files), nulls, NaN,
+null keys, several views per entity, a composite key with a string part, a string-keyed entity,
+several files, hive partitions and nanosecond timestamps. The online store's contents after each
+engine are compared through reads (values, statuses, event times) and through the stored bins
+(the Aerospike records, timestamp bins included); the training tables are compared row by row.
+A task failing on its first attempt is retried and leaves the same state; a failed job leaves the
+materialization state unchanged and says which views completed.
+
+Spark runs in local mode (`local[2,2]`: two threads, a task may be tried twice), one session for
+the module.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fsplug.errors import ConfigError, DefinitionError, EngineError
+from fsplug.store import FeatureStore
+from tests.conftest import write_repo
+from tests.stores.conftest import store_config
+
+pytest.importorskip("pyspark", reason="the spark extra (make test installs it)")
+
+DEFS = """\
+entities:
+  - {name: driver, join_key: driver_id, dtype: int64}
+  - name: zone
+    join_keys: [{name: city, dtype: string}, {name: zone_id, dtype: int64}]
+  - {name: rider, join_key: rider_id, dtype: string}
+sources:
+  - {name: trips_src, path: data/trips, timestamp_field: ts, created_timestamp_field: created}
+  - {name: shift_src, path: data/shift.parquet, timestamp_field: ts}
+  - {name: zone_src, path: data/zone, timestamp_field: ts, created_timestamp_field: created}
+  - {name: rider_src, path: data/rider.parquet, timestamp_field: ts}
+feature_views:
+  - name: trips
+    entity: driver
+    source: trips_src
+    ttl: 2h
+    features:
+      - {name: n_trips, dtype: int64, default: -1}
+      - {name: rate, dtype: float64, default: 0.5}
+      - {name: r32, dtype: float32}
+      - {name: label, dtype: string, default: none}
+      - {name: active, dtype: bool}
+      - {name: blob, dtype: bytes}
+      - {name: seen, dtype: timestamp}
+      - {name: emb, dtype: "list[float64]"}
+  - name: shift
+    entity: driver
+    source: shift_src
+    ttl: 30m
+    features:
+      - {name: hours, dtype: float64, bin: sh_hours}
+      - {name: breaks, dtype: int64, bin: sh_breaks, default: 0}
+  - name: zone_stats
+    entity: zone
+    source: zone_src
+    ttl: none
+    features:
+      - {name: demand, dtype: float64, bin: z_demand, default: 1.0}
+  - name: rider_stats
+    entity: rider
+    source: rider_src
+    ttl: 1h
+    features:
+      - {name: rating, dtype: float64, bin: r_rating}
+request_sources:
+  - name: req
+    features:
+      - {name: distance, dtype: float64, default: 2.0}
+feature_services:
+  - name: drivers
+    features: [trips:*, shift:*, req:*]
+  - name: zones
+    features: [zone_stats:*]
+  - name: riders
+    features: [rider_stats:*]
+"""
+
+# data of the last few hours, so that reads now find PRESENT, stale and missing values
+END = datetime.now(UTC)
+T0 = END.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+DRIVERS = list(range(1, 61))
+CITIES = ["north", "south", "é-west"]
+RIDERS = [f"r{i}" for i in range(20)]
+
+
+def _ts(values: list) -> pa.Array:
+    return pa.array(values, pa.timestamp("us", tz="UTC"))
+
+
+def _trips(rng: np.random.Generator, n: int, file_no: int) -> pa.Table:
+    """Rows of `trips`: minutes on a coarse grid so that (key, event, created) ties happen often."""
+    keys = rng.choice(DRIVERS, n).tolist()
+    keys = [None if rng.random() < 0.03 else k for k in keys]
+    minutes = rng.integers(0, 8, n) * 30
+    ts = [T0 + timedelta(minutes=int(m)) for m in minutes]
+    created = [None if rng.random() < 0.2 else T0 + timedelta(minutes=int(c)) for c in rng.integers(0, 3, n)]
+    rate = rng.random(n)
+    rate[rng.random(n) < 0.1] = np.nan
+    return pa.table({
+        "driver_id": pa.array(keys, pa.int32()),  # a narrower int than declared: cast like the local reader
+        "ts": _ts(ts), "created": _ts(created),
+        "n_trips": pa.array([None if rng.random() < 0.1 else int(x) for x in rng.integers(0, 100, n)], pa.int64()),
+        "rate": pa.array([None if rng.random() < 0.05 else float(x) for x in rate], pa.float64()),
+        "r32": pa.array(rng.random(n).astype(np.float64) / 3, pa.float64()),  # declared float32: narrowed
+        "label": pa.array([None if rng.random() < 0.1 else f"f{file_no}-{i}" for i in range(n)], pa.string()),
+        "active": pa.array([None if rng.random() < 0.1 else bool(b) for b in rng.integers(0, 2, n)], pa.bool_()),
+        "blob": pa.array([None if rng.random() < 0.1 else bytes([file_no, i % 256]) for i in range(n)], pa.binary()),
+        "seen": pa.array([T0 - timedelta(seconds=int(s)) for s in rng.integers(0, 10**6, n)],
+                         pa.timestamp("ms")),  # naive, milliseconds
+        "emb": pa.array([None if rng.random() < 0.1 else [float(file_no), float(i), math.nan] for i in range(n)],
+                        pa.list_(pa.float32())),
+    })
+
+
+def _write_data(root: Path, seed: int = 7) -> None:
+    rng = np.random.default_rng(seed)
+    data = root / "data"
+    for day in ("a", "b"):  # hive partitions, two files each
+        for j in range(2):
+            d = data / "trips" / f"part={day}"
+            d.mkdir(parents=True, exist_ok=True)
+            pq.write_table(_trips(rng, 400, j + (2 if day == "b" else 0)), d / f"part-{j}.parquet",
+                           row_group_size=150)
+    # shift: one file, nanosecond naive timestamps (as pandas writes them), no created field
+    n = 300
+    pq.write_table(pa.table({
+        "driver_id": pa.array(rng.choice(DRIVERS, n), pa.int64()),
+        "ts": pa.array([np.datetime64(T0.replace(tzinfo=None), "ns") + np.timedelta64(int(s), "ns")
+                        for s in rng.integers(0, 4 * 3600, n) * 10**9 + rng.integers(0, 1000, n)],
+                       pa.timestamp("ns")),
+        "hours": pa.array([None if rng.random() < 0.1 else float(x) for x in rng.random(n) * 10], pa.float64()),
+        "breaks": pa.array(rng.integers(0, 4, n), pa.int64()),
+    }), data / "shift.parquet")
+    # zone: composite key with a string part, two plain files, ties across the files
+    for j in range(2):
+        n = 200
+        (data / "zone").mkdir(exist_ok=True)
+        pq.write_table(pa.table({
+            "city": pa.array([None if rng.random() < 0.03 else CITIES[c] for c in rng.integers(0, 3, n)]),
+            "zone_id": pa.array(rng.integers(0, 10, n), pa.int64()),
+            "ts": _ts([T0 + timedelta(hours=int(h)) for h in rng.integers(0, 3, n)]),
+            "created": _ts([T0] * n),
+            "demand": pa.array([math.nan if rng.random() < 0.1 else float(x) for x in rng.random(n)], pa.float64()),
+        }), data / "zone" / f"z{j}.parquet")
+    n = 150
+    pq.write_table(pa.table({
+        "rider_id": pa.array(rng.choice(RIDERS, n)),
+        "ts": _ts([T0 + timedelta(minutes=int(m)) for m in rng.integers(0, 240, n)]),
+        "rating": pa.array(rng.random(n) * 5, pa.float64()),
+    }), data / "rider.parquet")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers need this venv's packages
+    session = (SparkSession.builder.master("local[2,2]").appName("fsplug-tests")
+               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "3")
+               .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def repos(tmp_path, aerospike_address, spark):
+    """Two applied repos on the same data: `local` and `spark` (engine: spark), each its own project."""
+    out = {}
+    for name in ("local", "spark"):
+        extra = "materialization:\n  engine: spark\n  spark: {partitions: 3}\n" if name == "spark" else ""
+        root = write_repo(tmp_path / name, {"defs.yaml": DEFS}, config=store_config("aerospike", aerospike_address,
+                                                                                     extra))
+        _write_data(root)
+        with FeatureStore(root) as store:
+            store.apply()
+        out[name] = root
+    yield out
+    for root in out.values():
+        with FeatureStore(root) as store:
+            store.teardown()
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):  # a record's bins (NaN inside a list bin)
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _assert_same_rows(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        bad = [(i, x, y) for i, (x, y) in enumerate(zip(a[name], b[name], strict=True)) if not _same(x, y)]
+        assert not bad, (name, bad[:5])
+
+
+ENTITIES = {
+    "drivers": {"driver_id": [*DRIVERS, 999]},
+    "zones": {"city": [c for c in CITIES for _ in range(11)], "zone_id": [z for _ in CITIES for z in range(11)]},
+    "riders": {"rider_id": [*RIDERS, "nobody"]},
+}
+
+
+def _served(root: Path) -> dict:
+    with FeatureStore(root) as store:
+        return {svc: store.get_online_features(service=svc, entities=keys).to_dict(include_statuses=True)
+                | {"__ts": {v: ts.tolist() for v, ts in
+                            store.get_online_features(service=svc, entities=keys).event_timestamps.items()}}
+                for svc, keys in ENTITIES.items()}
+
+
+def _bins(root: Path) -> dict:
+    """Every stored record's bins (values and timestamp bins), read with the aerospike client."""
+    from fsplug.online.aerospike.store import encode_key
+
+    with FeatureStore(root) as store:
+        online = store.online_store
+        ns = online.config.namespace
+        keys = {"driver": [(k,) for k in [*DRIVERS, 999]],
+                "zone": [(c, z) for c in CITIES for z in range(11)],
+                "rider": [(r,) for r in RIDERS]}
+        out = {}
+        for entity, tuples in keys.items():
+            set_name = online.set_name(entity)
+            recs = online.client().batch_read([(ns, set_name, t[0] if len(t) == 1 else encode_key(t))
+                                               for t in tuples]).batch_records
+            out[entity] = [None if r.record is None else r.record[2] for r in recs]
+        return out
+
+
+def _assert_same_bins(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for entity in a:
+        bad = [(i, x, y) for i, (x, y) in enumerate(zip(a[entity], b[entity], strict=True)) if not _same(x, y)]
+        assert not bad, (entity, len(bad), bad[:2])
+    assert sum(r is not None for recs in a.values() for r in recs) > 50
+
+
+def _state(root: Path) -> dict:
+    with FeatureStore(root) as store:
+        return {v: (s.watermark, s.newest_event, s.last_run.entities if s.last_run else None,
+                    s.last_run.rows_read if s.last_run else None)
+                for v, s in store.materialization_state().items()}
+
+
+def _run(root: Path, engine: str | None = None) -> list:
+    """A window, then an incremental run on top (the newer-wins guard decides what the second writes)."""
+    with FeatureStore(root) as store:
+        first = store.materialize(T0 - timedelta(days=2), T0 + timedelta(hours=1), progress=False, engine=engine)
+        second = store.materialize_incremental(END, progress=False, engine=engine)
+    return [(v.view, v.rows_read, v.entities, v.written, v.skipped_null_keys, v.newest_event)
+            for r in (first, second) for v in r.views]
+
+
+def test_spark_materialization_equals_the_local_engine(repos):
+    local = _run(repos["local"])
+    spark = _run(repos["spark"])  # the repo's engine: spark
+    assert spark == local
+    assert any(v[4] for v in local)  # null keys were skipped and counted
+    served = _served(repos["local"])
+    _compare_served(served, _served(repos["spark"]))
+    for status in ("PRESENT", "NULL_VALUE", "OUTSIDE_MAX_AGE", "NOT_FOUND"):
+        assert status in served["drivers"]["n_trips__status"] + served["drivers"]["hours__status"], status
+    _assert_same_bins(_bins(repos["spark"]), _bins(repos["local"]))
+    assert _state(repos["spark"]) == _state(repos["local"])
+
+
+def _compare_served(a: dict, b: dict) -> None:
+    for svc in a:
+        _assert_same_rows({k: v for k, v in a[svc].items() if k != "__ts"},
+                          {k: v for k, v in b[svc].items() if k != "__ts"})
+        assert a[svc]["__ts"] == b[svc]["__ts"]
+
+
+def test_ties_break_the_same_way_in_both_engines(tmp_path, aerospike_address, spark):
+    """Rows of one entity with the same event and created time: the last in scan order wins (files in
+    path order, rows in file order), in both engines; a null created time loses to any."""
+    roots = {}
+    for name in ("local", "spark"):
+        root = write_repo(tmp_path / name, {"defs.yaml": DEFS}, config=store_config("aerospike", aerospike_address))
+        _write_data(root)
+        zone = root / "data" / "zone"
+        for f in zone.iterdir():
+            f.unlink()
+        row = {"city": ["north"], "zone_id": [1], "ts": _ts([T0]), "created": _ts([T0])}
+        pq.write_table(pa.table({**row, "demand": [1.0]}), zone / "b.parquet")
+        pq.write_table(pa.table({**row, "demand": [2.0]}), zone / "a.parquet")  # written later, sorts first
+        pq.write_table(pa.table({"city": ["north"] * 3, "zone_id": [2] * 3, "ts": _ts([T0] * 3),
+                                 "created": _ts([T0, None, T0]), "demand": [3.0, 4.0, 5.0]}), zone / "c.parquet")
+        pq.write_table(pa.table({"city": ["north"] * 2, "zone_id": [3] * 2, "ts": _ts([T0] * 2),
+                                 "created": _ts([T0, None]), "demand": [6.0, 7.0]}), zone / "d.parquet")
+        with FeatureStore(root) as store:
+            store.apply()
+            store.materialize(None, END, views=["zone_stats"], progress=False, engine=name)
+            roots[name] = store.get_online_features(
+                features=["zone_stats:demand"], entities={"city": ["north"] * 3, "zone_id": [1, 2, 3]}).to_dict()
+            store.teardown()
+    assert roots["local"] == roots["spark"] == {"demand": [1.0, 5.0, 6.0]}
+
+
+def test_training_data_on_spark_equals_the_local_engine(repos, spark):
+    root = repos["local"]
+    rng = np.random.default_rng(3)
+    n = 400
+    times = [None if i == 5 else T0 + timedelta(minutes=int(m)) for i, m in enumerate(rng.integers(-60, 300, n))]
+    entity = pa.table({
+        "row": pa.array(range(n), pa.int64()),
+        "driver_id": pa.array([None if i == 7 else int(d) for i, d in enumerate(rng.choice([*DRIVERS, 999], n))],
+                              pa.int64()),
+        "event_timestamp": _ts(times),
+        "distance": pa.array([None if rng.random() < 0.2 else float(x) for x in rng.random(n)], pa.float64()),
+    })
+    path = root / "data" / "entity_rows.parquet"
+    pq.write_table(entity, path)
+    with FeatureStore(root) as store:
+        for kwargs in ({"include_statuses": True}, {"include_statuses": True, "fill_defaults": False}):
+            local = store.get_historical_features(entity, service="drivers", **kwargs)
+            if kwargs.get("fill_defaults") is False:  # a Spark DataFrame runs on the Spark engine by itself
+                result = store.get_historical_features(spark.createDataFrame(entity), service="drivers", **kwargs)
+            else:
+                result = store.get_historical_features(str(path), service="drivers", engine="spark", **kwargs)
+            got = result.toArrow().sort_by("row")
+            assert got.column_names == local.column_names
+            _assert_same_rows(local.to_pydict(), got.to_pydict())
+            for status in ("PRESENT", "NULL_VALUE", "OUTSIDE_MAX_AGE", "NOT_FOUND"):
+                assert status in local["n_trips__status"].to_pylist() + local["hours__status"].to_pylist()
+        zones = {"city": pa.array([c for c in CITIES for _ in range(12)] + [None]),
+                 "zone_id": pa.array([z for _ in CITIES for z in range(-1, 11)] + [1]),
+                 "event_timestamp": _ts([T0 + timedelta(hours=z % 4) for z in range(37)])}
+        zones["row"] = pa.array(range(37))
+        local = store.get_historical_features(pa.table(zones), service="zones", include_statuses=True)
+        with FeatureStore(repos["spark"]) as other:  # engine: spark with `partitions: 3`, the same data
+            got = other.get_historical_features(pa.table(zones), service="zones", include_statuses=True)
+        _assert_same_rows(local.to_pydict(), got.toArrow().sort_by("row").to_pydict())
+        out = root / "data" / "training_out"
+        written = store.get_historical_features(str(path), service="drivers", engine="spark", output_path=out)
+        assert written.count() == n and any(out.glob("*.parquet"))
+
+
+def test_a_task_failing_once_is_retried_and_leaves_the_same_state(repos, tmp_path, monkeypatch):
+    def run(root: Path, engine: str) -> list:
+        with FeatureStore(root) as store:
+            report = store.materialize(None, END, views=["trips"], progress=False, engine=engine)
+        return [(v.view, v.rows_read, v.entities, v.skipped_null_keys, v.newest_event) for v in report.views]
+
+    local = run(repos["local"], "local")
+    monkeypatch.setenv("FSPLUG_SPARK_FAIL_ONCE", str(tmp_path / "failed-once"))
+    assert run(repos["spark"], "spark") == local
+    assert (tmp_path / "failed-once").exists()  # a task did fail after its first write, and was run again
+    _assert_same_bins(_bins(repos["spark"]), _bins(repos["local"]))
+    assert _state(repos["spark"]) == _state(repos["local"])
+
+
+def test_a_failed_job_leaves_the_state_unchanged_and_names_the_views_that_completed(repos):
+    root = repos["spark"]
+    views = ["zone_stats", "rider_stats"]
+    with FeatureStore(root) as store:
+        store.materialize(T0 - timedelta(days=2), T0 + timedelta(hours=1), views=views, progress=False)
+        before = store.materialization_state()
+    # a key the store refuses (bigger than a record may be), in the last view's source only
+    rider = pq.read_table(root / "data" / "rider.parquet")
+    pq.write_table(rider.set_column(0, "rider_id", pa.array(["x" * 2_000_000] * rider.num_rows)),
+                   root / "data" / "rider.parquet")
+    with FeatureStore(root) as store, pytest.raises(EngineError) as info:
+        store.materialize_incremental(END, views=views, progress=False)
+    text = str(info.value)
+    assert "the Spark job of view 'rider_stats' failed" in text
+    assert "completed: zone_stats" in text and "not completed (watermark unchanged): rider_stats" in text
+    report = info.value.report
+    assert [v.view for v in report.views if v.completed] == ["zone_stats"]
+    with FeatureStore(root) as store:
+        after = store.materialization_state()
+    assert after["rider_stats"] == before["rider_stats"]
+    assert after["zone_stats"].watermark == END
+
+
+def test_sqlite_is_refused_by_the_spark_engine_before_anything_runs(tmp_path, spark):
+    root = write_repo(tmp_path / "r", {"defs.yaml": DEFS}, config=store_config("sqlite", None))
+    _write_data(root)
+    with FeatureStore(root) as store:
+        store.apply()
+        with pytest.raises(ConfigError, match="does not accept writes from many processes.*--engine local"):
+            store.materialize(None, T0, progress=False, engine="spark")
+        assert store.materialization_state() == {}
+
+
+@pytest.mark.parametrize("section, message", [
+    ("materialization:\n  engine: sprak\n", "feature_store.yaml:6:11: materialization.engine: unknown engine "
+                                            "'sprak'; did you mean 'spark'?"),
+    ("materialization:\n  spark: {conf: {executor.memory: 4g}}\n", "write spark.executor.memory"),
+    ("materialization:\n  spark: {partitions: 0}\n", "materialization.spark.partitions"),
+    ("materialization:\n  spark: {mastr: local}\n", "unknown field 'mastr' in materialization.spark; did you mean "
+                                                     "'master'?"),
+])
+def test_bad_engine_settings_are_located(tmp_path, section, message):
+    root = write_repo(tmp_path / "r", {"defs.yaml": DEFS}, config=store_config("sqlite", None, section))
+    with pytest.raises(DefinitionError) as info:
+        FeatureStore(root).config  # noqa: B018
+    assert message in str(info.value)
+
+
+def test_engine_override_names_the_engines(tmp_path):
+    root = write_repo(tmp_path / "r", {"defs.yaml": DEFS}, config=store_config("sqlite", None))
+    with pytest.raises(ConfigError, match="unknown engine 'sprk'; did you mean 'spark'"):
+        FeatureStore(root).engine("sprk")
