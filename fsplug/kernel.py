@@ -198,6 +198,7 @@ class ColumnSpec:
     value_index: int  # its value's index in the group's rows (-1 for request columns)
     view: int  # its view's index in the group (-1 for request columns)
     request_name: str | None = None  # the request feature it takes (request columns)
+    output: bool = True  # False: only derived features read it (never in a model vector)
 
     @property
     def is_request(self) -> bool:
@@ -263,8 +264,8 @@ class Kernel:
         # the one-row recipe per column: (position, group, value index, view, numeric, Default.number)
         self._recipe = tuple((i, c.group, c.value_index, c.view, _SCALE.get(c.dtype, 0.0),
                               nan if c.is_request else c.default.number) for i, c in enumerate(self.columns))
-        self.not_numbers = tuple(c.name for c in self.columns if c.dtype not in _SCALE
-                                 or (c.is_request and c.dtype is DType.TIMESTAMP))
+        self.not_numbers = tuple(c.name for c in self.columns if c.output and (
+            c.dtype not in _SCALE or (c.is_request and c.dtype is DType.TIMESTAMP)))
         """Columns a model vector cannot hold (text, bytes, lists): `numpy` and `vector` refuse them."""
         self._scale = np.array([_SCALE.get(c.dtype, 0.0) for c in self.columns], dtype=np.float64)
         self._not_found = tuple((NOT_FOUND,) * len(g.views) for g in self.groups)
@@ -582,6 +583,35 @@ class Kernel:
             out.append(_typed(c.dtype, c.default.array, raw, ok))
         return out
 
+    def inputs(self, tuples: Sequence[list[tuple[Any, ...]]], matrices: Sequence[np.ndarray], statuses: np.ndarray,
+               request: Mapping[int, Sequence[Any]], columns: Sequence[int]) -> dict[int, tuple[np.ndarray, Any]]:
+        """What derived features read of `columns`: per column, (values, null) as numpy columns.
+
+        A value that is not PRESENT is its default; without one the row is null (`null` a bool mask,
+        None when no row is) and holds a harmless placeholder. Numbers come as int64 / float64 / bool,
+        timestamps as int64 microseconds, text as object arrays (fsplug.derived's representation).
+        """
+        out: dict[int, tuple[np.ndarray, Any]] = {}
+        for i in columns:
+            c = self.columns[i]
+            stored = c.default.stored
+            if c.is_request:
+                given: Sequence[Any] = request[i]
+                if c.dtype is DType.TIMESTAMP:
+                    given = [v if isinstance(v, (int, np.integer)) else timestamp_us(v) for v in given]
+                out[i] = (np.asarray(given, dtype=_INPUT_DTYPES.get(c.dtype, object)), None)
+                continue
+            ok = statuses[:, i] == PRESENT
+            if c.dtype in _SCALE:
+                raw = matrices[c.group][:, c.value_index]
+            else:
+                raw = np.empty(len(ok), dtype=object)
+                raw[:] = [r[c.value_index] for r in tuples[c.group]]
+            fill = stored if stored is not None else _INPUT_NULL.get(c.dtype, "")
+            values = np.where(ok, raw, fill).astype(_INPUT_DTYPES.get(c.dtype, object))
+            out[i] = (values, None if stored is not None else ~ok)
+        return out
+
     def event_times(self, matrices: Sequence[np.ndarray], n: int) -> dict[str, np.ndarray]:
         """Per view: datetime64[us] event times of the rows read (NaT where NOT_FOUND)."""
         out = {}
@@ -593,6 +623,13 @@ class Kernel:
                 arr[ok] = ts[ok].astype(np.int64).astype("datetime64[us]")
                 out[v.name] = arr
         return out
+
+
+# How derived features (fsplug.derived) hold each dtype, and what a null row holds.
+_INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.float64, DType.FLOAT32: np.float64,
+                                   DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
+_INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
+                                 DType.BOOL: False, DType.TIMESTAMP: 0}
 
 
 def _typed(dtype: DType, fill: Any, raw: Sequence[Any], ok: list[bool]) -> np.ndarray:
