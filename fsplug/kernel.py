@@ -32,7 +32,7 @@ from fsplug.types import DType
 
 __all__ = ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "NEVER_STALE", "Default", "make_default",
            "ColumnSpec", "ViewSpec", "GroupSpec", "Kernel", "FastVector", "view_status", "column_status",
-           "view_codes_array", "column_codes_array", "to_python"]
+           "view_codes_array", "column_codes_array", "to_python", "derived_input"]
 
 # status codes (FieldStatus's numbers, as plain ints for the hot paths)
 PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = 1, 2, 3, 4
@@ -607,9 +607,7 @@ class Kernel:
             else:
                 raw = np.empty(len(ok), dtype=object)
                 raw[:] = [r[c.value_index] for r in tuples[c.group]]
-            fill = stored if stored is not None else _INPUT_NULL.get(c.dtype, "")
-            values = np.where(ok, raw, fill).astype(_INPUT_DTYPES.get(c.dtype, object))
-            out[i] = (values, None if stored is not None else ~ok)
+            out[i] = derived_input(c.dtype, stored, raw, ok)
         return out
 
     def event_times(self, matrices: Sequence[np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -630,6 +628,18 @@ _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.floa
                                    DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}
+
+
+def derived_input(dtype: DType, stored_default: Any, raw: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, Any]:
+    """One input column of derived features (fsplug.derived) from its raw values and PRESENT mask:
+    (values, null), the default where not PRESENT, or null (a placeholder value) without one.
+
+    `raw` holds stored values: numbers (NaN where missing), timestamps as microseconds, text as objects.
+    Serving (`Kernel.inputs`) and training data (fsplug.training) both go through here.
+    """
+    fill = stored_default if stored_default is not None else _INPUT_NULL.get(dtype, "")
+    values = np.where(ok, raw, fill).astype(_INPUT_DTYPES.get(dtype, object))
+    return values, (None if stored_default is not None else ~ok)
 
 
 def _typed(dtype: DType, fill: Any, raw: Sequence[Any], ok: list[bool]) -> np.ndarray:

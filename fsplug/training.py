@@ -5,7 +5,9 @@ at t after materializing up to t: the latest source row at or before t (point-in
 in materialization), then the serving kernel's rules with t as "now" (no row: NOT_FOUND; older than
 the view's ttl: OUTSIDE_MAX_AGE; a null or NaN value: NULL_VALUE), and every value that is not
 PRESENT replaced by the feature's declared default, as served online. Request features take the
-row's value, or the declared default when the column or the value is missing.
+row's value, or the declared default when the column or the value is missing. Derived features run
+the plan's compiled program (fsplug.derived) on the same inputs, with the same rule for inputs that
+are not PRESENT (fsplug.kernel.derived_input) as serving.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from fsplug.config import resolve_repo_path
 from fsplug.errors import RequestFeatureError, UserInputError
-from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, view_codes_array
+from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, derived_input, view_codes_array
 from fsplug.result import FieldStatus
 from fsplug.types import DType
 
@@ -46,6 +48,42 @@ def _entity_table(entity_df: Any) -> pa.Table:
     return table
 
 
+def _derived_columns(plan: RetrievalPlan, raw: dict[int, tuple[Any, np.ndarray]], n: int, fill_defaults: bool,
+                     out_cols: dict[str, Any], statuses: dict[str, np.ndarray]) -> None:
+    """Compute the plan's derived output columns into `out_cols` / `statuses` (as arrow arrays / codes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    prog = plan.program
+    assert prog is not None
+    kernel = plan.kernel
+    inputs = {}
+    for i in prog.needed:
+        arr, st = raw[i]
+        c = kernel.columns[i]
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        ok = st == PRESENT
+        if arr.null_count:  # a request value left null (it has no default): null, as a missing value
+            ok = ok & arr.is_valid().to_numpy(zero_copy_only=False)
+        if pa.types.is_timestamp(arr.type):
+            arr = arr.cast(pa.int64())
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            values = np.array(arr.to_pylist(), dtype=object)
+        else:
+            values = pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(arr.type) else 0, arr.type)
+                                  ).to_numpy(zero_copy_only=False)
+        inputs[i] = derived_input(c.dtype, c.default.stored, values, ok)
+    results = prog.run(inputs, n)
+    for pos, si in prog.outputs:
+        out = plan.columns[pos]
+        null = results[si][1]
+        keep_null = null is not None and (not fill_defaults or prog.steps[si].default.python is None)
+        typed = prog.array(si, out.dtype, results[si])
+        out_cols[out.name] = pa.array(typed, type=out.dtype.arrow_type(), mask=null if keep_null else None)
+        statuses[out.name] = prog.statuses(null, n)
+
+
 def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path, entity_df: Any, *,
                         event_timestamp_column: str = "event_timestamp", fill_defaults: bool = True,
                         include_statuses: bool = False) -> pa.Table:
@@ -61,8 +99,9 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
     kernel = plan.kernel
     # request features: the row's value, else the declared default (as online); without one, required
     request_cols: dict[str, pa.Array] = {}
+    base_columns = plan.base_columns  # the outputs that are not derived, then what only derived ones read
     for c in plan.request_columns:
-        spec = kernel.columns[plan.columns.index(c)]
+        spec = kernel.columns[base_columns.index(c)]
         default = spec.default.python
         arrow_type = c.dtype.arrow_type()
         if c.feature in table.column_names:
@@ -81,7 +120,7 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
     for g in plan.groups:
         for v in g.views:
             view = registry.view(v.name)
-            cols = [c for c in plan.columns if c.view == v.name and not c.is_request]
+            cols = [c for c in base_columns if c.view == v.name and not c.is_request]
             feats = [view.feature(c.feature) for c in cols]
             joins.append(ViewJoin(
                 name=view.name,
@@ -90,7 +129,7 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
                 timestamp_field=view.source.timestamp_field,
                 created_timestamp_field=view.source.created_timestamp_field,
                 columns=(*(f.column for f in feats), view.source.timestamp_field),
-                output_names=(*(f"__fsplug_value_{plan.columns.index(c)}" for c in cols), f"__fsplug_ts_{v.name}"),
+                output_names=(*(f"__fsplug_value_{base_columns.index(c)}" for c in cols), f"__fsplug_ts_{v.name}"),
                 dtypes=(*(f.dtype for f in feats), DType.TIMESTAMP),
                 ttl=None,
             ))
@@ -101,6 +140,7 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
         now[~joined.column(event_timestamp_column).is_valid().to_numpy(zero_copy_only=False)] = np.nan
     out_cols: dict[str, Any] = {}
     statuses: dict[str, np.ndarray] = {}
+    raw: dict[int, tuple[Any, np.ndarray]] = {}  # base column -> (its arrow values, statuses): derived inputs
     for g in plan.groups:
         for v in g.views:
             ts_col = joined.column(f"__fsplug_ts_{v.name}")
@@ -109,7 +149,7 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
                 ts[~ts_col.is_valid().to_numpy(zero_copy_only=False)] = np.nan
             codes = view_codes_array(ts, v.ttl_us, now)
             codes[np.isnan(now)] = NOT_FOUND  # a row without a time is served nothing
-            for i, c in enumerate(plan.columns):
+            for i, c in enumerate(base_columns):
                 if c.is_request or c.view != v.name:
                     continue
                 arr = joined.column(f"__fsplug_value_{i}").combine_chunks()
@@ -122,9 +162,13 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
                 fill = pa.scalar(default, arr.type) if default is not None else pa.nulls(1, arr.type)[0]
                 out_cols[c.name] = pc.if_else(present, arr, fill)
                 statuses[c.name] = st
+                raw[i] = (arr, st)
     for c in plan.request_columns:
         out_cols[c.name] = request_cols[c.name]
         statuses[c.name] = np.full(n, PRESENT, dtype=np.uint8)
+        raw[base_columns.index(c)] = (request_cols[c.name], statuses[c.name])
+    if plan.program is not None:
+        _derived_columns(plan, raw, n, fill_defaults, out_cols, statuses)
     entity_cols = [name for name in table.column_names if name not in plan.names]
     result = table.select(entity_cols)
     for name in plan.names:
