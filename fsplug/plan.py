@@ -272,9 +272,24 @@ class RetrievalPlan:
                 lines.append(f"    view {v.name}: timestamp bin {v.timestamp_bin}, {ttl}")
         lines.append("  output columns:")
         for i, c in enumerate(self.columns):
-            src = "request" if c.is_request else f"bin {c.bin}"
+            src = "request" if c.is_request else "derived" if c.is_derived else f"bin {c.bin}"
             default = "" if c.default is None else f", default {c.default!r}"
             lines.append(f"    {i:>2} {c.name} {c.dtype.value} <- {c.ref} ({src}{default})")
+        if self.inputs:
+            lines.append("  read for derived features only (not in the output):")
+            for c in self.inputs:
+                src = "request" if c.is_request else f"bin {c.bin}"
+                default = "" if c.default is None else f", default {c.default!r}"
+                lines.append(f"       {c.ref} {c.dtype.value} ({src}{default})")
+        if self.program is not None:
+            lines.append("  derived features (computed after the read, in this order, over all rows at once):")
+            base = self.base_columns
+            refs = [c.ref for c in base] + [d.ref for d in self.derived]
+            for d, st in zip(self.derived, self.program.steps, strict=True):
+                default = "" if d.default is None else f", default {d.default!r}"
+                hidden = "" if d.output >= 0 else " (read by another derived feature only)"
+                lines.append(f"    {d.ref} {d.dtype.value} = {st.compiled.form}{default}{hidden}")
+                lines.append(f"      inputs: {', '.join(f'{name} <- {refs[slot]}' for name, slot in d.args)}")
         return "\n".join(lines)
 
 
