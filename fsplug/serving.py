@@ -69,11 +69,11 @@ def fill_defaults(plan: RetrievalPlan, matrix: np.ndarray) -> np.ndarray:
     """NaNs replaced by each column's declared default (NaN stays where there is none).
 
     `matrix` is (n, columns) in plan order; returns a new float64 matrix. Training uses this on
-    point-in-time data so that models see the same filling as serving (`RetrievalPlan.kernel.numbers`,
+    point-in-time data so that models see the same filling as serving (`RetrievalPlan.default_numbers`,
     the defaults `OnlineResult.to_numpy` fills).
     """
     out = np.array(matrix, dtype=np.float64, copy=True)
-    defaults = plan.kernel.numbers
+    defaults = plan.default_numbers
     mask = np.isnan(out) & ~np.isnan(defaults)
     out[mask] = np.broadcast_to(defaults, out.shape)[mask]
     return out
