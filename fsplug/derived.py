@@ -391,16 +391,16 @@ class _Builder:
         return _Node(node.kind, lambda env: (v, None), node.text, v, True, False)
 
     def _Compare(self, node: ast.Compare) -> _Node:
+        for op in node.ops:
+            if type(op) not in _CMP:
+                raise self.fail(node, f"comparison {type(op).__name__} is not part of the expression language "
+                                      "(use ==, !=, <, <=, >, >=)")
         operands = [self.build(node.left)] + [self.build(c) for c in node.comparators]
         parts = []
         for op, (left, right_node), right in zip(node.ops, zip(operands, operands[1:], strict=False),
                                                  node.comparators, strict=True):
             a, b = left, right_node
-            sym = _CMP.get(type(op))
-            if sym is None:
-                raise self.fail(node, f"comparison {type(op).__name__} is not part of the expression language "
-                                      "(use ==, !=, <, <=, >, >=)")
-            name, ufunc = sym
+            name, ufunc = _CMP[type(op)]
             if a.kind in _NUMERIC and b.kind in _NUMERIC:
                 if a.kind is not b.kind:
                     a, b = _float(a), _float(b)
