@@ -177,7 +177,7 @@ def test_a_udf_gets_numpy_columns_and_its_output_is_checked():
     boom = compile_udf("m:boom", lambda f: 1 / 0, ("f",), (Kind.FLOAT,), DType.FLOAT64)
     with pytest.raises(DerivedFeatureError, match="raised ZeroDivisionError"):
         boom.run([COLUMNS["f"][:2]], 4)
-    nan = compile_udf("m:nan", lambda f: np.log(f), ("f",), (Kind.FLOAT,), DType.FLOAT64)
+    nan = compile_udf("m:nan", np.log, ("f",), (Kind.FLOAT,), DType.FLOAT64)
     assert nan.run([COLUMNS["f"][:2]], 4)[1].tolist() == [F, F, T, F]  # a NaN result is null
 
 
@@ -321,8 +321,8 @@ def test_inputs_are_read_even_when_not_requested(derived_repo):
         # a request feature read only by a derived feature is still required, and named
         with pytest.raises(RequestFeatureError, match="hour_of_day"):
             store.get_online_features(features=["trip_context:label"], entities={"driver_id": [1]})
-        busy = store.plan(features=["more:busy"])
-        assert "trip_context:trips_per_hour" in busy.explain() and "(read by another derived feature only)" in busy.explain()
+        busy = store.plan(features=["more:busy"]).explain()
+        assert "trip_context:trips_per_hour" in busy and "(read by another derived feature only)" in busy
 
 
 def test_training_data_computes_the_same_values(derived_repo):
