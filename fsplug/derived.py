@@ -135,6 +135,7 @@ class _Node:
     const: Any = None
     is_const: bool = False
     nullable: bool = True
+    slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
 
 
 @dataclass(frozen=True)
@@ -178,16 +179,16 @@ def compile_expression(text: str, types: Callable[[str], Kind], declared: DType)
     kind = node.kind
 
     def run(columns: Sequence[Column], n: int) -> Column:
-        with np.errstate(all="ignore"):
-            values, null = fn(columns)
-            return finish(kind, values, null, n)
+        values, null = fn(columns)  # (Program.run ignores numpy's floating-point warnings around it)
+        return finish(kind, values, null, n)
 
     return Compiled(kind, args, node.text, run)
 
 
 def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
     """A result as a full column of `n` rows: constants broadcast, float NaN as null."""
-    values = np.asarray(values, dtype=_NP[kind])
+    if type(values) is not np.ndarray or values.dtype != _NP[kind]:
+        values = np.asarray(values, dtype=_NP[kind])
     if values.shape != (n,):
         values = np.broadcast_to(values, (n,)).copy()
     if null is not None and np.shape(null) != (n,):
@@ -288,7 +289,7 @@ class _Builder:
         if name not in self.slots:
             self.slots.append(name)
         i = self.slots.index(name)
-        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}")
+        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i)
 
     # ---- operators -----------------------------------------------------------------------------
     def _UnaryOp(self, node: ast.UnaryOp) -> _Node:
@@ -335,11 +336,10 @@ class _Builder:
         if op in ("/", "//", "%") and b.is_const and b.const == 0:
             raise self.fail(node, f"division by zero: '{op} {b.text}' is never defined")
         both_int = a.kind is Kind.INT and b.kind is Kind.INT
-        if op == "/" or op == "**":
-            a, b = _float(a), _float(b)
-            if op == "/":
-                return self._divide(Kind.FLOAT, text, a, b, np.true_divide)
-            return self._binary(Kind.FLOAT, text, a, b, np.power, domain=_pow_domain)
+        if op == "/":  # (true division gives floats from ints: no conversion needed)
+            return self._divide(Kind.FLOAT, text, a, b, np.true_divide)
+        if op == "**":
+            return self._binary(Kind.FLOAT, text, _float(a), _float(b), np.power, domain=_pow_domain)
         kind = Kind.INT if both_int else Kind.FLOAT
         if not both_int:
             a, b = _float(a), _float(b)
@@ -354,11 +354,24 @@ class _Builder:
                 domain: Callable[[Any, Any], Any] | None = None) -> _Node:
         fa, fb = a.fn, b.fn
         nullable = a.nullable or b.nullable or domain is not None
-        if domain is None:
+        # the common shapes get closures without a call per operand (one ufunc per node is the work)
+        if domain is None and b.is_const and not a.is_const:
+            kb = b.const
+            if a.slot is not None:
+                ia = a.slot
+
+                def f(env: Sequence[Column]) -> Column:
+                    va, na = env[ia]
+                    return op(va, kb), na
+            else:
+                def f(env: Sequence[Column]) -> Column:
+                    va, na = fa(env)
+                    return op(va, kb), na
+        elif domain is None:
             def f(env: Sequence[Column]) -> Column:
                 va, na = fa(env)
                 vb, nb = fb(env)
-                return op(va, vb), _or(na, nb)
+                return op(va, vb), (nb if na is None else na if nb is None else na | nb)
         else:
             def f(env: Sequence[Column]) -> Column:
                 va, na = fa(env)
@@ -372,8 +385,15 @@ class _Builder:
         def f(env: Sequence[Column]) -> Column:
             va, na = fa(env)
             vb, nb = fb(env)
-            zero = np.equal(vb, 0)
-            return op(va, np.where(zero, 1, vb)), _or(_or(na, nb), zero if np.ndim(zero) else (zero or None))
+            null = nb if na is None else na if nb is None else na | nb
+            zero = vb == 0
+            if type(zero) is np.ndarray:
+                if zero.any():  # (a check, so that the common case costs one comparison)
+                    return op(va, np.where(zero, 1, vb)), (zero if null is None else null | zero)
+                return op(va, vb), null
+            if zero:
+                return op(va, 1), True
+            return op(va, vb), null
 
         return self._fold(_Node(kind, f, text), a, b)
 
@@ -798,6 +818,8 @@ class Program:
         self.outputs = tuple((st.output, i) for i, st in enumerate(steps) if st.output >= 0)
         """(output position, step index) of each derived output column."""
         self.dtypes = dtypes
+        self.text_outputs = tuple(st.ref for st in steps if st.output >= 0 and st.compiled.kind is Kind.STR)
+        """The derived outputs with text values (no number for a model vector)."""
         self._fills = tuple(None if st.default.stored is None else st.default.stored for st in steps)
 
     def run(self, inputs: Mapping[int, Column], n: int) -> list[Column]:
@@ -805,14 +827,15 @@ class Program:
         slots: dict[int, Column] = dict(inputs)
         out: list[Column] = []
         n_base = self.n_base
-        for i, st in enumerate(self.steps):
-            values, null = st.compiled.run([slots[s] for s in st.slots], n)
-            out.append((values, null))
-            fill = self._fills[i]
-            if fill is not None and null is not None:  # readers see the default where it is null
-                slots[n_base + i] = (np.where(null, fill, values), None)
-            else:
-                slots[n_base + i] = (values, null)
+        with np.errstate(all="ignore"):  # overflow and the like: results are defined below, not warned
+            for i, st in enumerate(self.steps):
+                values, null = st.compiled.run([slots[s] for s in st.slots], n)
+                out.append((values, null))
+                fill = self._fills[i]
+                if fill is not None and null is not None:  # readers see the default where it is null
+                    slots[n_base + i] = (np.where(null, fill, values), None)
+                else:
+                    slots[n_base + i] = (values, null)
         return out
 
     # ---- output forms of one derived column (values, null) ----------------------------------------

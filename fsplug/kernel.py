@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, UTC
 from operator import itemgetter
 from typing import Any
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -583,15 +583,19 @@ class Kernel:
             out.append(_typed(c.dtype, c.default.array, raw, ok))
         return out
 
-    def inputs(self, tuples: Sequence[list[tuple[Any, ...]]], matrices: Sequence[np.ndarray], statuses: np.ndarray,
-               request: Mapping[int, Sequence[Any]], columns: Sequence[int]) -> dict[int, tuple[np.ndarray, Any]]:
+    def inputs(self, tuples: Sequence[list[tuple[Any, ...]]], matrices: Sequence[np.ndarray],
+               statuses: Callable[[], np.ndarray], request: Mapping[int, Sequence[Any]], columns: Sequence[int],
+               now_us: int) -> dict[int, tuple[np.ndarray, Any]]:
         """What derived features read of `columns`: per column, (values, null) as numpy columns.
 
         A value that is not PRESENT is its default; without one the row is null (`null` a bool mask,
         None when no row is) and holds a harmless placeholder. Numbers come as int64 / float64 / bool,
         timestamps as int64 microseconds, text as object arrays (fsplug.derived's representation).
+        `statuses()` gives the status codes; it is called only for a column of a group with
+        non-numeric bins (a numeric group's PRESENT mask comes from its matrix, as in `numpy`).
         """
         out: dict[int, tuple[np.ndarray, Any]] = {}
+        served: dict[tuple[int, int], np.ndarray] = {}  # per (group, view): rows it serves (time within ttl)
         for i in columns:
             c = self.columns[i]
             stored = c.default.stored
@@ -601,10 +605,18 @@ class Kernel:
                     given = [v if isinstance(v, (int, np.integer)) else timestamp_us(v) for v in given]
                 out[i] = (np.asarray(given, dtype=_INPUT_DTYPES.get(c.dtype, object)), None)
                 continue
-            ok = statuses[:, i] == PRESENT
             if c.dtype in _SCALE:
                 raw = matrices[c.group][:, c.value_index]
+                if self.groups[c.group].numeric:  # PRESENT: a time within the ttl, a value that is not NaN
+                    view_ok = served.get((c.group, c.view))
+                    if view_ok is None:
+                        ti, ttl = self._views[c.group][c.view]
+                        view_ok = served[(c.group, c.view)] = (now_us - matrices[c.group][:, ti]) <= ttl
+                    ok = view_ok & (raw == raw)
+                else:
+                    ok = statuses()[:, i] == PRESENT
             else:
+                ok = statuses()[:, i] == PRESENT
                 raw = np.empty(len(ok), dtype=object)
                 raw[:] = [r[c.value_index] for r in tuples[c.group]]
             out[i] = derived_input(c.dtype, stored, raw, ok)
@@ -638,7 +650,7 @@ def derived_input(dtype: DType, stored_default: Any, raw: np.ndarray, ok: np.nda
     Serving (`Kernel.inputs`) and training data (fsplug.training) both go through here.
     """
     fill = stored_default if stored_default is not None else _INPUT_NULL.get(dtype, "")
-    values = np.where(ok, raw, fill).astype(_INPUT_DTYPES.get(dtype, object))
+    values = np.where(ok, raw, fill).astype(_INPUT_DTYPES.get(dtype, object), copy=False)
     return values, (None if stored_default is not None else ~ok)
 
 

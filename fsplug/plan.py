@@ -127,6 +127,13 @@ class RetrievalPlan:
         return tuple(i for i, c in enumerate(self.columns) if not c.is_derived)
 
     @cached_property
+    def base_index(self) -> Any:
+        """`base_positions` as a numpy index array (placing columns in results)."""
+        import numpy as np
+
+        return np.array(self.base_positions, dtype=np.intp)
+
+    @cached_property
     def derived_event_views(self) -> dict[str, tuple[str, ...]]:
         """Per derived view of the outputs: the stored views its output features read (through other
         derived features too); its event time is the newest of theirs (`OnlineResult.event_timestamps`)."""

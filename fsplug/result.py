@@ -16,7 +16,6 @@ import numpy as np
 from fsplug.errors import UserInputError
 from fsplug.kernel import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 from fsplug.plan import RetrievalPlan
-from fsplug.types import DType
 
 __all__ = ["FieldStatus", "OnlineResult"]
 
@@ -86,13 +85,14 @@ class OnlineResult:
     def _derived(self) -> list[Any]:
         """Per step of the plan's program: its (values, null) columns."""
         prog = self._program
-        inputs = self._kernel.inputs(self._tuples, self._matrices, self._base_statuses, self._request, prog.needed)
+        inputs = self._kernel.inputs(self._tuples, self._matrices, lambda: self._base_statuses, self._request,
+                                     prog.needed, self.now_us)
         return prog.run(inputs, self.n)
 
     def _place(self, base: np.ndarray, derived: Any) -> np.ndarray:
         """(n, columns): the base outputs (base[:, :k]) and each derived column (`derived(step, column)`)."""
         out = np.empty((self.n, len(self.plan.columns)), dtype=base.dtype)
-        pos = self.plan.base_positions
+        pos = self.plan.base_index
         out[:, pos] = base[:, :len(pos)]
         for p, si in self._program.outputs:
             out[:, p] = derived(si, self._derived[si])
@@ -115,12 +115,12 @@ class OnlineResult:
         k = self._kernel
         prog = self._program
         st = self.__dict__.get("_base_statuses")
-        if st is None and (not k.all_numeric or prog is not None):
+        if st is None and not k.all_numeric:
             st = self._base_statuses
         base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
         if prog is None:
             return base
-        words = [c.name for c in self.plan.columns if c.is_derived and c.dtype is DType.STRING]
+        words = prog.text_outputs
         if words:
             raise UserInputError(f"{', '.join(words)}: text features have no number for a model vector; read "
                                  "them with to_dict(), to_arrow() or columns, or leave them out of the features "
