@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fsplug.errors import FsplugError, did_you_mean
+from fsplug.errors import DerivedFeatureError, did_you_mean
 from fsplug.kernel import EPOCH, NULL_VALUE, PRESENT, Default
 from fsplug.types import DType
 
@@ -55,10 +55,6 @@ class ExpressionError(ValueError):
     def __init__(self, message: str, col: int | None = None):
         super().__init__(message)
         self.col = col
-
-
-class DerivedFeatureError(FsplugError):
-    """A UDF failed at run time: it raised, or returned the wrong length or dtype."""
 
 
 class Kind(StrEnum):

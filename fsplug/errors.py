@@ -9,6 +9,7 @@
     │   ├── RequestFeatureError                missing or mistyped request-time features
     │   └── SourceDataError                    offline Parquet data that does not match its view
     ├── RegistryError                          no registry applied yet, or a corrupt one
+    ├── DerivedFeatureError                    a derived feature's UDF failed (raised, wrong length or dtype)
     ├── ModelError                             model artifacts
     │   ├── ModelDependencyMissingError        scikit-learn / joblib are not installed (fsplug[models])
     │   ├── ModelIntegrityError                checksum mismatch: the file was changed
@@ -46,6 +47,7 @@ __all__ = [
     "RequestFeatureError",
     "SourceDataError",
     "RegistryError",
+    "DerivedFeatureError",
     "ModelError",
     "ModelDependencyMissingError",
     "ModelIntegrityError",
@@ -124,6 +126,11 @@ class SourceDataError(UserInputError):
 
 class RegistryError(FsplugError):
     """The registry is missing (run `fsplug apply`) or cannot be read."""
+
+
+class DerivedFeatureError(FsplugError):
+    """A derived feature could not be computed: its UDF raised, or returned the wrong length or dtype
+    (or, when a plan is compiled, its UDF's module is not importable on this host)."""
 
 
 class ModelError(FsplugError):
