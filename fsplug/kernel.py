@@ -622,6 +622,18 @@ class Kernel:
             out[i] = derived_input(c.dtype, stored, raw, ok)
         return out
 
+    def vector_inputs(self, values: Sequence[float], statuses: Sequence[int], columns: Sequence[int]
+                      ) -> dict[int, tuple[np.ndarray, Any]]:
+        """`inputs` for one row, from its `vector` (values and statuses), for plain-number columns."""
+        out: dict[int, tuple[np.ndarray, Any]] = {}
+        for i in columns:  # `derived_input` for one value (vector already put the default in place)
+            c = self.columns[i]
+            if statuses[i] == PRESENT or c.default.stored is not None:
+                out[i] = (np.array([values[i]], dtype=_INPUT_DTYPES[c.dtype]), None)
+            else:
+                out[i] = (np.array([_INPUT_NULL[c.dtype]], dtype=_INPUT_DTYPES[c.dtype]), _NULL_ROW)
+        return out
+
     def event_times(self, matrices: Sequence[np.ndarray], n: int) -> dict[str, np.ndarray]:
         """Per view: datetime64[us] event times of the rows read (NaT where NOT_FOUND)."""
         out = {}
@@ -638,6 +650,7 @@ class Kernel:
 # How derived features (fsplug.derived) hold each dtype, and what a null row holds.
 _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.float64, DType.FLOAT32: np.float64,
                                    DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
+_NULL_ROW = np.array([True])
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}
 

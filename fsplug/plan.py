@@ -17,7 +17,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from fsplug.derived import Program, Step, compile_step
 from fsplug.errors import ReferenceNotFoundError, UserInputError, did_you_mean
-from fsplug.kernel import NEVER_STALE, ColumnSpec, FastVector, GroupSpec, Kernel, ViewSpec, make_default
+from fsplug.kernel import (
+    NEVER_STALE,
+    NULL_VALUE,
+    PRESENT,
+    ColumnSpec,
+    FastVector,
+    GroupSpec,
+    Kernel,
+    ViewSpec,
+    make_default,
+)
 from fsplug.registry import Registry, check_ref
 from fsplug.request import KeyList, keys_by_group, request_values
 from fsplug.types import DType
@@ -27,6 +37,8 @@ __all__ = ["OutputColumn", "ViewRead", "EntityGroup", "DerivedStep", "RetrievalP
 
 DERIVED = -2
 """The `group` of a derived output column (computed from other columns, fsplug.derived)."""
+
+_PLAIN_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.FLOAT32, DType.BOOL})
 
 
 @dataclass(frozen=True)
@@ -249,8 +261,37 @@ class RetrievalPlan:
     def vector(self) -> Callable[[Sequence[Sequence[Any]], Mapping[int, Sequence[Any]], int],
                                  tuple[list[float], list[int]]]:
         """`vector(rows, request_values, now_us) -> (values, statuses)`: one entity's model vector
-        (`Kernel.vector`; `rows[g][0]` is the entity's row of group g, a tuple or None)."""
-        return self.kernel.vector
+        (`Kernel.vector`; `rows[g][0]` is the entity's row of group g, a tuple or None).
+
+        With derived features: the base columns' vector, then the plan's `program` on it as one row
+        (only for plans whose base columns are all plain numbers: `has_vector`)."""
+        if self.program is None:
+            return self.kernel.vector
+        return self._derived_vector
+
+    @cached_property
+    def has_vector(self) -> bool:
+        """Whether `vector` serves this plan: no derived features, or base columns that are all plain
+        numbers (else a one-entity read goes through `OnlineResult` for one row)."""
+        return self.program is None or all(c.dtype in _PLAIN_NUMBERS for c in self.base_columns)
+
+    def _derived_vector(self, rows: Sequence[Sequence[Any]], request_values: Mapping[int, Sequence[Any]],
+                        now_us: int) -> tuple[list[float], list[int]]:
+        kernel, prog = self.kernel, self.program
+        assert prog is not None
+        values, statuses = kernel.vector(rows, request_values, now_us)
+        results = prog.run(kernel.vector_inputs(values, statuses, prog.needed), 1)
+        out_v: list[float] = [0.0] * len(self.columns)
+        out_s: list[int] = [0] * len(self.columns)
+        for j, p in enumerate(self.base_positions):
+            out_v[p], out_s[p] = values[j], statuses[j]
+        for p, si in prog.outputs:  # one value: plain Python (same rule as Program.numbers / statuses)
+            value, null = results[si]
+            if null is not None and null[0]:
+                out_v[p], out_s[p] = prog.steps[si].default.number, NULL_VALUE
+            else:
+                out_v[p], out_s[p] = float(value[0]), PRESENT
+        return out_v, out_s
 
     @cached_property
     def fast_values(self) -> Callable[[Sequence[Any] | None, Mapping[str, Any] | None, int],

@@ -403,7 +403,7 @@ class FeatureStore:
             rows = store.read(plan, keys, timeout_ms)
         else:
             rows = []
-        if plan.program is not None:  # derived features: computed by the same code as for many rows
+        if not plan.has_vector:  # derived features reading text or timestamps
             res = OnlineResult(plan, rows, req, 1, now_us())
             return FeatureVector(res.to_numpy()[0], res.statuses[0], plan.names)
         # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
