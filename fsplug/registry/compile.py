@@ -178,12 +178,11 @@ def _check_view_refs(n: str, i: Located, entities: dict[str, Entity], sources: d
             "source"))
 
 
-def _check_feature_names(n: str, i: Located, problems: list[Problem]) -> None:
+def _check_feature_names(n: str, i: Located, problems: list[Problem], what: str = "feature view") -> None:
     seen: set[str] = set()
     for j, f in enumerate(i.spec.features):
         if f.name in seen:
-            problems.append(i.problem(f"feature view {n!r}: duplicate feature name {f.name!r}",
-                                      "features", j, "name"))
+            problems.append(i.problem(f"{what} {n!r}: duplicate feature name {f.name!r}", "features", j, "name"))
         seen.add(f.name)
 
 
@@ -310,12 +309,8 @@ def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], r
         found = len(problems)
         inputs = _Inputs(n, i, tables, problems)
         features = []
-        seen: set[str] = set()
+        _check_feature_names(n, i, problems, "derived view")
         for j, f in enumerate(i.spec.features):
-            if f.name in seen:
-                problems.append(i.problem(f"derived view {n!r}: duplicate feature name {f.name!r}",
-                                          "features", j, "name"))
-            seen.add(f.name)
             key = "expr" if f.expr is not None else "udf"
             reads: dict[str, str] = {}
 
