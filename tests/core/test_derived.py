@@ -412,3 +412,20 @@ def test_apply_shows_derived_changes_and_the_registry_keeps_them(derived_repo):
         assert result.registry.hash != reg.hash
         res = store.get_online_features(features=["trip_context:trips_per_hour"], entities={"driver_id": [1]})
         assert res.to_dict()["trips_per_hour"] == [2.0]  # 6 trips / max(2.0 hours, 3.0): the new expression
+
+
+def test_a_model_is_not_served_a_derived_feature_defined_otherwise(derived_repo, tmp_path):
+    from fsplug.errors import ModelSignatureError
+    from fsplug.serving import load_model, save_model
+
+    with FeatureStore(derived_repo) as store:
+        save_model({"weights": [1.0]}, tmp_path / "m.joblib", store=store, service="numbers")
+        assert load_model(tmp_path / "m.joblib", store).signature.service == "numbers"
+        p = derived_repo / "defs.yaml"
+        p.write_text(p.read_text().replace("max(hours_on_shift, 0.5)", "max(hours_on_shift, 3.0)"))
+        store.apply()
+        # busy reads trips_per_hour: both changed, though neither's name, dtype nor default did
+        with pytest.raises(ModelSignatureError, match=r"trips_per_hour: ref .*max\(hours_on_shift, 0\.5\).* -> "
+                                                      r".*max\(hours_on_shift, 3\.0\)") as info:
+            load_model(tmp_path / "m.joblib", store)
+        assert "busy: ref" in str(info.value)
