@@ -231,10 +231,10 @@ ERROR_CASES = [
     # (name, body, status, kind, API call giving the same message or a substring)
     (
         "unknown service",
-        service_request([1001], "decline_model_v2"),
+        service_request([1001], "decline_model_v9"),
         422,
         "unknown_reference",
-        dict(service="decline_model_v2", entities={"driver_id": [1001]}),
+        dict(service="decline_model_v9", entities={"driver_id": [1001]}),
     ),
     (
         "unknown feature",
