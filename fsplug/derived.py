@@ -5,7 +5,7 @@ whitelist of nodes is accepted: constants (numbers, strings, booleans), names of
 arithmetic (`+ - * / // % **`, unary `-`), comparisons (chains included), `and`/`or`/`not`,
 `a if cond else b`, and calls of the functions in `FUNCTIONS`. No attribute access, subscripts,
 lambdas, comprehensions or imports; user text is never `eval`ed or `compile`d. It is type-checked
-once (`check_expression`, at apply) against the inputs' dtypes and the declared dtype, then compiled
+once (`compile_expression`, at apply) against the inputs' dtypes and the declared dtype, then compiled
 (`compile_expression`) into a closure over numpy arrays: one numpy operation per node for all rows,
 no Python work per row.
 
@@ -42,9 +42,8 @@ from fsplug.kernel import EPOCH, NULL_VALUE, PRESENT, Default
 from fsplug.types import DType
 
 __all__ = ["ExpressionError", "DerivedFeatureError", "Kind", "FUNCTIONS", "Column", "Compiled",
-           "check_expression", "compile_expression", "load_udf", "udf_parameters", "compile_udf",
-           "KIND_OF", "DERIVED_DTYPES", "placeholder", "finish", "Step", "Program", "compile_step",
-           "use_search_path"]
+           "compile_expression", "load_udf", "udf_parameters", "compile_udf", "KIND_OF", "DERIVED_DTYPES",
+           "finish", "Step", "Program", "compile_step", "use_search_path"]
 
 
 class ExpressionError(ValueError):
@@ -76,15 +75,9 @@ DERIVED_DTYPES = tuple(KIND_OF)
 
 _NUMERIC = (Kind.INT, Kind.FLOAT)
 _NP = {Kind.INT: np.int64, Kind.FLOAT: np.float64, Kind.BOOL: np.bool_, Kind.STR: object, Kind.TS: np.int64}
-_PLACEHOLDER: dict[Kind, Any] = {Kind.INT: 0, Kind.FLOAT: np.nan, Kind.BOOL: False, Kind.STR: "", Kind.TS: 0}
 
 Column = tuple[Any, Any]
 """(values, null): a numpy array (or a scalar, for constants) and a bool mask or None (no nulls)."""
-
-
-def placeholder(kind: Kind) -> Any:
-    """The value null rows hold in a column of `kind` (harmless to every operation)."""
-    return _PLACEHOLDER[kind]
 
 
 def _or(a: Any, b: Any) -> Any:
@@ -144,15 +137,6 @@ class Compiled:
     form: str
     """The compiled form, typed, as `fsplug plan --service` shows it."""
     run: Callable[[Sequence[Column], int], Column]
-
-
-def check_expression(text: str, types: Callable[[str], Kind], declared: DType) -> tuple[str, ...]:
-    """Parse and type-check `text`; return the input names it reads (in first-use order).
-
-    `types(name)` gives an input's type or raises ExpressionError (unknown name, with a hint).
-    Raises ExpressionError for anything that is not valid, with its position.
-    """
-    return compile_expression(text, types, declared).args
 
 
 def compile_expression(text: str, types: Callable[[str], Kind], declared: DType) -> Compiled:
