@@ -328,7 +328,10 @@ def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], r
                     params = udf_parameters(fn, f.udf)
                     compile_udf(f.udf, fn, params, [kind_of(p) for p in params], f.dtype)
             except ExpressionError as exc:
-                problems.append(i.problem(f"derived feature {n}:{f.name}: {exc}", "features", j, key))
+                problem = i.problem(f"derived feature {n}:{f.name}: {exc}", "features", j, key)
+                if key == "expr" and exc.col is not None:
+                    problem = _at_token(problem, root, f.expr, exc.col)
+                problems.append(problem)
                 continue
             features.append(DerivedFeature(f.name, f.dtype, f.expr, f.udf, tuple(reads.items()), f.default,
                                            f.description))
@@ -339,6 +342,24 @@ def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], r
                                  tuple(sorted(s.tags.items())))
     _check_cycles(reads_at, problems)
     return out
+
+
+def _at_token(problem: Problem, root: Path, expr: str, offset: int) -> Problem:
+    """`problem` (at an expression's YAML node) moved to the column of the token it is about, when the
+    expression is written on that line as it is (plain or quoted, no escapes); else unchanged."""
+    try:
+        line = (root / problem.file).read_text(encoding="utf-8").splitlines()[problem.line - 1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return problem
+    start = problem.column - 1
+    text = expr.strip()
+    lead = len(expr) - len(expr.lstrip())
+    for quote in ("", '"', "'"):
+        if line[start:].startswith(quote + expr):
+            return replace(problem, column=problem.column + len(quote) + lead + offset)
+        if not quote and line[start:].startswith(text):
+            return replace(problem, column=problem.column + offset)
+    return problem
 
 
 def _check_cycles(reads_at: dict[str, tuple[Located, tuple[Any, ...], tuple[str, ...]]],

@@ -338,21 +338,23 @@ def test_training_data_computes_the_same_values(derived_repo):
 
 
 DEFINITION_ERRORS = [
-    ('expr: "trips_todya + 1"', "unknown name 'trips_todya'; did you mean 'trips_today'?"),
-    ('expr: "trips_today + vehicle"', "'+' takes int64 or float64; got string"),
-    ('expr: "max(trips_today)"', "max() takes at least 2 arguments"),
-    ('expr: "trips_today / 0"', "division by zero"),
-    ('expr: "emb"', "act:emb is list[float64]; derived features cannot read list[float64] values"),
-    ('expr: "x"', "'x' reads itself"),
-    ('expr: "hours_on_shift"', "the expression is float64 but the feature is declared int64"),
-    ('udf: "udfs.missing:band"', "cannot import module 'udfs.missing'"),
-    ('udf: "udfs.bands:bnd"', "has no function 'bnd'; did you mean 'band'?"),
-    ('udf: "udfs.bands"', "must look like 'package.module:function'"),
+    # (the YAML of feature x, the message, the token the column points at: None for the value's start)
+    ('expr: "trips_todya + 1"', "unknown name 'trips_todya'; did you mean 'trips_today'?", "trips_todya"),
+    ('expr: "trips_today + vehicle"', "'+' takes int64 or float64; got string", "vehicle"),
+    ('expr: "max(trips_today)"', "max() takes at least 2 arguments", "max("),
+    ('expr: "trips_today / 0"', "division by zero", "trips_today /"),
+    ('expr: "1 + emb"', "act:emb is list[float64]; derived features cannot read list[float64] values", "emb"),
+    ("expr: 'x * 2'", "'x' reads itself", "x *"),
+    ("expr: trips_today + 2 * vehicle", "'*' takes int64 or float64; got string", "vehicle"),
+    ('expr: "hours_on_shift"', "the expression is float64 but the feature is declared int64", None),
+    ('udf: "udfs.missing:band"', "cannot import module 'udfs.missing'", None),
+    ('udf: "udfs.bands:bnd"', "has no function 'bnd'; did you mean 'band'?", None),
+    ('udf: "udfs.bands"', "must look like 'package.module:function'", None),
 ]
 
 
-@pytest.mark.parametrize("line, message", DEFINITION_ERRORS, ids=[e[0] for e in DEFINITION_ERRORS])
-def test_definition_errors_are_located(make_repo, line, message):
+@pytest.mark.parametrize("line, message, token", DEFINITION_ERRORS, ids=[e[0] for e in DEFINITION_ERRORS])
+def test_definition_errors_are_located(make_repo, line, message, token):
     text = REPO.replace('- {name: band, dtype: int64, udf: "udfs.bands:band"}', "- {name: x, dtype: int64, "
                         + line + "}")
     root = make_repo({"defs.yaml": text, "udfs/__init__.py": "", "udfs/bands.py": UDF})
@@ -362,7 +364,8 @@ def test_definition_errors_are_located(make_repo, line, message):
     key = line.split(":")[0]
     lines = text.splitlines()
     at = next(j for j, t in enumerate(lines) if "{name: x," in t)
-    want_col = lines[at].index(key + ":") + len(key) + 3  # 1-based column of the value after `key: `
+    value = lines[at].index(key + ":") + len(key) + 2  # 0-based column of the value after `key: `
+    want_col = 1 + (value if token is None else lines[at].index(token, value))
     assert (problem.file, problem.line, problem.column) == ("defs.yaml", at + 1, want_col), str(problem)
     assert "derived feature trip_context:x: " in str(problem) and message in str(problem), str(problem)
 
