@@ -40,6 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import serve
 
         return serve.main(argv[1:])
+    if argv and argv[0] == "console":
+        from benchmarks import console
+
+        return console.main(argv[1:])
+    if argv and argv[0] == "encodings":
+        from benchmarks import encodings
+
+        return encodings.main(argv[1:])
+    if argv and argv[0] == "instructions":
+        from benchmarks import instructions
+
+        return instructions.main(argv[1:])
     if argv and argv[0] == "aggregate":
         from benchmarks import aggregate
 
@@ -57,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="fsplug serve under wrk load (benchmarks/serve.py)")
     sub.add_parser("derived", help="derived features on the hot path: the reference service with and without them "
                                    "(benchmarks/derived.py)")
+    sub.add_parser("encodings", help="Feast JSON vs Arrow IPC response cost, in process (benchmarks/encodings.py)")
+    sub.add_parser("instructions", help="instructions per call under callgrind (benchmarks/instructions.py)")
+    sub.add_parser("console", help="web console page times on a generated registry (benchmarks/console.py)")
     r = sub.add_parser("run", help="run the suite; writes benchmarks/results/<stamp>.json and .md")
     r.add_argument("--quick", action="store_true", help="small sizes, fewer calls: under 2 minutes (CI smoke test)")
     r.add_argument("--store", action="append", choices=["sqlite", "aerospike"],

@@ -530,47 +530,70 @@ class Kernel:
         return out
 
     def _unserved(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int
-                  ) -> list[tuple[list[tuple[Any, ...]], list[list[int]]]]:
+                  ) -> list[tuple[list[tuple[Any, ...]], list[list[tuple[int, int]]]]]:
         """Per group: the rows transposed (one tuple per bin) and, per view, the rows it does not
-        serve (no or a NaN event time, or now - ts > ttl), without numpy."""
+        serve with their `view_status` (no or a NaN event time, or now - ts > ttl), without numpy."""
         out = []
         for g, rows in zip(self.groups, tuples, strict=True):
             cols = list(zip(*rows, strict=True)) if rows else [()] * g.width
             unserved = []
             for v in g.views:
                 oldest = now_us - v.ttl_us  # -inf when never stale; `not t >= oldest` holds for NaN
-                unserved.append([i for i, t in enumerate(cols[v.ts_index]) if t is None or not t >= oldest])
+                ttl = v.ttl_us
+                unserved.append([(i, view_status(t, ttl, now_us)) for i, t in enumerate(cols[v.ts_index])
+                                 if t is None or not t >= oldest])
             out.append((cols, unserved))
         return out
 
     def python(self, tuples: Sequence[list[tuple[Any, ...]]], request: Mapping[int, Sequence[Any]], n: int,
-               now_us: int) -> list[list[Any]]:
+               now_us: int) -> tuple[list[list[Any]], list[list[int] | None]]:
         """Per column: plain Python values, PRESENT ones converted to the dtype's value, else the default
-        (None without one); request values as given."""
+        (None without one); request values as given. Also per column its status codes, None when every
+        value is PRESENT: the same codes as `statuses`, without numpy (small reads answer faster)."""
         groups = self._unserved(tuples, now_us)
         out: list[list[Any]] = []
+        codes: list[list[int] | None] = []
         for i, c in enumerate(self.columns):
             if c.is_request:
                 out.append(list(request[i]))
+                codes.append(None)
                 continue
             cols, unserved = groups[c.group]
             skip = unserved[c.view]
             fill = c.default.python
             if len(skip) == n:  # the view serves no row
                 out.append([fill] * n)
+                codes.append([code for _, code in skip])
                 continue
             vals = list(cols[c.value_index])
             nulls = None in vals or (c.dtype in _NUMBERS and _has_nan(vals))  # NULL_VALUE: None or NaN
+            st: list[int] | None = None
             if nulls:
+                st = [NULL_VALUE if v is None or v != v else PRESENT for v in vals]
                 vals = [None if v is None or v != v else v for v in vals]
             conv = _TO_PYTHON.get(c.dtype)
             if conv is not None:
                 vals = [None if v is None else conv(v) for v in vals]
             if nulls and fill is not None:
                 vals = [fill if v is None else v for v in vals]
-            for j in skip:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
-                vals[j] = fill
+            if skip:
+                if st is None:
+                    st = [PRESENT] * n
+                for j, code in skip:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
+                    vals[j] = fill
+                    st[j] = code
             out.append(vals)
+            codes.append(st)
+        return out, codes
+
+    def event_times_us(self, tuples: Sequence[list[tuple[Any, ...]]]) -> dict[str, list[int | None]]:
+        """Per view: the event time of each row read in microseconds since the epoch, None where there
+        is none (NOT_FOUND); `event_times` without numpy."""
+        out = {}
+        for g, rows in zip(self.groups, tuples, strict=True):
+            for v in g.views:
+                ti = v.ts_index
+                out[v.name] = [None if (t := r[ti]) is None or t != t else int(t) for r in rows]
         return out
 
     def arrays(self, tuples: Sequence[list[tuple[Any, ...]]], statuses: np.ndarray,

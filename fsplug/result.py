@@ -30,6 +30,9 @@ class FieldStatus(IntEnum):
     OUTSIDE_MAX_AGE = OUTSIDE_MAX_AGE
 
 
+_NAMES = tuple(s.name for s in FieldStatus)  # by code: FieldStatus numbers its members 0, 1, ...
+
+
 class _lazy:
     """Like functools.cached_property without its per-instance lock (Python 3.11 takes an RLock on
     every first access, a measurable cost on an object created per request)."""
@@ -160,17 +163,43 @@ class OnlineResult:
             times[name] = t
         return times
 
+    @_lazy
+    def _python(self) -> tuple[list[list[Any]], list[list[int] | None]]:
+        """Per output column: plain Python values and status codes (None: all PRESENT)."""
+        values, codes = self._kernel.python(self._tuples, self._request, self.n, self.now_us)
+        prog = self._program
+        if prog is None:
+            return values, codes
+        out = self._columns_of(values, lambda si, c: prog.python(si, c.dtype, self._derived[si]))
+        out_codes = self._columns_of(codes, lambda si, c: _derived_codes(self._derived[si][1]))
+        return list(out.values()), list(out_codes.values())
+
+    def event_times_us(self) -> dict[str, list[int | None]]:
+        """Per view: the event time of each row read as plain ints (microseconds since the epoch),
+        None where the view has no record (NOT_FOUND): `event_timestamps` for JSON writers. A derived
+        view's is the newest of the stored views its features read (None when they read only request
+        values)."""
+        times = self._kernel.event_times_us(self._tuples)
+        for name, views in self.plan.derived_event_views.items():
+            newest: list[int | None] = [None] * self.n
+            for v in views:
+                newest = [b if a is None else a if b is None else max(a, b) for a, b in zip(newest, times[v],
+                                                                                           strict=True)]
+            times[name] = newest
+        return times
+
     def status_names(self) -> dict[str, list[str]]:
         """Per output column: the FieldStatus names of its values."""
-        return {c.name: [FieldStatus(s).name for s in self.statuses[:, i]] for i, c in enumerate(self.plan.columns)}
+        n = self.n
+        return {c.name: ["PRESENT"] * n if codes is None else [_NAMES[s] for s in codes]
+                for c, codes in zip(self.plan.columns, self._python[1], strict=True)}
 
     def to_dict(self, include_statuses: bool = False) -> dict[str, list[Any]]:
         """Plain Python lists per output column: non-PRESENT values are the default, or None without one.
 
         With `include_statuses`, also `<column>__status` lists of FieldStatus names.
         """
-        values = self._kernel.python(self._tuples, self._request, self.n, self.now_us)
-        out = self._columns_of(values, lambda si, c: self._program.python(si, c.dtype, self._derived[si]))
+        out = {name: list(vals) for name, vals in zip(self.plan.names, self._python[0], strict=True)}
         if include_statuses:
             for c, names in self.status_names().items():
                 out[f"{c}__status"] = names
@@ -192,6 +221,13 @@ class OnlineResult:
 
     def __len__(self) -> int:
         return self.n
+
+
+def _derived_codes(null: Any) -> list[int] | None:
+    """A derived column's status codes from its null mask (None: every value PRESENT)."""
+    if null is None or not null.any():
+        return None
+    return [NULL_VALUE if x else PRESENT for x in null.tolist()]
 
     def __repr__(self) -> str:
         return f"OnlineResult({self.n} rows x {len(self.plan.columns)} columns)"

@@ -18,7 +18,7 @@ import numpy as np
 from fsplug.config import LoadedConfig
 from fsplug.online.factory import load_config
 from fsplug.definitions import load_repo_definitions
-from fsplug.errors import DefinitionError, EntityKeyError, Problem, UserInputError
+from fsplug.errors import DefinitionError, EntityKeyError, FsplugError, Problem, UserInputError
 from fsplug.plan import RetrievalPlan, compile_plan, now_us
 from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
 from fsplug.result import OnlineResult
@@ -114,18 +114,35 @@ class FeatureStore:
 
     def refresh_registry(self) -> Registry:
         """Re-read the applied registry (after another process applied); returns it."""
-        self._registry = self.registry_store.load()
-        return self._registry
+        self._registry = reg = self.registry_store.load()
+        self._forget_plans_but(reg)
+        return reg
 
-    def use_registry(self, registry: Registry, services: Sequence[str] = ()) -> None:
+    def use_registry(self, registry: Registry, services: Sequence[str] = ()) -> dict[str, FsplugError]:
         """Serve `registry` from now on (a server's hot swap), compiling `services`' plans first.
 
         A call in flight keeps the registry it started with, so it is answered by one plan; the
         next call uses the new one.
+
+        Returns:
+            The services whose plan does not compile without `full_feature_names` (two outputs with
+            one name), with the error their requests get; every other service is compiled.
         """
+        failed: dict[str, FsplugError] = {}
         for name in services:
-            self._plan(registry, None, name, False)
+            try:
+                self._plan(registry, None, name, False)
+            except FsplugError as exc:
+                failed[name] = exc
         self._registry = registry
+        self._forget_plans_but(registry)
+        return failed
+
+    def _forget_plans_but(self, registry: Registry) -> None:
+        """Drop the compiled plans of every registry but `registry` (new dicts: readers never see one
+        half-pruned), so a long-lived server's swaps do not pile up plans."""
+        self._plans = {k: p for k, p in self._plans.items() if k[0] == registry.hash}
+        self._by_service = {s: hit for s, hit in self._by_service.items() if hit[0] is registry}
 
     def materialization_state(self, views: Sequence[str] | None = None) -> dict[str, ViewState]:
         """Each view's materialization state, as the online store keeps it.
@@ -240,10 +257,10 @@ class FeatureStore:
             StoreError: the store failed (StoreTimeoutError: records kept appearing until the
                 store's teardown timeout — something still writes).
         """
-        from fsplug.registry.published import HASH_KEY, REGISTRY_KEY
+        from fsplug.registry.published import APPLIED_KEY, HASH_KEY, REGISTRY_KEY
 
         out = self.online_store.teardown(self.registry)
-        self.online_store.delete_state([HASH_KEY, REGISTRY_KEY])  # the published registry goes too
+        self.online_store.delete_state([HASH_KEY, REGISTRY_KEY, APPLIED_KEY])  # the published registry goes too
         return out
 
     def close(self) -> None:

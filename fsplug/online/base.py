@@ -94,6 +94,10 @@ class OnlineStore(ABC):
         """Where this store keeps an entity's records, for people (`fsplug plan --service`)."""
         return f"set/table {self.default_name(self.project, entity)!r}"
 
+    def address(self) -> str:
+        """Where this store is, for people (the console's overview): never a credential."""
+        return f"{self.config.type} store"
+
     def entity_name_problems(self, entities: Sequence[str]) -> dict[str, str]:
         """Entity -> why its set/table name is not acceptable to this store (checked at apply)."""
         return {}

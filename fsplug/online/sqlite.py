@@ -173,6 +173,9 @@ class SQLiteOnlineStore(OnlineStore):
         self._sql.clear()
         return out
 
+    def address(self) -> str:
+        return str(self.path)
+
     def location(self, entity: str) -> str:
         return f"SQLite table {self.table(entity)!r} in {self.path}"
 

@@ -5,7 +5,8 @@ materialization state and through the same store calls (`write_state` / `read_st
 reserved names that no feature view can have (view names are identifiers; these start with ':'):
 
 - `:registry`: the registry JSON, zlib-compressed and base64-encoded (`zlib:<base64>`);
-- `:registry-hash`: its content hash, written after the JSON, so a host polls one small record.
+- `:registry-hash`: its content hash, written after the JSON, so a host polls one small record;
+- `:registry-applied`: `<hash> <ISO time>`, when that registry was applied (the console shows it).
 
 SQLite keeps them as rows of `fsplug_state`; Aerospike as records `<project>/:registry` and
 `<project>/:registry-hash` of the `state_set`. An Aerospike record holds at most the namespace's
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import zlib
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from collections.abc import Iterator
 
@@ -38,6 +40,8 @@ __all__ = [
     "publish",
     "published_hash",
     "load_published",
+    "published_applied_at",
+    "APPLIED_KEY",
     "OnlineRegistryStore",
 ]
 
@@ -45,6 +49,7 @@ ONLINE = "online"
 """The value of feature_store.yaml's `registry` that means: the registry published in the online store."""
 REGISTRY_KEY = ":registry"
 HASH_KEY = ":registry-hash"
+APPLIED_KEY = ":registry-applied"
 _PREFIX = "zlib:"
 
 
@@ -107,8 +112,29 @@ def publish(store: OnlineStore, registry: Registry) -> bool:
             f"the registry ({len(text):,} bytes compressed) does not fit in one record of the online store "
             f"({exc}); serve from a shared registry file instead (registry: /shared/path/registry.json)"
         ) from None
+    store.write_state(APPLIED_KEY, f"{registry.hash} {datetime.now(UTC).isoformat()}")
     store.write_state(HASH_KEY, registry.hash)
     return True
+
+
+def published_applied_at(store: OnlineStore, registry_hash: str) -> datetime | None:
+    """When the registry with `registry_hash` was published by `apply`, or None when the store does not
+    say (another registry published since, or one published before fsplug kept the time).
+
+    Raises:
+        StoreError: the store cannot be read.
+    """
+    text = store.read_state([APPLIED_KEY]).get(APPLIED_KEY)
+    if not text:
+        return None
+    h, _, when = text.partition(" ")
+    if h != registry_hash:
+        return None
+    try:
+        at = datetime.fromisoformat(when)
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class OnlineRegistryStore:

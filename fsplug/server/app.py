@@ -41,7 +41,6 @@ from datetime import datetime, timedelta, UTC
 from typing import Any
 from collections.abc import Awaitable, Callable
 
-import numpy as np
 import orjson
 
 from fsplug.errors import (
@@ -53,6 +52,7 @@ from fsplug.errors import (
     TransientError,
     UserInputError,
 )
+from fsplug.result import FieldStatus
 from fsplug.server import metrics as m
 from fsplug.server.config import ServerConfig
 
@@ -60,7 +60,7 @@ __all__ = ["FeatureServerApp", "create_app", "app_from_env"]
 
 log = logging.getLogger("fsplug.server")
 
-_STATUS_NAMES = ("INVALID", "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")
+_STATUS_NAMES = tuple(s.name for s in FieldStatus)  # by code
 _EPOCH = "1970-01-01T00:00:00Z"
 _JSON = [(b"content-type", b"application/json")]
 _RETRY_AFTER_S = b"1"
@@ -124,6 +124,7 @@ class FeatureServerApp:
             ("GET", "/metrics"): self._metrics,
         }
         self._paths = {p for _, p in self._routes}
+        self.console: Any = None  # the web console under /ui (fsplug.console), built in startup()
 
     # ---- lifecycle -----------------------------------------------------------------------
     def startup(self) -> None:
@@ -137,10 +138,13 @@ class FeatureServerApp:
         m.reap_dead_workers()
         self.store = FeatureStore(self.config.repo)
         reg = self.store.registry
-        self.store.use_registry(reg, list(reg.feature_services))
+        self._warn_uncompiled(self.store.use_registry(reg, list(reg.feature_services)))
         self.store.online_store.connect()
         self.store.materialization_state()  # the first read opens the connection (SQLite) here
         self._marker = self._registry_marker()
+        from fsplug.console import Console
+
+        self.console = Console(self.store, self, self._token, self.config.auth_reads, m.families)
         m.REGISTRY_SERVED.labels(reg.hash).set(1)
         log.info(
             "fsplug serve: project %r, registry %s, %d feature services",
@@ -148,6 +152,11 @@ class FeatureServerApp:
             reg.hash[:12],
             len(reg.feature_services),
         )
+
+    @staticmethod
+    def _warn_uncompiled(failed: dict[str, FsplugError]) -> None:
+        for name, exc in failed.items():
+            log.warning("feature service %r is served only with full_feature_names: %s", name, exc)
 
     def shutdown(self) -> None:
         """Close the store (after uvicorn finished the requests in flight)."""
@@ -183,7 +192,7 @@ class FeatureServerApp:
         self._marker = marker
         if new.hash == old.hash:
             return False
-        self.store.use_registry(new, list(new.feature_services))
+        self._warn_uncompiled(self.store.use_registry(new, list(new.feature_services)))
         m.REGISTRY_SERVED.labels(old.hash).set(0)
         m.REGISTRY_SERVED.labels(new.hash).set(1)
         m.REGISTRY_SWAPS.inc()
@@ -227,6 +236,9 @@ class FeatureServerApp:
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path = scope["path"]
         handler = self._routes.get((scope["method"], path))
+        if handler is None and (path == "/ui" or path.startswith("/ui/")) and self.console is not None:
+            await self.console(scope, receive, send)
+            return
         endpoint = path if path in self._paths else "other"
         m.IN_FLIGHT.inc()
         try:
@@ -493,31 +505,30 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> dict[str, Any]:
         names.append(key)
         results.append({"values": entities[key], "statuses": present, "event_timestamps": epoch})
     values = res.to_dict()
-    st = res.statuses
-    all_present = bool((st == 1).all())
+    statuses = res.status_names()
+    times = res.event_times_us()
     stamps: dict[str, list[str]] = {}
-    for i, c in enumerate(plan.columns):
+    for c in plan.columns:
         names.append(c.name)
         if c.is_request:
             results.append({"values": values[c.name], "statuses": present, "event_timestamps": epoch})
             continue
         ts = stamps.get(c.view)
         if ts is None:
-            ts = stamps[c.view] = _iso(res.event_timestamps[c.view])
-        statuses = present if all_present else [_STATUS_NAMES[s] for s in st[:, i].tolist()]
-        results.append({"values": values[c.name], "statuses": statuses, "event_timestamps": ts})
+            ts = stamps[c.view] = _iso(times[c.view])
+        results.append({"values": values[c.name], "statuses": statuses[c.name], "event_timestamps": ts})
     return {"metadata": {"feature_names": names}, "results": results}
 
 
-def _iso(arr: np.ndarray) -> list[str]:
-    """RFC 3339 UTC strings of datetime64[us] values as Feast writes them (NaT: the epoch).
+def _iso(times: list[int | None]) -> list[str]:
+    """RFC 3339 UTC strings of event times in microseconds as Feast writes them (None: the epoch).
 
     Entities of a view share few event times (one per materialization or push), so each distinct
     time is formatted once and cached.
     """
     cache = _TS_CACHE
     out = []
-    for us in arr.view(np.int64).tolist():
+    for us in times:
         text = cache.get(us)
         if text is None:
             if len(cache) >= 100_000:
@@ -527,14 +538,13 @@ def _iso(arr: np.ndarray) -> list[str]:
     return out
 
 
-_TS_CACHE: dict[int, str] = {}
-_NAT = int(np.datetime64("NaT").view(np.int64))
+_TS_CACHE: dict[int | None, str] = {}
 _EPOCH_DT = datetime(1970, 1, 1)
 
 
-def _format_us(us: int) -> str:
+def _format_us(us: int | None) -> str:
     """One time (microseconds since the epoch) as protobuf's JSON writes a Timestamp: 0, 3 or 6 decimals."""
-    if us == _NAT:
+    if us is None:
         return _EPOCH
     base = (_EPOCH_DT + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
     frac = us % 1_000_000

@@ -36,6 +36,7 @@ __all__ = [
     "REGISTRY_SWAPS",
     "REGISTRY_SERVED",
     "render",
+    "families",
     "reap_dead_workers",
     "CONTENT_TYPE",
 ]
@@ -135,16 +136,25 @@ class _LiveCollector(Collector):
         yield info
 
 
+def _merged() -> Any:
+    """The registry of every worker's samples (multiprocess mode), or this process's own."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+        return reg
+    from prometheus_client import REGISTRY  # not started by serve() (an app built in-process)
+
+    return REGISTRY
+
+
+def families() -> list[Any]:
+    """Every worker's metric families, merged as `/metrics` serves them (the console's Serving page)."""
+    return list(_merged().collect())
+
+
 def render(states: Callable[[], dict[str, ViewState]], registry_hash: Callable[[], str]) -> bytes:
     """The `/metrics` body: every worker's samples merged, plus the series computed now."""
-    reg = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(reg)
-    else:  # not started by serve() (an app built in-process): this process's own samples
-        from prometheus_client import REGISTRY
-
-        reg = REGISTRY
-    out = generate_latest(reg)
+    out = generate_latest(_merged())
     live = CollectorRegistry()
     live.register(_LiveCollector(states, registry_hash))
     return out + generate_latest(live)

@@ -317,8 +317,10 @@ def check_all_forms(plan, rows, request, n):
         np.testing.assert_array_equal(res.to_numpy(), numbers)  # after statuses
         np.testing.assert_array_equal(res.to_numpy(fill_defaults=False), unfilled)
 
-    got = OnlineResult(plan, rows, request, n, NOW).to_dict()
-    assert list(got) == list(names)
+    got = OnlineResult(plan, rows, request, n, NOW).to_dict(include_statuses=True)
+    assert list(got) == [*names, *(f"{c}__status" for c in names)]
+    for i, c in enumerate(names):  # the plain-Python statuses: the same codes as the array form
+        assert got[f"{c}__status"] == [FieldStatus(s).name for s in statuses[:, i]], c
     for c in names:
         assert all(_same(a, w[2]) for a, w in zip(got[c], want[c], strict=True)), (c, got[c], want[c])
 
@@ -340,8 +342,11 @@ def check_all_forms(plan, rows, request, n):
         assert all(_same(a, b) for a, b in zip(arrow, expect, strict=True)), (c.name, arrow, expect)
 
     times = OnlineResult(plan, rows, request, n, NOW).event_timestamps
+    plain = OnlineResult(plan, rows, request, n, NOW).event_times_us()
     for view, expect in event_times(plan, rows, n).items():
         assert all(_same(a, b) for a, b in zip(times[view], expect, strict=True)), (view, times[view], expect)
+        as_us = [None if np.isnat(t) else int(np.datetime64(t, "us").astype(np.int64)) for t in expect]
+        assert plain[view] == as_us, (view, plain[view], as_us)
 
     for k in range(n if not no_number else 0):  # one entity at a time: the general one-row path
         one = [[grows[k]] for grows in rows]

@@ -16,7 +16,7 @@ import pytest
 
 from fsplug.store import FeatureStore
 from tests.conftest import build_served_repo, write_repo
-from tests.server.conftest import TOKEN, Server, start
+from tests.server.conftest import SQLITE_YAML, TOKEN, Server, start
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -666,20 +666,58 @@ def test_event_times_are_written_as_protobuf_json_timestamps():
     from fsplug.server.app import _iso
 
     arr = np.array(
-        [
-            "2021-12-31T23:00:00",
-            "NaT",
-            "2021-12-31T23:00:00.5",
-            "2021-12-31T23:00:00.000007",
-            "1969-12-31T23:59:59",
-        ],
+        ["2021-12-31T23:00:00", "2021-12-31T23:00:00.5", "2021-12-31T23:00:00.000007", "1969-12-31T23:59:59"],
         dtype="datetime64[us]",
     )
-    assert _iso(arr) == [
+    times = arr.astype(np.int64).tolist()
+    assert _iso([times[0], None, *times[1:]]) == [
         "2021-12-31T23:00:00Z",
         "1970-01-01T00:00:00Z",
         "2021-12-31T23:00:00.500Z",
         "2021-12-31T23:00:00.000007Z",
         "1969-12-31T23:59:59Z",
     ]
-    assert _iso(arr[:1]) == ["2021-12-31T23:00:00Z"]  # the cached text is the same
+    assert _iso(times[:1]) == ["2021-12-31T23:00:00Z"]  # the cached text is the same
+
+
+CLASHING = """\
+entities:
+  - {name: driver, join_key: driver_id, dtype: int64}
+sources:
+  - {name: a_src, path: data/a.parquet, timestamp_field: ts}
+  - {name: b_src, path: data/b.parquet, timestamp_field: ts}
+feature_views:
+  - {name: a, entity: driver, source: a_src, ttl: 1d, features: [{name: rate, dtype: float64}]}
+  - {name: b, entity: driver, source: b_src, ttl: 1d, features: [{name: rate, dtype: float64, bin: b_rate}]}
+feature_services:
+  - {name: both, features: ["a:rate", "b:rate"]}
+  - {name: one, features: ["a:rate"]}
+"""
+
+
+def test_a_service_with_clashing_names_does_not_stop_the_server(tmp_path):
+    """Two views' `rate` in one service: the server starts, serves the other services, and answers
+    that service's requests with the API's error unless they ask for full feature names."""
+    from fsplug.store import FeatureStore
+    from tests.conftest import write_empty_sources
+
+    repo = write_repo(tmp_path / "clash", {"defs.yaml": CLASHING}, config=SQLITE_YAML)
+    write_empty_sources(repo)
+    with FeatureStore(repo) as fs:
+        fs.apply()
+    srv = start(repo)
+    try:
+        ok = srv.post("/get-online-features", {"feature_service": "one", "entities": {"driver_id": [1]}})
+        assert ok.status_code == 200, ok.text
+        bad = srv.post("/get-online-features", {"feature_service": "both", "entities": {"driver_id": [1]}})
+        assert bad.status_code in (400, 422), bad.text
+        assert "full_feature_names" in bad.json()["detail"]
+        full = srv.post(
+            "/get-online-features",
+            {"feature_service": "both", "entities": {"driver_id": [1]}, "full_feature_names": True},
+        )
+        assert full.status_code == 200, full.text
+        assert full.json()["metadata"]["feature_names"] == ["driver_id", "a__rate", "b__rate"]
+    finally:
+        srv.stop()
+    assert "'both' is served only with full_feature_names" in srv.output()

@@ -67,3 +67,23 @@ def test_a_missing_join_key_hint_points_from_the_typo_to_the_key(store):
         store.get_feature_vector("fraud", cust_id="a", request={"cart_value": 1.0})
     assert "missing join key 'customer_id'" in str(info.value)
     assert "the request has 'cust_id': did you mean 'customer_id'?" in str(info.value)
+
+
+def test_registry_swaps_keep_only_the_served_registrys_plans(store, tmp_path):
+    """A server swaps registries for its whole life: the plans of registries it no longer serves are
+    dropped, so memory does not grow with every apply."""
+    old = store.registry
+    root = write_repo(tmp_path / "r2", {"defs.yaml": DEFS.replace("ttl: 1d", "ttl: 2d")})
+    write_empty_sources(root)
+    with FeatureStore(root) as other:
+        other.apply()
+        new = other.registry
+    assert new.hash != old.hash
+    for i in range(20):
+        reg = (new, old)[i % 2]
+        store.use_registry(reg, services=["fraud"])
+        plan = store.plan(service="fraud")
+        assert plan is store.plan(service="fraud")  # cached while served
+        assert store.get_feature_vector("fraud", customer_id="c1", request={"cart_value": 1.0}).names
+        assert {k[0] for k in store._plans} == {reg.hash}
+        assert all(hit[0] is reg for hit in store._by_service.values())

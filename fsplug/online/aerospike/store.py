@@ -79,6 +79,10 @@ class AerospikeOnlineStore(OnlineStore):
         """The set of an entity's records: the `sets` override, else `<project>-<entity>`."""
         return self.config.sets.get(entity) or self.default_name(self.project, entity)
 
+    def address(self) -> str:
+        tls = ", TLS" if self.config.tls is not None and self.config.tls.enable else ""
+        return f"{', '.join(self._hosts)} (namespace {self.config.namespace}{tls})"
+
     def location(self, entity: str) -> str:
         return f"Aerospike set {self.config.namespace}.{self.set_name(entity)}"
 

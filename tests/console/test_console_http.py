@@ -1,0 +1,104 @@
+"""The console over plain HTTP: the token rule, read-only routes, not-found pages (no browser needed)."""
+
+from __future__ import annotations
+
+import httpx
+from fsplug.console.auth import COOKIE, session_value
+from tests.server.conftest import TOKEN, Server, start
+
+
+def _get(srv: Server, path: str, **kw) -> httpx.Response:
+    return httpx.get(srv.url + path, follow_redirects=False, **kw)
+
+
+def test_a_guarded_console_asks_for_the_token(guarded):
+    r = _get(guarded, "/ui/views?q=driver")
+    assert r.status_code == 401
+    assert 'action="/ui/login"' in r.text and 'value="/ui/views?q=driver"' in r.text
+    assert "driver_stats" not in r.text  # nothing of the registry without the token
+    assert TOKEN not in r.text
+    for path in ("/ui/", "/ui/serving", "/ui/lookup?service=decline_model_v1&driver_id=1001",
+                 "/ui/views/driver_stats", "/ui/freshness"):
+        assert _get(guarded, path).status_code == 401, path
+
+
+def test_a_wrong_token_is_refused_and_sets_no_cookie(guarded):
+    r = httpx.post(guarded.url + "/ui/login", data={"token": "not-it", "next": "/ui/views"})
+    assert r.status_code == 401 and "not the token" in r.text
+    assert "set-cookie" not in r.headers
+    assert _get(guarded, "/ui/", headers={"authorization": "Bearer not-it"}).status_code == 401
+    assert _get(guarded, "/ui/", cookies={COOKIE: session_value(b"not-it")}).status_code == 401
+
+
+def test_signing_in_sets_a_session_cookie_that_is_not_the_token(guarded):
+    r = httpx.post(guarded.url + "/ui/login", data={"token": TOKEN, "next": "/ui/views?q=driver"})
+    assert r.status_code == 303 and r.headers["location"] == "/ui/views?q=driver"
+    cookie = r.headers["set-cookie"]
+    assert TOKEN not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui" in cookie
+    value = r.cookies[COOKIE]
+    page = _get(guarded, "/ui/views?q=driver", cookies={COOKIE: value})
+    assert page.status_code == 200 and "driver_stats" in page.text
+    # the lookup goes through the guarded API: the console passes the token on
+    look = _get(guarded, "/ui/lookup?service=decline_model_v1&driver_id=1001&pickup_distance_km=1&hour_of_day=8",
+                cookies={COOKIE: value})
+    assert look.status_code == 200 and 'id="lookup-result"' in look.text and "HTTP 401" not in look.text
+    assert _get(guarded, "/ui/logout").headers["set-cookie"].startswith(f"{COOKIE}=;")
+
+
+def test_the_bearer_header_opens_the_console_too(guarded):
+    r = _get(guarded, "/ui/freshness", headers={"authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and "driver_stats" in r.text
+
+
+def test_login_goes_back_only_to_console_pages(guarded):
+    for target in ("https://evil.example/", "//evil.example/ui/", "/get-online-features", "/ui\\..\\x"):
+        r = httpx.post(guarded.url + "/ui/login", data={"token": TOKEN, "next": target})
+        assert r.status_code == 303 and r.headers["location"] == "/ui/", target
+
+
+def test_an_open_server_has_an_open_console_that_only_reads(console_server):
+    assert _get(console_server, "/ui").headers["location"] == "/ui/"
+    page = _get(console_server, "/ui/")
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    for method in ("POST", "PUT", "DELETE"):
+        assert httpx.request(method, console_server.url + "/ui/views").status_code == 405
+
+
+def test_unknown_objects_and_pages_answer_404_with_a_hint(console_server):
+    r = _get(console_server, "/ui/views/driver_stat")
+    assert r.status_code == 404 and "did you mean" in r.text.lower() and "driver_stats" in r.text
+    assert _get(console_server, "/ui/entities/driver_stats").status_code == 404  # a view, not an entity
+    assert _get(console_server, "/ui/nope").status_code == 404
+    assert _get(console_server, "/ui/lookup?service=nope").status_code == 404
+    # the API's own 404 is unchanged for paths outside /ui
+    assert httpx.get(console_server.url + "/uinope").json()["error"] == "not_found"
+
+
+def test_a_registry_of_hundreds_of_views_is_listed_whole_with_its_stale_views(tmp_path):
+    """The benchmark's generated repo (300 views, 40 services; views 0, 3, 6, ... hold week-old data
+    under a 1h ttl). Page times are measured by `python -m benchmarks console`, not here."""
+    import re
+
+    from benchmarks.console import make_repo
+
+    repo = make_repo(tmp_path / "big", views=300, rows=5)
+    srv = start(repo)
+    try:
+        views = _get(srv, "/ui/views")
+        assert views.status_code == 200
+        listed = re.findall(r'<tr(?: class="stale")?><td><a href="/ui/views/(v\d+)"', views.text)
+        assert listed == [f"v{i}" for i in range(300)]
+        fresh = _get(srv, "/ui/freshness?status=stale").text
+        stale = re.findall(r'<tr class="stale"><td><a href="/ui/views/(v\d+)"', fresh)
+        assert stale == [f"v{i}" for i in range(0, 300, 3)]
+        overview = _get(srv, "/ui/").text
+        assert '<div class="n">300</div><div class="l">feature views</div>' in overview
+        assert '<div class="n">3,000</div><div class="l">features</div>' in overview
+        assert '<div class="n">100</div><div class="l">stale views</div>' in overview
+        for path in ("/ui/services/s39", "/ui/views/v299", "/ui/entities/e19", "/ui/search?q=team3"):
+            assert _get(srv, path).status_code == 200, path
+    finally:
+        srv.stop()
