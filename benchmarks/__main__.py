@@ -1,4 +1,4 @@
-"""`python -m benchmarks run|scan|aggregate ...`: see `python -m benchmarks run --help`."""
+"""`python -m benchmarks run|scan|aggregate|serve|derived ...`: see `python -m benchmarks run --help`."""
 
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import aggregate
 
         return aggregate.main(argv[1:])
+    if argv and argv[0] == "derived":
+        from benchmarks import derived
+
+        return derived.main(argv[1:])
     from benchmarks import report, suite
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description="fsplug vs Feast vs the raw drivers")
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scan", help="the Parquet scan_latest scale run (benchmarks/materialize_scan.py)")
     sub.add_parser("aggregate", help="medians of several result JSON files")
     sub.add_parser("serve", help="fsplug serve under wrk load (benchmarks/serve.py)")
+    sub.add_parser("derived", help="derived features on the hot path: the reference service with and without them "
+                                   "(benchmarks/derived.py)")
     sub.add_parser("encodings", help="Feast JSON vs Arrow IPC response cost, in process (benchmarks/encodings.py)")
     sub.add_parser("instructions", help="instructions per call under callgrind (benchmarks/instructions.py)")
     sub.add_parser("console", help="web console page times on a generated registry (benchmarks/console.py)")

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dispatch import DispatchService, RideRequest  # noqa: E402
+from dispatch import SERVICE, DispatchService, RideRequest  # noqa: E402
 from generate_data import DRIVER_ID_BASE, generate  # noqa: E402
 from train import train  # noqa: E402
 
@@ -105,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     req1 = {"pickup_distance_km": 1.5, "surge_multiplier": 1.0, "hour_of_day": 8}
     fv, pr, dp = [], [], []
     for _ in range(200):  # warm-up
-        store.get_feature_vector("decline_model_v1", request=req1, driver_id=rng.choice(drivers))
+        store.get_feature_vector(SERVICE, request=req1, driver_id=rng.choice(drivers))
     for _ in range(args.calls):
         d = rng.choice(drivers)
         t0 = time.perf_counter()
-        store.get_feature_vector("decline_model_v1", request=req1, driver_id=d)
+        store.get_feature_vector(SERVICE, request=req1, driver_id=d)
         fv.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         svc.predict_decline_risk(d, req1)

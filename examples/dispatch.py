@@ -31,8 +31,8 @@ from fsplug.result import FieldStatus
 from fsplug.serving import Predictor
 from fsplug.store import FeatureStore
 
-SERVICE = "decline_model_v1"
-DEFAULT_MODEL = Path("data/models/decline_model_v1.joblib")
+SERVICE = "decline_model_v2"  # stored, request and derived features (feature_repo/features/driver.yaml)
+DEFAULT_MODEL = Path(f"data/models/{SERVICE}.joblib")
 DEFAULT_BUDGET_MS = 50.0
 
 
@@ -80,8 +80,10 @@ class DispatchService:
         self.predictor = Predictor(self.store, path)
         self.budget_ms = budget_ms
         self.base_rate = float(self.predictor.artifact.signature.metrics.get("base_rate", 0.5))
+        self.service = self.predictor.artifact.signature.service  # the service the model was trained on
         self.names = self.predictor.plan.names
-        self._stored = np.array([not c.is_request for c in self.predictor.plan.columns])
+        # the stored features (a derived one that is not PRESENT follows from a stored one that is not)
+        self._stored = np.array([not c.is_request and not c.is_derived for c in self.predictor.plan.columns])
         # connect now rather than within the first request's budget; if the store is down, requests
         # fall back and the store reconnects by itself later
         with contextlib.suppress(StoreError):
@@ -94,7 +96,7 @@ class DispatchService:
         """P(decline) of `driver_id` for a request (`pickup_distance_km`, `surge_multiplier`, `hour_of_day`)."""
         t0 = time.perf_counter()
         try:
-            vec = self.store.get_feature_vector(SERVICE, request=request, timeout_ms=self.budget_ms,
+            vec = self.store.get_feature_vector(self.service, request=request, timeout_ms=self.budget_ms,
                                                 driver_id=driver_id)
         except StoreError as exc:
             return DeclineRisk(driver_id, self.base_rate, {}, {}, (time.perf_counter() - t0) * 1e3,
@@ -124,7 +126,7 @@ class DispatchService:
         fallback = None
         degraded = 0
         try:
-            res = self.store.get_online_features(service=SERVICE, entities=entities, timeout_ms=self.budget_ms)
+            res = self.store.get_online_features(service=self.service, entities=entities, timeout_ms=self.budget_ms)
             accept = 1.0 - self.predictor.score(res.to_numpy())
             degraded = int((res.statuses[:, self._stored] != FieldStatus.PRESENT).any(axis=1).sum())
             # highest acceptance first; then nearest; then lowest id (lexsort: last key is primary)

@@ -36,8 +36,17 @@ offer's driver and time) and the request features::
         + 5.0  * cancel_rate_30d                                      (null -> 0)
         - 0.6  * (avg_rating_30d - 4.7)                               (null -> 4.7)
         - 0.12 * (ln(1 + tenure_days) - 5)                            (null -> 0)
-        + 0.5  * [hour_of_day >= 21 or hour_of_day < 6]
+        + 0.5  * [hour_of_day >= 21 or hour_of_day < 6]               (trip_context:is_night)
         + 0.4  * [no driver_activity value within its ttl]
+        + 0.35 * is_peak_hour                                         (trip_context:is_peak_hour)
+        - 0.3  * (min(trips_per_hour, 4) - 1.5)                       (trip_context:trips_per_hour)
+
+    is_peak_hour   = 7 <= hour_of_day < 10 or 16 <= hour_of_day < 19
+    trips_per_hour = trips_today / max(hours_on_shift, 0.5)          (nulls -> 0, the repo's defaults)
+
+The last two are derived features of the repo (feature_repo/features/driver.yaml, `trip_context`),
+computed here from the same as-of values: rush hours bring more declines, and a driver who keeps
+completing trips tends to accept the next one.
 
 `decline_probability` implements it; the AUC of ``true_decline_prob`` against ``declined`` is the
 best any model can reach on this data. Everything is drawn from ``numpy.random.default_rng`` seeded
@@ -131,6 +140,7 @@ def decline_probability(f: Mapping[str, np.ndarray]) -> np.ndarray:
     hours = np.asarray(f["hours_on_shift"], dtype=np.float64)
     stale = np.isnan(hours)
     hour = np.asarray(f["hour_of_day"], dtype=np.float64)
+    trips_per_hour = _fill(f["trips_today"], 0.0) / np.maximum(_fill(hours, 0.0), 0.5)
     z = (
         -1.1
         + 3.0 * (0.75 - a7)
@@ -146,6 +156,8 @@ def decline_probability(f: Mapping[str, np.ndarray]) -> np.ndarray:
         - 0.12 * (np.log1p(_fill(f["tenure_days"], 0.0)) - 5.0)
         + 0.5 * ((hour >= 21) | (hour < 6))
         + 0.4 * stale
+        + 0.35 * (((hour >= 7) & (hour < 10)) | ((hour >= 16) & (hour < 19)))
+        - 0.3 * (np.minimum(trips_per_hour, 4.0) - 1.5)
     )
     return _sigmoid(z)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from fsplug.errors import ReferenceNotFoundError, did_you_mean
-from fsplug.registry import Entity, FeatureService, FeatureView, Registry, RequestSource, Source
+from fsplug.registry import DerivedView, Entity, FeatureService, FeatureView, Registry, RequestSource, Source
 
 __all__ = ["KINDS", "list_objects", "describe"]
 
 KINDS = {"entities": "entity", "views": "feature view", "services": "feature service", "sources": "source"}
-"""`fsplug list` kinds and the word for one object of each. `sources` lists batch and request sources."""
+"""`fsplug list` kinds and the word for one object of each. `sources` lists batch and request sources,
+`views` feature views and derived views."""
 
 
 def _entity(e: Entity, reg: Registry) -> dict[str, Any]:
@@ -45,6 +46,15 @@ def _view(v: FeatureView, reg: Registry) -> dict[str, Any]:
             "feature_services": _services_using(reg, v.name)}
 
 
+def _derived(d: DerivedView, reg: Registry) -> dict[str, Any]:
+    return {"kind": "derived view", "name": d.name, "inputs": list(d.inputs), "owner": d.owner,
+            "tags": dict(d.tags), "description": d.description,
+            "features": [{"name": f.name, "dtype": f.dtype.value, "expr": f.expr, "udf": f.udf,
+                          "reads": [ref for _, ref in f.reads], "default": f.default,
+                          "description": f.description} for f in d.features],
+            "feature_services": _services_using(reg, d.name)}
+
+
 def _service(s: FeatureService, reg: Registry) -> dict[str, Any]:
     return {"kind": "feature service", "name": s.name, "description": s.description, "owner": s.owner,
             "tags": dict(s.tags), "features": list(s.refs)}
@@ -63,7 +73,8 @@ def list_objects(registry: Registry, kind: str) -> list[dict[str, Any]]:
     if kind == "entities":
         return [_entity(e, registry) for e in registry.entities.values()]
     if kind == "views":
-        return [_view(v, registry) for v in registry.feature_views.values()]
+        return ([_view(v, registry) for v in registry.feature_views.values()]
+                + [_derived(d, registry) for d in registry.derived_views.values()])
     if kind == "services":
         return [_service(s, registry) for s in registry.feature_services.values()]
     if kind == "sources":
@@ -88,10 +99,12 @@ def describe(registry: Registry, name: str) -> list[dict[str, Any]]:
         found.append(_view(registry.feature_views[name], registry))
     if name in registry.request_sources:
         found.append(_request_source(registry.request_sources[name], registry))
+    if name in registry.derived_views:
+        found.append(_derived(registry.derived_views[name], registry))
     if name in registry.feature_services:
         found.append(_service(registry.feature_services[name], registry))
     if not found:
         every = [*registry.entities, *registry.sources, *registry.feature_views, *registry.request_sources,
-                 *registry.feature_services]
+                 *registry.derived_views, *registry.feature_services]
         raise ReferenceNotFoundError(f"nothing in the registry is called {name!r}{did_you_mean(name, every)}")
     return found

@@ -194,6 +194,8 @@ def _one_line(item: dict[str, Any]) -> str:
         detail = f"{len(item['features'])} refs: {', '.join(item['features'])}"
     elif kind == "source":
         detail = f"{item['type']} {item['path']}, event time {item['timestamp_field']}"
+    elif kind == "derived view":
+        detail = f"derived view of {', '.join(item['inputs']) or 'no inputs'}, {len(item['features'])} features"
     else:
         detail = f"request source, {len(item['features'])} features"
     text = f"{item['name']}: {detail}"

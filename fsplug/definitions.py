@@ -2,7 +2,7 @@
 
 A feature repo is a folder with `feature_store.yaml` and any number of other `*.yaml`/`*.yml`
 files (read recursively in sorted order, skipping `data/` and hidden folders) holding lists of
-`entities`, `sources`, `feature_views`, `request_sources` and `feature_services`.
+`entities`, `sources`, `feature_views`, `request_sources`, `derived_views` and `feature_services`.
 
 Specs are shape-checked here (pydantic, `extra="forbid"`); cross-object rules (references,
 duplicate names, bin collisions, source paths) are checked by the compiler in registry.py.
@@ -30,6 +30,8 @@ __all__ = [
     "FeatureViewSpec",
     "RequestFeatureSpec",
     "RequestSourceSpec",
+    "DerivedFeatureSpec",
+    "DerivedViewSpec",
     "FeatureServiceSpec",
     "RepoFileSpec",
     "LoadedRepo",
@@ -156,6 +158,13 @@ class SourceSpec(Spec):
 
 
 
+def _str_tags(v: Any) -> Any:
+    """Tag values as text (YAML may read `refresh: 1` as a number)."""
+    if isinstance(v, dict):
+        return {str(k): str(x) for k, x in v.items()}
+    return v
+
+
 def _check_bin(v: str) -> str:
     size = len(v.encode("utf-8"))
     if size > MAX_BIN_BYTES:
@@ -229,9 +238,7 @@ class FeatureViewSpec(Spec):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, v: Any) -> Any:
-        if isinstance(v, dict):
-            return {str(k): str(x) for k, x in v.items()}
-        return v
+        return _str_tags(v)
 
 
 class RequestFeatureSpec(_DTyped):
@@ -266,6 +273,52 @@ class RequestSourceSpec(Spec):
         return _nonempty(v, "a request source needs at least one feature")
 
 
+class DerivedFeatureSpec(_DTyped):
+    """A feature computed from others at read time: an expression (`expr`) or a Python function (`udf`)."""
+
+    _kind: ClassVar[str] = "derived feature name"
+
+    name: str
+    expr: str | None = None
+    udf: str | None = None
+    default: Any = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _post(self) -> DerivedFeatureSpec:
+        if (self.expr is None) == (self.udf is None):
+            raise ValueError("a derived feature needs exactly one of expr: (an expression) or udf: "
+                             "(package.module:function)")
+        if self.dtype in (DType.BYTES, DType.FLOAT64_LIST):
+            raise ValueError(f"a derived feature cannot be {self.dtype.value}; use int64, float64, float32, bool, "
+                             "string or timestamp")
+        check_default(self.dtype, self.default)
+        return self
+
+
+class DerivedViewSpec(Spec):
+    """A named group of derived features and the views, request sources and derived views they read."""
+
+    _kind: ClassVar[str] = "derived view name"
+
+    name: str
+    inputs: list[str] = Field(default_factory=list)
+    features: list[DerivedFeatureSpec]
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[Any]) -> list[Any]:
+        return _nonempty(v, "a derived view needs at least one feature")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        return _str_tags(v)
+
+
 class FeatureServiceSpec(Spec):
     """A named, ordered list of feature refs (`view:feature`, `view:*`) a model uses."""
 
@@ -291,6 +344,7 @@ class RepoFileSpec(Spec):
     sources: list[SourceSpec] = Field(default_factory=list)
     feature_views: list[FeatureViewSpec] = Field(default_factory=list)
     request_sources: list[RequestSourceSpec] = Field(default_factory=list)
+    derived_views: list[DerivedViewSpec] = Field(default_factory=list)
     feature_services: list[FeatureServiceSpec] = Field(default_factory=list)
 
 
@@ -299,6 +353,7 @@ KINDS = {
     "sources": "source",
     "feature_views": "feature view",
     "request_sources": "request source",
+    "derived_views": "derived view",
     "feature_services": "feature service",
 }
 

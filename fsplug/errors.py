@@ -10,6 +10,7 @@
     │   └── SourceDataError                    offline Parquet data that does not match its view
     ├── RegistryError                          no registry applied yet, or a corrupt one
     ├── EngineError                            a batch job on an engine (Spark) failed or cannot start
+    ├── DerivedFeatureError                    a derived feature's UDF failed (raised, wrong length or dtype)
     ├── ModelError                             model artifacts
     │   ├── ModelDependencyMissingError        scikit-learn / joblib are not installed (fsplug[models])
     │   ├── ModelIntegrityError                checksum mismatch: the file was changed
@@ -48,6 +49,7 @@ __all__ = [
     "SourceDataError",
     "RegistryError",
     "EngineError",
+    "DerivedFeatureError",
     "ModelError",
     "ModelDependencyMissingError",
     "ModelIntegrityError",
@@ -130,6 +132,11 @@ class RegistryError(FsplugError):
 
 class EngineError(FsplugError):
     """A batch job on an external engine (Spark) failed, or the engine cannot start (no Java)."""
+
+
+class DerivedFeatureError(FsplugError):
+    """A derived feature could not be computed: its UDF raised, or returned the wrong length or dtype
+    (or, when a plan is compiled, its UDF's module is not importable on this host)."""
 
 
 class ModelError(FsplugError):

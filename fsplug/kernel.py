@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, UTC
 from operator import itemgetter
 from typing import Any
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from fsplug.types import DType
 
 __all__ = ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "NEVER_STALE", "Default", "make_default",
            "ColumnSpec", "ViewSpec", "GroupSpec", "Kernel", "FastVector", "view_status", "column_status",
-           "view_codes_array", "column_codes_array", "to_python"]
+           "view_codes_array", "column_codes_array", "to_python", "derived_input"]
 
 # status codes (FieldStatus's numbers, as plain ints for the hot paths)
 PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = 1, 2, 3, 4
@@ -198,6 +198,7 @@ class ColumnSpec:
     value_index: int  # its value's index in the group's rows (-1 for request columns)
     view: int  # its view's index in the group (-1 for request columns)
     request_name: str | None = None  # the request feature it takes (request columns)
+    output: bool = True  # False: only derived features read it (never in a model vector)
 
     @property
     def is_request(self) -> bool:
@@ -263,8 +264,8 @@ class Kernel:
         # the one-row recipe per column: (position, group, value index, view, numeric, Default.number)
         self._recipe = tuple((i, c.group, c.value_index, c.view, _SCALE.get(c.dtype, 0.0),
                               nan if c.is_request else c.default.number) for i, c in enumerate(self.columns))
-        self.not_numbers = tuple(c.name for c in self.columns if c.dtype not in _SCALE
-                                 or (c.is_request and c.dtype is DType.TIMESTAMP))
+        self.not_numbers = tuple(c.name for c in self.columns if c.output and (
+            c.dtype not in _SCALE or (c.is_request and c.dtype is DType.TIMESTAMP)))
         """Columns a model vector cannot hold (text, bytes, lists): `numpy` and `vector` refuse them."""
         self._scale = np.array([_SCALE.get(c.dtype, 0.0) for c in self.columns], dtype=np.float64)
         self._not_found = tuple((NOT_FOUND,) * len(g.views) for g in self.groups)
@@ -605,6 +606,57 @@ class Kernel:
             out.append(_typed(c.dtype, c.default.array, raw, ok))
         return out
 
+    def inputs(self, tuples: Sequence[list[tuple[Any, ...]]], matrices: Sequence[np.ndarray],
+               statuses: Callable[[], np.ndarray], request: Mapping[int, Sequence[Any]], columns: Sequence[int],
+               now_us: int) -> dict[int, tuple[np.ndarray, Any]]:
+        """What derived features read of `columns`: per column, (values, null) as numpy columns.
+
+        A value that is not PRESENT is its default; without one the row is null (`null` a bool mask,
+        None when no row is) and holds a harmless placeholder. Numbers come as int64 / float64 / bool,
+        timestamps as int64 microseconds, text as object arrays (fsplug.derived's representation).
+        `statuses()` gives the status codes; it is called only for a column of a group with
+        non-numeric bins (a numeric group's PRESENT mask comes from its matrix, as in `numpy`).
+        """
+        out: dict[int, tuple[np.ndarray, Any]] = {}
+        served: dict[tuple[int, int], np.ndarray] = {}  # per (group, view): rows it serves (time within ttl)
+        for i in columns:
+            c = self.columns[i]
+            stored = c.default.stored
+            if c.is_request:
+                given: Sequence[Any] = request[i]
+                if c.dtype is DType.TIMESTAMP:
+                    given = [v if isinstance(v, (int, np.integer)) else timestamp_us(v) for v in given]
+                out[i] = (np.asarray(given, dtype=_INPUT_DTYPES.get(c.dtype, object)), None)
+                continue
+            if c.dtype in _SCALE:
+                raw = matrices[c.group][:, c.value_index]
+                if self.groups[c.group].numeric:  # PRESENT: a time within the ttl, a value that is not NaN
+                    view_ok = served.get((c.group, c.view))
+                    if view_ok is None:
+                        ti, ttl = self._views[c.group][c.view]
+                        view_ok = served[(c.group, c.view)] = (now_us - matrices[c.group][:, ti]) <= ttl
+                    ok = view_ok & (raw == raw)
+                else:
+                    ok = statuses()[:, i] == PRESENT
+            else:
+                ok = statuses()[:, i] == PRESENT
+                raw = np.empty(len(ok), dtype=object)
+                raw[:] = [r[c.value_index] for r in tuples[c.group]]
+            out[i] = derived_input(c.dtype, stored, raw, ok)
+        return out
+
+    def vector_inputs(self, values: Sequence[float], statuses: Sequence[int], columns: Sequence[int]
+                      ) -> dict[int, tuple[np.ndarray, Any]]:
+        """`inputs` for one row, from its `vector` (values and statuses), for plain-number columns."""
+        out: dict[int, tuple[np.ndarray, Any]] = {}
+        for i in columns:  # `derived_input` for one value (vector already put the default in place)
+            c = self.columns[i]
+            if statuses[i] == PRESENT or c.default.stored is not None:
+                out[i] = (np.array([values[i]], dtype=_INPUT_DTYPES[c.dtype]), None)
+            else:
+                out[i] = (np.array([_INPUT_NULL[c.dtype]], dtype=_INPUT_DTYPES[c.dtype]), _NULL_ROW)
+        return out
+
     def event_times(self, matrices: Sequence[np.ndarray], n: int) -> dict[str, np.ndarray]:
         """Per view: datetime64[us] event times of the rows read (NaT where NOT_FOUND)."""
         out = {}
@@ -616,6 +668,26 @@ class Kernel:
                 arr[ok] = ts[ok].astype(np.int64).astype("datetime64[us]")
                 out[v.name] = arr
         return out
+
+
+# How derived features (fsplug.derived) hold each dtype, and what a null row holds.
+_INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.float64, DType.FLOAT32: np.float64,
+                                   DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
+_NULL_ROW = np.array([True])
+_INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
+                                 DType.BOOL: False, DType.TIMESTAMP: 0}
+
+
+def derived_input(dtype: DType, stored_default: Any, raw: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, Any]:
+    """One input column of derived features (fsplug.derived) from its raw values and PRESENT mask:
+    (values, null), the default where not PRESENT, or null (a placeholder value) without one.
+
+    `raw` holds stored values: numbers (NaN where missing), timestamps as microseconds, text as objects.
+    Serving (`Kernel.inputs`) and training data (fsplug.training) both go through here.
+    """
+    fill = stored_default if stored_default is not None else _INPUT_NULL.get(dtype, "")
+    values = np.where(ok, raw, fill).astype(_INPUT_DTYPES.get(dtype, object), copy=False)
+    return values, (None if stored_default is not None else ~ok)
 
 
 def _typed(dtype: DType, fill: Any, raw: Sequence[Any], ok: list[bool]) -> np.ndarray:

@@ -15,18 +15,36 @@ from functools import cached_property
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from fsplug.derived import Program, Step, compile_step
 from fsplug.errors import ReferenceNotFoundError, UserInputError, did_you_mean
-from fsplug.kernel import NEVER_STALE, ColumnSpec, FastVector, GroupSpec, Kernel, ViewSpec, make_default
+from fsplug.kernel import (
+    NEVER_STALE,
+    NULL_VALUE,
+    PRESENT,
+    ColumnSpec,
+    FastVector,
+    GroupSpec,
+    Kernel,
+    ViewSpec,
+    make_default,
+)
 from fsplug.registry import Registry, check_ref
 from fsplug.request import KeyList, keys_by_group, request_values
 from fsplug.types import DType
 
-__all__ = ["OutputColumn", "ViewRead", "EntityGroup", "RetrievalPlan", "compile_plan", "now_us", "FastVector"]
+__all__ = ["OutputColumn", "ViewRead", "EntityGroup", "DerivedStep", "RetrievalPlan", "compile_plan", "now_us",
+           "FastVector", "DERIVED"]
+
+DERIVED = -2
+"""The `group` of a derived output column (computed from other columns, fsplug.derived)."""
+
+_PLAIN_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.FLOAT32, DType.BOOL})
 
 
 @dataclass(frozen=True)
 class OutputColumn:
-    """One output column: a stored feature (group >= 0) or a request-time feature (group == -1)."""
+    """One output column: a stored feature (group >= 0), a request-time feature (group == -1) or a
+    derived feature (group == DERIVED)."""
 
     name: str
     ref: str
@@ -42,7 +60,28 @@ class OutputColumn:
 
     @property
     def is_request(self) -> bool:
-        return self.group < 0
+        return self.group == -1
+
+    @property
+    def is_derived(self) -> bool:
+        return self.group == DERIVED
+
+
+@dataclass(frozen=True)
+class DerivedStep:
+    """One derived feature a plan computes (an output, or an input of another one), in run order.
+
+    `args` maps each name its expression (or UDF) reads to a slot: a base column's index
+    (`RetrievalPlan.base_columns`), or `len(base_columns) + k` for the k-th step's result.
+    """
+
+    ref: str
+    dtype: Any
+    default: Any
+    expr: str | None
+    udf: str | None
+    args: tuple[tuple[str, int], ...]
+    output: int  # its position in `RetrievalPlan.columns`, or -1 when only another step reads it
 
 
 @dataclass(frozen=True)
@@ -77,10 +116,70 @@ class RetrievalPlan:
     full_feature_names: bool
     columns: tuple[OutputColumn, ...]
     groups: tuple[EntityGroup, ...]
+    inputs: tuple[OutputColumn, ...] = ()
+    """Stored and request features that only derived features read (not in the output)."""
+    derived: tuple[DerivedStep, ...] = ()
+    """The derived features to compute, in run order (fsplug.derived)."""
 
     @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @cached_property
+    def base_columns(self) -> tuple[OutputColumn, ...]:
+        """The stored and request columns the kernel serves: the outputs that are not derived, in output
+        order, then `inputs`. Without derived features, the same as `columns`."""
+        if not self.derived:
+            return self.columns
+        return tuple(c for c in self.columns if not c.is_derived) + self.inputs
+
+    @cached_property
+    def base_positions(self) -> tuple[int, ...]:
+        """The output positions of the columns that are not derived (base columns 0, 1, ...)."""
+        return tuple(i for i, c in enumerate(self.columns) if not c.is_derived)
+
+    @cached_property
+    def base_index(self) -> Any:
+        """`base_positions` as a numpy index array (placing columns in results)."""
+        import numpy as np
+
+        return np.array(self.base_positions, dtype=np.intp)
+
+    @cached_property
+    def derived_event_views(self) -> dict[str, tuple[str, ...]]:
+        """Per derived view of the outputs: the stored views its output features read (through other
+        derived features too); its event time is the newest of theirs (`OnlineResult.event_timestamps`)."""
+        base = self.base_columns
+        n_base = len(base)
+        reads: list[set[str]] = []
+        for d in self.derived:
+            views: set[str] = set()
+            for _, slot in d.args:
+                if slot >= n_base:
+                    views |= reads[slot - n_base]
+                elif not base[slot].is_request:
+                    views.add(base[slot].view)
+            reads.append(views)
+        out: dict[str, set[str]] = {}
+        for i, d in enumerate(self.derived):
+            if d.output >= 0:
+                out.setdefault(self.columns[d.output].view, set()).update(reads[i])
+        order = [v.name for g in self.groups for v in g.views]
+        return {k: tuple(v for v in order if v in views) for k, views in out.items()}
+
+    @cached_property
+    def program(self) -> Program | None:
+        """The compiled derived features (None without any): `Program.run` computes them for all rows."""
+        if not self.derived:
+            return None
+        base = self.base_columns
+        steps = []
+        for d in self.derived:
+            kinds = {name: (base[slot].dtype if slot < len(base) else self.derived[slot - len(base)].dtype)
+                     for name, slot in d.args}
+            steps.append(Step(d.ref, d.output, make_default(d.dtype, d.default),
+                              *compile_step(d.ref, d.dtype, d.expr, d.udf, dict(d.args), kinds)))
+        return Program(tuple(steps), len(base), tuple(c.dtype for c in self.columns))
 
     @cached_property
     def join_keys(self) -> tuple[str, ...]:
@@ -92,13 +191,14 @@ class RetrievalPlan:
 
     @cached_property
     def request_names(self) -> frozenset[str]:
-        """The request features a request may carry (by their names, whatever full_feature_names)."""
-        return frozenset(c.feature for c in self.columns if c.is_request)
+        """The request features a request may carry (by their names, whatever full_feature_names),
+        those that only derived features read included."""
+        return frozenset(c.feature for c in self.base_columns if c.is_request)
 
     @cached_property
     def optional_request_names(self) -> frozenset[str]:
         """The request features with a default: a request may leave them out."""
-        return frozenset(c.feature for c in self.columns if c.is_request and c.default is not None)
+        return frozenset(c.feature for c in self.base_columns if c.is_request and c.default is not None)
 
     @cached_property
     def accepted(self) -> frozenset[str]:
@@ -121,16 +221,31 @@ class RetrievalPlan:
 
     @cached_property
     def request_columns(self) -> tuple[OutputColumn, ...]:
-        return tuple(c for c in self.columns if c.is_request)
+        """The request columns of `base_columns` (those only derived features read included)."""
+        return tuple(c for c in self.base_columns if c.is_request)
+
+    @cached_property
+    def default_numbers(self) -> Any:
+        """Per output column: the default a model vector gets (NaN without one, or for a non-numeric dtype)."""
+        if not self.derived:
+            return self.kernel.numbers
+        import numpy as np
+
+        return np.array([make_default(c.dtype, c.default).number for c in self.columns], dtype=np.float64)
 
     @cached_property
     def kernel(self) -> Kernel:
-        """The rules turning this plan's rows into values, statuses and defaults (fsplug.kernel)."""
+        """The rules turning this plan's rows into values, statuses and defaults (fsplug.kernel), for
+        `base_columns` (derived features are computed from them: `program`)."""
+        outputs = len(self.base_columns) - len(self.inputs) if self.derived else len(self.columns)
         cols = [ColumnSpec(c.name, c.dtype, make_default(c.dtype, c.default), c.group, c.bin_index,
-                           c.view_index, c.feature if c.is_request else None) for c in self.columns]
+                           c.view_index, c.feature if c.is_request else None, i < outputs)
+                for i, c in enumerate(self.base_columns)]
         groups = [GroupSpec(len(g.bins), tuple(ViewSpec(v.name, v.ts_index, v.ttl_us) for v in g.views),
                             g.numeric) for g in self.groups]
         kernel = Kernel(cols, groups)
+        if self.derived:
+            return kernel  # one-entity reads go through OnlineResult, which computes them
         if len(self.groups) == 1 and len(self.groups[0].join_keys) == 1:
             g = self.groups[0]
             kernel.enable_fast(g.join_keys[0], int if g.key_dtypes[0] is DType.INT64 else str)
@@ -146,8 +261,37 @@ class RetrievalPlan:
     def vector(self) -> Callable[[Sequence[Sequence[Any]], Mapping[int, Sequence[Any]], int],
                                  tuple[list[float], list[int]]]:
         """`vector(rows, request_values, now_us) -> (values, statuses)`: one entity's model vector
-        (`Kernel.vector`; `rows[g][0]` is the entity's row of group g, a tuple or None)."""
-        return self.kernel.vector
+        (`Kernel.vector`; `rows[g][0]` is the entity's row of group g, a tuple or None).
+
+        With derived features: the base columns' vector, then the plan's `program` on it as one row
+        (only for plans whose base columns are all plain numbers: `has_vector`)."""
+        if self.program is None:
+            return self.kernel.vector
+        return self._derived_vector
+
+    @cached_property
+    def has_vector(self) -> bool:
+        """Whether `vector` serves this plan: no derived features, or base columns that are all plain
+        numbers (else a one-entity read goes through `OnlineResult` for one row)."""
+        return self.program is None or all(c.dtype in _PLAIN_NUMBERS for c in self.base_columns)
+
+    def _derived_vector(self, rows: Sequence[Sequence[Any]], request_values: Mapping[int, Sequence[Any]],
+                        now_us: int) -> tuple[list[float], list[int]]:
+        kernel, prog = self.kernel, self.program
+        assert prog is not None
+        values, statuses = kernel.vector(rows, request_values, now_us)
+        results = prog.run(kernel.vector_inputs(values, statuses, prog.needed), 1)
+        out_v: list[float] = [0.0] * len(self.columns)
+        out_s: list[int] = [0] * len(self.columns)
+        for j, p in enumerate(self.base_positions):
+            out_v[p], out_s[p] = values[j], statuses[j]
+        for p, si in prog.outputs:  # one value: plain Python (same rule as Program.numbers / statuses)
+            value, null = results[si]
+            if null is not None and null[0]:
+                out_v[p], out_s[p] = prog.steps[si].default.number, NULL_VALUE
+            else:
+                out_v[p], out_s[p] = float(value[0]), PRESENT
+        return out_v, out_s
 
     @cached_property
     def fast_values(self) -> Callable[[Sequence[Any] | None, Mapping[str, Any] | None, int],
@@ -176,9 +320,24 @@ class RetrievalPlan:
                 lines.append(f"    view {v.name}: timestamp bin {v.timestamp_bin}, {ttl}")
         lines.append("  output columns:")
         for i, c in enumerate(self.columns):
-            src = "request" if c.is_request else f"bin {c.bin}"
+            src = "request" if c.is_request else "derived" if c.is_derived else f"bin {c.bin}"
             default = "" if c.default is None else f", default {c.default!r}"
             lines.append(f"    {i:>2} {c.name} {c.dtype.value} <- {c.ref} ({src}{default})")
+        if self.inputs:
+            lines.append("  read for derived features only (not in the output):")
+            for c in self.inputs:
+                src = "request" if c.is_request else f"bin {c.bin}"
+                default = "" if c.default is None else f", default {c.default!r}"
+                lines.append(f"       {c.ref} {c.dtype.value} ({src}{default})")
+        if self.program is not None:
+            lines.append("  derived features (computed after the read, in this order, over all rows at once):")
+            base = self.base_columns
+            refs = [c.ref for c in base] + [d.ref for d in self.derived]
+            for d, st in zip(self.derived, self.program.steps, strict=True):
+                default = "" if d.default is None else f", default {d.default!r}"
+                hidden = "" if d.output >= 0 else " (read by another derived feature only)"
+                lines.append(f"    {d.ref} {d.dtype.value} = {st.compiled.form}{default}{hidden}")
+                lines.append(f"      inputs: {', '.join(f'{name} <- {refs[slot]}' for name, slot in d.args)}")
         return "\n".join(lines)
 
 
@@ -207,7 +366,10 @@ def compile_plan(
     service: str | None = None,
     full_feature_names: bool = False,
 ) -> RetrievalPlan:
-    """Compile feature refs (or a feature service) into a RetrievalPlan."""
+    """Compile feature refs (or a feature service) into a RetrievalPlan.
+
+    A derived feature's inputs are read even when they are not outputs (`RetrievalPlan.inputs`).
+    """
     if (features is None) == (service is None):
         raise UserInputError("give exactly one of features=[...] or service=...")
     if service is not None:
@@ -218,13 +380,15 @@ def compile_plan(
         refs = tuple(features or ())
         if not refs:
             raise UserInputError("features=[] is empty: name at least one 'view:feature'")
+    derived_views = registry.derived_views
     expanded: list[tuple[str, str]] = []
     for ref in refs:
-        err = check_ref(ref, registry.feature_views, registry.request_sources)
+        err = check_ref(ref, registry.feature_views, registry.request_sources, derived_views)
         if err:
             raise ReferenceNotFoundError(err)
         view, feat = ref.split(":")
-        target = registry.feature_views.get(view) or registry.request_sources[view]
+        target: Any = (registry.feature_views.get(view) or registry.request_sources.get(view)
+                       or derived_views[view])
         names = [f.name for f in target.features] if feat == "*" else [feat]
         for name in names:
             if (view, name) in expanded:
@@ -235,21 +399,12 @@ def compile_plan(
     columns: list[OutputColumn] = []
     for view, feat in expanded:
         out_name = f"{view}__{feat}" if full_feature_names else feat
-        if view in registry.request_sources:
-            rf = next(f for f in registry.request_sources[view].features if f.name == feat)
-            columns.append(OutputColumn(out_name, f"{view}:{feat}", view, feat, rf.dtype, rf.default, -1, None, -1, -1,
-                                        None))
-            continue
-        fv = registry.feature_views[view]
-        f = fv.feature(feat)
-        g = groups.setdefault(fv.entity, {"bins": [], "views": []})
-        if view not in [v[0] for v in g["views"]]:
-            g["views"].append((view, fv.timestamp_bin, fv.ttl_seconds))
-        if f.bin not in g["bins"]:
-            g["bins"].append(f.bin)
-        columns.append(OutputColumn(out_name, f"{view}:{feat}", view, feat, f.dtype, f.default,
-                                    list(groups).index(fv.entity), f.bin, g["bins"].index(f.bin),
-                                    [v[0] for v in g["views"]].index(view), fv.ttl_seconds))
+        if view in derived_views:
+            d = derived_views[view].feature(feat)
+            columns.append(OutputColumn(out_name, f"{view}:{feat}", view, feat, d.dtype, d.default, DERIVED, None,
+                                        -1, -1, None))
+        else:
+            columns.append(_base_column(registry, view, feat, out_name, groups))
     seen: dict[str, str] = {}
     for c in columns:
         if c.name in seen:
@@ -258,6 +413,8 @@ def compile_plan(
                 "use full_feature_names=True (view__feature names)"
             )
         seen[c.name] = c.ref
+    inputs, derived = _derived_steps(registry, columns, groups)
+    base = [c for c in columns if not c.is_derived] + inputs
     built: list[EntityGroup] = []
     for entity, g in groups.items():
         ent = registry.entity(entity)
@@ -266,10 +423,65 @@ def compile_plan(
         for name, ts_bin, ttl in g["views"]:
             views.append(ViewRead(name, ts_bin, len(bins), ttl * 1_000_000 if ttl else NEVER_STALE))
             bins.append(ts_bin)
-        numeric = all(c.dtype.is_numeric for c in columns if c.group == len(built))
+        numeric = all(c.dtype.is_numeric for c in base if c.group == len(built))
         built.append(EntityGroup(entity, tuple(k.name for k in ent.join_keys),
                                  tuple(k.dtype for k in ent.join_keys), tuple(bins), tuple(views), numeric))
-    return RetrievalPlan(registry.hash, tuple(refs), service, full_feature_names, tuple(columns), tuple(built))
+    return RetrievalPlan(registry.hash, tuple(refs), service, full_feature_names, tuple(columns), tuple(built),
+                         tuple(inputs), tuple(derived))
+
+
+def _base_column(registry: Registry, view: str, feat: str, out_name: str, groups: dict[str, dict[str, Any]]
+                 ) -> OutputColumn:
+    """The column of a stored or request feature; a stored one's bins and view join `groups`."""
+    if view in registry.request_sources:
+        rf = next(f for f in registry.request_sources[view].features if f.name == feat)
+        return OutputColumn(out_name, f"{view}:{feat}", view, feat, rf.dtype, rf.default, -1, None, -1, -1, None)
+    fv = registry.feature_views[view]
+    f = fv.feature(feat)
+    g = groups.setdefault(fv.entity, {"bins": [], "views": []})
+    if view not in [v[0] for v in g["views"]]:
+        g["views"].append((view, fv.timestamp_bin, fv.ttl_seconds))
+    if f.bin not in g["bins"]:
+        g["bins"].append(f.bin)
+    return OutputColumn(out_name, f"{view}:{feat}", view, feat, f.dtype, f.default, list(groups).index(fv.entity),
+                        f.bin, g["bins"].index(f.bin), [v[0] for v in g["views"]].index(view), fv.ttl_seconds)
+
+
+def _derived_steps(registry: Registry, columns: list[OutputColumn], groups: dict[str, dict[str, Any]]
+                   ) -> tuple[list[OutputColumn], list[DerivedStep]]:
+    """The hidden input columns and the steps (in run order) that compute the derived output columns."""
+    outputs = [c for c in columns if c.is_derived]
+    if not outputs:
+        return [], []
+    base_refs = [c.ref for c in columns if not c.is_derived]
+    inputs: list[OutputColumn] = []
+    order: list[str] = []  # derived refs, each after the ones it reads
+
+    def need(ref: str) -> None:
+        if ref in order:
+            return
+        view, feat = ref.split(":")
+        for _, read in registry.derived(view).feature(feat).reads:
+            rview, rfeat = read.split(":")
+            if rview in registry.derived_views:
+                need(read)  # the registry has no cycles (apply refuses them)
+            elif read not in base_refs:
+                base_refs.append(read)
+                inputs.append(_base_column(registry, rview, rfeat, f"__input__{rview}__{rfeat}", groups))
+        order.append(ref)
+
+    for c in outputs:
+        need(c.ref)
+    n_base = len(base_refs)
+    out_pos = {c.ref: i for i, c in enumerate(columns) if c.is_derived}
+    steps = []
+    for ref in order:
+        view, feat = ref.split(":")
+        d = registry.derived(view).feature(feat)
+        args = tuple((name, base_refs.index(read) if read in base_refs else n_base + order.index(read))
+                     for name, read in d.reads)
+        steps.append(DerivedStep(ref, d.dtype, d.default, d.expr, d.udf, args, out_pos.get(ref, -1)))
+    return inputs, steps
 
 
 def now_us() -> int:

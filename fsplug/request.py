@@ -97,7 +97,7 @@ def keys_by_group(plan: RetrievalPlan, entities: Mapping[str, Sequence[Any]], n:
 
 def request_values(plan: RetrievalPlan, entities: Mapping[str, Sequence[Any]],
                    n: int) -> dict[int, list[Any]]:
-    """Validated request-time feature values of `plan`, by output column position.
+    """Validated request-time feature values of `plan`, by base column position (`plan.base_columns`).
 
     A missing column takes the feature's default; raises RequestFeatureError when it has none,
     for a column of the wrong length, or for a value that does not fit the dtype.
@@ -116,12 +116,12 @@ def request_values(plan: RetrievalPlan, entities: Mapping[str, Sequence[Any]],
             out[i] = [c.default.python] * n  # checked against the dtype when the repo was compiled
             continue
         else:
-            col = plan.columns[i]
+            col = plan.base_columns[i]
             raise RequestFeatureError(
                 f"missing request feature {name!r} ({c.dtype.value}) required by {col.ref}; "
                 "pass it with the entity rows"
             )
-        out[i] = [check_request_value(plan.columns[i], v) for v in vals]
+        out[i] = [check_request_value(plan.base_columns[i], v) for v in vals]
     return out
 
 

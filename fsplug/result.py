@@ -1,7 +1,9 @@
 """The result of an online read (`OnlineResult`) and the per-value status codes (`FieldStatus`).
 
 An OnlineResult keeps the rows the store returned and converts them on first use, through its
-plan's kernel (fsplug.kernel): a caller that only needs `to_numpy()` pays for nothing else.
+plan's kernel (fsplug.kernel): a caller that only needs `to_numpy()` pays for nothing else. A plan
+with derived features has the kernel serve its base columns (`RetrievalPlan.base_columns`), runs its
+`program` (fsplug.derived) on them, and places the derived columns among the outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from fsplug.errors import UserInputError
 from fsplug.kernel import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 from fsplug.plan import RetrievalPlan
 
@@ -62,6 +65,7 @@ class OnlineResult:
         `errors`: per-group lists of per-entity exceptions (partial results), or None."""
         self.plan = plan
         self._kernel = plan.kernel
+        self._program: Any = plan.program  # a Program, or None without derived features
         self._rows = rows
         self._request = request_values
         self.n = n
@@ -77,9 +81,33 @@ class OnlineResult:
         return self._kernel.matrices(self._tuples)
 
     @_lazy
-    def statuses(self) -> np.ndarray:
-        """(n, columns) uint8 array of FieldStatus values."""
+    def _base_statuses(self) -> np.ndarray:
         return self._kernel.statuses(self._tuples, self._matrices, self.n, self.now_us)
+
+    @_lazy
+    def _derived(self) -> list[Any]:
+        """Per step of the plan's program: its (values, null) columns."""
+        prog = self._program
+        inputs = self._kernel.inputs(self._tuples, self._matrices, lambda: self._base_statuses, self._request,
+                                     prog.needed, self.now_us)
+        return prog.run(inputs, self.n)
+
+    def _place(self, base: np.ndarray, derived: Any) -> np.ndarray:
+        """(n, columns): the base outputs (base[:, :k]) and each derived column (`derived(step, column)`)."""
+        out = np.empty((self.n, len(self.plan.columns)), dtype=base.dtype)
+        pos = self.plan.base_index
+        out[:, pos] = base[:, :len(pos)]
+        for p, si in self._program.outputs:
+            out[:, p] = derived(si, self._derived[si])
+        return out
+
+    @_lazy
+    def statuses(self) -> np.ndarray:
+        """(n, columns) uint8 array of FieldStatus values (derived: PRESENT where computed, else NULL_VALUE)."""
+        if self._program is None:
+            return self._base_statuses
+        n = self.n
+        return self._place(self._base_statuses, lambda si, col: self._program.statuses(col[1], n))
 
     def to_numpy(self, fill_defaults: bool = True) -> np.ndarray:
         """(n, columns) float64 matrix in plan order, for models.
@@ -88,31 +116,77 @@ class OnlineResult:
         `fill_defaults`, else NaN. Non-numeric features are NaN: models take numbers.
         """
         k = self._kernel
-        st = self.__dict__.get("statuses")
+        prog = self._program
+        st = self.__dict__.get("_base_statuses")
         if st is None and not k.all_numeric:
-            st = self.statuses
-        return k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
+            st = self._base_statuses
+        base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
+        if prog is None:
+            return base
+        words = prog.text_outputs
+        if words:
+            raise UserInputError(f"{', '.join(words)}: text features have no number for a model vector; read "
+                                 "them with to_dict(), to_arrow() or columns, or leave them out of the features "
+                                 "a model takes")
+        return self._place(base, lambda si, col: prog.numbers(si, col, fill_defaults))
 
     @_lazy
     def columns(self) -> dict[str, np.ndarray]:
         """Typed arrays per output column (`DType.numpy_dtype`); non-PRESENT values hold the default
         (or the dtype's null: NaN, 0, False, NaT or None)."""
-        arrays = self._kernel.arrays(self._tuples, self.statuses, self._request)
-        return dict(zip(self.plan.names, arrays, strict=True))
+        arrays = self._kernel.arrays(self._tuples, self._base_statuses, self._request)
+        return self._columns_of(arrays, lambda si, c: self._program.array(si, c.dtype, self._derived[si]))
+
+    def _columns_of(self, base: list[Any], derived: Any) -> dict[str, Any]:
+        """Output name -> value: the base outputs from `base` (in base order), each derived column from
+        `derived(step, column)`."""
+        prog = self._program
+        if prog is None:
+            return dict(zip(self.plan.names, base, strict=True))
+        cols = self.plan.columns
+        out: list[Any] = [None] * len(cols)
+        for j, p in enumerate(self.plan.base_positions):
+            out[p] = base[j]
+        for p, si in prog.outputs:
+            out[p] = derived(si, cols[p])
+        return dict(zip(self.plan.names, out, strict=True))
 
     @_lazy
     def event_timestamps(self) -> dict[str, np.ndarray]:
-        """Per view: datetime64[us] event time of the rows read (NaT when not found)."""
-        return self._kernel.event_times(self._matrices, self.n)
+        """Per view: datetime64[us] event time of the rows read (NaT when not found). A derived view's
+        is the newest of the stored views its features read (NaT when they read only request values)."""
+        times = self._kernel.event_times(self._matrices, self.n)
+        for name, views in self.plan.derived_event_views.items():
+            t = np.full(self.n, np.datetime64("NaT"), dtype="datetime64[us]")
+            for v in views:
+                t = np.fmax(t, times[v])
+            times[name] = t
+        return times
 
     @_lazy
     def _python(self) -> tuple[list[list[Any]], list[list[int] | None]]:
-        return self._kernel.python(self._tuples, self._request, self.n, self.now_us)
+        """Per output column: plain Python values and status codes (None: all PRESENT)."""
+        values, codes = self._kernel.python(self._tuples, self._request, self.n, self.now_us)
+        prog = self._program
+        if prog is None:
+            return values, codes
+        out = self._columns_of(values, lambda si, c: prog.python(si, c.dtype, self._derived[si]))
+        out_codes = self._columns_of(codes, lambda si, c: _derived_codes(self._derived[si][1]))
+        return list(out.values()), list(out_codes.values())
 
     def event_times_us(self) -> dict[str, list[int | None]]:
         """Per view: the event time of each row read as plain ints (microseconds since the epoch),
-        None where the view has no record (NOT_FOUND): `event_timestamps` for JSON writers."""
-        return self._kernel.event_times_us(self._tuples)
+        None where the view has no record (NOT_FOUND): `event_timestamps` for JSON writers. A derived
+        view's is the newest of the stored views its features read (None when they read only request
+        values)."""
+        times = self._kernel.event_times_us(self._tuples)
+        for name, views in self.plan.derived_event_views.items():
+            newest: list[int | None] = [None] * self.n
+            for v in views:
+                newest = [b if a is None else a if b is None else max(a, b) for a, b in zip(newest, times[v],
+                                                                                           strict=True)]
+            times[name] = newest
+        return times
 
     def status_names(self) -> dict[str, list[str]]:
         """Per output column: the FieldStatus names of its values."""
@@ -140,7 +214,6 @@ class OnlineResult:
 
     def to_pandas(self) -> Any:
         """A pandas DataFrame of `to_arrow()` (needs pandas: `pip install 'fsplug[pandas]'`)."""
-        from fsplug.errors import UserInputError
         from fsplug.extras import require
 
         require("pandas", extra="pandas", needed_for="OnlineResult.to_pandas()", error=UserInputError)
@@ -148,6 +221,13 @@ class OnlineResult:
 
     def __len__(self) -> int:
         return self.n
+
+
+def _derived_codes(null: Any) -> list[int] | None:
+    """A derived column's status codes from its null mask (None: every value PRESENT)."""
+    if null is None or not null.any():
+        return None
+    return [NULL_VALUE if x else PRESENT for x in null.tolist()]
 
     def __repr__(self) -> str:
         return f"OnlineResult({self.n} rows x {len(self.plan.columns)} columns)"

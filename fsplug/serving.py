@@ -61,19 +61,32 @@ class ModelSignature:
 
 
 def signature_for(plan: RetrievalPlan) -> tuple[tuple[str, str, str, Any], ...]:
-    """The (name, ref, dtype, default) of every column a plan serves, in order."""
-    return tuple((c.name, c.ref, c.dtype.value, c.default) for c in plan.columns)
+    """The (name, ref, dtype, default) of every column a plan serves, in order.
+
+    A derived feature's ref carries its definition (`trip_context:x = <expr>`, or `udf pkg.mod:fn`,
+    with the definitions of the derived features it reads), so a model is not served a feature
+    computed otherwise than in its training data."""
+    if not plan.derived:
+        return tuple((c.name, c.ref, c.dtype.value, c.default) for c in plan.columns)
+    defs = [f"{d.ref} = {d.expr if d.expr is not None else 'udf ' + str(d.udf)}" for d in plan.derived]
+    n_base = len(plan.base_columns)
+    uses: list[list[str]] = []  # per step: its definition and those of the steps it reads
+    for i, d in enumerate(plan.derived):
+        uses.append([*dict.fromkeys(x for _, slot in d.args if slot >= n_base for x in uses[slot - n_base]),
+                     defs[i]])
+    ref = {d.ref: "; ".join(uses[i]) for i, d in enumerate(plan.derived)}
+    return tuple((c.name, ref[c.ref] if c.is_derived else c.ref, c.dtype.value, c.default) for c in plan.columns)
 
 
 def fill_defaults(plan: RetrievalPlan, matrix: np.ndarray) -> np.ndarray:
     """NaNs replaced by each column's declared default (NaN stays where there is none).
 
     `matrix` is (n, columns) in plan order; returns a new float64 matrix. Training uses this on
-    point-in-time data so that models see the same filling as serving (`RetrievalPlan.kernel.numbers`,
+    point-in-time data so that models see the same filling as serving (`RetrievalPlan.default_numbers`,
     the defaults `OnlineResult.to_numpy` fills).
     """
     out = np.array(matrix, dtype=np.float64, copy=True)
-    defaults = plan.kernel.numbers
+    defaults = plan.default_numbers
     mask = np.isnan(out) & ~np.isnan(defaults)
     out[mask] = np.broadcast_to(defaults, out.shape)[mask]
     return out

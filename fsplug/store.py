@@ -298,6 +298,10 @@ class FeatureStore:
         key = (reg.hash, tuple(features) if features is not None else None, service, full_feature_names)
         plan = self._plans.get(key)
         if plan is None:
+            if any(f.udf for d in reg.derived_views.values() for f in d.features):
+                from fsplug.derived import use_search_path
+
+                use_search_path(self.repo_path)  # UDF modules kept in the feature repo import
             plan = compile_plan(reg, features=features, service=service, full_feature_names=full_feature_names)
             self._plans[key] = plan
         return plan
@@ -417,6 +421,9 @@ class FeatureStore:
             rows = store.read(plan, keys, timeout_ms)
         else:
             rows = []
+        if not plan.has_vector:  # derived features reading text or timestamps
+            res = OnlineResult(plan, rows, req, 1, now_us())
+            return FeatureVector(res.to_numpy()[0], res.statuses[0], plan.names)
         # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
         values, statuses = plan.vector(rows, req, now_us())
         return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)

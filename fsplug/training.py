@@ -5,7 +5,9 @@ at t after materializing up to t: the latest source row at or before t (point-in
 in materialization), then the serving kernel's rules with t as "now" (no row: NOT_FOUND; older than
 the view's ttl: OUTSIDE_MAX_AGE; a null or NaN value: NULL_VALUE), and every value that is not
 PRESENT replaced by the feature's declared default, as served online. Request features take the
-row's value, or the declared default when the column or the value is missing.
+row's value, or the declared default when the column or the value is missing. Derived features run
+the plan's compiled program (fsplug.derived) on the same inputs, with the same rule for inputs that
+are not PRESENT (fsplug.kernel.derived_input) as serving.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from fsplug.config import resolve_repo_path
 from fsplug.errors import RequestFeatureError, UserInputError
-from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, view_codes_array
+from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, derived_input, view_codes_array
 from fsplug.result import FieldStatus
 from fsplug.types import DType
 
@@ -47,6 +49,42 @@ def _entity_table(entity_df: Any) -> pa.Table:
         raise UserInputError(f"entity_df must be a pyarrow Table, a pandas DataFrame, a dict of columns or a "
                              f"Parquet path; got {type(entity_df).__name__}")
     return table
+
+
+def _derived_columns(plan: RetrievalPlan, raw: dict[int, tuple[Any, np.ndarray]], n: int, fill_defaults: bool,
+                     out_cols: dict[str, Any], statuses: dict[str, np.ndarray]) -> None:
+    """Compute the plan's derived output columns into `out_cols` / `statuses` (as arrow arrays / codes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    prog = plan.program
+    assert prog is not None
+    kernel = plan.kernel
+    inputs = {}
+    for i in prog.needed:
+        arr, st = raw[i]
+        c = kernel.columns[i]
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        ok = st == PRESENT
+        if arr.null_count:  # a request value left null (it has no default): null, as a missing value
+            ok = ok & arr.is_valid().to_numpy(zero_copy_only=False)
+        if pa.types.is_timestamp(arr.type):
+            arr = arr.cast(pa.int64())
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            values = np.array(arr.to_pylist(), dtype=object)
+        else:
+            values = pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(arr.type) else 0, arr.type)
+                                  ).to_numpy(zero_copy_only=False)
+        inputs[i] = derived_input(c.dtype, c.default.stored, values, ok)
+    results = prog.run(inputs, n)
+    for pos, si in prog.outputs:
+        out = plan.columns[pos]
+        null = results[si][1]
+        keep_null = null is not None and (not fill_defaults or prog.steps[si].default.python is None)
+        typed = prog.array(si, out.dtype, results[si])
+        out_cols[out.name] = pa.array(typed, type=out.dtype.arrow_type(), mask=null if keep_null else None)
+        statuses[out.name] = prog.statuses(null, n)
 
 
 def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path, entity_df: Any, *,
@@ -90,11 +128,12 @@ def view_joins(plan: RetrievalPlan, registry: Registry, repo_root: Path) -> list
     missing one)."""
     from fsplug.offline.pit import ViewJoin
 
+    base_columns = plan.base_columns  # the outputs that are not derived, then what only derived ones read
     joins = []
     for g in plan.groups:
         for v in g.views:
             view = registry.view(v.name)
-            cols = [c for c in plan.columns if c.view == v.name and not c.is_request]
+            cols = [c for c in base_columns if c.view == v.name and not c.is_request]
             feats = [view.feature(c.feature) for c in cols]
             joins.append(ViewJoin(
                 name=view.name,
@@ -103,7 +142,7 @@ def view_joins(plan: RetrievalPlan, registry: Registry, repo_root: Path) -> list
                 timestamp_field=view.source.timestamp_field,
                 created_timestamp_field=view.source.created_timestamp_field,
                 columns=(*(f.column for f in feats), view.source.timestamp_field),
-                output_names=(*(f"{_VALUE}{plan.columns.index(c)}" for c in cols), f"{_TS}{v.name}"),
+                output_names=(*(f"{_VALUE}{base_columns.index(c)}" for c in cols), f"{_TS}{v.name}"),
                 dtypes=(*(f.dtype for f in feats), DType.TIMESTAMP),
                 ttl=None,
             ))
@@ -127,8 +166,9 @@ def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column
     kernel = plan.kernel
     # request features: the row's value, else the declared default (as online); without one, required
     request_cols: dict[str, pa.Array] = {}
+    base_columns = plan.base_columns  # the outputs that are not derived, then what only derived ones read
     for c in plan.request_columns:
-        spec = kernel.columns[plan.columns.index(c)]
+        spec = kernel.columns[base_columns.index(c)]
         default = spec.default.python
         arrow_type = c.dtype.arrow_type()
         if c.feature in joined.column_names:
@@ -146,6 +186,7 @@ def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column
         now[~joined.column(event_timestamp_column).is_valid().to_numpy(zero_copy_only=False)] = np.nan
     out_cols: dict[str, Any] = {}
     statuses: dict[str, np.ndarray] = {}
+    raw: dict[int, tuple[Any, np.ndarray]] = {}  # base column -> (its arrow values, statuses): derived inputs
     for g in plan.groups:
         for v in g.views:
             ts_col = joined.column(f"{_TS}{v.name}")
@@ -154,7 +195,7 @@ def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column
                 ts[~ts_col.is_valid().to_numpy(zero_copy_only=False)] = np.nan
             codes = view_codes_array(ts, v.ttl_us, now)
             codes[np.isnan(now)] = NOT_FOUND  # a row without a time is served nothing
-            for i, c in enumerate(plan.columns):
+            for i, c in enumerate(base_columns):
                 if c.is_request or c.view != v.name:
                     continue
                 arr = cast_to_dtype(joined.column(f"{_VALUE}{i}").combine_chunks(), c.dtype)
@@ -167,9 +208,13 @@ def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column
                 fill = pa.scalar(default, arr.type) if default is not None else pa.nulls(1, arr.type)[0]
                 out_cols[c.name] = pc.if_else(present, arr, fill)
                 statuses[c.name] = st
+                raw[i] = (arr, st)
     for c in plan.request_columns:
         out_cols[c.name] = request_cols[c.name]
         statuses[c.name] = np.full(n, PRESENT, dtype=np.uint8)
+        raw[base_columns.index(c)] = (request_cols[c.name], statuses[c.name])
+    if plan.program is not None:
+        _derived_columns(plan, raw, n, fill_defaults, out_cols, statuses)
     entity_cols = [name for name in joined.column_names
                    if name not in plan.names and not name.startswith((_VALUE, _TS))]
     result = joined.select(entity_cols)

@@ -105,7 +105,7 @@ def build_served_repo(root: Path, feature_store_yaml: str, n_drivers: int, days:
     import pyarrow.parquet as pq
 
     from examples.generate_data import generate
-    from examples.train import build_model, training_matrix
+    from examples.train import SERVICE, build_model, training_matrix
     from fsplug.serving import save_model
     from fsplug.store import FeatureStore
 
@@ -118,6 +118,6 @@ def build_served_repo(root: Path, feature_store_yaml: str, n_drivers: int, days:
         store.apply()
         store.materialize_incremental(now, progress=False)
         x, y, _ = training_matrix(store, pq.read_table(root / "data" / "offers.parquet"))
-        save_model(build_model("logreg").fit(x, y), root / "data" / "models" / "decline_model_v1.joblib",
-                   store=store, service="decline_model_v1", metrics={"base_rate": float(y.mean())})
+        save_model(build_model("logreg").fit(x, y), root / "data" / "models" / f"{SERVICE}.joblib",
+                   store=store, service=SERVICE, metrics={"base_rate": float(y.mean())})
     return root

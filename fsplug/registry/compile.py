@@ -14,8 +14,11 @@ from typing import Any
 
 from fsplug.config import resolve_repo_path
 from fsplug.definitions import KINDS, LoadedRepo, Located
+from fsplug.derived import KIND_OF, ExpressionError, Kind, compile_expression, compile_udf, load_udf, udf_parameters
 from fsplug.errors import ConfigError, DefinitionError, Problem, did_you_mean
 from fsplug.registry.model import (
+    DerivedFeature,
+    DerivedView,
     Entity,
     Feature,
     FeatureService,
@@ -49,24 +52,30 @@ def compile_repo(repo: LoadedRepo, project: str, *, check_paths: bool, problems:
     sources = _sources(objs["sources"], repo.root, check_paths, problems, warnings)
     views = _views(views_l, entities, sources, problems)
     requests = _request_sources(requests_l, problems)
-    services = _services(objs["feature_services"], views_l, requests_l, problems)
+    derived_l = _by_name(objs["derived_views"])
+    derived = _derived_views(derived_l, views_l, requests_l, repo.root, problems)
+    services = _services(objs["feature_services"], views_l, requests_l, problems, derived_l)
     if problems:
         raise DefinitionError(problems)
-    reg = Registry(project, entities, sources, views, requests, services)
+    reg = Registry(project, entities, sources, views, requests, services, derived)
     return replace(reg, hash=content_hash(reg))
 
 
-def check_ref(ref: str, views: dict[str, Any], requests: dict[str, Any]) -> str | None:
+def check_ref(ref: str, views: dict[str, Any], requests: dict[str, Any],
+              derived: dict[str, Any] | None = None) -> str | None:
     """Why `ref` (`view:feature` or `view:*`) does not resolve, or None when it does.
 
-    `views`/`requests` map names to compiled objects or to Located specs (anything with `features`).
+    `views`/`requests`/`derived` map names to compiled objects or to Located specs (anything with
+    `features`); the view of a ref may be a feature view, a request source or a derived view.
     """
     if not isinstance(ref, str) or ref.count(":") != 1:
         return f"feature ref {ref!r} must look like 'view:feature' or 'view:*'"
     view, feat = ref.split(":")
-    target = views.get(view) or requests.get(view)
+    derived = derived or {}
+    target = views.get(view) or requests.get(view) or derived.get(view)
     if target is None:
-        return f"unknown feature view {view!r} in {ref!r}{did_you_mean(view, list(views) + list(requests))}"
+        names = list(views) + list(requests) + list(derived)
+        return f"unknown feature view {view!r} in {ref!r}{did_you_mean(view, names)}"
     spec = getattr(target, "spec", target)
     names = [f.name for f in spec.features]
     if feat != "*" and feat not in names:
@@ -86,7 +95,8 @@ def _line(item: Located, *sub: Any) -> int:
 def _check_unique_names(objs: dict[str, list[Located]], problems: list[Problem]) -> None:
     by_space: dict[str, dict[str, Located]] = {}
     for kind in KINDS:
-        seen = by_space.setdefault("feature_views" if kind == "request_sources" else kind, {})
+        space = "feature_views" if kind in ("request_sources", "derived_views") else kind  # refs name any of them
+        seen = by_space.setdefault(space, {})
         for item in objs[kind]:
             name = item.spec.name
             if name in seen:
@@ -168,12 +178,11 @@ def _check_view_refs(n: str, i: Located, entities: dict[str, Entity], sources: d
             "source"))
 
 
-def _check_feature_names(n: str, i: Located, problems: list[Problem]) -> None:
+def _check_feature_names(n: str, i: Located, problems: list[Problem], what: str = "feature view") -> None:
     seen: set[str] = set()
     for j, f in enumerate(i.spec.features):
         if f.name in seen:
-            problems.append(i.problem(f"feature view {n!r}: duplicate feature name {f.name!r}",
-                                      "features", j, "name"))
+            problems.append(i.problem(f"{what} {n!r}: duplicate feature name {f.name!r}", "features", j, "name"))
         seen.add(f.name)
 
 
@@ -229,14 +238,152 @@ def _request_sources(requests_l: dict[str, Located], problems: list[Problem]) ->
 
 
 def _services(items: list[Located], views_l: dict[str, Located], requests_l: dict[str, Located],
-              problems: list[Problem]) -> dict[str, FeatureService]:
+              problems: list[Problem], derived_l: dict[str, Located]) -> dict[str, FeatureService]:
     services: dict[str, FeatureService] = {}
     for i in items:
         s = i.spec
         for j, ref in enumerate(s.features):
-            err = check_ref(ref, views_l, requests_l)
+            err = check_ref(ref, views_l, requests_l, derived_l)
             if err:
                 problems.append(i.problem(f"feature service {s.name!r}: {err}", "features", j))
         services.setdefault(s.name, FeatureService(s.name, tuple(s.features), s.description, s.owner,
                                                    tuple(sorted(s.tags.items()))))
     return services
+
+
+# ---- derived views ----------------------------------------------------------------------------------
+
+class _Inputs:
+    """The features one derived view may read by name: its inputs' and its own (fsplug.derived)."""
+
+    def __init__(self, name: str, item: Located, tables: dict[str, dict[str, Any]], problems: list[Problem]):
+        self.name = name
+        self.features: list[tuple[str, dict[str, Any]]] = []  # (input, feature -> dtype), in `inputs` order
+        for j, inp in enumerate(item.spec.inputs):
+            if inp == name or inp in [n for n, _ in self.features]:
+                problems.append(item.problem(f"derived view {name!r}: input {inp!r} is listed twice"
+                                             if inp != name else
+                                             f"derived view {name!r}: it reads its own features without listing "
+                                             "itself; remove it from inputs", "inputs", j))
+                continue
+            if inp not in tables:
+                problems.append(item.problem(
+                    f"derived view {name!r}: unknown input {inp!r}{did_you_mean(inp, list(tables))}; inputs are "
+                    "feature views, request sources and derived views", "inputs", j))
+                continue
+            self.features.append((inp, tables[inp]))
+        self.features.append((name, tables[name]))
+
+    def resolve(self, name: str, reader: str) -> tuple[str, Any]:
+        """(ref, dtype) of `name` as derived feature `reader` uses it; ExpressionError when it is unknown,
+        ambiguous, unreadable or the reader itself."""
+        view, sep, feat = name.partition("__")
+        own = [(v, t) for v, t in self.features]
+        if sep and any(v == view and feat in t for v, t in own):
+            hits = [(view, dict(own)[view][feat], feat)]
+        else:
+            hits = [(v, t[name], name) for v, t in own if name in t and not (v == self.name and name == reader)]
+        if not hits:
+            if name == reader:
+                raise ExpressionError(f"{name!r} reads itself")
+            names = sorted({f for _, t in own for f in t} - {reader})
+            inputs = ", ".join(v for v, _ in own[:-1]) or "none"
+            raise ExpressionError(f"unknown name {name!r}{did_you_mean(name, names)} (inputs: {inputs})")
+        if len(hits) > 1:
+            raise ExpressionError(f"{name!r} is a feature of {' and '.join(v for v, _, _ in hits)}; write "
+                                  f"{hits[0][0]}__{name} to say which")
+        view, dtype, feat = hits[0]
+        if KIND_OF.get(dtype) is None:
+            raise ExpressionError(f"{view}:{feat} is {dtype.value}; derived features cannot read "
+                                  f"{dtype.value} values")
+        return f"{view}:{feat}", dtype
+
+
+def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], requests_l: dict[str, Located],
+                   root: Path, problems: list[Problem]) -> dict[str, DerivedView]:
+    tables = {n: {f.name: f.dtype for f in i.spec.features}
+              for n, i in (*views_l.items(), *requests_l.items(), *derived_l.items())}
+    out: dict[str, DerivedView] = {}
+    reads_at: dict[str, tuple[Located, tuple[Any, ...], tuple[str, ...]]] = {}  # derived ref -> where, reads
+    for n, i in derived_l.items():
+        found = len(problems)
+        inputs = _Inputs(n, i, tables, problems)
+        features = []
+        _check_feature_names(n, i, problems, "derived view")
+        for j, f in enumerate(i.spec.features):
+            key = "expr" if f.expr is not None else "udf"
+            reads: dict[str, str] = {}
+
+            def kind_of(name: str, reader: str = f.name, reads: dict[str, str] = reads,
+                        inputs: _Inputs = inputs) -> Kind:
+                ref, dtype = inputs.resolve(name, reader)
+                reads[name] = ref
+                return KIND_OF[dtype]
+
+            try:
+                if f.expr is not None:
+                    compile_expression(f.expr, kind_of, f.dtype)
+                else:
+                    fn = load_udf(f.udf, root)
+                    params = udf_parameters(fn, f.udf)
+                    compile_udf(f.udf, fn, params, [kind_of(p) for p in params], f.dtype)
+            except ExpressionError as exc:
+                problem = i.problem(f"derived feature {n}:{f.name}: {exc}", "features", j, key)
+                if key == "expr" and exc.col is not None:
+                    problem = _at_token(problem, root, f.expr, exc.col)
+                problems.append(problem)
+                continue
+            features.append(DerivedFeature(f.name, f.dtype, f.expr, f.udf, tuple(reads.items()), f.default,
+                                           f.description))
+            reads_at[f"{n}:{f.name}"] = (i, ("features", j, key), tuple(reads.values()))
+        if len(problems) == found:
+            s = i.spec
+            out[n] = DerivedView(n, tuple(s.inputs), tuple(features), s.description, s.owner,
+                                 tuple(sorted(s.tags.items())))
+    _check_cycles(reads_at, problems)
+    return out
+
+
+def _at_token(problem: Problem, root: Path, expr: str, offset: int) -> Problem:
+    """`problem` (at an expression's YAML node) moved to the column of the token it is about, when the
+    expression is written on that line as it is (plain or quoted, no escapes); else unchanged."""
+    try:
+        line = (root / problem.file).read_text(encoding="utf-8").splitlines()[problem.line - 1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return problem
+    start = problem.column - 1
+    text = expr.strip()
+    lead = len(expr) - len(expr.lstrip())
+    for quote in ("", '"', "'"):
+        if line[start:].startswith(quote + expr):
+            return replace(problem, column=problem.column + len(quote) + lead + offset)
+        if not quote and line[start:].startswith(text):
+            return replace(problem, column=problem.column + offset)
+    return problem
+
+
+def _check_cycles(reads_at: dict[str, tuple[Located, tuple[Any, ...], tuple[str, ...]]],
+                  problems: list[Problem]) -> None:
+    """One located problem per cycle of derived features reading each other."""
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(ref: str) -> None:
+        state[ref] = 1
+        path.append(ref)
+        for nxt in reads_at[ref][2]:
+            if nxt not in reads_at:
+                continue
+            if state.get(nxt) == 1:
+                loop = path[path.index(nxt):] + [nxt]
+                item, sub, _ = reads_at[nxt]
+                problems.append(item.problem(f"derived feature {nxt} reads itself through "
+                                             f"{' -> '.join(loop)}; derived features cannot form a cycle", *sub))
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[ref] = 2
+
+    for ref in reads_at:
+        if ref not in state:
+            visit(ref)

@@ -83,7 +83,7 @@ def _flatten(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     for k, v in obj.items():
         if k == "name":
             continue
-        if k == "features" and kind in ("feature_views", "request_sources"):
+        if k == "features" and kind in ("feature_views", "request_sources", "derived_views"):
             for f in v:
                 for fk, fv in f.items():
                     if fk != "name":
@@ -108,8 +108,8 @@ def diff(old: Registry | None, new: Registry) -> RegistryDiff:
     new_defs = new.definitions()
     changes: list[Change] = []
     for kind in KINDS:
-        before = {o["name"]: _flatten(kind, o) for o in old_defs[kind]}
-        after = {o["name"]: _flatten(kind, o) for o in new_defs[kind]}
+        before = {o["name"]: _flatten(kind, o) for o in old_defs.get(kind, ())}
+        after = {o["name"]: _flatten(kind, o) for o in new_defs.get(kind, ())}
         for name in after:
             if name not in before:
                 changes.append(Change("create", kind, name))

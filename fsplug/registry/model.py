@@ -27,6 +27,8 @@ __all__ = [
     "FeatureView",
     "RequestFeature",
     "RequestSource",
+    "DerivedFeature",
+    "DerivedView",
     "FeatureService",
     "Registry",
     "content_hash",
@@ -37,6 +39,8 @@ FORMAT_VERSION = 1
 """Version of the registry file's layout; a file of another version must be re-applied."""
 
 _NOT_DEFINITION = {"definition": False}  # field metadata: not hashed, not diffed
+_OMIT_EMPTY = {"omit_empty": True}  # field metadata: left out of the hash and the file when empty, so
+# registries written before the field existed keep their hash
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,42 @@ class RequestSource:
 
 
 @dataclass(frozen=True)
+class DerivedFeature:
+    """A feature computed at read time from other features (fsplug.derived): an expression or a UDF.
+
+    `reads` maps each name the expression (or the UDF's parameters) uses to the ref it resolved to at
+    apply (`view:feature`; a derived feature's ref names its derived view)."""
+
+    name: str
+    dtype: DType
+    expr: str | None = None
+    udf: str | None = None
+    reads: tuple[tuple[str, str], ...] = ()
+    default: Any = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DerivedView:
+    """A named group of derived features; `inputs` as written (views, request sources, derived views)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    features: tuple[DerivedFeature, ...]
+    description: str = ""
+    owner: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def feature(self, name: str) -> DerivedFeature:
+        """The derived feature called `name`; ReferenceNotFoundError (with a hint) when there is none."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise ReferenceNotFoundError(
+            f"derived view {self.name!r} has no feature {name!r}{did_you_mean(name, [f.name for f in self.features])}")
+
+
+@dataclass(frozen=True)
 class FeatureService:
     """An ordered list of feature refs; `refs` as written, expanded when a plan is compiled."""
 
@@ -146,6 +186,7 @@ class Registry:
     feature_views: dict[str, FeatureView]
     request_sources: dict[str, RequestSource]
     feature_services: dict[str, FeatureService]
+    derived_views: dict[str, DerivedView] = field(default_factory=dict, metadata=_OMIT_EMPTY)
     hash: str = field(default="", metadata=_NOT_DEFINITION)
 
     # ---- lookups with helpful errors -------------------------------------------------
@@ -161,15 +202,26 @@ class Registry:
         """The entity `name`; ReferenceNotFoundError (with a hint) when unknown."""
         return _lookup(self.entities, name, "entity")
 
+    def derived(self, name: str) -> DerivedView:
+        """The derived view `name`; ReferenceNotFoundError (with a hint) when unknown."""
+        return _lookup(self.derived_views, name, "derived view")
+
     # ---- persistence -------------------------------------------------------------------
+    def _encoded(self) -> dict[str, Any]:
+        data = encode(Registry, self)
+        for f in fields(Registry):
+            if f.metadata.get("omit_empty") and not data[f.name]:
+                del data[f.name]
+        return data
+
     def definitions(self) -> dict[str, Any]:
         """The definitions as canonical JSON-ready data (what `hash` is computed over and `diff` compares)."""
-        data = encode(Registry, self)
-        return {f.name: data[f.name] for f in fields(Registry) if f.metadata.get("definition", True)}
+        data = self._encoded()
+        return {f.name: data[f.name] for f in fields(Registry) if f.metadata.get("definition", True) and f.name in data}
 
     def to_json(self) -> str:
         """The registry file's text: format version, hash and definitions, keys sorted."""
-        data = {"format": FORMAT_VERSION, **encode(Registry, self)}
+        data = {"format": FORMAT_VERSION, **self._encoded()}
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod

@@ -41,7 +41,7 @@ def test_plan_apply_dump(ride_repo, capsys):
 
     write_empty_sources(ride_repo)
     code, out, _ = run(capsys, "--repo", str(ride_repo), "apply")
-    assert code == 0 and "7 to create" in out and "created table dispatch-driver" in out
+    assert code == 0 and "9 to create" in out and "created table dispatch-driver" in out
 
     code, out, _ = run(capsys, "--repo", str(ride_repo), "apply")
     assert code == 0 and out.startswith("No changes")

@@ -78,7 +78,8 @@ def test_plan_is_cached_per_registry_hash(applied_ride_repo):
 
 
 @pytest.mark.parametrize("kwargs,err,match", [
-    ({"service": "decline_model_v2"}, ReferenceNotFoundError, "did you mean 'decline_model_v1'"),
+    ({"service": "decline_modle_v1"}, ReferenceNotFoundError, "did you mean 'decline_model_v1'"),
+    ({"features": ["trip_context:is_peak"]}, ReferenceNotFoundError, "did you mean 'is_peak_hour'"),
     ({"features": ["driver_stats:trips_3d"]}, ReferenceNotFoundError, "did you mean 'trips_30d'"),
     ({"features": ["driver_stat:trips_30d"]}, ReferenceNotFoundError, "did you mean 'driver_stats'"),
     ({"features": ["trips_30d"]}, ReferenceNotFoundError, "view:feature"),

@@ -54,7 +54,9 @@ def test_created_and_deleted_objects(applied_ride_repo):
     text = p.read_text()
     start = text.index("  - name: driver_activity\n")
     end = text.index("request_sources:")
-    p.write_text(text[:start] + text[end:].replace("      - driver_activity:*\n", ""))
+    text = text[:start] + text[end:].replace("      - driver_activity:*\n", "").replace("      - trip_context:*\n", "")
+    # the derived view reads driver_activity: it goes too
+    p.write_text(text[:text.index("derived_views:")] + text[text.index("feature_services:"):])
     (applied_ride_repo / "features" / "extra.yaml").write_text(
         "feature_services:\n  - name: stats_only\n    features: [driver_stats:*]\n")
     d, _ = FeatureStore(applied_ride_repo).changes()
@@ -63,7 +65,8 @@ def test_created_and_deleted_objects(applied_ride_repo):
     assert "- delete feature view driver_activity" in text
     assert "its online data stays until `fsplug teardown`" in text
     assert "~ update feature service decline_model_v1" in text
-    assert text.splitlines()[-1] == "1 to create, 1 to update, 1 to delete"
+    assert "- delete derived view trip_context" in text
+    assert text.splitlines()[-1] == "1 to create, 2 to update, 2 to delete"
 
 
 def test_registry_round_trips_and_detects_hand_edits(applied_ride_repo):

@@ -20,7 +20,8 @@ DATA = Path(__file__).parent / "data" / "registry_v1"
 ROOT = Path(__file__).resolve().parents[2]
 # Written by fsplug at commit 524e2a2 (registry.py, before the registry became a package).
 PINNED_HASH = "21ed3ea74740309db66505ae23b0632749ac57c0dfc092e3305060361b3cbe3e"
-FEATURE_REPO_HASH = "4dba64590ae498cba35ffe3d5f026113f0f99552ba5093ede2b8c7948510adf0"
+# the shipped feature_repo, with its derived view (issue 15)
+FEATURE_REPO_HASH = "1799afc965fa1097b94f1984d23f6127bbee6f9b5b2086606d562db7787317b8"
 
 
 def _compile(root: Path, project: str) -> Registry:

@@ -180,6 +180,37 @@ def test_feature_vector_endpoint_matches_get_feature_vector(server, served_repo)
     ]
 
 
+def test_derived_features_flow_through_the_server(server, served_repo):
+    """decline_model_v2 carries the derived trip_context: the server serves it from the same plan."""
+    body = service_request([1001, 1002, 1003, 99_999_999], "decline_model_v2")
+    body["entities"]["hour_of_day"] = [8, 13, 22, 17]
+    r = server.post("/get-online-features", body)
+    assert r.status_code == 200, r.text
+    req = {"pickup_distance_km": 2.5, "hour_of_day": 8}
+    v = server.post("/get-feature-vector",
+                    {"feature_service": "decline_model_v2", "entity": {"driver_id": 1001}, "request": req})
+    assert v.status_code == 200, v.text
+    with FeatureStore(served_repo) as fs:
+        res = fs.get_online_features(service="decline_model_v2", entities=body["entities"])
+        want, want_status, stamps = res.to_dict(), res.status_names(), res.event_timestamps
+        vec = fs.get_feature_vector("decline_model_v2", request=req, driver_id=1001)
+    cols = columns(r.json())
+    assert r.json()["metadata"]["feature_names"][-3:] == ["is_peak_hour", "is_night", "trips_per_hour"]
+    assert cols["is_peak_hour"]["values"] == [True, False, False, True]
+    assert cols["is_night"]["values"] == [False, False, True, False]
+    for name in ("is_peak_hour", "is_night", "trips_per_hour"):
+        assert cols[name]["values"] == pytest.approx(want[name]), name
+        assert cols[name]["statuses"] == want_status[name], name
+        # a derived view's event time is the newest of its stored inputs' (here driver_activity's)
+        expect = ["1970-01-01T00:00:00Z" if str(t) == "NaT" else str(t)[:19] + "Z" for t in stamps["trip_context"]]
+        assert [t[:19] + "Z" for t in cols[name]["event_timestamps"]] == expect, name
+    got = v.json()
+    assert got["feature_names"] == list(vec.names) and got["feature_names"][-3:] == ["is_peak_hour", "is_night",
+                                                                                     "trips_per_hour"]
+    assert got["values"] == pytest.approx([None if x != x else x for x in vec.values.tolist()], nan_ok=True)
+    assert got["values"][-3] == 1.0  # 8 h is a peak hour
+
+
 def test_health_ready_and_routing(server):
     assert server.client.get("/health").json() == {"status": "ok"}
     ready = server.client.get("/ready").json()
@@ -200,10 +231,10 @@ ERROR_CASES = [
     # (name, body, status, kind, API call giving the same message or a substring)
     (
         "unknown service",
-        service_request([1001], "decline_model_v2"),
+        service_request([1001], "decline_model_v9"),
         422,
         "unknown_reference",
-        dict(service="decline_model_v2", entities={"driver_id": [1001]}),
+        dict(service="decline_model_v9", entities={"driver_id": [1001]}),
     ),
     (
         "unknown feature",

@@ -14,7 +14,7 @@ import pytest
 
 from examples.dispatch import DispatchService, RideRequest
 from examples.generate_data import DRIVER_ID_BASE, generate
-from examples.train import build_model, train, training_matrix
+from examples.train import SERVICE, build_model, train, training_matrix
 from fsplug.errors import EntityKeyError, ModelIntegrityError, ModelSignatureError, RequestFeatureError
 from fsplug.serving import Predictor, load_model, save_model
 from fsplug.store import FeatureStore
@@ -58,7 +58,7 @@ def test_historical_features_with_request_columns(pipeline_repo):
 def test_predictor_matches_sklearn(pipeline_repo):
     root, _ = pipeline_repo
     with FeatureStore(root) as store:
-        pred = Predictor(store, root / "data" / "models" / "decline_model_v1.joblib")
+        pred = Predictor(store, root / "data" / "models" / f"{SERVICE}.joblib")
         assert pred._linear is not None
         ids = list(range(DRIVER_ID_BASE + 1, DRIVER_ID_BASE + 51)) + [10**9]
         ents = {"driver_id": ids, "pickup_distance_km": np.linspace(0.1, 8, len(ids)).tolist(),
@@ -71,7 +71,7 @@ def test_predictor_matches_sklearn(pipeline_repo):
         offers = pq.read_table(root / "data" / "offers.parquet").slice(0, 1000)
         x, y, _ = training_matrix(store, offers)
         gbm = build_model("gbm").fit(x, y)
-        art = save_model(gbm, root / "data" / "models" / "gbm.joblib", store=store, service="decline_model_v1")
+        art = save_model(gbm, root / "data" / "models" / "gbm.joblib", store=store, service=SERVICE)
         g = Predictor(store, art)
         assert g._linear is None
         np.testing.assert_allclose(g.predict(entities=ents).probabilities, gbm.predict_proba(p.features)[:, 1])
@@ -79,7 +79,7 @@ def test_predictor_matches_sklearn(pipeline_repo):
 
 def test_tampered_model_is_refused_before_unpickling(pipeline_repo, tmp_path, monkeypatch):
     root, _ = pipeline_repo
-    src = root / "data" / "models" / "decline_model_v1.joblib"
+    src = root / "data" / "models" / f"{SERVICE}.joblib"
     dst = tmp_path / "m.joblib"
     shutil.copy(src, dst)
     shutil.copy(src.with_name(src.name + ".json"), tmp_path / "m.joblib.json")
@@ -99,7 +99,7 @@ def test_signature_mismatch_names_the_differences(pipeline_repo, tmp_path):
     root, _ = pipeline_repo
     repo = tmp_path / "repo"
     shutil.copytree(root, repo)
-    model = repo / "data" / "models" / "decline_model_v1.joblib"
+    model = repo / "data" / "models" / f"{SERVICE}.joblib"
     p = repo / "features" / "driver.yaml"
     text = p.read_text()
     text = text.replace("default: 4.7,", "default: 4.5,").replace("      - driver_stats:tenure_days\n", "")

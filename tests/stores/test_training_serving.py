@@ -1,7 +1,9 @@
 """Training data equals serving data: for entity rows at time t, `get_historical_features` gives what
 `get_online_features` serves at t after materializing up to t — values, defaults and statuses —
 over random histories (nulls, NaN, stale and missing entities, defaults and request defaults), on
-every store.
+every store; and the same for random derived features (random expressions over those inputs, with
+and without defaults, one reading the others), both as outputs beside their inputs and alone (their
+inputs read only for them).
 """
 
 from __future__ import annotations
@@ -46,6 +48,70 @@ feature_services:
     features: [txn:*, checkout:*]
 """
 
+DERIVED = """derived_views:
+  - name: derived
+    inputs: [txn, checkout]
+    features:
+      - {{name: d_num, dtype: float64, expr: "{num}"{num_default}}}
+      - {{name: d_bool, dtype: bool, expr: "{flag}"{bool_default}}}
+      - {{name: d_chain, dtype: float64, expr: "d_num if d_bool else coalesce(amount, -1.0)"}}
+  - name: alone
+    inputs: [txn, checkout]
+    features:
+      - {{name: d_only, dtype: float64, expr: "{num2}"}}
+"""
+DERIVED_SERVICES = """\
+  - name: fraud_derived
+    features: [txn:*, derived:*, checkout:*]
+  - name: derived_only
+    features: [alone:d_only, derived:d_chain]
+"""
+
+# Random expressions: every operand subtree holds an input name (constants only as right operands,
+# never zero), so each one type-checks and no constant division by zero is drawn.
+NUM_NAMES = st.sampled_from(["txn_count", "amount", "ratio", "cart_value", "surge"])
+CONSTS = st.sampled_from(["0.5", "2", "3.5", "-1", "7"])
+
+
+def _num(depth: int) -> st.SearchStrategy[str]:
+    if depth == 0:
+        return NUM_NAMES
+    sub = _num(depth - 1)
+    return st.one_of(
+        NUM_NAMES,
+        st.tuples(sub, st.sampled_from(["+", "-", "*", "/", "//", "%"]), st.one_of(sub, CONSTS)).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["max", "min"]), sub, st.one_of(sub, CONSTS)).map(
+            lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(st.sampled_from(["abs", "log", "sqrt", "float", "round", "exp"]), sub).map(
+            lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(sub, CONSTS).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
+        st.tuples(sub, CONSTS, CONSTS).map(lambda t: f"clip({t[0]}, {min(t[1:], key=float)}, {max(t[1:], key=float)})"),
+        st.tuples(sub, _flag(depth - 1), sub).map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
+    )
+
+
+def _flag(depth: int) -> st.SearchStrategy[str]:
+    leaf = st.sampled_from(["active", "segment == 'gold'", "segment != 'unknown'", "is_null(amount)",
+                            "is_null(active)", "not active"])
+    if depth == 0:
+        return leaf
+    sub = _flag(depth - 1)
+    return st.one_of(
+        leaf,
+        st.tuples(_num(depth - 1), st.sampled_from(["<", ">=", "==", "!="]), st.one_of(_num(depth - 1), CONSTS)).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(sub, st.sampled_from(["and", "or"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        sub.map(lambda b: f"(not {b})"),
+    )
+
+
+DERIVED_FEATURES = st.fixed_dictionaries({
+    "num": _num(3), "flag": _flag(2), "num2": _num(2),
+    "num_default": st.sampled_from(["", ", default: 0.25"]),
+    "bool_default": st.sampled_from(["", ", default: true"]),
+})
+
 CUSTOMERS = [f"c{i}" for i in range(6)]
 # event times, in seconds before the read; none near the 1h ttl edge (the read's `now` is a few ms
 # after the training rows' time), none in the future
@@ -70,11 +136,13 @@ def _same(a, b) -> bool:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(ROW, max_size=25, unique_by=lambda r: (r["customer"], r["age"])),
-       carts=st.lists(st.floats(0, 500, allow_nan=False), min_size=len(CUSTOMERS), max_size=len(CUSTOMERS)))
-def test_training_rows_equal_what_serving_serves(tmp_path_factory, store_kind, request, rows, carts):
+       carts=st.lists(st.floats(0, 500, allow_nan=False), min_size=len(CUSTOMERS), max_size=len(CUSTOMERS)),
+       derived=DERIVED_FEATURES)
+def test_training_rows_equal_what_serving_serves(tmp_path_factory, store_kind, request, rows, carts, derived):
     address = request.getfixturevalue("aerospike_address") if store_kind == "aerospike" else None
     root = tmp_path_factory.mktemp("ts") / f"r{next(_counter)}"
-    write_repo(root, {"defs.yaml": DEFS}, config=_config(store_kind, address, f"ts_{uuid.uuid4().hex[:8]}"))
+    defs = DEFS.replace("feature_services:\n", DERIVED.format(**derived) + "feature_services:\n") + DERIVED_SERVICES
+    write_repo(root, {"defs.yaml": defs}, config=_config(store_kind, address, f"ts_{uuid.uuid4().hex[:8]}"))
     (root / "data").mkdir(exist_ok=True)
     now = datetime.now(UTC)
     ts = pa.timestamp("us", tz="UTC")
@@ -93,16 +161,22 @@ def test_training_rows_equal_what_serving_serves(tmp_path_factory, store_kind, r
             store.apply()
             store.materialize_incremental(now, progress=False)
             t = datetime.now(UTC)
-            online = store.get_online_features(service="fraud_v1",
-                                               entities={"customer_id": CUSTOMERS, "cart_value": carts})
-            served = online.to_dict(include_statuses=True)
-            training = store.get_historical_features(
-                {"customer_id": CUSTOMERS, "event_timestamp": pa.array([t] * len(CUSTOMERS), ts),
-                 "cart_value": carts, "label": list(range(len(CUSTOMERS)))},
-                service="fraud_v1", include_statuses=True).to_pydict()
+            compared = []
+            for service in ("fraud_v1", "fraud_derived", "derived_only"):
+                # (a service whose derived features do not read cart_value refuses the column)
+                cart = {"cart_value": carts} if "cart_value" in store.plan(service=service).accepted else {}
+                online = store.get_online_features(service=service, entities={"customer_id": CUSTOMERS, **cart})
+                served = online.to_dict(include_statuses=True)
+                training = store.get_historical_features(
+                    {"customer_id": CUSTOMERS, "event_timestamp": pa.array([t] * len(CUSTOMERS), ts),
+                     **cart, "label": list(range(len(CUSTOMERS)))},
+                    service=service, include_statuses=True).to_pydict()
+                compared.append((service, served, training))
         finally:
             store.teardown()
-    assert training["label"] == list(range(len(CUSTOMERS)))  # extra columns pass through
-    for name, values in served.items():
-        got = training[name]
-        assert all(_same(a, b) for a, b in zip(values, got, strict=True)), (name, values, got)
+    for service, served, training in compared:
+        assert training["label"] == list(range(len(CUSTOMERS)))  # extra columns pass through
+        assert set(served) <= set(training), (service, set(served) - set(training))
+        for name, values in served.items():
+            got = training[name]
+            assert all(_same(a, b) for a, b in zip(values, got, strict=True)), (service, derived, name, values, got)

@@ -1,0 +1,863 @@
+"""Derived features: a small, typed expression language compiled to vectorized numpy, and UDFs.
+
+An expression (`expr:` of a derived feature) is parsed with Python's `ast` module and only a
+whitelist of nodes is accepted: constants (numbers, strings, booleans), names of input features,
+arithmetic (`+ - * / // % **`, unary `-`), comparisons (chains included), `and`/`or`/`not`,
+`a if cond else b`, and calls of the functions in `FUNCTIONS`. No attribute access, subscripts,
+lambdas, comprehensions or imports; user text is never `eval`ed or `compile`d. It is type-checked
+once (`compile_expression`, at apply) against the inputs' dtypes and the declared dtype, then compiled
+(`compile_expression`) into a closure over numpy arrays: one numpy operation per node for all rows,
+no Python work per row.
+
+Values are columns: `(values, null)`, where `values` is a numpy array (int64, float64, bool, object
+for strings, int64 microseconds for timestamps) and `null` is a bool mask or None (no nulls).
+Null rules: an operation or function is null where any operand is null, except `is_null(x)` (never
+null), `coalesce(a, b, ...)` (null only where every argument is), and `a if c else b` / `where(c, a,
+b)` (null where `c` is, or where the branch taken is). A division or modulo by zero, `log` of a
+number <= 0, `sqrt` of a negative number and a float result that is NaN are null. How inputs that are
+not PRESENT arrive (their default, else null) is the caller's business (fsplug.kernel, training).
+
+A UDF (`udf: package.module:function`) is imported at apply (`load_udf`); its parameters name its
+inputs; it is called with one numpy array per parameter (null rows hold NaN, 0, False, "" or NaT)
+and must return an array of the rows' length whose dtype fits the declared one.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fsplug.errors import DerivedFeatureError, did_you_mean
+from fsplug.kernel import EPOCH, NULL_VALUE, PRESENT, Default
+from fsplug.types import DType
+
+__all__ = ["ExpressionError", "DerivedFeatureError", "Kind", "FUNCTIONS", "Column", "Compiled",
+           "compile_expression", "load_udf", "udf_parameters", "compile_udf", "KIND_OF", "DERIVED_DTYPES",
+           "finish", "Step", "Program", "compile_step", "use_search_path"]
+
+
+class ExpressionError(ValueError):
+    """An expression that does not parse, names an unknown input, or does not type-check.
+
+    `col` is the 0-based position in the expression text it is about (None when it is the whole)."""
+
+    def __init__(self, message: str, col: int | None = None):
+        super().__init__(message)
+        self.col = col
+
+
+class Kind(StrEnum):
+    """The type of an expression's value."""
+
+    INT = "int64"
+    FLOAT = "float64"
+    BOOL = "bool"
+    STR = "string"
+    TS = "timestamp"
+
+
+KIND_OF: dict[DType, Kind] = {DType.INT64: Kind.INT, DType.FLOAT64: Kind.FLOAT, DType.FLOAT32: Kind.FLOAT,
+                              DType.BOOL: Kind.BOOL, DType.STRING: Kind.STR, DType.TIMESTAMP: Kind.TS}
+"""The expression type of each dtype an expression can read (bytes and lists cannot be read)."""
+
+DERIVED_DTYPES = tuple(KIND_OF)
+"""The dtypes a derived feature may declare."""
+
+_NUMERIC = (Kind.INT, Kind.FLOAT)
+_NP = {Kind.INT: np.int64, Kind.FLOAT: np.float64, Kind.BOOL: np.bool_, Kind.STR: object, Kind.TS: np.int64}
+
+Column = tuple[Any, Any]
+"""(values, null): a numpy array (or a scalar, for constants) and a bool mask or None (no nulls)."""
+
+
+def _or(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a | b
+
+
+# ---- the functions --------------------------------------------------------------------------------
+
+FUNCTIONS: dict[str, str] = {
+    "min": "min(a, b, ...): the smallest (int if all are int, else float)",
+    "max": "max(a, b, ...): the largest",
+    "abs": "abs(x): absolute value",
+    "clip": "clip(x, lo, hi): x limited to [lo, hi]",
+    "log": "log(x): natural logarithm (null for x <= 0)",
+    "exp": "exp(x): e to the x",
+    "sqrt": "sqrt(x): square root (null for x < 0)",
+    "round": "round(x): nearest integer, halves to even (int)",
+    "int": "int(x): truncated toward zero (int)",
+    "float": "float(x): as a float",
+    "coalesce": "coalesce(a, b, ...): the first argument that is not null",
+    "is_null": "is_null(x): whether x is null (never null itself)",
+    "where": "where(cond, a, b): a where cond, else b (like `a if cond else b`)",
+    "hour": "hour(ts): hour of a timestamp, 0-23 (UTC)",
+    "minute": "minute(ts): minute of a timestamp, 0-59",
+    "weekday": "weekday(ts): day of the week, Monday = 0 (UTC)",
+    "day": "day(ts): day of the month, 1-31 (UTC)",
+    "month": "month(ts): month, 1-12 (UTC)",
+}
+
+_US_PER_DAY = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A type-checked, compiled expression node: its type, its closure, its text (and value, if constant)."""
+
+    kind: Kind
+    fn: Callable[[Sequence[Column]], Column]
+    text: str
+    const: Any = None
+    is_const: bool = False
+    nullable: bool = True
+    slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled derived feature: `run(args)` -> its column, given its arguments' columns in `args` order."""
+
+    kind: Kind
+    args: tuple[str, ...]
+    """The input names it reads, in slot order."""
+    form: str
+    """The compiled form, typed, as `fsplug plan --service` shows it."""
+    run: Callable[[Sequence[Column], int], Column]
+
+
+def compile_expression(text: str, types: Callable[[str], Kind], declared: DType) -> Compiled:
+    """Compile `text` (see the module docstring) into a `Compiled` whose result has `declared`'s type."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError("the expression is empty")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"syntax error: {exc.msg}", (exc.offset or 1) - 1) from None
+    b = _Builder(text.strip(), types)
+    node = b.build(tree.body)
+    want = KIND_OF.get(declared)
+    if want is None:
+        raise ExpressionError(f"a derived feature cannot be {declared.value}; use one of "
+                              f"{', '.join(d.value for d in DERIVED_DTYPES)}")
+    node = _coerce_result(node, want, declared)
+    args = tuple(b.slots)
+    fn = node.fn
+    kind = node.kind
+
+    def run(columns: Sequence[Column], n: int) -> Column:
+        values, null = fn(columns)  # (Program.run ignores numpy's floating-point warnings around it)
+        return finish(kind, values, null, n)
+
+    return Compiled(kind, args, node.text, run)
+
+
+def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
+    """A result as a full column of `n` rows: constants broadcast, float NaN as null."""
+    if type(values) is not np.ndarray or values.dtype != _NP[kind]:
+        values = np.asarray(values, dtype=_NP[kind])
+    if values.shape != (n,):
+        values = np.broadcast_to(values, (n,)).copy()
+    if null is not None and np.shape(null) != (n,):
+        null = np.broadcast_to(null, (n,)).copy()
+    if kind is Kind.FLOAT:
+        nan = np.isnan(values)
+        null = nan if null is None else null | nan
+    return values, null
+
+
+def _coerce_result(node: _Node, want: Kind, declared: DType) -> _Node:
+    if node.kind is want:
+        return node
+    if want is Kind.FLOAT and node.kind is Kind.INT:
+        return _float(node)
+    hint = " (round(x) or int(x) make an int)" if want is Kind.INT and node.kind is Kind.FLOAT else ""
+    raise ExpressionError(f"the expression is {node.kind.value} but the feature is declared {declared.value}{hint}")
+
+
+def _float(node: _Node) -> _Node:
+    if node.kind is Kind.FLOAT:
+        return node
+    fn = node.fn
+
+    def f(env: Sequence[Column]) -> Column:
+        v, nl = fn(env)
+        return np.asarray(v, dtype=np.float64), nl
+
+    return _Node(Kind.FLOAT, f, node.text, float(node.const) if node.is_const else None, node.is_const,
+                 node.nullable)
+
+
+_ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
+          ast.Pow: "**"}
+_CMP = {ast.Eq: ("==", np.equal), ast.NotEq: ("!=", np.not_equal), ast.Lt: ("<", np.less),
+        ast.LtE: ("<=", np.less_equal), ast.Gt: (">", np.greater), ast.GtE: (">=", np.greater_equal)}
+_REFUSED = {
+    ast.Attribute: "attribute access (x.y) is not part of the language",
+    ast.Subscript: "subscripts (x[i]) are not part of the language",
+    ast.Lambda: "lambdas are not part of the language",
+    ast.ListComp: "comprehensions are not part of the language",
+    ast.GeneratorExp: "comprehensions are not part of the language",
+    ast.SetComp: "comprehensions are not part of the language",
+    ast.DictComp: "comprehensions are not part of the language",
+    ast.NamedExpr: "assignments (:=) are not part of the language",
+    ast.JoinedStr: "f-strings are not part of the language",
+}
+
+
+class _Builder:
+    """Type-checks an ast and builds the closures, node by node."""
+
+    def __init__(self, text: str, types: Callable[[str], Kind]):
+        self.text = text
+        self.types = types
+        self.slots: list[str] = []
+
+    def fail(self, node: ast.AST, message: str) -> ExpressionError:
+        col = getattr(node, "col_offset", None)
+        where = ""
+        if col is not None:
+            snippet = ast.get_source_segment(self.text, node) or ""
+            where = f" (at column {col + 1}: {snippet if len(snippet) <= 40 else snippet[:37] + '...'})"
+        return ExpressionError(message + where, col)
+
+    def build(self, node: ast.AST) -> _Node:
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            why = _REFUSED.get(type(node)) or f"{type(node).__name__} is not part of the expression language"
+            raise self.fail(node, why)
+        result: _Node = method(node)
+        return result
+
+    # ---- leaves --------------------------------------------------------------------------------
+    def _Constant(self, node: ast.Constant) -> _Node:
+        v = node.value
+        if isinstance(v, bool):
+            kind = Kind.BOOL
+        elif isinstance(v, int):
+            if not -(2**63) <= v < 2**63:
+                raise self.fail(node, f"{v} does not fit in int64")
+            kind = Kind.INT
+        elif isinstance(v, float):
+            kind = Kind.FLOAT
+        elif isinstance(v, str):
+            kind = Kind.STR
+        else:
+            raise self.fail(node, f"constant {v!r} is not a number, string or boolean (is_null(x) tests for null)")
+        col = (v, None)
+        return _Node(kind, lambda env: col, repr(v), v, True, False)
+
+    def _Name(self, node: ast.Name) -> _Node:
+        name = node.id
+        try:
+            kind = self.types(name)
+        except ExpressionError as exc:
+            raise self.fail(node, str(exc)) from None
+        if name not in self.slots:
+            self.slots.append(name)
+        i = self.slots.index(name)
+        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i)
+
+    # ---- operators -----------------------------------------------------------------------------
+    def _UnaryOp(self, node: ast.UnaryOp) -> _Node:
+        x = self.build(node.operand)
+        fn = x.fn
+        if isinstance(node.op, ast.Not):
+            self._want(node.operand, x, (Kind.BOOL,), "not")
+            return self._map(Kind.BOOL, f"not {x.text}", x, np.logical_not)
+        if isinstance(node.op, (ast.USub, ast.UAdd)):
+            self._want(node.operand, x, _NUMERIC, "unary -")
+            if isinstance(node.op, ast.UAdd):
+                return x
+            if x.is_const:
+                v = -x.const
+                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False)
+            return _Node(x.kind, lambda env: (lambda c: (np.negative(c[0]), c[1]))(fn(env)), f"-{x.text}",
+                         nullable=x.nullable)
+        raise self.fail(node, f"{type(node.op).__name__} is not part of the expression language")
+
+    def _map(self, kind: Kind, text: str, x: _Node, op: Callable[[Any], Any]) -> _Node:
+        fn = x.fn
+
+        def f(env: Sequence[Column]) -> Column:
+            v, nl = fn(env)
+            return op(v), nl
+
+        return _Node(kind, f, text, nullable=x.nullable)
+
+    def _want(self, node: ast.AST, x: _Node, kinds: Sequence[Kind], what: str) -> None:
+        if x.kind not in kinds:
+            raise self.fail(node, f"{what} takes {' or '.join(k.value for k in kinds)}; got {x.kind.value} "
+                                  f"({x.text})")
+
+    def _BinOp(self, node: ast.BinOp) -> _Node:
+        op = _ARITH.get(type(node.op))
+        if op is None:
+            raise self.fail(node, f"operator {type(node.op).__name__} is not part of the expression language")
+        a, b = self.build(node.left), self.build(node.right)
+        text = f"({a.text} {op} {b.text})"
+        if op == "-" and a.kind is Kind.TS and b.kind is Kind.TS:  # seconds between two times
+            return self._binary(Kind.FLOAT, text, a, b, lambda x, y: (x - y) / 1e6)
+        self._want(node.left, a, _NUMERIC, f"'{op}'")
+        self._want(node.right, b, _NUMERIC, f"'{op}'")
+        if op in ("/", "//", "%") and b.is_const and b.const == 0:
+            raise self.fail(node, f"division by zero: '{op} {b.text}' is never defined")
+        both_int = a.kind is Kind.INT and b.kind is Kind.INT
+        if op == "/":  # (true division gives floats from ints: no conversion needed)
+            return self._divide(Kind.FLOAT, text, a, b, np.true_divide)
+        if op == "**":
+            return self._binary(Kind.FLOAT, text, _float(a), _float(b), np.power, domain=_pow_domain)
+        kind = Kind.INT if both_int else Kind.FLOAT
+        if not both_int:
+            a, b = _float(a), _float(b)
+        if op == "//":
+            return self._divide(kind, text, a, b, np.floor_divide)
+        if op == "%":
+            return self._divide(kind, text, a, b, np.mod)
+        ufunc = {"+": np.add, "-": np.subtract, "*": np.multiply}[op]
+        return self._binary(kind, text, a, b, ufunc)
+
+    def _binary(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any],
+                domain: Callable[[Any, Any], Any] | None = None) -> _Node:
+        fa, fb = a.fn, b.fn
+        nullable = a.nullable or b.nullable or domain is not None
+        # the common shapes get closures without a call per operand (one ufunc per node is the work)
+        if domain is None and b.is_const and not a.is_const:
+            kb = b.const
+            if a.slot is not None:
+                ia = a.slot
+
+                def f(env: Sequence[Column]) -> Column:
+                    va, na = env[ia]
+                    return op(va, kb), na
+            else:
+                def f(env: Sequence[Column]) -> Column:
+                    va, na = fa(env)
+                    return op(va, kb), na
+        elif domain is None:
+            def f(env: Sequence[Column]) -> Column:
+                va, na = fa(env)
+                vb, nb = fb(env)
+                return op(va, vb), (nb if na is None else na if nb is None else na | nb)
+        else:
+            def f(env: Sequence[Column]) -> Column:
+                va, na = fa(env)
+                vb, nb = fb(env)
+                return op(va, vb), _or(_or(na, nb), domain(va, vb))
+        return self._fold(_Node(kind, f, text, nullable=nullable), a, b)
+
+    def _divide(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any]) -> _Node:
+        fa, fb = a.fn, b.fn
+
+        def f(env: Sequence[Column]) -> Column:
+            va, na = fa(env)
+            vb, nb = fb(env)
+            null = nb if na is None else na if nb is None else na | nb
+            zero = vb == 0
+            if type(zero) is np.ndarray:
+                if zero.any():  # (a check, so that the common case costs one comparison)
+                    return op(va, np.where(zero, 1, vb)), (zero if null is None else null | zero)
+                return op(va, vb), null
+            if zero:
+                return op(va, 1), True
+            return op(va, vb), null
+
+        return self._fold(_Node(kind, f, text), a, b)
+
+    @staticmethod
+    def _fold(node: _Node, *parts: _Node) -> _Node:
+        """A node whose operands are all constants, computed once (its value is a numpy scalar)."""
+        if not all(p.is_const for p in parts):
+            return node
+        with np.errstate(all="ignore"):
+            v, nl = node.fn(())
+        if nl is not None and bool(nl):
+            return _Node(node.kind, lambda env: (v, True), node.text)  # always null
+        if node.kind is Kind.FLOAT and v != v:
+            return _Node(node.kind, lambda env: (v, True), node.text)
+        return _Node(node.kind, lambda env: (v, None), node.text, v, True, False)
+
+    def _Compare(self, node: ast.Compare) -> _Node:
+        for op in node.ops:
+            if type(op) not in _CMP:
+                raise self.fail(node, f"comparison {type(op).__name__} is not part of the expression language "
+                                      "(use ==, !=, <, <=, >, >=)")
+        operands = [self.build(node.left)] + [self.build(c) for c in node.comparators]
+        parts = []
+        for op, (left, right_node), right in zip(node.ops, zip(operands, operands[1:], strict=False),
+                                                 node.comparators, strict=True):
+            a, b = left, right_node
+            name, ufunc = _CMP[type(op)]
+            if a.kind in _NUMERIC and b.kind in _NUMERIC:
+                if a.kind is not b.kind:
+                    a, b = _float(a), _float(b)
+            elif a.kind is not b.kind:
+                raise self.fail(right, f"cannot compare {a.kind.value} ({a.text}) with {b.kind.value} ({b.text})")
+            elif a.kind is Kind.BOOL and name not in ("==", "!="):
+                raise self.fail(right, f"booleans compare only with == and != ({a.text} {name} {b.text})")
+            parts.append(self._binary(Kind.BOOL, f"({a.text} {name} {b.text})", a, b, ufunc))
+        node_ = parts[0]
+        for p in parts[1:]:
+            node_ = self._binary(Kind.BOOL, f"({node_.text} and {p.text})", node_, p, np.logical_and)
+        return node_
+
+    def _BoolOp(self, node: ast.BoolOp) -> _Node:
+        word, ufunc = ("and", np.logical_and) if isinstance(node.op, ast.And) else ("or", np.logical_or)
+        values = [self.build(v) for v in node.values]
+        for raw, v in zip(node.values, values, strict=True):
+            self._want(raw, v, (Kind.BOOL,), f"'{word}'")
+        out = values[0]
+        for v in values[1:]:
+            out = self._binary(Kind.BOOL, f"({out.text} {word} {v.text})", out, v, ufunc)
+        return out
+
+    def _IfExp(self, node: ast.IfExp) -> _Node:
+        return self._choose(node, node.test, node.body, node.orelse)
+
+    def _choose(self, node: ast.AST, test_n: ast.AST, body_n: ast.AST, else_n: ast.AST) -> _Node:
+        c, a, b = self.build(test_n), self.build(body_n), self.build(else_n)
+        self._want(test_n, c, (Kind.BOOL,), "a condition")
+        a, b = self._same(node, [a, b], "the two branches")
+        fc, fa, fb = c.fn, a.fn, b.fn
+
+        def f(env: Sequence[Column]) -> Column:
+            vc, nc = fc(env)
+            va, na = fa(env)
+            vb, nb = fb(env)
+            null = None
+            if na is not None or nb is not None:
+                null = np.where(vc, False if na is None else na, False if nb is None else nb)
+            return np.where(vc, va, vb), _or(nc, null)
+
+        return self._fold(_Node(a.kind, f, f"where({c.text}, {a.text}, {b.text})"), c, a, b)
+
+    def _same(self, node: ast.AST, nodes: list[_Node], what: str) -> list[_Node]:
+        kinds = {n.kind for n in nodes}
+        if len(kinds) == 1:
+            return nodes
+        if kinds <= set(_NUMERIC):
+            return [_float(n) for n in nodes]
+        got = ", ".join(f"{n.kind.value} ({n.text})" for n in nodes)
+        raise self.fail(node, f"{what} must have one type; got {got}")
+
+    # ---- calls -----------------------------------------------------------------------------------
+    def _Call(self, node: ast.Call) -> _Node:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(node, "only the language's functions can be called "
+                                  f"({', '.join(FUNCTIONS)})")
+        name = node.func.id
+        if name not in FUNCTIONS:
+            raise self.fail(node, f"unknown function {name!r}{did_you_mean(name, list(FUNCTIONS))}; the functions "
+                                  f"are {', '.join(FUNCTIONS)}")
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(node, f"{name}() takes plain positional arguments")
+        if name == "where":
+            self._arity(node, name, 3, 3)
+            return self._choose(node, *node.args)
+        args = [self.build(a) for a in node.args]
+        return getattr(self, "_fn_" + name)(node, args)
+
+    def _arity(self, node: ast.Call, name: str, lo: int, hi: int | None) -> None:
+        n = len(node.args)
+        if n < lo or (hi is not None and n > hi):
+            want = str(lo) if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+            raise self.fail(node, f"{name}() takes {want} argument{'s' if want != '1' else ''}; got {n} "
+                                  f"({FUNCTIONS[name]})")
+
+    def _numeric_args(self, node: ast.Call, args: list[_Node], name: str) -> list[_Node]:
+        for raw, a in zip(node.args, args, strict=True):
+            self._want(raw, a, _NUMERIC, f"{name}()")
+        return args if all(a.kind is Kind.INT for a in args) else [_float(a) for a in args]
+
+    def _reduce(self, node: ast.Call, args: list[_Node], name: str, ufunc: Any) -> _Node:
+        self._arity(node, name, 2, None)
+        args = self._numeric_args(node, args, name)
+        out = args[0]
+        for a in args[1:]:
+            out = self._binary(a.kind, "", out, a, ufunc)
+        return _Node(out.kind, out.fn, f"{name}({', '.join(a.text for a in args)})", out.const, out.is_const,
+                     out.nullable)
+
+    def _fn_min(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._reduce(node, args, "min", np.minimum)
+
+    def _fn_max(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._reduce(node, args, "max", np.maximum)
+
+    def _unary_fn(self, node: ast.Call, args: list[_Node], name: str, kinds: Sequence[Kind], out: Kind | None,
+                  op: Callable[[Any], Any], domain: Callable[[Any], Any] | None = None,
+                  const_domain_error: str | None = None) -> _Node:
+        self._arity(node, name, 1, 1)
+        (x,) = args
+        self._want(node.args[0], x, kinds, f"{name}()")
+        kind = out or x.kind
+        if kind is Kind.FLOAT:
+            x = _float(x) if x.kind in _NUMERIC else x
+        if domain is not None and x.is_const and const_domain_error and bool(domain(x.const)):
+            raise self.fail(node, f"{name}({x.text}) {const_domain_error}")
+        fn = x.fn
+        if domain is None:
+            def f(env: Sequence[Column]) -> Column:
+                v, nl = fn(env)
+                return op(v), nl
+        else:
+            def f(env: Sequence[Column]) -> Column:
+                v, nl = fn(env)
+                bad = domain(v)
+                return op(np.where(bad, 1, v)), _or(nl, bad if np.ndim(bad) else (bad or None))
+        return self._fold(_Node(kind, f, f"{name}({x.text})", nullable=x.nullable or domain is not None), x)
+
+    def _fn_abs(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs)
+
+    def _fn_log(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._unary_fn(node, args, "log", _NUMERIC, Kind.FLOAT, np.log, lambda v: np.less_equal(v, 0),
+                              "is never defined")
+
+    def _fn_exp(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._unary_fn(node, args, "exp", _NUMERIC, Kind.FLOAT, np.exp)
+
+    def _fn_sqrt(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._unary_fn(node, args, "sqrt", _NUMERIC, Kind.FLOAT, np.sqrt, lambda v: np.less(v, 0),
+                              "is never defined")
+
+    def _fn_float(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._unary_fn(node, args, "float", _NUMERIC, Kind.FLOAT, lambda v: v)
+
+    def _fn_int(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._to_int(node, args, "int", np.trunc)
+
+    def _fn_round(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._to_int(node, args, "round", np.rint)
+
+    def _to_int(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any]) -> _Node:
+        self._arity(node, name, 1, 1)
+        (x,) = args
+        self._want(node.args[0], x, _NUMERIC, f"{name}()")
+        if x.kind is Kind.INT:
+            return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable)
+
+        def conv(v: Any) -> Any:  # NaN and +-inf have no int: null
+            return np.asarray(op(np.where(np.isfinite(v), v, 0)), dtype=np.int64)
+
+        return self._unary_fn(node, args, name, _NUMERIC, Kind.INT, conv, lambda v: ~np.isfinite(v))
+
+    def _fn_clip(self, node: ast.Call, args: list[_Node]) -> _Node:
+        self._arity(node, "clip", 3, 3)
+        x, lo, hi = self._numeric_args(node, args, "clip")
+        inner = self._binary(x.kind, "", x, lo, np.maximum)
+        out = self._binary(x.kind, "", inner, hi, np.minimum)
+        return _Node(out.kind, out.fn, f"clip({x.text}, {lo.text}, {hi.text})", out.const, out.is_const,
+                     out.nullable)
+
+    def _fn_coalesce(self, node: ast.Call, args: list[_Node]) -> _Node:
+        self._arity(node, "coalesce", 2, None)
+        args = self._same(node, args, "coalesce()'s arguments")
+        fns = [a.fn for a in args]
+        kind = args[0].kind
+
+        def f(env: Sequence[Column]) -> Column:
+            values, null = fns[0](env)
+            null = _nulls(kind, values, null)
+            for fn in fns[1:]:
+                if null is None:
+                    break
+                v, nl = fn(env)
+                values = np.where(null, v, values)
+                nl = _nulls(kind, v, nl)
+                null = None if nl is None else null & nl
+            return values, null
+
+        return _Node(kind, f, f"coalesce({', '.join(a.text for a in args)})",
+                     nullable=all(a.nullable for a in args))
+
+    def _fn_is_null(self, node: ast.Call, args: list[_Node]) -> _Node:
+        self._arity(node, "is_null", 1, 1)
+        (x,) = args
+        fn, kind = x.fn, x.kind
+
+        def f(env: Sequence[Column]) -> Column:
+            v, nl = fn(env)
+            nl = _nulls(kind, v, nl)
+            return (False if nl is None else nl), None
+
+        return _Node(Kind.BOOL, f, f"is_null({x.text})", nullable=False)
+
+    def _time_part(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any]) -> _Node:
+        return self._unary_fn(node, args, name, (Kind.TS,), Kind.INT, op)
+
+    def _fn_hour(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._time_part(node, args, "hour", lambda us: (np.floor_divide(us, 3_600_000_000) % 24))
+
+    def _fn_minute(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._time_part(node, args, "minute", lambda us: (np.floor_divide(us, 60_000_000) % 60))
+
+    def _fn_weekday(self, node: ast.Call, args: list[_Node]) -> _Node:
+        # 1970-01-01 was a Thursday (3 when Monday is 0)
+        return self._time_part(node, args, "weekday", lambda us: (np.floor_divide(us, _US_PER_DAY) + 3) % 7)
+
+    def _fn_day(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._time_part(node, args, "day", lambda us: _calendar(us, "D", "M") + 1)
+
+    def _fn_month(self, node: ast.Call, args: list[_Node]) -> _Node:
+        return self._time_part(node, args, "month", lambda us: _calendar(us, "M", "Y") + 1)
+
+
+def _calendar(us: Any, unit: str, within: str) -> Any:
+    t = np.asarray(us, dtype=np.int64).astype("datetime64[us]")
+    return (t.astype(f"datetime64[{unit}]") - t.astype(f"datetime64[{within}]")).astype(np.int64)
+
+
+def _nulls(kind: Kind, values: Any, null: Any) -> Any:
+    """`null`, with a float NaN counted as null too (coalesce and is_null see NaN as null)."""
+    if kind is Kind.FLOAT:
+        nan = np.isnan(values)
+        if np.ndim(nan) == 0:
+            nan = bool(nan) or None
+        return _or(null, nan)
+    return null
+
+
+def _pow_domain(a: Any, b: Any) -> Any:
+    """Where a ** b has no real value: a negative base with a fractional exponent, or 0 ** negative."""
+    return ((np.less(a, 0) & np.not_equal(np.floor(b), b)) | (np.equal(a, 0) & np.less(b, 0)))
+
+
+# ---- UDFs ---------------------------------------------------------------------------------------
+
+def use_search_path(root: Path) -> None:
+    """Let UDF modules kept in the feature repo at `root` import: it is appended to sys.path (installed
+    packages come first)."""
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+
+
+def load_udf(path: str, search: Path | None = None) -> Callable[..., Any]:
+    """Import `package.module:function`; ExpressionError saying what is wrong when it cannot.
+
+    `search` (the feature repo's folder) goes on sys.path first (`use_search_path`).
+    """
+    if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
+        raise ExpressionError(f"udf {path!r} must look like 'package.module:function'")
+    module_name, fn_name = path.split(":")
+    if search is not None:
+        use_search_path(search)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ExpressionError(f"udf {path!r}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # the module itself failed while importing
+        raise ExpressionError(f"udf {path!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, fn_name, None)
+    if fn is None:
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise ExpressionError(f"udf {path!r}: module {module_name!r} has no function {fn_name!r}"
+                              f"{did_you_mean(fn_name, names)}")
+    if not callable(fn):
+        raise ExpressionError(f"udf {path!r}: {fn_name!r} is not a function")
+    return fn
+
+
+def udf_parameters(fn: Callable[..., Any], path: str) -> tuple[str, ...]:
+    """The names of a UDF's parameters, which name its inputs; ExpressionError for *args or keyword-only ones."""
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            raise ExpressionError(f"udf {path!r}: parameter {p.name!r} must be a plain positional parameter "
+                                  "(each parameter names an input feature)")
+        params.append(p.name)
+    if not params:
+        raise ExpressionError(f"udf {path!r} takes no parameters; its parameters name the input features it reads")
+    return tuple(params)
+
+
+def compile_udf(path: str, fn: Callable[..., Any], args: Sequence[str], kinds: Sequence[Kind],
+                declared: DType) -> Compiled:
+    """A UDF as a `Compiled`: called with one numpy array per argument, its output checked every call."""
+    want = KIND_OF.get(declared)
+    if want is None:
+        raise ExpressionError(f"a derived feature cannot be {declared.value}")
+    kinds = tuple(kinds)
+
+    def run(columns: Sequence[Column], n: int) -> Column:
+        arrays = []
+        null = None
+        for (given, nl), k in zip(columns, kinds, strict=True):
+            v: Any = np.broadcast_to(np.asarray(given, dtype=_NP[k]), (n,))
+            if k is Kind.TS:
+                v = v.astype("datetime64[us]")
+                if nl is not None:
+                    v = np.where(nl, np.datetime64("NaT"), v)
+            arrays.append(v)
+            null = _or(null, nl)
+        try:
+            out = fn(*arrays)
+        except Exception as exc:
+            raise DerivedFeatureError(f"udf {path} raised {type(exc).__name__}: {exc}") from exc
+        return _udf_output(path, out, want, declared, n, null)
+
+    typed = ", ".join(f"{a}:{k.value}" for a, k in zip(args, kinds, strict=True))
+    return Compiled(want, tuple(args), f"{path}({typed})", run)
+
+
+def _udf_output(path: str, out: Any, want: Kind, declared: DType, n: int, null: Any) -> Column:
+    arr = np.asarray(out)
+    if arr.shape != (n,):
+        raise DerivedFeatureError(f"udf {path} returned shape {arr.shape} for {n} rows; it must return one value "
+                                  "per row")
+    k = arr.dtype.kind
+    ok = {Kind.INT: k in "iu", Kind.FLOAT: k in "iuf", Kind.BOOL: k == "b", Kind.STR: k in "OU",
+          Kind.TS: k == "M"}[want]
+    if not ok:
+        raise DerivedFeatureError(f"udf {path} returned {arr.dtype} values; the feature is declared "
+                                  f"{declared.value}")
+    if want is Kind.STR:
+        arr = arr.astype(object)
+        none = np.array([v is None for v in arr.tolist()], dtype=bool)
+        if none.any():
+            null = _or(null, none)
+            arr = np.where(none, "", arr)
+        bad = [v for v in arr.tolist() if type(v) is not str]
+        if bad:
+            raise DerivedFeatureError(f"udf {path} returned {bad[0]!r}; the feature is declared string")
+        return arr, null
+    if want is Kind.TS:
+        arr = arr.astype("datetime64[us]")
+        nat = np.isnat(arr)
+        return arr.astype(np.int64), (_or(null, nat) if nat.any() else null)
+    values, null = finish(want, arr.astype(_NP[want]), null, n)
+    return values, null
+
+
+# ---- programs: the derived features of one retrieval plan ----------------------------------------
+
+def compile_step(ref: str, dtype: DType, expr: str | None, udf: str | None, slots: Mapping[str, int],
+                 dtypes: Mapping[str, DType]) -> tuple[Compiled, tuple[int, ...]]:
+    """Compile one derived feature of a plan: (its `Compiled`, the slot of each of its arguments).
+
+    `slots`/`dtypes` give each name it reads its slot and dtype. Raises DerivedFeatureError when it
+    does not compile here (a UDF's module not importable on this host, a registry edited by hand).
+    """
+    def kind(name: str) -> Kind:
+        k = KIND_OF.get(dtypes[name]) if name in dtypes else None
+        if k is None:
+            raise ExpressionError(f"unknown input {name!r}")
+        return k
+
+    try:
+        if expr is not None:
+            compiled = compile_expression(expr, kind, dtype)
+        else:
+            assert udf is not None  # a derived feature has one of them (checked at apply)
+            fn = load_udf(udf)
+            params = udf_parameters(fn, udf)
+            compiled = compile_udf(udf, fn, params, [kind(p) for p in params], dtype)
+    except ExpressionError as exc:
+        raise DerivedFeatureError(f"derived feature {ref}: {exc}") from None
+    return compiled, tuple(slots[name] for name in compiled.args)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One compiled derived feature of a plan: what it computes and from which slots."""
+
+    ref: str
+    output: int  # position in the plan's output columns, -1 when only other steps read it
+    default: Default
+    compiled: Compiled
+    slots: tuple[int, ...]  # per argument: a base column index, or n_base + the index of an earlier step
+
+
+class Program:
+    """The derived features of a plan, run over all rows at once.
+
+    `run(inputs, n)` takes the base columns the steps read (`needed`) as `(values, null)` columns in
+    which values that are not PRESENT already hold their default (and null is set only where there
+    is none), and returns every step's `(values, null)`. A step reading another one gets its default
+    where it is null, as for any input.
+    """
+
+    def __init__(self, steps: tuple[Step, ...], n_base: int, dtypes: tuple[DType, ...]):
+        self.steps = steps
+        self.n_base = n_base
+        self.needed = tuple(sorted({s for st in steps for s in st.slots if s < n_base}))
+        """The base column indexes the steps read."""
+        self.outputs = tuple((st.output, i) for i, st in enumerate(steps) if st.output >= 0)
+        """(output position, step index) of each derived output column."""
+        self.dtypes = dtypes
+        self.text_outputs = tuple(st.ref for st in steps if st.output >= 0 and st.compiled.kind is Kind.STR)
+        """The derived outputs with text values (no number for a model vector)."""
+        self._fills = tuple(None if st.default.stored is None else st.default.stored for st in steps)
+
+    def run(self, inputs: Mapping[int, Column], n: int) -> list[Column]:
+        """Every step's raw result (values, null) for `n` rows (see the class docstring)."""
+        slots: dict[int, Column] = dict(inputs)
+        out: list[Column] = []
+        n_base = self.n_base
+        with np.errstate(all="ignore"):  # overflow and the like: results are defined below, not warned
+            for i, st in enumerate(self.steps):
+                values, null = st.compiled.run([slots[s] for s in st.slots], n)
+                out.append((values, null))
+                fill = self._fills[i]
+                if fill is not None and null is not None:  # readers see the default where it is null
+                    slots[n_base + i] = (np.where(null, fill, values), None)
+                else:
+                    slots[n_base + i] = (values, null)
+        return out
+
+    # ---- output forms of one derived column (values, null) ----------------------------------------
+    @staticmethod
+    def statuses(null: Any, n: int) -> np.ndarray:
+        """PRESENT where computed, NULL_VALUE where null."""
+        st = np.full(n, PRESENT, dtype=np.uint8)
+        if null is not None:
+            st[null] = NULL_VALUE
+        return st
+
+    def numbers(self, step: int, column: Column, fill_defaults: bool) -> np.ndarray:
+        """As a model vector holds it: float64, bool 0/1, timestamps as seconds; null -> default (or NaN)."""
+        values, null = column
+        kind = self.steps[step].compiled.kind
+        out = values.astype(np.float64) * 1e-6 if kind is Kind.TS else values.astype(np.float64)
+        if null is not None:
+            out[null] = self.steps[step].default.number if fill_defaults else np.nan
+        return out
+
+    def python(self, step: int, dtype: DType, column: Column) -> list[Any]:
+        """As `to_dict` serves it: plain Python values, null -> the default (None without one)."""
+        values, null = column
+        kind = self.steps[step].compiled.kind
+        if kind is Kind.TS:
+            vals = [EPOCH + timedelta(microseconds=v) for v in values.tolist()]
+        elif dtype is DType.FLOAT32:
+            vals = values.astype(np.float32).astype(np.float64).tolist()
+        else:
+            vals = values.tolist()
+        if null is not None:
+            fill = self.steps[step].default.python
+            for j in np.flatnonzero(null).tolist():
+                vals[j] = fill
+        return vals
+
+    def array(self, step: int, dtype: DType, column: Column) -> np.ndarray:
+        """As typed arrays hold it (`DType.numpy_dtype`): null -> the default (or the dtype's null)."""
+        values, null = column
+        kind = self.steps[step].compiled.kind
+        arr = values.astype("datetime64[us]") if kind is Kind.TS else values.astype(dtype.numpy_dtype)
+        if null is not None:
+            arr = arr.copy() if arr is values else arr
+            arr[null] = self.steps[step].default.array
+        return arr
