@@ -80,9 +80,15 @@ request_sources:
   - name: req
     features:
       - {name: distance, dtype: float64, default: 2.0}
+derived_views:
+  - name: ctx
+    inputs: [trips, shift, req]
+    features:
+      - {name: per_hour, dtype: float64, expr: "n_trips / max(hours, 0.5)"}
+      - {name: far, dtype: bool, expr: "distance > 0.5 and active", default: false}
 feature_services:
   - name: drivers
-    features: [trips:*, shift:*, req:*]
+    features: [trips:*, shift:*, req:*, ctx:*]
   - name: zones
     features: [zone_stats:*]
   - name: riders
