@@ -126,13 +126,14 @@ class FeatureStore:
         next call uses the new one.
 
         Returns:
-            The services whose plan does not compile without `full_feature_names` (two outputs with
-            one name), with the error their requests get; every other service is compiled.
+            The services whose plan does not compile here, with the error their requests get: two
+            outputs with one name (served only with `full_feature_names`), or a derived feature's UDF
+            this host cannot import. Every other service is compiled, derived features included.
         """
         failed: dict[str, FsplugError] = {}
         for name in services:
             try:
-                self._plan(registry, None, name, False)
+                self._plan(registry, None, name, False).program  # noqa: B018 - imports UDFs now, not per request
             except FsplugError as exc:
                 failed[name] = exc
         self._registry = registry

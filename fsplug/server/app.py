@@ -156,7 +156,7 @@ class FeatureServerApp:
     @staticmethod
     def _warn_uncompiled(failed: dict[str, FsplugError]) -> None:
         for name, exc in failed.items():
-            log.warning("feature service %r is served only with full_feature_names: %s", name, exc)
+            log.warning("feature service %r cannot be compiled as it is (its requests get this error): %s", name, exc)
 
     def shutdown(self) -> None:
         """Close the store (after uvicorn finished the requests in flight)."""

@@ -720,4 +720,56 @@ def test_a_service_with_clashing_names_does_not_stop_the_server(tmp_path):
         assert full.json()["metadata"]["feature_names"] == ["driver_id", "a__rate", "b__rate"]
     finally:
         srv.stop()
-    assert "'both' is served only with full_feature_names" in srv.output()
+    assert "'both' cannot be compiled as it is" in srv.output()
+    assert "full_feature_names" in srv.output()
+
+
+WITH_UDF = """\
+entities:
+  - {name: driver, join_key: driver_id, dtype: int64}
+sources:
+  - {name: a_src, path: data/a.parquet, timestamp_field: ts}
+feature_views:
+  - {name: a, entity: driver, source: a_src, ttl: 1d, features: [{name: rate, dtype: float64}]}
+derived_views:
+  - name: d
+    inputs: [a]
+    features:
+      - {name: doubled, dtype: float64, udf: "srv_udfs.calc:double"}
+feature_services:
+  - {name: with_udf, features: ["a:rate", "d:doubled"]}
+  - {name: plain, features: ["a:rate"]}
+"""
+
+
+def test_a_udf_missing_on_the_serving_host_is_reported_at_startup(tmp_path):
+    """A host whose deployment lacks a UDF's module starts, says so in its log at once (not at the
+    first request), serves the other services, and answers the affected one with the import error."""
+    import shutil
+
+    from fsplug.store import FeatureStore
+    from tests.conftest import write_empty_sources
+
+    repo = write_repo(
+        tmp_path / "udf",
+        {
+            "defs.yaml": WITH_UDF,
+            "srv_udfs/__init__.py": "",
+            "srv_udfs/calc.py": "def double(rate):\n    return rate * 2\n",
+        },
+        config=SQLITE_YAML,
+    )
+    write_empty_sources(repo)
+    with FeatureStore(repo) as fs:
+        fs.apply()
+    shutil.rmtree(repo / "srv_udfs")  # the serving host was deployed without the module
+    srv = start(repo)
+    try:
+        assert "'with_udf' cannot be compiled as it is" in srv.output()
+        ok = srv.post("/get-online-features", {"feature_service": "plain", "entities": {"driver_id": [1]}})
+        assert ok.status_code == 200, ok.text
+        bad = srv.post("/get-online-features", {"feature_service": "with_udf", "entities": {"driver_id": [1]}})
+        assert bad.status_code == 500, bad.text
+        assert "srv_udfs" in bad.json()["detail"]
+    finally:
+        srv.stop()
