@@ -17,7 +17,7 @@ from fsplug.errors import UserInputError
 from fsplug.kernel import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 from fsplug.plan import RetrievalPlan
 
-__all__ = ["FieldStatus", "OnlineResult"]
+__all__ = ["FieldStatus", "OnlineResult", "STATUS_NAMES"]
 
 
 class FieldStatus(IntEnum):
@@ -30,7 +30,8 @@ class FieldStatus(IntEnum):
     OUTSIDE_MAX_AGE = OUTSIDE_MAX_AGE
 
 
-_NAMES = tuple(s.name for s in FieldStatus)  # by code: FieldStatus numbers its members 0, 1, ...
+STATUS_NAMES = tuple(s.name for s in FieldStatus)
+"""FieldStatus names by code (FieldStatus numbers its members 0, 1, ...), for plain-Python writers."""
 
 
 class _lazy:
@@ -191,7 +192,7 @@ class OnlineResult:
     def status_names(self) -> dict[str, list[str]]:
         """Per output column: the FieldStatus names of its values."""
         n = self.n
-        return {c.name: ["PRESENT"] * n if codes is None else [_NAMES[s] for s in codes]
+        return {c.name: ["PRESENT"] * n if codes is None else [STATUS_NAMES[s] for s in codes]
                 for c, codes in zip(self.plan.columns, self._python[1], strict=True)}
 
     def to_dict(self, include_statuses: bool = False) -> dict[str, list[Any]]:

@@ -21,7 +21,7 @@ import numpy as np
 from fsplug.config import resolve_repo_path
 from fsplug.errors import RequestFeatureError, UserInputError
 from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, derived_input, view_codes_array
-from fsplug.result import FieldStatus
+from fsplug.result import STATUS_NAMES
 from fsplug.types import DType
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["historical_features", "view_joins", "finish_rows"]
 
-_STATUS_NAMES = np.array([""] + [FieldStatus(i).name for i in range(1, 5)], dtype=object)
+_STATUS_NAMES = np.array(STATUS_NAMES, dtype=object)  # by code, for a vectorized lookup
 
 
 def _entity_table(entity_df: Any) -> pa.Table:

@@ -52,7 +52,7 @@ from fsplug.errors import (
     TransientError,
     UserInputError,
 )
-from fsplug.result import FieldStatus
+from fsplug.result import STATUS_NAMES
 from fsplug.server import metrics as m
 from fsplug.server.config import ServerConfig
 
@@ -60,7 +60,6 @@ __all__ = ["FeatureServerApp", "create_app", "app_from_env"]
 
 log = logging.getLogger("fsplug.server")
 
-_STATUS_NAMES = tuple(s.name for s in FieldStatus)  # by code
 _EPOCH = "1970-01-01T00:00:00Z"
 _JSON = [(b"content-type", b"application/json")]
 _RETRY_AFTER_S = b"1"
@@ -421,7 +420,7 @@ class FeatureServerApp:
             {
                 "feature_names": vec.names,
                 "values": vec.values,
-                "statuses": [_STATUS_NAMES[s] for s in vec.statuses.tolist()],
+                "statuses": [STATUS_NAMES[s] for s in vec.statuses.tolist()],
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
