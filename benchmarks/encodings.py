@@ -41,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="rounds per case (default 7)")
     args = ap.parse_args(argv)
 
-    import orjson
     import pyarrow as pa
 
     from fsplug.server.app import feast_response
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             return store.get_online_features(service=SERVICE, entities=ent)
 
         def as_json(ent: dict[str, list[Any]] = ent) -> bytes:
-            return orjson.dumps(feast_response(read(ent), ent), option=orjson.OPT_SERIALIZE_NUMPY)
+            return feast_response(read(ent), ent)
 
         def as_arrow(ent: dict[str, list[Any]] = ent) -> bytes:
             table = read(ent).to_arrow()

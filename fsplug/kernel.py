@@ -529,28 +529,39 @@ class Kernel:
             out[:, i] = request[i]
         return out
 
-    def _unserved(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int
-                  ) -> list[tuple[list[tuple[Any, ...]], list[list[tuple[int, int]]]]]:
-        """Per group: the rows transposed (one tuple per bin) and, per view, the rows it does not
-        serve with their `view_status` (no or a NaN event time, or now - ts > ttl), without numpy."""
+    def _served(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int) -> list[tuple[list[Any], list[Any]]]:
+        """Per group: the rows transposed (one tuple per bin) and, per view, None when it serves every
+        row, else `(skip, codes, served)`: the rows it does not serve with their `view_status` (no or
+        a NaN event time, or now - ts > ttl), every row's code (PRESENT where served) and a getter of
+        the served rows' values from a column. The common case (every row fresh) is C-level passes."""
         out = []
         for g, rows in zip(self.groups, tuples, strict=True):
             cols = list(zip(*rows, strict=True)) if rows else [()] * g.width
-            unserved = []
+            views: list[Any] = []
             for v in g.views:
+                times = cols[v.ts_index]
                 oldest = now_us - v.ttl_us  # -inf when never stale; `not t >= oldest` holds for NaN
+                if not times or (None not in times and not _has_nan(times) and min(times) >= oldest):
+                    views.append(None)
+                    continue
                 ttl = v.ttl_us
-                unserved.append([(i, view_status(t, ttl, now_us)) for i, t in enumerate(cols[v.ts_index])
-                                 if t is None or not t >= oldest])
-            out.append((cols, unserved))
+                skip = [(i, view_status(t, ttl, now_us)) for i, t in enumerate(times)
+                        if t is None or not t >= oldest]
+                codes = [PRESENT] * len(times)
+                for i, code in skip:
+                    codes[i] = code
+                served = [i for i, code in enumerate(codes) if code == PRESENT]
+                views.append((skip, codes, _tuple_getter(served) if served else None))
+            out.append((cols, views))
         return out
 
     def python(self, tuples: Sequence[list[tuple[Any, ...]]], request: Mapping[int, Sequence[Any]], n: int,
                now_us: int) -> tuple[list[list[Any]], list[list[int] | None]]:
         """Per column: plain Python values, PRESENT ones converted to the dtype's value, else the default
         (None without one); request values as given. Also per column its status codes, None when every
-        value is PRESENT: the same codes as `statuses`, without numpy (small reads answer faster)."""
-        groups = self._unserved(tuples, now_us)
+        value is PRESENT: the same codes as `statuses`, without numpy (small reads answer faster).
+        Per-value Python work happens only for rows that are not PRESENT and dtypes that convert."""
+        groups = self._served(tuples, now_us)
         out: list[list[Any]] = []
         codes: list[list[int] | None] = []
         for i, c in enumerate(self.columns):
@@ -558,30 +569,42 @@ class Kernel:
                 out.append(list(request[i]))
                 codes.append(None)
                 continue
-            cols, unserved = groups[c.group]
-            skip = unserved[c.view]
+            cols, views = groups[c.group]
+            view = views[c.view]
             fill = c.default.python
-            if len(skip) == n:  # the view serves no row
-                out.append([fill] * n)
-                codes.append([code for _, code in skip])
-                continue
-            vals = list(cols[c.value_index])
-            nulls = None in vals or (c.dtype in _NUMBERS and _has_nan(vals))  # NULL_VALUE: None or NaN
+            col = cols[c.value_index]
             st: list[int] | None = None
+            if view is None:
+                served: Any = col
+            else:
+                skip, view_codes, pick = view
+                st = list(view_codes)
+                if pick is None:  # the view serves no row
+                    out.append([fill] * n)
+                    codes.append(st)
+                    continue
+                served = pick(col)
+            vals = list(col)
+            nulls = None in served or (c.dtype in _NUMBERS and _has_nan(served))  # NULL_VALUE: None or NaN
+            null_rows: list[int] = []
             if nulls:
-                st = [NULL_VALUE if v is None or v != v else PRESENT for v in vals]
-                vals = [None if v is None or v != v else v for v in vals]
+                if st is None:
+                    st = [PRESENT] * n
+                for j, v in enumerate(vals):
+                    if st[j] == PRESENT and (v is None or v != v):
+                        st[j] = NULL_VALUE
+                        vals[j] = None
+                        null_rows.append(j)
+            if view is not None:
+                for j, _code in view[0]:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
+                    vals[j] = None
+                    null_rows.append(j)
             conv = _TO_PYTHON.get(c.dtype)
             if conv is not None:
                 vals = [None if v is None else conv(v) for v in vals]
-            if nulls and fill is not None:
-                vals = [fill if v is None else v for v in vals]
-            if skip:
-                if st is None:
-                    st = [PRESENT] * n
-                for j, code in skip:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
+            if fill is not None:
+                for j in null_rows:
                     vals[j] = fill
-                    st[j] = code
             out.append(vals)
             codes.append(st)
         return out, codes
@@ -592,8 +615,11 @@ class Kernel:
         out = {}
         for g, rows in zip(self.groups, tuples, strict=True):
             for v in g.views:
-                ti = v.ts_index
-                out[v.name] = [None if (t := r[ti]) is None or t != t else int(t) for r in rows]
+                times = list(map(itemgetter(v.ts_index), rows))
+                if type(sum(filter(None, times))) is int:  # ints and None (no float, so no NaN): as they are
+                    out[v.name] = times
+                else:
+                    out[v.name] = [None if t is None or t != t else int(t) for t in times]
         return out
 
     def arrays(self, tuples: Sequence[list[tuple[Any, ...]]], statuses: np.ndarray,

@@ -189,6 +189,11 @@ class OnlineResult:
             times[name] = newest
         return times
 
+    def status_codes(self) -> list[list[int] | None]:
+        """Per output column, in plan order: its FieldStatus codes as plain ints, or None when every
+        value is PRESENT (the common case, told without a list)."""
+        return list(self._python[1])
+
     def status_names(self) -> dict[str, list[str]]:
         """Per output column: the FieldStatus names of its values."""
         n = self.n
