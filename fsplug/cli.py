@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--read-timeout-ms", type=int, default=1000,
                     help="budget of a request's store read (504 past it; default 1000)")
     sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (413 past it)")
+    sp.add_argument("--body-timeout", type=float, default=10.0, dest="body_timeout_s",
+                    help="seconds a client has to send a request's body (408 past it; default 10)")
     sp.add_argument("--registry-poll", type=float, default=5.0, dest="registry_poll_s",
                     help="seconds between checks for a newly applied registry (0: never; default: 5)")
     sp.add_argument("--enable-push", action="store_true", help="serve POST /push (needs the token)")
@@ -298,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
 
         serve(args.repo, host=args.host, port=args.port, workers=args.workers,
               read_timeout_ms=args.read_timeout_ms, max_body_bytes=args.max_body_bytes,
-              registry_poll_s=args.registry_poll_s,
+              body_timeout_s=args.body_timeout_s, registry_poll_s=args.registry_poll_s,
               enable_push=args.enable_push, token_env=args.token_env, auth_reads=args.auth_reads,
               graceful_timeout_s=args.graceful_timeout_s, access_log=args.access_log)
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from datetime import datetime, UTC
@@ -314,6 +315,30 @@ def test_body_limits_and_bad_json(server):
     assert r.status_code == 400
     # the server is still fine afterwards
     assert server.post("/get-online-features", service_request([1001])).status_code == 200
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_others_are_served(served_repo):
+    srv = start(served_repo, "--body-timeout", "0.6", "--registry-poll", "0")
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as slow:
+            slow.sendall(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"feature_service\": ")  # and then nothing
+            t0 = time.monotonic()
+            # the stalled request does not hold up another connection
+            assert srv.post("/get-online-features", service_request([1001])).status_code == 200
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = slow.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            waited = time.monotonic() - t0
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), reply
+        assert b'"body_timeout"' in body
+        assert 0.5 <= waited < 5, waited  # the timeout (0.6 s) plus at most the watchdog's period
+    finally:
+        srv.stop()
 
 
 # ---- push and the token -----------------------------------------------------------------------
