@@ -293,6 +293,9 @@ class Kernel:
         """Every group's bins hold numbers: `numpy` needs no status codes."""
         self.fast: FastVector | None = None
         """Set by `enable_fast` for plans `fast_values` serves."""
+        # `python`'s recipe per column: (request?, group, view, value index, Default.python, number?, converter)
+        self._py = tuple((c.is_request, c.group, c.view, c.value_index, None if c.is_request else c.default.python,
+                          c.dtype in _NUMBERS, _TO_PYTHON.get(c.dtype)) for c in self.columns)
 
     # ---- one row ---------------------------------------------------------------------------
     def view_codes(self, group: int, row: Sequence[Any] | None, now_us: int) -> tuple[int, ...]:
@@ -564,42 +567,45 @@ class Kernel:
         groups = self._served(tuples, now_us)
         out: list[list[Any]] = []
         codes: list[list[int] | None] = []
-        for i, c in enumerate(self.columns):
-            if c.is_request:
+        for i, (is_request, group, view_i, value_index, fill, number, conv) in enumerate(self._py):
+            if is_request:
                 out.append(list(request[i]))
                 codes.append(None)
                 continue
-            cols, views = groups[c.group]
-            view = views[c.view]
-            fill = c.default.python
-            col = cols[c.value_index]
+            cols, views = groups[group]
+            view = views[view_i]
+            col = cols[value_index]
             st: list[int] | None = None
             if view is None:
                 served: Any = col
             else:
-                skip, view_codes, pick = view
-                st = list(view_codes)
-                if pick is None:  # the view serves no row
+                st = list(view[1])
+                if view[2] is None:  # the view serves no row
                     out.append([fill] * n)
                     codes.append(st)
                     continue
-                served = pick(col)
+                served = view[2](col)
             vals = list(col)
-            nulls = None in served or (c.dtype in _NUMBERS and _has_nan(served))  # NULL_VALUE: None or NaN
-            null_rows: list[int] = []
-            if nulls:
+            # NULL_VALUE: None, or NaN in a number (a C-level sum says whether to look)
+            if None in served or (number and (total := sum(served)) != total and any(v != v for v in served)):
                 if st is None:
                     st = [PRESENT] * n
+                null_rows = []
                 for j, v in enumerate(vals):
                     if st[j] == PRESENT and (v is None or v != v):
                         st[j] = NULL_VALUE
                         vals[j] = None
                         null_rows.append(j)
+            elif view is None and conv is None:  # the common case: every value PRESENT as stored
+                out.append(vals)
+                codes.append(None)
+                continue
+            else:
+                null_rows = []
             if view is not None:
                 for j, _code in view[0]:  # NOT_FOUND / OUTSIDE_MAX_AGE: the default
                     vals[j] = None
                     null_rows.append(j)
-            conv = _TO_PYTHON.get(c.dtype)
             if conv is not None:
                 vals = [None if v is None else conv(v) for v in vals]
             if fill is not None:

@@ -115,6 +115,7 @@ class FeatureServerApp:
         self._marker: Any = None  # what the registry poll compares (published hash or file stamp)
         self._poll_task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None  # cancels requests whose body is late
+        self._flush_task: asyncio.Task[None] | None = None  # writes the metrics every FLUSH_S
         self._awaiting: dict[Any, float] = {}  # request task -> deadline of the body it waits for
         self._expired: set[Any] = set()  # tasks the watchdog cancelled
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[tuple[int, bytes, list[Any]]]]] = {
@@ -206,6 +207,11 @@ class FeatureServerApp:
             await asyncio.sleep(self.config.registry_poll_s)
             self.poll_registry()
 
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(m.FLUSH_S)
+            m.flush()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             msg = await receive()
@@ -215,15 +221,18 @@ class FeatureServerApp:
                 except Exception as exc:  # the worker cannot serve: say why, without a traceback
                     await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
                     return
+                loop = asyncio.get_running_loop()
                 if self.config.registry_poll_s > 0:
-                    self._poll_task = asyncio.get_running_loop().create_task(self._poll_loop())
+                    self._poll_task = loop.create_task(self._poll_loop())
+                self._flush_task = loop.create_task(self._flush_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                for task in (self._poll_task, self._watchdog):
+                for task in (self._poll_task, self._watchdog, self._flush_task):
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                m.flush()  # the last samples of this worker
                 self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -243,7 +252,7 @@ class FeatureServerApp:
             await self.console(scope, receive, send)
             return
         endpoint = path if path in self._paths else "other"
-        m.IN_FLIGHT.inc()
+        m.request_started()
         try:
             if handler is None:
                 if path in self._paths:
@@ -261,7 +270,7 @@ class FeatureServerApp:
             status, headers, body = 500, _JSON, b'{"error":"internal","detail":"internal server error"}'
             m.child(m.ERRORS, endpoint, "internal").inc()
         finally:
-            m.IN_FLIGHT.dec()
+            m.request_finished()
         m.child(m.REQUESTS, endpoint, str(status)).inc()
         await send(
             {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator
 
@@ -39,6 +40,11 @@ __all__ = [
     "families",
     "reap_dead_workers",
     "CONTENT_TYPE",
+    "FLUSH_S",
+    "child",
+    "flush",
+    "request_started",
+    "request_finished",
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -95,16 +101,91 @@ REGISTRY_SERVED = Gauge(
 )
 
 
+FLUSH_S = 1.0
+"""How often each worker writes its pending samples to the shared files (also before a scrape)."""
+
+
+class _PendingHistogram:
+    """One histogram series' observations not yet written: per bucket counts and their sum.
+
+    A write to the multiprocess files costs a lock and an mmap update per value (two per observation,
+    about 4 us on the measuring machine); a request observes three histograms, so the samples are
+    kept here and written by `flush` (the client's own bucket rule: the first bound >= the value).
+    """
+
+    __slots__ = ("child", "bounds", "counts", "total")
+
+    def __init__(self, child: Any):
+        self.child = child
+        self.bounds = tuple(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def flush(self) -> None:
+        counts, total = self.counts, self.total
+        if not any(counts):
+            return
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.child._sum.inc(total)
+        for bucket, k in zip(self.child._buckets, counts, strict=True):
+            if k:
+                bucket.inc(k)
+
+
+class _PendingCounter:
+    """One counter series' increments not yet written (see `_PendingHistogram`)."""
+
+    __slots__ = ("child", "count")
+
+    def __init__(self, child: Any):
+        self.child = child
+        self.count = 0
+
+    def inc(self, amount: int = 1) -> None:
+        self.count += amount
+
+    def flush(self) -> None:
+        if self.count:
+            k, self.count = self.count, 0
+            self.child.inc(k)
+
+
 _CHILDREN: dict[tuple[Any, ...], Any] = {}
+_in_flight = 0
 
 
 def child(metric: Any, *labels: str) -> Any:
-    """`metric.labels(*labels)`, kept: the client's `labels()` takes a lock and builds keys on every call."""
+    """The series of `metric` with these labels, as a pending (in-memory) series that `flush` writes."""
     key = (id(metric), *labels)
     c = _CHILDREN.get(key)
     if c is None:
-        c = _CHILDREN[key] = metric.labels(*labels)
+        real = metric.labels(*labels)
+        c = _CHILDREN[key] = _PendingHistogram(real) if isinstance(metric, Histogram) else _PendingCounter(real)
     return c
+
+
+def request_started() -> None:
+    """One more request in flight (the gauge is written by `flush`)."""
+    global _in_flight
+    _in_flight += 1
+
+
+def request_finished() -> None:
+    """One request fewer in flight."""
+    global _in_flight
+    _in_flight -= 1
+
+
+def flush() -> None:
+    """Write this worker's pending samples and its in-flight count to the shared files."""
+    for c in list(_CHILDREN.values()):
+        c.flush()
+    IN_FLIGHT.set(_in_flight)
 
 
 class _LiveCollector(Collector):
@@ -149,11 +230,14 @@ def _merged() -> Any:
 
 def families() -> list[Any]:
     """Every worker's metric families, merged as `/metrics` serves them (the console's Serving page)."""
+    flush()
     return list(_merged().collect())
 
 
 def render(states: Callable[[], dict[str, ViewState]], registry_hash: Callable[[], str]) -> bytes:
-    """The `/metrics` body: every worker's samples merged, plus the series computed now."""
+    """The `/metrics` body: every worker's samples merged (this worker's flushed first; the others' as
+    of their last flush, at most `FLUSH_S` old), plus the series computed now."""
+    flush()
     out = generate_latest(_merged())
     live = CollectorRegistry()
     live.register(_LiveCollector(states, registry_hash))

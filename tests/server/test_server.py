@@ -420,9 +420,17 @@ def test_metrics_present_and_moving(server):
     for _ in range(6):  # two workers: the merged series must count every request
         assert server.post("/get-online-features", service_request([1001, 1002])).status_code == 200
     server.post("/get-online-features", service_request([1], "nope"))
-    t1 = server.client.get("/metrics").text
     ep = "/get-online-features"
     key = dict(endpoint=ep, feature_service="decline_model_v1")
+    # each worker writes its samples every metrics.FLUSH_S (1 s), the answering one before the scrape
+    deadline = time.monotonic() + 10
+    while True:
+        t1 = server.client.get("/metrics").text
+        done = _metric(t1, "fsplug_requests_total", endpoint=ep, code="200") >= (
+            _metric(t0, "fsplug_requests_total", endpoint=ep, code="200") + 6)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert (
         _metric(t1, "fsplug_request_duration_seconds_count", **key)
         >= _metric(t0, "fsplug_request_duration_seconds_count", **key) + 6
