@@ -156,7 +156,7 @@ class _PendingCounter:
 
 
 _CHILDREN: dict[tuple[Any, ...], Any] = {}
-_in_flight = 0
+_in_flight = [0]  # this worker's requests in flight (a list: mutated in place, no `global`)
 
 
 def child(metric: Any, *labels: str) -> Any:
@@ -171,21 +171,19 @@ def child(metric: Any, *labels: str) -> Any:
 
 def request_started() -> None:
     """One more request in flight (the gauge is written by `flush`)."""
-    global _in_flight
-    _in_flight += 1
+    _in_flight[0] += 1
 
 
 def request_finished() -> None:
     """One request fewer in flight."""
-    global _in_flight
-    _in_flight -= 1
+    _in_flight[0] -= 1
 
 
 def flush() -> None:
     """Write this worker's pending samples and its in-flight count to the shared files."""
     for c in list(_CHILDREN.values()):
         c.flush()
-    IN_FLIGHT.set(_in_flight)
+    IN_FLIGHT.set(_in_flight[0])
 
 
 class _LiveCollector(Collector):
