@@ -7,9 +7,11 @@ package: `apt-get install wrk`) drives `POST /get-online-features` in Feast's fo
 entities with 1 and 8 connections, and `POST /get-feature-vector` at 1 entity. Each request body
 is drawn from a fixed, seeded list of random driver ids (a Lua script cycles through them).
 
-Reported per case: requests/s, p50, p99 (wrk's latency distribution), non-2xx responses and
-socket errors; and, for the same requests, the in-process `get_online_features(...).to_dict()`
-p50 in this process, so the HTTP server's own cost is visible. Results go to
+Reported per case (the median of `--runs` wrk runs per figure): requests/s, p50, p99 (wrk's
+latency distribution), non-2xx responses and socket errors; and, for the same requests, the
+in-process p50 in this process (`get_online_features(...).to_dict()`, or `get_feature_vector` for
+the vector endpoint) and the server's p50 minus it, so the HTTP server's own cost is visible.
+`--with-feast` runs `feast serve` with the same `--workers`. Results go to
 `benchmarks/results/serve_<stamp>.json` and `.md` (not committed).
 """
 
@@ -121,8 +123,9 @@ def _parse_wrk(text: str) -> dict[str, Any]:
     }
 
 
-def _in_process_p50(repo: Path, bodies: list[dict[str, Any]], calls: int) -> float:
-    """p50 (us) of `get_online_features(...).to_dict()` for the same bodies, in this process."""
+def _in_process_p50(repo: Path, bodies: list[dict[str, Any]], calls: int, vector: bool) -> float:
+    """p50 (us) of the same requests in this process: `get_online_features(...).to_dict()`, or
+    `get_feature_vector(...)` for the vector endpoint's bodies."""
     from fsplug.store import FeatureStore
 
     with FeatureStore(repo) as fs:
@@ -130,11 +133,28 @@ def _in_process_p50(repo: Path, bodies: list[dict[str, Any]], calls: int) -> flo
         for i in range(calls + 200):
             b = bodies[i % len(bodies)]
             t0 = time.perf_counter_ns()
-            fs.get_online_features(service=SERVICE, entities=b["entities"]).to_dict()
+            if vector:
+                fs.get_feature_vector(SERVICE, request=b["request"], **b["entity"])
+            else:
+                fs.get_online_features(service=SERVICE, entities=b["entities"]).to_dict()
             if i >= 200:
                 times.append((time.perf_counter_ns() - t0) / 1000)
     times.sort()
     return times[len(times) // 2]
+
+
+def _median_of_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's runs: the median of each figure (requests/s, p50, p99), errors summed, runs kept."""
+    if len(results) == 1:
+        return results[0]
+    out = dict(results[0])
+    for key in ("requests_per_s", "p50_us", "p99_us"):
+        vals = sorted(r[key] for r in results)
+        out[key] = vals[len(vals) // 2]
+    for key in ("requests", "non_2xx", "socket_errors"):
+        out[key] = sum(r[key] for r in results)
+    out["runs"] = results
+    return out
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, path: str = "/ready") -> None:
@@ -152,7 +172,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, p
 
 
 def _feast_rows(
-    ds: Any, ids: list[int], work: Path, entity_counts: list[int], conns: list[int], seconds: int
+    ds: Any, ids: list[int], work: Path, entity_counts: list[int], conns: list[int], seconds: int,
+    workers: int, runs: int,
 ) -> list[dict[str, Any]]:
     """`feast serve` (Feast in benchmarks/.feast-venv) on the same data and store kind, under the same wrk."""
     from benchmarks.feast_side import VENV, ensure_venv, spec_for
@@ -164,7 +185,8 @@ def _feast_rows(
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [str(VENV / "bin" / "feast"), "-c", spec["repo"], "serve", "-p", str(port), "--no-access-log"],
+        [str(VENV / "bin" / "feast"), "-c", spec["repo"], "serve", "-p", str(port), "--no-access-log",
+         "--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -175,7 +197,8 @@ def _feast_rows(
             bodies = _bodies(ids, n, 2000, False, seed=n, feast=True)
             _wrk(url, "/get-online-features", bodies, 1, 1, work)
             for c in conns:
-                res = _wrk(url, "/get-online-features", bodies, c, seconds, work)
+                res = _median_of_runs([_wrk(url, "/get-online-features", bodies, c, seconds, work)
+                                       for _ in range(runs)])
                 rows.append(
                     {
                         "system": f"feast serve {version}",
@@ -205,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="10,000 drivers, 2 s per case (a smoke run)")
     ap.add_argument("--drivers", type=int, help="drivers in the data set (default 100,000)")
     ap.add_argument("--seconds", type=int, help="wrk duration per case (default 10)")
-    ap.add_argument("--workers", type=int, default=1, help="fsplug serve --workers (default 1)")
+    ap.add_argument("--workers", type=int, default=1, help="server processes, for both servers (default 1)")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="wrk runs per case; the table shows each figure's median (default 3)")
     ap.add_argument(
         "--connections", default="1,8", help="comma-separated wrk connection counts (default 1,8)"
     )
@@ -265,10 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for path, n, vector in cases:
             bodies = _bodies(ids, n, 2000, vector, seed=n)
-            ref = None if vector else _in_process_p50(repo, bodies, 2000)
+            ref = _in_process_p50(repo, bodies, 2000, vector)
             _wrk(url, path, bodies, 1, 1, work)  # warm-up
             for c in conns:
-                res = _wrk(url, path, bodies, c, seconds, work)
+                res = _median_of_runs([_wrk(url, path, bodies, c, seconds, work) for _ in range(args.runs)])
                 row = {
                     "system": "fsplug serve",
                     "endpoint": path,
@@ -288,11 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     if args.with_feast:
-        rows += _feast_rows(ds, ids, work, entity_counts, conns, seconds)
+        rows += _feast_rows(ds, ids, work, entity_counts, conns, seconds, args.workers, args.runs)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     meta = {
         "drivers": drivers,
         "workers": args.workers,
+        "runs": args.runs,
         "seconds": seconds,
         "nproc": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -301,15 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"serve_{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     md = [
         "| system | endpoint | entities | connections | requests/s | p50 (us) | p99 (us) | errors "
-        "| in-process p50 (us) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| in-process p50 (us) | p50 - in-process (us) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        ref = f"{r['in_process_p50_us']:.0f}" if r["in_process_p50_us"] else "-"
+        inproc = r["in_process_p50_us"]
+        ref = f"{inproc:.0f}" if inproc else "-"
+        gap = f"{r['p50_us'] - inproc:,.0f}" if inproc and r["connections"] == 1 else "-"  # 8: queueing
         md.append(
             f"| {r['system']} | `{r['endpoint']}` | {r['entities']} | {r['connections']} | "
             f"{r['requests_per_s']:,.0f} | "
-            f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} | {r['non_2xx'] + r['socket_errors']} | {ref} |"
+            f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} | {r['non_2xx'] + r['socket_errors']} | {ref} | {gap} |"
         )
     (RESULTS / f"serve_{stamp}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

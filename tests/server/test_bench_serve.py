@@ -43,3 +43,20 @@ def test_parse_wrk_microseconds_and_no_errors():
     )
     got = _parse_wrk(text)
     assert got["p50_us"] == 363.0 and got["socket_errors"] == 0 and got["non_2xx"] == 0
+
+
+def test_runs_report_each_figures_median_and_every_error():
+    from benchmarks.serve import _median_of_runs
+
+    runs = [
+        {"requests_per_s": 900.0, "requests": 9000, "p50_us": 300.0, "p99_us": 900.0, "non_2xx": 0,
+         "socket_errors": 0},
+        {"requests_per_s": 1000.0, "requests": 10000, "p50_us": 250.0, "p99_us": 2000.0, "non_2xx": 1,
+         "socket_errors": 0},
+        {"requests_per_s": 950.0, "requests": 9500, "p50_us": 280.0, "p99_us": 1000.0, "non_2xx": 0,
+         "socket_errors": 2},
+    ]
+    got = _median_of_runs(runs)
+    assert (got["requests_per_s"], got["p50_us"], got["p99_us"]) == (950.0, 280.0, 1000.0)
+    assert (got["requests"], got["non_2xx"], got["socket_errors"]) == (28500, 1, 2)
+    assert got["runs"] == runs
