@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import os
@@ -116,6 +117,7 @@ class FeatureServerApp:
         self._poll_task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None  # cancels requests whose body is late
         self._flush_task: asyncio.Task[None] | None = None  # writes the metrics every FLUSH_S
+        self._frozen = False  # the heap was frozen (see _freeze_heap)
         self._awaiting: dict[Any, float] = {}  # request task -> deadline of the body it waits for
         self._expired: set[Any] = set()  # tasks the watchdog cancelled
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[tuple[int, bytes, list[Any]]]]] = {
@@ -200,7 +202,25 @@ class FeatureServerApp:
         m.REGISTRY_SERVED.labels(new.hash).set(1)
         m.REGISTRY_SWAPS.inc()
         log.info("serving the newly applied registry %s (was %s)", new.hash[:12], old.hash[:12])
+        if self._frozen:
+            del old
+            gc.unfreeze()  # the old registry's objects may be collected now
+            self._freeze_heap()
         return True
+
+    def _freeze_heap(self) -> None:
+        """Collect once, then move every object alive to the collector's permanent generation.
+
+        What a worker holds from its start (modules, the registry, the compiled plans) is tens of
+        thousands of objects; a full collection walks all of them (tens of milliseconds) and stalls
+        whichever request is running. Frozen, they are never walked again;
+        requests' own objects are still collected. Done at startup (from the lifespan, so an app
+        built in-process by tests leaves the test process alone) and after each registry swap, when
+        the old registry is unfrozen first so it can be freed.
+        """
+        gc.collect()
+        gc.freeze()
+        self._frozen = True
 
     async def _poll_loop(self) -> None:
         while True:
@@ -221,6 +241,7 @@ class FeatureServerApp:
                 except Exception as exc:  # the worker cannot serve: say why, without a traceback
                     await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
                     return
+                self._freeze_heap()
                 loop = asyncio.get_running_loop()
                 if self.config.registry_poll_s > 0:
                     self._poll_task = loop.create_task(self._poll_loop())

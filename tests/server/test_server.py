@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, UTC
@@ -466,6 +468,79 @@ def _set_service(repo: Path, drop: str | None) -> None:
         assert marker in text
         text = text.replace(marker, "#dropped\n")
     path.write_text(text)
+
+
+_FREEZE_CHILD = """
+import asyncio, gc, pathlib, sys, weakref
+from fsplug.server.app import create_app
+from fsplug.server.config import ServerConfig
+from fsplug.store import FeatureStore
+from tests.server.test_server import _set_service
+
+repo = pathlib.Path(sys.argv[1])
+app = create_app(ServerConfig(repo=str(repo), registry_poll_s=0))
+
+
+def apply(drop):
+    _set_service(repo, drop=drop)
+    with FeatureStore(repo) as fs:
+        fs.apply()
+
+
+class Cycle:
+    pass
+
+
+cyc = Cycle()
+cyc.me = cyc
+alive = weakref.ref(cyc)
+keep = [cyc]  # alive when the heap is frozen
+del cyc
+
+
+async def main():
+    inbox, out = asyncio.Queue(), []
+    inbox.put_nowait({"type": "lifespan.startup"})
+
+    async def send(msg):
+        out.append(msg["type"])
+
+    task = asyncio.get_running_loop().create_task(app._lifespan(inbox.get, send))
+    while not out:
+        await asyncio.sleep(0.01)
+    assert out == ["lifespan.startup.complete"], out
+    assert gc.get_freeze_count() > 1000, gc.get_freeze_count()
+    assert gc.is_tracked(keep) and alive() is not None
+    keep.clear()  # frozen, now cyclic garbage: only a collection of unfrozen objects frees it
+    gc.collect()
+    assert alive() is not None  # frozen objects are not collected...
+    old = weakref.ref(app.store.registry)
+    try:
+        apply("tenure_days")
+        assert app.poll_registry()
+    finally:
+        apply(None)
+    assert old() is None, "the old registry outlived the swap"
+    assert alive() is None, "a swap must unfreeze, so what the old heap dropped can be freed"
+    assert gc.get_freeze_count() > 1000
+    inbox.put_nowait({"type": "lifespan.shutdown"})
+    await task
+    assert out[-1] == "lifespan.shutdown.complete", out
+
+
+asyncio.run(main())
+print("ok")
+"""
+
+
+def test_workers_freeze_their_heap_and_a_swap_frees_the_old_registry(tmp_path):
+    # in a child process: freezing the heap is for server workers, not for the test process
+    repo = build_served_repo(tmp_path / "repo", SQLITE_YAML, n_drivers=20, days=1)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", _FREEZE_CHILD, str(repo)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr
 
 
 def test_registry_applied_while_requests_flow(server, served_repo, tmp_path):
