@@ -92,13 +92,13 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     import httpx
 
-    from benchmarks.serve import _free_port
+    from benchmarks.serve import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         repo = make_repo(Path(tmp) / "repo", views=args.views, services=args.services)
         print(f"generated, applied and materialized {args.views} views in {time.perf_counter() - t0:.1f} s")
-        port = _free_port()
+        port = free_port()
         log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - the server writes to it until it stops
         proc = subprocess.Popen([sys.executable, "-m", "fsplug.cli", "--repo", str(repo), "serve", "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT)

@@ -52,7 +52,8 @@ end
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on the loopback now (the servers the benchmarks start listen there)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -182,7 +183,7 @@ def _feast_rows(
     version = ensure_venv()
     spec = spec_for(ds, work / "feast_repo", {"type": "sqlite"})
     feast_materialize(spec)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [str(VENV / "bin" / "feast"), "-c", spec["repo"], "serve", "-p", str(port), "--no-access-log",
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         fs.apply()
         fs.materialize_incremental(datetime.now(UTC), progress=False)
     ids = list(ds.driver_ids())
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
