@@ -5,6 +5,8 @@ Run: `.venv/bin/python -m pytest -q tests/console` (needs /usr/bin/chromium: `ap
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from fsplug.store import FeatureStore
@@ -134,11 +136,17 @@ def test_the_latency_charts_draw_the_servers_metrics_of_every_worker(tab, consol
         assert r.status_code == 200
     httpx.post(console_server.url + "/get-online-features",
                json={"feature_service": "legacy_compar", "entities": {"driver_id": [1001]}})
-    for _ in range(4):  # whichever worker renders the page, it counts every worker's requests
+    def count() -> str:
         tab.goto("/ui/serving")
         rows = {r.locator("td").nth(0).inner_text(): r.locator("td").nth(1).inner_text()
                 for r in tab.page.locator("#latency tbody tr").all()}
-        assert rows["/get-online-features · legacy_compare"] == str(n)
+        return rows.get("/get-online-features · legacy_compare", "")
+
+    deadline = time.monotonic() + 10  # each worker writes its samples every second (metrics.FLUSH_S)
+    while count() != str(n) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for _ in range(4):  # whichever worker renders the page, it counts every worker's requests
+        assert count() == str(n)
     bars = tab.page.locator("svg.histogram rect.bar")
     assert bars.count() > 0
     heights = [float(b.get_attribute("height")) for b in bars.all()]
