@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ _ROWS_PER_BUCKET = 4_000_000
 _ROWS_PER_TASK = 4_000_000
 _BLOB_ROWS = 1 << 17  # compact rows per Arrow IPC blob moved between stages
 _WRITE_ROWS = 65536  # rows per store write, as the local engine's batches
+_SAMPLE_ROWS = 65536  # rows of a split sampled to decide whether a pick within the split pays
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:/*"  # `file:`, `file://`: Spark writes both forms of one path
 
 
@@ -128,8 +130,8 @@ class SparkEngine:
         try:
             spark = builder.getOrCreate()
         except Exception as exc:  # the JVM did not start: pyspark raises several types for it
-            raise EngineError(f"cannot start Spark (the Spark engine needs Java 17 or newer: `java` on PATH or "
-                              f"JAVA_HOME): {_cause(exc)}") from exc
+            raise EngineError(f"cannot start Spark: {_java_problem()}; the Spark engine needs Java 17 or newer "
+                              f"(`java` on PATH, or JAVA_HOME). Spark said: {_cause(exc)}") from exc
         spark.conf.set("spark.sql.session.timeZone", "UTC")
         spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
         self._spark = spark
@@ -440,15 +442,18 @@ def _shuffled(table: pa.Table | pa.RecordBatch | None, part: Any, rows: int, nul
 
     parts: list[int] = []
     blobs: list[bytes | None] = []
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
     if table is not None and table.num_rows:
-        order = np.argsort(part, kind="stable")
-        part = part[order]
-        table = table.take(pa.array(order))
+        part = part.astype(np.uint16 if part.max() < 1 << 16 else np.int64)  # 16 bits: a linear (radix) sort
+        if part.min() != part.max():
+            order = np.argsort(part, kind="stable")
+            part = part[order]
+            table = table.take(pa.array(order))
         bounds = [0, *(np.flatnonzero(np.diff(part)) + 1).tolist(), len(part)]
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             for at in range(lo, hi, _BLOB_ROWS):
                 sink = pa.BufferOutputStream()
-                with pa.ipc.new_stream(sink, table.schema) as out:
+                with pa.ipc.new_stream(sink, table.schema, options=options) as out:
                     out.write(table.slice(at, min(hi, at + _BLOB_ROWS) - at))
                 parts.append(int(part[lo]))
                 blobs.append(sink.getvalue().to_pybytes())
@@ -500,13 +505,32 @@ def _pick_splits(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.Re
             table = table.filter(flt)
             compact, null_keys = compact_rows(table, keys, job.ts_field, job.created_field,
                                               table.column("__rid").to_numpy())
-            picked = None
+            bucket = None
             if compact is not None:
-                compact_t = pa.Table.from_batches([compact])
-                rids = np.sort(latest_rids(compact_t, len(keys), job.created_field is not None))
-                picked = compact.take(pa.array(np.searchsorted(compact.column("rid").to_numpy(), rids)))
-                bucket = hash_keys(picked.columns[:len(keys)]) % np.uint64(job.buckets)
-            yield _shuffled(picked, bucket if picked is not None else None, table.num_rows, null_keys)
+                hashes = hash_keys(compact.columns[:len(keys)])
+                if _worth_prepicking(hashes):
+                    rids = np.sort(latest_rids(pa.Table.from_batches([compact]), len(keys),
+                                               job.created_field is not None))
+                    at = np.searchsorted(compact.column("rid").to_numpy(), rids)
+                    compact, hashes = compact.take(pa.array(at)), hashes[at]
+                bucket = hashes % np.uint64(job.buckets)
+            yield _shuffled(compact, bucket, table.num_rows, null_keys)
+
+
+def _worth_prepicking(hashes: Any) -> bool:
+    """Whether a split's rows repeat keys enough for picking within the split to pay (the pick sorts
+    the split; it then moves and sorts fewer rows): at least half its rows would go, as estimated from
+    the repeated keys in a sample of _SAMPLE_ROWS rows (a pair of rows of one key falls in a sample of
+    s of n rows with probability (s/n)^2). Deciding either way gives the same winners."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(hashes)
+    s = min(n, _SAMPLE_ROWS)
+    sample = hashes if s == n else hashes[np.random.default_rng(n).choice(n, s, replace=False)]
+    repeated = s - pc.count_distinct(pa.array(sample)).as_py()
+    return repeated * n * n >= s * s * (n // 2) if s < n else repeated * 2 >= n
 
 
 def _pick_buckets(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
@@ -652,6 +676,20 @@ def _key_dtype(view: str, key: str, spark_type: str) -> DType:
         return DType.STRING
     raise EntityKeyError(f"entity table column '{key}' (join key of view '{view}') has type {spark_type}; "
                          "join keys are integers or strings")
+
+
+def _java_problem() -> str:
+    """What is wrong with the Java that Spark's launcher runs (JAVA_HOME's, else the PATH's)."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = Path(home) / "bin" / "java"
+        if not java.is_file():
+            return f"JAVA_HOME is {home!r}, which has no bin/java"
+        return f"JAVA_HOME's java ({java}) did not start it (is it Java 17 or newer? `{java} -version`)"
+    found = shutil.which("java")
+    if found is None:
+        return "there is no `java` on PATH and JAVA_HOME is not set"
+    return f"the `java` on PATH ({found}) did not start it (is it Java 17 or newer? `java -version`)"
 
 
 _PY_ERROR = re.compile(r"^\s*([\w.]+(?:Error|Exception)):\s*(.*)$")
