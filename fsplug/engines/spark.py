@@ -1,21 +1,30 @@
 """The Spark engine: materialization and point-in-time training data on Apache Spark, with the local
 engine's results.
 
-Materialization of one view (`SparkEngine.write_latest`), in two passes as the local engine's: Spark
-reads the keys and times of the view's Parquet source (the files fsplug's own reader lists, hive
-partitions included), keeps the rows with start <= event time < end and picks per entity its winning
-(file, row) by fsplug's one rule; tasks then read the winners' values from their row groups with
-pyarrow, cast them with the local engine's functions and write from the executors straight into the
-online store through the store's own `write` (the newer-wins guard, the bins, the timestamp bins).
-Each task builds its store object from the store's config, so the store must accept writes from many
-processes (`Capabilities.multi_process_writes`: Aerospike yes, SQLite no, refused). Writes are
-idempotent, so a task Spark retries leaves the same state; the caller (materialize.py) moves the
-view's state only after the job succeeded.
+Materialization of one view (`SparkEngine.write_latest`): Spark runs the tasks and moves rows between
+them; the work in the tasks is the local engine's own code (`offline/parquet.py`: `compact_rows`,
+`latest_rids`, `finish_batch`), so both engines pick the same rows and cast them the same way. The
+source (the files fsplug's reader lists, hive partitions included) is cut into splits of whole row
+groups, in scan order, each row with a row id (its position in the scan order). Three stages:
+
+1. one task per split reads the split's keys and times with pyarrow, keeps the rows with
+   start <= event time < end and non-null keys as compact rows (keys, time, created time, row id),
+   picks the latest row per entity within the split when a sample says enough rows would go, and
+   sends each row to its entity's bucket (the local engine's key hash);
+2. one task per bucket picks each entity's winner among the rows it received;
+3. each winner's row id goes to the split holding the row; a task per share of the splits reads the
+   winners' columns from its splits, casts them and writes them from the executor through the
+   store's own `write` (the newer-wins guard, the bins, the timestamp bins).
+
+The rows move as lz4-compressed Arrow IPC streams in a binary column (few, large Spark rows): Spark
+shuffles bytes and never converts the rows itself. Each writing task builds its store object from the
+store's config, so the store must accept writes from many processes (`Capabilities.multi_process_writes`:
+Aerospike yes, SQLite no, refused). Writes are idempotent, so a task Spark retries leaves the same
+state; the caller (materialize.py) moves the view's state only after the job succeeded.
 
 The latest-row rule (the same as `offline/parquet.py`): the greatest event time, then the greatest
 created time (a null one loses to any other), then the row that comes last in scan order: files in
-the order of their paths, rows in file order. Spark sees a file's path in `_metadata.file_path` and a
-row's position in `_metadata.row_index`, so the rule does not depend on how Spark splits the files.
+the order of their paths, rows in file order (the row id), however the files are split.
 
 Training data (`SparkEngine.historical_join`): the entity rows and each view's source rows are put in
 one frame, partitioned by the join keys and sorted by (time, side, created, file, row), and every
@@ -40,7 +49,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -60,7 +69,6 @@ if TYPE_CHECKING:
 __all__ = ["SparkEngine", "ViewWriteStats", "FAIL_ONCE_ENV", "is_spark_frame"]
 
 FAIL_ONCE_ENV = "FSPLUG_SPARK_FAIL_ONCE"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # source rows per split (whole row groups of one file): a task of the first stage reads one split
 _SPLIT_ROWS = 1 << 20
 # by default a bucket of entities per this many source rows (the local engine's in-memory sort size),
@@ -87,11 +95,6 @@ class ViewWriteStats:
 def is_spark_frame(obj: Any) -> bool:
     """True for a pyspark DataFrame (classic or Connect), without importing pyspark."""
     return type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pyspark.")
-
-
-def _micros_us(dt: datetime) -> int:
-    d = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)) - _EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 class SparkEngine:
