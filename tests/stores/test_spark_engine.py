@@ -6,7 +6,9 @@ several files, hive partitions and nanosecond timestamps. The online store's con
 engine are compared through reads (values, statuses, event times) and through the stored bins
 (the Aerospike records, timestamp bins included); the training tables are compared row by row.
 A task failing on its first attempt is retried and leaves the same state; a failed job leaves the
-materialization state unchanged and says which views completed.
+materialization state unchanged and says which views completed. Hive partition columns used in a key
+and as features give the same records on both engines. A missing or unusable Java is a clear error
+(in a fresh interpreter through the CLI, since this module's JVM is running already).
 
 Spark runs in local mode (`local[2,2]`: two threads, a task may be tried twice), one session for
 the module.
