@@ -485,9 +485,10 @@ def _received(batches: Iterator[pa.RecordBatch]) -> tuple[list[tuple[int, pa.Tab
 
 
 def _pick_splits(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
-    """Stage 1, one task per split: its rows in the window, the latest per entity within the split
-    (the local engine's pick: the split's rows are a contiguous run of the scan order), as compact rows
-    addressed to their entity's bucket (the local engine's key hash)."""
+    """Stage 1, one task per split: its rows in the window with non-null keys as compact rows, only the
+    latest per entity within the split when that pays (`_worth_prepicking`; the local engine's pick, and
+    a row that loses within the split loses overall), addressed to their entity's bucket (the local
+    engine's key hash)."""
     import numpy as np
     import pyarrow as pa
 
