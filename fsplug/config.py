@@ -59,8 +59,9 @@ class SparkConfig(BaseModel):
                     "`spark.`.")
     partitions: int | None = Field(
         default=None, ge=1,
-        description="Partitions of the latest-row and point-in-time shuffles (and so tasks writing to the store); "
-                    "unset: `spark.sql.shuffle.partitions`.")
+        description="Materialization: buckets of entities and tasks writing to the store (unset: one per 4M "
+                    "source rows, at least one per core); training data: partitions of the point-in-time join "
+                    "(unset: `spark.sql.shuffle.partitions`).")
 
     @field_validator("conf")
     @classmethod

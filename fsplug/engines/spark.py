@@ -1,21 +1,30 @@
 """The Spark engine: materialization and point-in-time training data on Apache Spark, with the local
 engine's results.
 
-Materialization of one view (`SparkEngine.write_latest`), in two passes as the local engine's: Spark
-reads the keys and times of the view's Parquet source (the files fsplug's own reader lists, hive
-partitions included), keeps the rows with start <= event time < end and picks per entity its winning
-(file, row) by fsplug's one rule; tasks then read the winners' values from their row groups with
-pyarrow, cast them with the local engine's functions and write from the executors straight into the
-online store through the store's own `write` (the newer-wins guard, the bins, the timestamp bins).
-Each task builds its store object from the store's config, so the store must accept writes from many
-processes (`Capabilities.multi_process_writes`: Aerospike yes, SQLite no, refused). Writes are
-idempotent, so a task Spark retries leaves the same state; the caller (materialize.py) moves the
-view's state only after the job succeeded.
+Materialization of one view (`SparkEngine.write_latest`): Spark runs the tasks and moves rows between
+them; the work in the tasks is the local engine's own code (`offline/parquet.py`: `compact_rows`,
+`latest_rids`, `finish_batch`), so both engines pick the same rows and cast them the same way. The
+source (the files fsplug's reader lists, hive partitions included) is cut into splits of whole row
+groups, in scan order, each row with a row id (its position in the scan order). Three stages:
+
+1. one task per split reads the split's keys and times with pyarrow, keeps the rows with
+   start <= event time < end and non-null keys as compact rows (keys, time, created time, row id),
+   picks the latest row per entity within the split when a sample says enough rows would go, and
+   sends each row to its entity's bucket (the local engine's key hash);
+2. one task per bucket picks each entity's winner among the rows it received;
+3. each winner's row id goes to the split holding the row; a task per share of the splits reads the
+   winners' columns from its splits, casts them and writes them from the executor through the
+   store's own `write` (the newer-wins guard, the bins, the timestamp bins).
+
+The rows move as lz4-compressed Arrow IPC streams in a binary column (few, large Spark rows): Spark
+shuffles bytes and never converts the rows itself. Each writing task builds its store object from the
+store's config, so the store must accept writes from many processes (`Capabilities.multi_process_writes`:
+Aerospike yes, SQLite no, refused). Writes are idempotent, so a task Spark retries leaves the same
+state; the caller (materialize.py) moves the view's state only after the job succeeded.
 
 The latest-row rule (the same as `offline/parquet.py`): the greatest event time, then the greatest
 created time (a null one loses to any other), then the row that comes last in scan order: files in
-the order of their paths, rows in file order. Spark sees a file's path in `_metadata.file_path` and a
-row's position in `_metadata.row_index`, so the rule does not depend on how Spark splits the files.
+the order of their paths, rows in file order (the row id), however the files are split.
 
 Training data (`SparkEngine.historical_join`): the entity rows and each view's source rows are put in
 one frame, partitioned by the join keys and sorted by (time, side, created, file, row), and every
@@ -36,10 +45,11 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -59,11 +69,15 @@ if TYPE_CHECKING:
 __all__ = ["SparkEngine", "ViewWriteStats", "FAIL_ONCE_ENV", "is_spark_frame"]
 
 FAIL_ONCE_ENV = "FSPLUG_SPARK_FAIL_ONCE"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# winners are split into tasks by file and by ranges of this many rows of a file (a task then reads the
-# row groups of one range); by default one task per this many source rows, at least one per core
-_ROW_RANGE = 1 << 20
+# source rows per split (whole row groups of one file): a task of the first stage reads one split
+_SPLIT_ROWS = 1 << 20
+# by default a bucket of entities per this many source rows (the local engine's in-memory sort size),
+# and a writing task per this many, at least one per core each
+_ROWS_PER_BUCKET = 4_000_000
 _ROWS_PER_TASK = 4_000_000
+_BLOB_ROWS = 1 << 17  # compact rows per Arrow IPC blob moved between stages
+_WRITE_ROWS = 65536  # rows per store write, as the local engine's batches
+_SAMPLE_ROWS = 65536  # rows of a split sampled to decide whether a pick within the split pays
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:/*"  # `file:`, `file://`: Spark writes both forms of one path
 
 
@@ -81,11 +95,6 @@ class ViewWriteStats:
 def is_spark_frame(obj: Any) -> bool:
     """True for a pyspark DataFrame (classic or Connect), without importing pyspark."""
     return type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pyspark.")
-
-
-def _micros_us(dt: datetime) -> int:
-    d = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)) - _EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 class SparkEngine:
@@ -124,8 +133,8 @@ class SparkEngine:
         try:
             spark = builder.getOrCreate()
         except Exception as exc:  # the JVM did not start: pyspark raises several types for it
-            raise EngineError(f"cannot start Spark (the Spark engine needs Java 17 or newer: `java` on PATH or "
-                              f"JAVA_HOME): {_cause(exc)}") from exc
+            raise EngineError(f"cannot start Spark: {_java_problem()}; the Spark engine needs Java 17 or newer "
+                              f"(`java` on PATH, or JAVA_HOME). Spark said: {_cause(exc)}") from exc
         spark.conf.set("spark.sql.session.timeZone", "UTC")
         spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
         self._spark = spark
@@ -183,51 +192,40 @@ class SparkEngine:
     def write_latest(self, store: OnlineStore, view: FeatureView, key_types: Mapping[str, DType],
                      path: str | Path, start: datetime | None, end: datetime) -> ViewWriteStats:
         """Write the latest row per entity of `view` with start <= event time < end into `store`'s
-        storage, from the executors. Raises EngineError when the job fails (rows already written are
-        whole rows; writing again completes the work).
+        storage, from the executors. Raises SourceDataError for a source that does not match the view,
+        EngineError when the job fails (rows already written are whole rows; writing again completes
+        the work).
 
-        Two passes, as the local engine's: Spark reads only the keys and times and picks each entity's
-        winning (file, row); the tasks then read the winners' feature values from their Parquet row
-        groups with fsplug's own reader code and write them. Only the compact winners cross from the
-        JVM to Python, and values are cast by the same functions as the local engine's.
+        Three stages (see the module docstring): splits of the source pick their latest rows per
+        entity, buckets of entities pick the winners, splits write their winners; Spark runs the tasks
+        and moves the compact rows between them, the local engine's functions do the work.
         """
-        from pyspark.sql import functions as F
-
-        from fsplug.offline.parquet import open_source
+        from fsplug.offline.parquet import check_columns, open_source
 
         self.check_store(store)
         spark = self.session()
         ts, created = view.source.timestamp_field, view.source.created_timestamp_field
-        dataset = open_source(path)
-        files = [(os.path.abspath(frag.path), _partition_values(frag)) for frag in dataset.get_fragments()]
-        df = self._source_frame(path, key_types, [ts, *([created] if created else [])])
-        t = F.col(f"__us_{ts}")
-        window = t.isNotNull() & (t < F.lit(_micros_us(end)))
-        if start is not None:
-            window &= t >= F.lit(_micros_us(start))
-        # max over a struct compares its fields in order, a null smallest: (time, created, file, row)
-        order = [t.alias("t"), *([F.col(f"__us_{created}").alias("c")] if created else []),
-                 F.col("__file").alias("f"), F.col("__row").alias("r")]
-        winners = (df.where(window)
-                   .groupBy(*key_types)
-                   .agg(F.count(F.lit(1)).alias("__n"), F.max(F.struct(*order)).alias("__m"))
-                   .select(*key_types, "__n", "__m.t", "__m.f", "__m.r"))
-        # tasks by file and row range, so that each reads the row groups of its own winners
-        tasks = self.config.partitions or max(spark.sparkContext.defaultParallelism,
-                                              -(-dataset.count_rows() // _ROWS_PER_TASK))
-        winners = (winners.repartition(tasks, "f", F.floor(F.col("r") / _ROW_RANGE))
-                   .sortWithinPartitions("f", "r"))
+        dataset = open_source(os.path.abspath(path))
+        columns = {fe.column: fe.dtype for fe in view.features}
+        check_columns(dataset, source=str(path), join_keys=key_types, timestamp_field=ts,
+                      created_timestamp_field=created, columns=columns)
+        splits = _splits(dataset)
+        total = sum(sp.rows for sp in splits)
+        if not splits:
+            return ViewWriteStats()
+        cores = spark.sparkContext.defaultParallelism
+        job = _Job(schema=dataset.schema, splits=splits, key_types=dict(key_types), ts_field=ts, created_field=created,
+                   columns=columns, start=start, end=end, view=view,
+                   buckets=self.config.partitions or max(cores, -(-total // _ROWS_PER_BUCKET)))
+        writers = self.config.partitions or min(len(splits), max(cores, -(-total // _ROWS_PER_TASK)))
         writer = functools.partial(
-            _write_partition, store_cls=type(store), config=store.config, repo_root=store.repo_root,
-            project=store.project, view=view, key_names=tuple(key_types), files=files,
-            fail_marker=os.environ.get(FAIL_ONCE_ENV))
-        schema = "rows long, entities long, written long, null_keys long, newest long"
+            _write_splits, job=job, store_cls=type(store), config=store.config, repo_root=store.repo_root,
+            project=store.project, fail_marker=os.environ.get(FAIL_ONCE_ENV))
+        picked = spark.range(len(splits), numPartitions=len(splits)).mapInArrow(
+            functools.partial(_pick_splits, job=job), _SHUFFLED)
+        winners = _by_part(picked, job.buckets).mapInArrow(functools.partial(_pick_buckets, job=job), _SHUFFLED)
         try:
-            if self.config.partitions:
-                with _shuffle_partitions(spark, self.config.partitions):
-                    rows = winners.mapInArrow(writer, schema).collect()
-            else:
-                rows = winners.mapInArrow(writer, schema).collect()
+            rows = _by_part(winners, writers).mapInArrow(writer, _COUNTS).collect()
         except Exception as exc:
             raise EngineError(f"the Spark job of view {view.name!r} failed: {_cause(exc)}") from exc
         stats = ViewWriteStats()
@@ -362,78 +360,265 @@ def _map_table(batches: Iterator[pa.RecordBatch], fn: Callable[[pa.Table], pa.Ta
         yield from fn(pa.Table.from_batches([batch])).to_batches()
 
 
-def _partition_values(fragment: Any) -> dict[str, Any]:
-    """The hive partition values of a file (`day=2026-11-30/`): columns that are not in the file."""
-    import pyarrow.dataset as ds
+@dataclass(frozen=True)
+class _Split:
+    """Consecutive row groups of one file: what a task of the first and of the last stage reads."""
 
-    return dict(ds.get_partition_keys(fragment.partition_expression))
+    fragment: Any  # a pyarrow ParquetFileFragment restricted to the row groups
+    first: int  # row id of its first row: the rows of every split before it, in scan order
+    rows: int
 
 
-def _write_partition(batches: Iterator[pa.RecordBatch], *, store_cls: type[OnlineStore], config: Any,
-                     repo_root: Path, project: str, view: FeatureView, key_names: tuple[str, ...],
-                     files: list[tuple[str, dict[str, Any]]], fail_marker: str | None) -> Iterator[pa.RecordBatch]:
-    """One task: its share of the winners (keys, rows counted, event time, file rank, row in file), their
-    values read from the files' row groups, written through the store's own `write`; yields one row of
-    counts."""
+def _splits(dataset: Any) -> list[_Split]:
+    """The source in splits of about _SPLIT_ROWS rows (whole row groups), in scan order: files in
+    the order of the dataset's fragments (their paths), row groups in file order."""
+    out: list[_Split] = []
+    base = 0
+    for frag in dataset.get_fragments():
+        frag.ensure_complete_metadata()
+        groups: list[int] = []
+        rows = 0
+        for rg in frag.row_groups:
+            groups.append(rg.id)
+            rows += rg.num_rows
+            if rows >= _SPLIT_ROWS:
+                out.append(_Split(frag.subset(row_group_ids=groups), base, rows))
+                base, groups, rows = base + rows, [], 0
+        if rows:
+            out.append(_Split(frag.subset(row_group_ids=groups), base, rows))
+            base += rows
+    return out
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What the tasks of one view's materialization need (pickled into each task)."""
+
+    schema: Any  # the dataset's schema: files are read as the local engine reads them
+    splits: list[_Split]
+    key_types: dict[str, DType]
+    ts_field: str
+    created_field: str | None
+    columns: dict[str, DType]
+    start: datetime | None
+    end: datetime
+    view: FeatureView
+    buckets: int
+
+    @property
+    def firsts(self) -> Any:
+        import numpy as np
+
+        return np.array([sp.first for sp in self.splits], dtype=np.int64)
+
+    def read(self, split: _Split, columns: list[str], **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        """The split's rows (all of them, unfiltered: positions are row ids), errors naming the file."""
+        import pyarrow as pa
+
+        from fsplug.errors import SourceDataError
+        from fsplug.offline.arrow import SCAN_OPTIONS, first_line
+
+        try:
+            yield from split.fragment.to_batches(schema=self.schema, columns=columns, use_threads=False,
+                                                 fragment_scan_options=SCAN_OPTIONS, **kwargs)
+        except (pa.ArrowException, OSError) as e:
+            raise SourceDataError(f"{split.fragment.path}: reading failed: {first_line(e)}") from e
+
+
+# the rows moved between stages: Arrow IPC streams of compact rows, addressed to a partition; a stage's
+# row and null-key counts ride along on its first row
+_SHUFFLED = "part int, blob binary, rows long, null_keys long"
+_COUNTS = "rows long, entities long, written long, null_keys long, newest long"
+
+
+def _by_part(df: Any, n: int) -> Any:
+    """`df` with each row in partition `part` (modulo n): Spark 4.1's repartitionById, else by hash."""
+    if hasattr(df, "repartitionById"):
+        return df.repartitionById(n, "part")
+    return df.repartition(n, "part")
+
+
+def _shuffled(table: pa.Table | pa.RecordBatch | None, part: Any, rows: int, null_keys: int) -> pa.RecordBatch:
+    """`table`'s rows as IPC blobs of at most _BLOB_ROWS rows, each addressed to its rows' `part`."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from fsplug.errors import SourceDataError
-    from fsplug.offline.arrow import UTC_US, cast_to_dtype, first_line
+    parts: list[int] = []
+    blobs: list[bytes | None] = []
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    if table is not None and table.num_rows:
+        part = part.astype(np.uint16 if part.max() < 1 << 16 else np.int64)  # 16 bits: a linear (radix) sort
+        if part.min() != part.max():
+            order = np.argsort(part, kind="stable")
+            part = part[order]
+            table = table.take(pa.array(order))
+        bounds = [0, *(np.flatnonzero(np.diff(part)) + 1).tolist(), len(part)]
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            for at in range(lo, hi, _BLOB_ROWS):
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, table.schema, options=options) as out:
+                    out.write(table.slice(at, min(hi, at + _BLOB_ROWS) - at))
+                parts.append(int(part[lo]))
+                blobs.append(sink.getvalue().to_pybytes())
+    if not parts:  # nothing to send but the counts
+        parts, blobs = [0], [None]
+    zeros = [0] * (len(parts) - 1)
+    return pa.RecordBatch.from_pydict({
+        "part": pa.array(parts, pa.int32()), "blob": pa.array(blobs, pa.binary()),
+        "rows": pa.array([rows, *zeros], pa.int64()), "null_keys": pa.array([null_keys, *zeros], pa.int64())})
 
-    read = [b for b in batches if b.num_rows]
-    table = pa.Table.from_batches(read).combine_chunks() if read else None
-    rows = entities = written = null_keys = 0
+
+def _received(batches: Iterator[pa.RecordBatch]) -> tuple[list[tuple[int, pa.Table]], int, int]:
+    """The (part, table) of each blob a task received, and the counts that came with them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tables: list[tuple[int, pa.Table]] = []
+    rows = null_keys = 0
+    for b in batches:
+        rows += int(pc.sum(b.column("rows")).as_py() or 0)
+        null_keys += int(pc.sum(b.column("null_keys")).as_py() or 0)
+        for part, blob in zip(b.column("part").to_pylist(), b.column("blob"), strict=True):
+            if blob.is_valid:
+                tables.append((part, pa.ipc.open_stream(blob.as_buffer()).read_all()))
+    return tables, rows, null_keys
+
+
+def _pick_splits(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
+    """Stage 1, one task per split: its rows in the window with non-null keys as compact rows, only the
+    latest per entity within the split when that pays (`_worth_prepicking`; the local engine's pick, and
+    a row that loses within the split loses overall), addressed to their entity's bucket (the local
+    engine's key hash)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from fsplug.offline.arrow import time_filter
+    from fsplug.offline.parquet import compact_rows, latest_rids
+    from fsplug.offline.spill import hash_keys
+
+    keys = list(job.key_types)
+    cols = list(dict.fromkeys([*keys, job.ts_field, *([job.created_field] if job.created_field else [])]))
+    flt = time_filter(job.ts_field, job.schema.field(job.ts_field).type, job.start, job.end)
+    for ids in batches:
+        for sid in ids.column(0).to_pylist():
+            split = job.splits[sid]
+            table = pa.Table.from_batches(list(job.read(split, cols)), schema=pa.schema(
+                [job.schema.field(c) for c in cols]))
+            _check_rows(split, table.num_rows)
+            table = table.append_column("__rid", pa.array(np.arange(split.first, split.first + split.rows)))
+            table = table.filter(flt)
+            compact, null_keys = compact_rows(table, keys, job.ts_field, job.created_field,
+                                              table.column("__rid").to_numpy())
+            bucket = None
+            if compact is not None:
+                hashes = hash_keys(compact.columns[:len(keys)])
+                if _worth_prepicking(hashes):
+                    rids = np.sort(latest_rids(pa.Table.from_batches([compact]), len(keys),
+                                               job.created_field is not None))
+                    at = np.searchsorted(compact.column("rid").to_numpy(), rids)
+                    compact, hashes = compact.take(pa.array(at)), hashes[at]
+                bucket = hashes % np.uint64(job.buckets)
+            yield _shuffled(compact, bucket, table.num_rows, null_keys)
+
+
+def _worth_prepicking(hashes: Any) -> bool:
+    """Whether a split's rows repeat keys enough for picking within the split to pay (the pick sorts
+    the split; it then moves and sorts fewer rows): at least half its rows would go, as estimated from
+    the repeated keys in a sample of _SAMPLE_ROWS rows (a pair of rows of one key falls in a sample of
+    s of n rows with probability (s/n)^2). Deciding either way gives the same winners."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(hashes)
+    s = min(n, _SAMPLE_ROWS)
+    sample = hashes if s == n else hashes[np.random.default_rng(n).choice(n, s, replace=False)]
+    repeated = s - pc.count_distinct(pa.array(sample)).as_py()
+    return repeated * n * n >= s * s * (n // 2) if s < n else repeated * 2 >= n
+
+
+def _pick_buckets(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
+    """Stage 2, one task per bucket of entities: every split's candidates of its entities, the winner
+    of each by the local engine's pick, its row id addressed to the split that holds the row."""
+    import numpy as np
+    import pyarrow as pa
+
+    from fsplug.offline.parquet import latest_rids
+
+    tables, rows, null_keys = _received(batches)
+    winners = None
+    split_of = None
+    if tables:
+        compact = pa.concat_tables([t for _, t in tables]).combine_chunks()
+        tables.clear()
+        rids = latest_rids(compact, len(job.key_types), job.created_field is not None)
+        winners = pa.table({"rid": pa.array(rids, pa.int64())})
+        split_of = np.searchsorted(job.firsts, rids, side="right") - 1
+    yield _shuffled(winners, split_of, rows, null_keys)
+
+
+def _check_rows(split: _Split, rows: int) -> None:
+    if rows != split.rows:
+        from fsplug.errors import SourceDataError
+
+        raise SourceDataError(f"{split.fragment.path}: changed while it was being read "
+                              f"({split.rows} rows, then {rows})")
+
+
+def _write_splits(batches: Iterator[pa.RecordBatch], *, job: _Job, store_cls: type[OnlineStore], config: Any,
+                  repo_root: Path, project: str, fail_marker: str | None) -> Iterator[pa.RecordBatch]:
+    """Stage 3, each task a share of the splits: the winners' rows read from the split (all the
+    view's columns), cast by the local engine's own function and written through the store's own
+    `write` in batches of about _WRITE_ROWS; yields one row of counts."""
+    import numpy as np
+    import pyarrow as pa
+
+    from fsplug.offline.parquet import finish_batch
+
+    tables, rows, null_keys = _received(batches)
+    by_split: dict[int, list[Any]] = {}
+    for part, t in tables:
+        by_split.setdefault(part, []).append(t.column("rid").to_numpy())
+    tables.clear()
+    keys = list(job.key_types)
+    names = list(dict.fromkeys([*keys, job.ts_field, *job.columns]))
+    entities = written = 0
     newest: int | None = None
     store: OnlineStore | None = None
-    try:
-        if table is not None:
-            counts = table.column("__n").to_numpy()
-            valid = np.ones(table.num_rows, dtype=bool)
-            for k in key_names:
-                if table.column(k).null_count:
-                    valid &= table.column(k).is_valid().to_numpy(zero_copy_only=False)
-            rows, null_keys = int(counts.sum()), int(counts[~valid].sum())
-            table = table.filter(pa.array(valid))
-        file_of = table.column("f").to_numpy() if table is not None and table.num_rows else np.zeros(0, np.int64)
-        for f in np.unique(file_of):
-            assert table is not None
-            mine = table.filter(pa.array(file_of == f))
-            path, constants = files[int(f)]
-            row_in_file = mine.column("r").to_numpy()
-            try:
-                pf = pq.ParquetFile(path)
-                sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
-                ends = np.cumsum(sizes)
-                group_of = np.searchsorted(ends, row_in_file, side="right")
-                present = set(pf.schema_arrow.names)
-                for g in np.unique(group_of):
-                    at = np.flatnonzero(group_of == g)
-                    first = int(ends[g] - sizes[g])
-                    wanted = [fe.column for fe in view.features if fe.column in present]
-                    part = pf.read_row_group(int(g), columns=list(dict.fromkeys(wanted)), use_threads=False)
-                    taken = part.take(pa.array(row_in_file[at] - first))
-                    arrays = {k: mine.column(k).combine_chunks().take(pa.array(at)) for k in key_names}
-                    arrays[view.source.timestamp_field] = mine.column("t").combine_chunks().take(
-                        pa.array(at)).cast(UTC_US)
-                    for fe in view.features:
-                        if fe.column in arrays:
-                            continue
-                        col = (taken.column(fe.column) if fe.column in present
-                               else pa.array([constants.get(fe.column)] * len(at)))
-                        arrays[fe.column] = cast_to_dtype(col.combine_chunks(), fe.dtype)
-                    out = pa.RecordBatch.from_pydict(arrays)
-                    if store is None:
-                        store = store_cls(config, repo_root, project)
-                    written += store.write(WriteBatch.from_arrow(view, key_names, out))
-                    entities += out.num_rows
-                    if fail_marker:
-                        _fail_once(fail_marker)
-            except (pa.ArrowException, OSError) as e:
-                raise SourceDataError(f"{path}: reading failed: {first_line(e)}") from e
-            top = int(mine.column("t").to_numpy().max())
+    pending: list[pa.RecordBatch] = []
+
+    def flush() -> None:
+        nonlocal store, entities, written, newest
+        if not pending:
+            return
+        if store is None:
+            store = store_cls(config, repo_root, project)
+        for out in pa.Table.from_batches(pending).combine_chunks().to_batches():
+            wb = WriteBatch.from_arrow(job.view, keys, out)
+            written += store.write(wb)
+            entities += out.num_rows
+            top = int(wb.event_ts_us.max())
             newest = top if newest is None else max(newest, top)
+            if fail_marker:
+                _fail_once(fail_marker)
+        pending.clear()
+
+    try:
+        for sid in sorted(by_split):
+            split = job.splits[sid]
+            at = np.sort(np.concatenate(by_split.pop(sid))) - split.first
+            base = 0
+            for batch in job.read(split, names, batch_size=65536):
+                lo, hi = np.searchsorted(at, [base, base + batch.num_rows])
+                if hi > lo:
+                    kept = batch.take(pa.array(at[lo:hi] - base))
+                    pending.append(finish_batch(kept, split.fragment.path, names, job.ts_field, job.key_types,
+                                                job.columns))
+                    if sum(b.num_rows for b in pending) >= _WRITE_ROWS:
+                        flush()
+                base += batch.num_rows
+            _check_rows(split, base)
+        flush()
     finally:
         if store is not None:
             store.close()
@@ -497,18 +682,18 @@ def _key_dtype(view: str, key: str, spark_type: str) -> DType:
                          "join keys are integers or strings")
 
 
-class _shuffle_partitions:
-    """Run with `spark.sql.shuffle.partitions` set to `n`, then restore it."""
-
-    def __init__(self, spark: Any, n: int):
-        self.spark, self.n = spark, n
-
-    def __enter__(self) -> None:
-        self.old = self.spark.conf.get("spark.sql.shuffle.partitions")
-        self.spark.conf.set("spark.sql.shuffle.partitions", str(self.n))
-
-    def __exit__(self, *exc: Any) -> None:
-        self.spark.conf.set("spark.sql.shuffle.partitions", self.old)
+def _java_problem() -> str:
+    """What is wrong with the Java that Spark's launcher runs (JAVA_HOME's, else the PATH's)."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = Path(home) / "bin" / "java"
+        if not java.is_file():
+            return f"JAVA_HOME is {home!r}, which has no bin/java"
+        return f"JAVA_HOME's java ({java}) did not start it (is it Java 17 or newer? `{java} -version`)"
+    found = shutil.which("java")
+    if found is None:
+        return "there is no `java` on PATH and JAVA_HOME is not set"
+    return f"the `java` on PATH ({found}) did not start it (is it Java 17 or newer? `java -version`)"
 
 
 _PY_ERROR = re.compile(r"^\s*([\w.]+(?:Error|Exception)):\s*(.*)$")

@@ -49,7 +49,8 @@ from fsplug.offline.arrow import (
 from fsplug.offline.spill import Spill, hash_keys
 from fsplug.types import DType
 
-__all__ = ["ScanStats", "check_columns", "open_source", "scan_latest"]
+__all__ = ["ScanStats", "check_columns", "compact_rows", "finish_batch", "latest_rids", "open_source",
+           "scan_latest"]
 
 _HIVE_DIR = re.compile(r"^[^=]+=.*$")
 # Rows of (keys, event ts, created ts, row id) sorted at once when choosing the latest rows; about
@@ -313,7 +314,7 @@ def scan_latest(
         if not mask.any():
             continue
         kept = batch.filter(pa.array(mask))
-        pending.append(_finish(kept, source, out_names, timestamp_field, key_types, col_types))
+        pending.append(finish_batch(kept, source, out_names, timestamp_field, key_types, col_types))
         pending_rows += kept.num_rows
         if pending_rows >= batch_rows:
             yield from _emit(pending, batch_rows, stats, final=False)
@@ -337,24 +338,14 @@ def _scan_small(dataset: ds.Dataset, source: str, flt: Any, key_names: list[str]
     stats.rows_read += n
     if progress is not None:
         progress(n)
-    valid = np.ones(n, dtype=bool)
-    for k in key_names:
-        if table.column(k).null_count:
-            valid &= table.column(k).is_valid().to_numpy(zero_copy_only=False)
-    stats.null_key_rows += int(n - valid.sum())
-    idx = np.flatnonzero(valid)
-    if len(idx) == 0:
+    compact, null_keys = compact_rows(table, key_names, ts_field, created_field, np.arange(n))
+    stats.null_key_rows += null_keys
+    if compact is None:
         return
-    keyed = table if len(idx) == n else table.take(pa.array(idx))
-    compact = {f"k{i}": comparable(keyed.column(k).combine_chunks()) for i, k in enumerate(key_names)}
-    compact["ts"] = pa.array(ts_micros(keyed.column(ts_field)))
-    if created_field:
-        compact["created"] = pa.array(ts_micros(keyed.column(created_field)))
-    compact["rid"] = pa.array(idx)
-    rids = np.sort(_latest_rids(pa.table(compact), len(key_names), created_field is not None))
+    rids = np.sort(latest_rids(pa.Table.from_batches([compact]), len(key_names), created_field is not None))
     kept = table.select(out_names).take(pa.array(rids)).combine_chunks()
     for batch in kept.to_batches(max_chunksize=batch_rows):
-        out = _finish(batch, source, out_names, ts_field, key_types, col_types)
+        out = finish_batch(batch, source, out_names, ts_field, key_types, col_types)
         stats.entities += out.num_rows
         yield out
 
@@ -374,7 +365,7 @@ def _emit(
         yield b
 
 
-def _finish(
+def finish_batch(
     batch: pa.RecordBatch,
     source: str,
     names: list[str],
@@ -451,31 +442,17 @@ def _pick_winners(
         base = 0
         # Single-threaded, small batches: the compact rows are built in Python-driven numpy code,
         # and a threaded reader would only decode ahead of it (costing memory, not time).
-        for read in _batches(dataset, source, cols, flt, 65536, threads=False):
-            batch = read
+        for batch in _batches(dataset, source, cols, flt, 65536, threads=False):
             n = batch.num_rows
             lo, base = base, base + n
-            keys = [batch.column(k) for k in key_names]
-            valid = np.ones(n, dtype=bool)
-            for k in keys:
-                if k.null_count:
-                    valid &= k.is_valid().to_numpy(zero_copy_only=False)
-            stats.null_key_rows += int(n - valid.sum())
-            idx = np.flatnonzero(valid)
-            if len(idx) == 0:
+            compact, null_keys = compact_rows(batch, key_names, ts_field, created_field, np.arange(lo, base))
+            stats.null_key_rows += null_keys
+            if compact is None:
                 continue
-            if len(idx) < n:
-                batch = batch.take(idx)
-            arrays = [comparable(batch.column(k)) for k in key_names]
-            arrays.append(pa.array(ts_micros(batch.column(ts_field))))
-            if created_field:
-                arrays.append(pa.array(ts_micros(batch.column(created_field))))
-            arrays.append(pa.array(idx + lo))
-            compact = pa.RecordBatch.from_arrays(arrays, names=names)
             if spill is None:
                 chunks.append(compact)
             else:
-                spill.add(compact, hash_keys(arrays[: len(key_names)]) % np.uint64(n_parts))
+                spill.add(compact, hash_keys(compact.columns[: len(key_names)]) % np.uint64(n_parts))
         winners = np.zeros(base, dtype=bool)
         parts: Iterable[pa.Table] = (
             [pa.Table.from_batches(chunks, schema=None if chunks else _empty(names))]
@@ -485,7 +462,7 @@ def _pick_winners(
         chunks.clear()
         for part in parts:
             if part.num_rows:
-                winners[_latest_rids(part.combine_chunks(), len(key_names), created_field is not None)] = True
+                winners[latest_rids(part.combine_chunks(), len(key_names), created_field is not None)] = True
             del part
         if spill is not None:
             stats.spilled_bytes = spill.bytes
@@ -495,11 +472,39 @@ def _pick_winners(
             tmp.cleanup()
 
 
+def compact_rows(batch: pa.RecordBatch | pa.Table, key_names: Sequence[str], ts_field: str, created_field: str | None,
+                 rids: np.ndarray) -> tuple[pa.RecordBatch | None, int]:
+    """The compact rows `latest_rids` picks from: (k0.., ts, [created,] rid) of the rows of `batch` whose
+    join keys are all non-null (keys in `comparable` form, times as microseconds, `rids[i]` the row id of
+    row i), or None when there are none; and the number of rows skipped for a null key."""
+    n = batch.num_rows
+    valid = np.ones(n, dtype=bool)
+    for k in key_names:
+        if batch.column(k).null_count:
+            valid &= batch.column(k).is_valid().to_numpy(zero_copy_only=False)
+    idx = np.flatnonzero(valid)
+    if len(idx) == 0:
+        return None, n
+    if len(idx) < n:
+        batch = batch.take(pa.array(idx))
+    arrays = [comparable(_one_chunk(batch.column(k))) for k in key_names]
+    arrays.append(pa.array(ts_micros(batch.column(ts_field))))
+    if created_field:
+        arrays.append(pa.array(ts_micros(batch.column(created_field))))
+    arrays.append(pa.array(rids[idx]))
+    names = [f"k{i}" for i in range(len(key_names))] + ["ts", *(["created"] if created_field else []), "rid"]
+    return pa.RecordBatch.from_arrays(arrays, names=names), int(n - len(idx))
+
+
+def _one_chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
 def _empty(names: list[str]) -> pa.Schema:
     return pa.schema([(n, pa.int64()) for n in names])
 
 
-def _latest_rids(table: pa.Table, n_keys: int, has_created: bool) -> np.ndarray:
+def latest_rids(table: pa.Table, n_keys: int, has_created: bool) -> np.ndarray:
     """Row ids of the first row of each key group when sorted by keys, ts desc, created desc, rid desc."""
     sort_keys = [(f"k{i}", "ascending") for i in range(n_keys)]
     sort_keys += [("ts", "descending")]

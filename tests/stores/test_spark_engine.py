@@ -6,7 +6,9 @@ several files, hive partitions and nanosecond timestamps. The online store's con
 engine are compared through reads (values, statuses, event times) and through the stored bins
 (the Aerospike records, timestamp bins included); the training tables are compared row by row.
 A task failing on its first attempt is retried and leaves the same state; a failed job leaves the
-materialization state unchanged and says which views completed.
+materialization state unchanged and says which views completed. Hive partition columns used in a key
+and as features give the same records on both engines. A missing or unusable Java is a clear error
+(in a fresh interpreter through the CLI, since this module's JVM is running already).
 
 Spark runs in local mode (`local[2,2]`: two threads, a task may be tried twice), one session for
 the module.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -426,3 +429,105 @@ def test_engine_override_names_the_engines(tmp_path):
     root = write_repo(tmp_path / "r", {"defs.yaml": DEFS}, config=store_config("sqlite", None))
     with pytest.raises(ConfigError, match="unknown engine 'sprk'; did you mean 'spark'"):
         FeatureStore(root).engine("sprk")
+
+
+HIVE_DEFS = """\
+entities:
+  - {name: driver, join_key: driver_id, dtype: int64}
+  - name: regional
+    join_keys: [{name: region, dtype: string}, {name: driver_id, dtype: int64}]
+sources:
+  - {name: hive_src, path: data/hive, timestamp_field: ts, created_timestamp_field: created}
+feature_views:
+  - name: by_driver
+    entity: driver
+    source: hive_src
+    ttl: none
+    features:
+      - {name: day, dtype: int64}
+      - {name: region, dtype: string}
+      - {name: score, dtype: float64}
+  - name: by_region
+    entity: regional
+    source: hive_src
+    ttl: none
+    features:
+      - {name: day, dtype: int64, bin: r_day}
+      - {name: score, dtype: float64, bin: r_score}
+"""
+
+
+def test_hive_partition_columns_as_key_and_features_equal_on_both_engines(tmp_path, aerospike_address, spark):
+    """The partition columns of a hive directory (region=.../day=...) come from the paths: `region` in a
+    composite key and as a feature, `day` as a feature. Driver 99 has one row in every partition with the
+    same event and created time: the last file in path order (region=north/day=2) wins, in both engines."""
+    served = {}
+    for name in ("local", "spark"):
+        rng = np.random.default_rng(11)  # the same data in both repos
+        root = write_repo(tmp_path / name, {"defs.yaml": HIVE_DEFS},
+                          config=store_config("aerospike", aerospike_address))
+        for region in ("east", "north"):
+            for day in (1, 2):
+                d = root / "data" / "hive" / f"region={region}" / f"day={day}"
+                d.mkdir(parents=True)
+                n = 40
+                pq.write_table(pa.table({
+                    "driver_id": pa.array([*rng.integers(0, 12, n - 1), 99], pa.int64()),
+                    "ts": _ts([T0 + timedelta(minutes=int(m)) for m in rng.integers(0, 3, n - 1) * 30]
+                              + [T0 + timedelta(hours=2)]),
+                    "created": _ts([T0] * n),
+                    "score": pa.array([*rng.random(n - 1), 1000 * day + (10 if region == "north" else 0)]),
+                }), d / "part-0.parquet")
+        with FeatureStore(root) as store:
+            store.apply()
+            report = store.materialize(None, END, progress=False, engine=name)
+            keys = {"region": [r for r in ("east", "north", "west") for _ in range(13)] + ["north"],
+                    "driver_id": [i for _ in range(3) for i in range(13)] + [99]}
+            served[name] = (
+                [(v.view, v.rows_read, v.entities, v.written, v.newest_event) for v in report.views],
+                store.get_online_features(features=["by_driver:day", "by_driver:region", "by_driver:score"],
+                                          entities={"driver_id": [*range(13), 99]}).to_dict(include_statuses=True),
+                store.get_online_features(features=["by_region:day", "by_region:score"],
+                                          entities=keys).to_dict(include_statuses=True))
+            store.teardown()
+    assert served["spark"] == served["local"]
+    views, by_driver, by_region = served["spark"]
+    assert [v[:2] for v in views] == [("by_driver", 160), ("by_region", 160)]
+    assert (by_driver["region"][-1], by_driver["day"][-1], by_driver["score"][-1]) == ("north", 2, 2010.0)
+    assert set(by_driver["day"][:-1]) == {1, 2, None} and set(by_driver["region"][:-1]) == {"east", "north", None}
+    assert by_region["score"][-1] == 2010.0 and by_region["day__status"][26:39] == ["NOT_FOUND"] * 13
+
+
+def _spark_cli(root: Path, java_home: str) -> subprocess.CompletedProcess:
+    """`fsplug materialize-incremental now --engine spark` in a fresh interpreter (no JVM started yet)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_"))}
+    env["JAVA_HOME"] = java_home
+    return subprocess.run([sys.executable, "-c", "import sys; from fsplug.cli import main; sys.exit(main())",
+                           "--repo", str(root), "materialize-incremental", "now", "--engine", "spark", "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_missing_or_unusable_java_is_a_clear_error(tmp_path, aerospike_address):
+    """JAVA_HOME pointing nowhere, or at a `java` that fails: the run stops with a message that says what is
+    wrong with Java and what the engine needs, and no view's state moves."""
+    root = write_repo(tmp_path / "r", {"defs.yaml": DEFS}, config=store_config("aerospike", aerospike_address))
+    _write_data(root)
+    broken = tmp_path / "jdk"
+    (broken / "bin").mkdir(parents=True)
+    (broken / "bin" / "java").write_text("#!/bin/sh\necho 'Error: not a usable Java' >&2\nexit 1\n")
+    (broken / "bin" / "java").chmod(0o755)
+    with FeatureStore(root) as store:
+        store.apply()
+    try:
+        for java_home, problem in ((str(tmp_path / "nowhere"), f"JAVA_HOME is '{tmp_path / 'nowhere'}', which has "
+                                                               "no bin/java"),
+                                   (str(broken), f"JAVA_HOME's java ({broken}/bin/java) did not start it")):
+            done = _spark_cli(root, java_home)
+            assert done.returncode == 1, done.stderr[-2000:]
+            assert f"error: cannot start Spark: {problem}" in done.stderr, done.stderr[-2000:]
+            assert "the Spark engine needs Java 17 or newer (`java` on PATH, or JAVA_HOME)" in done.stderr
+        with FeatureStore(root) as store:
+            assert store.materialization_state() == {}
+    finally:
+        with FeatureStore(root) as store:
+            store.teardown()
