@@ -11,7 +11,9 @@ Reported per case (the median of `--runs` wrk runs per figure): requests/s, p50,
 latency distribution), non-2xx responses and socket errors; and, for the same requests, the
 in-process p50 in this process (`get_online_features(...).to_dict()`, or `get_feature_vector` for
 the vector endpoint) and the server's p50 minus it, so the HTTP server's own cost is visible.
-`--with-feast` runs `feast serve` with the same `--workers`. Results go to
+`--with-feast` runs `feast serve` with the same `--workers`; `--canned` runs uvicorn as `fsplug serve`
+runs it, answering every request with a response `fsplug serve` gave for that case (the HTTP stack's
+own floor: `benchmarks/canned_app.py`). Results go to
 `benchmarks/results/serve_<stamp>.json` and `.md` (not committed).
 """
 
@@ -172,6 +174,46 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, p
     raise RuntimeError(f"the server was not ready in time ({proc.args})")
 
 
+def _canned_rows(
+    cases: list[tuple[int, list[dict[str, Any]], bytes]], work: Path, conns: list[int], seconds: int,
+    workers: int, runs: int,
+) -> list[dict[str, Any]]:
+    """uvicorn with `fsplug serve`'s options (httptools, uvloop, no access log) and `workers`, answering
+    each case's requests with a response fsplug serve gave for that case (benchmarks/canned_app.py)."""
+    from importlib.util import find_spec
+
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"  # as fsplug serve picks it
+    rows = []
+    for n, bodies, response in cases:
+        canned = work / f"canned_{n}.json"
+        canned.write_bytes(response)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "FSPLUG_BENCH_CANNED": str(canned)}
+        cmd = [sys.executable, "-m", "uvicorn", "benchmarks.canned_app:app", "--port", str(port), "--http",
+               "httptools", "--loop", loop, "--no-access-log", "--no-server-header", "--log-level", "warning",
+               "--workers", str(workers)]
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_ready(url, proc, path="/")
+            _wrk(url, "/get-online-features", bodies, 1, 1, work)  # warm-up
+            for c in conns:
+                res = _median_of_runs([_wrk(url, "/get-online-features", bodies, c, seconds, work)
+                                       for _ in range(runs)])
+                rows.append({"system": "uvicorn, canned response", "endpoint": "/get-online-features",
+                             "entities": n, "connections": c, **res, "in_process_p50_us": None,
+                             "response_bytes": len(response)})
+                print(f"canned {n:3d} entities ({len(response):,} bytes), {c} conn: "
+                      f"{res['requests_per_s']:9,.0f} req/s  p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return rows
+
+
 def _feast_rows(
     ds: Any, ids: list[int], work: Path, entity_counts: list[int], conns: list[int], seconds: int,
     workers: int, runs: int,
@@ -237,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--entities", default="1,50", help="comma-separated entities per request (default 1,50)")
     ap.add_argument(
+        "--canned",
+        action="store_true",
+        help="also uvicorn (as fsplug serve runs it) answering a recorded response: the HTTP stack's floor",
+    )
+    ap.add_argument(
         "--with-feast",
         action="store_true",
         help="also `feast serve` on the same data (Feast installed into benchmarks/.feast-venv)",
@@ -284,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         stderr=subprocess.DEVNULL,
     )
     rows: list[dict[str, Any]] = []
+    url_canned_bodies: list[tuple[int, list[dict[str, Any]], bytes]] = []
     try:
         _wait_ready(url, proc)
         cases = [("/get-online-features", n, False) for n in entity_counts] + [
@@ -291,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for path, n, vector in cases:
             bodies = _bodies(ids, n, 2000, vector, seed=n)
+            if not vector:  # a response of this size, for --canned
+                req = urllib.request.Request(url + path, data=json.dumps(bodies[0]).encode(),
+                                             headers={"content-type": "application/json"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    url_canned_bodies.append((n, bodies, r.read()))
             ref = _in_process_p50(repo, bodies, 2000, vector)
             _wrk(url, path, bodies, 1, 1, work)  # warm-up
             for c in conns:
@@ -313,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+    if args.canned:
+        rows += _canned_rows(url_canned_bodies, work, conns, seconds, args.workers, args.runs)
     if args.with_feast:
         rows += _feast_rows(ds, ids, work, entity_counts, conns, seconds, args.workers, args.runs)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
