@@ -27,6 +27,8 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import math
+import operator
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +81,75 @@ _NP = {Kind.INT: np.int64, Kind.FLOAT: np.float64, Kind.BOOL: np.bool_, Kind.STR
 Column = tuple[Any, Any]
 """(values, null): a numpy array (or a scalar, for constants) and a bool mask or None (no nulls)."""
 
+Scalar = Callable[[Sequence[Any]], Any]
+"""An expression for one row: its arguments' plain Python values (None: null) -> its value (None: null)."""
+
+
+class _NoScalar(Exception):
+    """A one-row evaluation met a value it does not compute like numpy (an int out of int64's range):
+    the caller computes that row with the vectorized program instead."""
+
+
+_I64 = 2**63
+
+
+def _wrap(v: int) -> int:
+    """An int as int64 arithmetic leaves it: wrapped around on overflow, as numpy does."""
+    return v if -_I64 <= v < _I64 else (v + _I64) % (2 * _I64) - _I64
+
+
+def _smax(a: Any, b: Any) -> Any:
+    """numpy's maximum of two numbers: NaN if either is, `b` when they are equal (0.0 and -0.0)."""
+    return a if a > b or a != a else b
+
+
+def _smin(a: Any, b: Any) -> Any:
+    """numpy's minimum of two numbers (as `_smax`)."""
+    return a if a < b or a != a else b
+
+
+def _lift1(s: Scalar | None, op: Callable[[Any], Any]) -> Scalar | None:
+    """The scalar of a node applying `op` to one operand's value (null in, null out)."""
+    if s is None:
+        return None
+
+    def f(env: Sequence[Any]) -> Any:
+        v = s(env)
+        return None if v is None else op(v)
+
+    return f
+
+
+def _lift2(sa: Scalar | None, sb: Scalar | None, op: Callable[[Any, Any], Any] | None) -> Scalar | None:
+    """The scalar of a node applying `op` to two operands' values (null if either is)."""
+    if sa is None or sb is None or op is None:
+        return None
+
+    def f(env: Sequence[Any]) -> Any:
+        a = sa(env)
+        if a is None:
+            return None
+        b = sb(env)
+        return None if b is None else op(a, b)
+
+    return f
+
+
+def _scalar_op(op: Any, ints: bool) -> Callable[[Any, Any], Any] | None:
+    """The plain-Python form of a binary ufunc the builder uses (`ints`: on two int64 operands)."""
+    if ints and op in (np.add, np.subtract, np.multiply):
+        py = {np.add: operator.add, np.subtract: operator.sub, np.multiply: operator.mul}[op]
+        return lambda a, b: _wrap(py(a, b))
+    return _SCALAR_OPS.get(op)
+
+
+_SCALAR_OPS: dict[Any, Callable[[Any, Any], Any]] = {
+    np.add: operator.add, np.subtract: operator.sub, np.multiply: operator.mul,
+    np.equal: operator.eq, np.not_equal: operator.ne, np.less: operator.lt, np.less_equal: operator.le,
+    np.greater: operator.gt, np.greater_equal: operator.ge, np.logical_and: operator.and_,
+    np.logical_or: operator.or_, np.maximum: _smax, np.minimum: _smin,
+}
+
 
 def _or(a: Any, b: Any) -> Any:
     if a is None:
@@ -125,6 +196,7 @@ class _Node:
     is_const: bool = False
     nullable: bool = True
     slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
+    scalar: Scalar | None = None  # the same expression for one row (`Compiled.one`); None: not available
 
 
 @dataclass(frozen=True)
@@ -137,6 +209,10 @@ class Compiled:
     form: str
     """The compiled form, typed, as `fsplug plan --service` shows it."""
     run: Callable[[Sequence[Column], int], Column]
+    one: Scalar | None = None
+    """The same computation for one row in plain Python (arguments and result: a value, None for null),
+    or None where it has none (UDFs, functions computed only by numpy such as log and exp). It may
+    raise `_NoScalar` for a row it cannot compute like `run` (Program.run_one then answers None)."""
 
 
 def compile_expression(text: str, types: Callable[[str], Kind], declared: DType) -> Compiled:
@@ -162,7 +238,15 @@ def compile_expression(text: str, types: Callable[[str], Kind], declared: DType)
         values, null = fn(columns)  # (Program.run ignores numpy's floating-point warnings around it)
         return finish(kind, values, null, n)
 
-    return Compiled(kind, args, node.text, run)
+    one = node.scalar
+    if one is not None and kind is Kind.FLOAT:  # `finish` for one value: NaN is null
+        inner = one
+
+        def one(env: Sequence[Any]) -> Any:
+            v = inner(env)
+            return None if v is None or v != v else v
+
+    return Compiled(kind, args, node.text, run, one)
 
 
 def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
@@ -198,7 +282,7 @@ def _float(node: _Node) -> _Node:
         return np.asarray(v, dtype=np.float64), nl
 
     return _Node(Kind.FLOAT, f, node.text, float(node.const) if node.is_const else None, node.is_const,
-                 node.nullable)
+                 node.nullable, scalar=_lift1(node.scalar, float))
 
 
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
@@ -258,7 +342,7 @@ class _Builder:
         else:
             raise self.fail(node, f"constant {v!r} is not a number, string or boolean (is_null(x) tests for null)")
         col = (v, None)
-        return _Node(kind, lambda env: col, repr(v), v, True, False)
+        return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v)
 
     def _Name(self, node: ast.Name) -> _Node:
         name = node.id
@@ -269,7 +353,7 @@ class _Builder:
         if name not in self.slots:
             self.slots.append(name)
         i = self.slots.index(name)
-        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i)
+        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i, scalar=operator.itemgetter(i))
 
     # ---- operators -----------------------------------------------------------------------------
     def _UnaryOp(self, node: ast.UnaryOp) -> _Node:
@@ -277,26 +361,27 @@ class _Builder:
         fn = x.fn
         if isinstance(node.op, ast.Not):
             self._want(node.operand, x, (Kind.BOOL,), "not")
-            return self._map(Kind.BOOL, f"not {x.text}", x, np.logical_not)
+            return self._map(Kind.BOOL, f"not {x.text}", x, np.logical_not, operator.not_)
         if isinstance(node.op, (ast.USub, ast.UAdd)):
             self._want(node.operand, x, _NUMERIC, "unary -")
             if isinstance(node.op, ast.UAdd):
                 return x
             if x.is_const:
                 v = -x.const
-                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False)
+                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False, scalar=lambda env: v)
+            neg = (lambda v: _wrap(-v)) if x.kind is Kind.INT else operator.neg
             return _Node(x.kind, lambda env: (lambda c: (np.negative(c[0]), c[1]))(fn(env)), f"-{x.text}",
-                         nullable=x.nullable)
+                         nullable=x.nullable, scalar=_lift1(x.scalar, neg))
         raise self.fail(node, f"{type(node.op).__name__} is not part of the expression language")
 
-    def _map(self, kind: Kind, text: str, x: _Node, op: Callable[[Any], Any]) -> _Node:
+    def _map(self, kind: Kind, text: str, x: _Node, op: Callable[[Any], Any], sop: Callable[[Any], Any]) -> _Node:
         fn = x.fn
 
         def f(env: Sequence[Column]) -> Column:
             v, nl = fn(env)
             return op(v), nl
 
-        return _Node(kind, f, text, nullable=x.nullable)
+        return _Node(kind, f, text, nullable=x.nullable, scalar=_lift1(x.scalar, sop))
 
     def _want(self, node: ast.AST, x: _Node, kinds: Sequence[Kind], what: str) -> None:
         if x.kind not in kinds:
@@ -310,7 +395,8 @@ class _Builder:
         a, b = self.build(node.left), self.build(node.right)
         text = f"({a.text} {op} {b.text})"
         if op == "-" and a.kind is Kind.TS and b.kind is Kind.TS:  # seconds between two times
-            return self._binary(Kind.FLOAT, text, a, b, lambda x, y: (x - y) / 1e6)
+            return self._binary(Kind.FLOAT, text, a, b, lambda x, y: (x - y) / 1e6,
+                                sop=lambda x, y: _wrap(x - y) / 1e6)
         self._want(node.left, a, _NUMERIC, f"'{op}'")
         self._want(node.right, b, _NUMERIC, f"'{op}'")
         if op in ("/", "//", "%") and b.is_const and b.const == 0:
@@ -331,8 +417,14 @@ class _Builder:
         return self._binary(kind, text, a, b, ufunc)
 
     def _binary(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any],
-                domain: Callable[[Any, Any], Any] | None = None) -> _Node:
+                domain: Callable[[Any, Any], Any] | None = None,
+                sop: Callable[[Any, Any], Any] | None = None) -> _Node:
+        """`op(a, b)` for all rows, null where either is (or `domain` says so); `sop` the scalar form
+        (default: `_scalar_op`'s; none with a `domain`)."""
         fa, fb = a.fn, b.fn
+        if sop is None and domain is None:
+            sop = _scalar_op(op, a.kind is Kind.INT and b.kind is Kind.INT)
+        scalar = _lift2(a.scalar, b.scalar, sop)
         nullable = a.nullable or b.nullable or domain is not None
         # the common shapes get closures without a call per operand (one ufunc per node is the work)
         if domain is None and b.is_const and not a.is_const:
@@ -357,7 +449,7 @@ class _Builder:
                 va, na = fa(env)
                 vb, nb = fb(env)
                 return op(va, vb), _or(_or(na, nb), domain(va, vb))
-        return self._fold(_Node(kind, f, text, nullable=nullable), a, b)
+        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar), a, b)
 
     def _divide(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any]) -> _Node:
         fa, fb = a.fn, b.fn
@@ -375,7 +467,23 @@ class _Builder:
                 return op(va, 1), True
             return op(va, vb), null
 
-        return self._fold(_Node(kind, f, text), a, b)
+        if op is np.true_divide:
+            sop: Callable[[Any, Any], Any] = lambda x, y: float(x) / float(y)  # noqa: E731 - as numpy: both as floats
+        elif op is np.floor_divide:
+            sop = (lambda x, y: _wrap(x // y)) if kind is Kind.INT else operator.floordiv
+        else:
+            sop = operator.mod
+        sa, sb = a.scalar, b.scalar
+        scalar = None
+        if sa is not None and sb is not None:
+            def scalar(env: Sequence[Any]) -> Any:
+                x = sa(env)
+                if x is None:
+                    return None
+                y = sb(env)
+                return None if y is None or y == 0 else sop(x, y)
+
+        return self._fold(_Node(kind, f, text, scalar=scalar), a, b)
 
     @staticmethod
     def _fold(node: _Node, *parts: _Node) -> _Node:
@@ -384,11 +492,12 @@ class _Builder:
             return node
         with np.errstate(all="ignore"):
             v, nl = node.fn(())
-        if nl is not None and bool(nl):
-            return _Node(node.kind, lambda env: (v, True), node.text)  # always null
+        if nl is not None and bool(nl):  # always null
+            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None)
         if node.kind is Kind.FLOAT and v != v:
-            return _Node(node.kind, lambda env: (v, True), node.text)
-        return _Node(node.kind, lambda env: (v, None), node.text, v, True, False)
+            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None)
+        py = v.item() if isinstance(v, (np.generic, np.ndarray)) else v  # (a 0-d result too)
+        return _Node(node.kind, lambda env: (v, None), node.text, v, True, False, scalar=lambda env: py)
 
     def _Compare(self, node: ast.Compare) -> _Node:
         for op in node.ops:
@@ -442,7 +551,16 @@ class _Builder:
                 null = np.where(vc, False if na is None else na, False if nb is None else nb)
             return np.where(vc, va, vb), _or(nc, null)
 
-        return self._fold(_Node(a.kind, f, f"where({c.text}, {a.text}, {b.text})"), c, a, b)
+        sc, sa, sb = c.scalar, a.scalar, b.scalar
+        scalar = None
+        if sc is not None and sa is not None and sb is not None:
+            def scalar(env: Sequence[Any]) -> Any:
+                x = sc(env)
+                if x is None:
+                    return None
+                return sa(env) if x else sb(env)
+
+        return self._fold(_Node(a.kind, f, f"where({c.text}, {a.text}, {b.text})", scalar=scalar), c, a, b)
 
     def _same(self, node: ast.AST, nodes: list[_Node], what: str) -> list[_Node]:
         kinds = {n.kind for n in nodes}
@@ -489,7 +607,7 @@ class _Builder:
         for a in args[1:]:
             out = self._binary(a.kind, "", out, a, ufunc)
         return _Node(out.kind, out.fn, f"{name}({', '.join(a.text for a in args)})", out.const, out.is_const,
-                     out.nullable)
+                     out.nullable, scalar=out.scalar)
 
     def _fn_min(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._reduce(node, args, "min", np.minimum)
@@ -499,7 +617,10 @@ class _Builder:
 
     def _unary_fn(self, node: ast.Call, args: list[_Node], name: str, kinds: Sequence[Kind], out: Kind | None,
                   op: Callable[[Any], Any], domain: Callable[[Any], Any] | None = None,
-                  const_domain_error: str | None = None) -> _Node:
+                  const_domain_error: str | None = None, sop: Callable[[Any], Any] | None = None,
+                  sdomain: Callable[[Any], bool] | None = None) -> _Node:
+        """`op(x)` for all rows, null where x is (or `domain` says so); `sop` / `sdomain` their scalar
+        forms (no scalar without `sop`, or with a `domain` but no `sdomain`)."""
         self._arity(node, name, 1, 1)
         (x,) = args
         self._want(node.args[0], x, kinds, f"{name}()")
@@ -518,10 +639,17 @@ class _Builder:
                 v, nl = fn(env)
                 bad = domain(v)
                 return op(np.where(bad, 1, v)), _or(nl, bad if np.ndim(bad) else (bad or None))
-        return self._fold(_Node(kind, f, f"{name}({x.text})", nullable=x.nullable or domain is not None), x)
+        scalar = None
+        if domain is None:
+            scalar = _lift1(x.scalar, sop) if sop is not None else None
+        elif sop is not None and sdomain is not None:
+            scalar = _lift1(x.scalar, lambda v: None if sdomain(v) else sop(v))
+        return self._fold(_Node(kind, f, f"{name}({x.text})", nullable=x.nullable or domain is not None,
+                                scalar=scalar), x)
 
     def _fn_abs(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs)
+        sop = (lambda v: _wrap(abs(v))) if args and args[0].kind is Kind.INT else abs
+        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs, sop=sop)
 
     def _fn_log(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._unary_fn(node, args, "log", _NUMERIC, Kind.FLOAT, np.log, lambda v: np.less_equal(v, 0),
@@ -532,28 +660,36 @@ class _Builder:
 
     def _fn_sqrt(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._unary_fn(node, args, "sqrt", _NUMERIC, Kind.FLOAT, np.sqrt, lambda v: np.less(v, 0),
-                              "is never defined")
+                              "is never defined", math.sqrt, lambda v: v < 0)  # (sqrt is exact everywhere)
 
     def _fn_float(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._unary_fn(node, args, "float", _NUMERIC, Kind.FLOAT, lambda v: v)
+        return self._unary_fn(node, args, "float", _NUMERIC, Kind.FLOAT, lambda v: v, sop=float)
 
     def _fn_int(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._to_int(node, args, "int", np.trunc)
+        return self._to_int(node, args, "int", np.trunc, math.trunc)
 
     def _fn_round(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._to_int(node, args, "round", np.rint)
+        return self._to_int(node, args, "round", np.rint, round)  # (both: halves to even)
 
-    def _to_int(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any]) -> _Node:
+    def _to_int(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any],
+                sop: Callable[[float], int]) -> _Node:
         self._arity(node, name, 1, 1)
         (x,) = args
         self._want(node.args[0], x, _NUMERIC, f"{name}()")
         if x.kind is Kind.INT:
-            return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable)
+            return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable, scalar=x.scalar)
 
         def conv(v: Any) -> Any:  # NaN and +-inf have no int: null
             return np.asarray(op(np.where(np.isfinite(v), v, 0)), dtype=np.int64)
 
-        return self._unary_fn(node, args, name, _NUMERIC, Kind.INT, conv, lambda v: ~np.isfinite(v))
+        def sconv(v: float) -> int:
+            r = sop(v)
+            if not -_I64 <= r < _I64:  # (numpy's cast of such a float is the platform's business)
+                raise _NoScalar(f"{name}({v!r}) is outside int64")
+            return r
+
+        return self._unary_fn(node, args, name, _NUMERIC, Kind.INT, conv, lambda v: ~np.isfinite(v), sop=sconv,
+                              sdomain=lambda v: not math.isfinite(v))
 
     def _fn_clip(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "clip", 3, 3)
@@ -561,7 +697,7 @@ class _Builder:
         inner = self._binary(x.kind, "", x, lo, np.maximum)
         out = self._binary(x.kind, "", inner, hi, np.minimum)
         return _Node(out.kind, out.fn, f"clip({x.text}, {lo.text}, {hi.text})", out.const, out.is_const,
-                     out.nullable)
+                     out.nullable, scalar=out.scalar)
 
     def _fn_coalesce(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "coalesce", 2, None)
@@ -581,8 +717,20 @@ class _Builder:
                 null = None if nl is None else null & nl
             return values, null
 
+        scalars = [a.scalar for a in args]
+        scalar = None
+        if all(sc is not None for sc in scalars):
+            floats = kind is Kind.FLOAT
+
+            def scalar(env: Sequence[Any]) -> Any:
+                for sc in scalars:
+                    v = sc(env)  # type: ignore[misc]  # (checked above)
+                    if v is not None and not (floats and v != v):
+                        return v
+                return None
+
         return _Node(kind, f, f"coalesce({', '.join(a.text for a in args)})",
-                     nullable=all(a.nullable for a in args))
+                     nullable=all(a.nullable for a in args), scalar=scalar)
 
     def _fn_is_null(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "is_null", 1, 1)
@@ -594,20 +742,33 @@ class _Builder:
             nl = _nulls(kind, v, nl)
             return (False if nl is None else nl), None
 
-        return _Node(Kind.BOOL, f, f"is_null({x.text})", nullable=False)
+        sx = x.scalar
+        scalar = None
+        if sx is not None:
+            floats = kind is Kind.FLOAT
 
-    def _time_part(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any]) -> _Node:
-        return self._unary_fn(node, args, name, (Kind.TS,), Kind.INT, op)
+            def scalar(env: Sequence[Any]) -> Any:
+                v = sx(env)
+                return v is None or (floats and v != v)
+
+        return _Node(Kind.BOOL, f, f"is_null({x.text})", nullable=False, scalar=scalar)
+
+    def _time_part(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any],
+                   sop: Callable[[int], int] | None = None) -> _Node:
+        return self._unary_fn(node, args, name, (Kind.TS,), Kind.INT, op, sop=sop)
 
     def _fn_hour(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._time_part(node, args, "hour", lambda us: (np.floor_divide(us, 3_600_000_000) % 24))
+        return self._time_part(node, args, "hour", lambda us: (np.floor_divide(us, 3_600_000_000) % 24),
+                               lambda us: us // 3_600_000_000 % 24)
 
     def _fn_minute(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._time_part(node, args, "minute", lambda us: (np.floor_divide(us, 60_000_000) % 60))
+        return self._time_part(node, args, "minute", lambda us: (np.floor_divide(us, 60_000_000) % 60),
+                               lambda us: us // 60_000_000 % 60)
 
     def _fn_weekday(self, node: ast.Call, args: list[_Node]) -> _Node:
         # 1970-01-01 was a Thursday (3 when Monday is 0)
-        return self._time_part(node, args, "weekday", lambda us: (np.floor_divide(us, _US_PER_DAY) + 3) % 7)
+        return self._time_part(node, args, "weekday", lambda us: (np.floor_divide(us, _US_PER_DAY) + 3) % 7,
+                               lambda us: (us // _US_PER_DAY + 3) % 7)
 
     def _fn_day(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._time_part(node, args, "day", lambda us: _calendar(us, "D", "M") + 1)
@@ -801,6 +962,10 @@ class Program:
         self.text_outputs = tuple(st.ref for st in steps if st.output >= 0 and st.compiled.kind is Kind.STR)
         """The derived outputs with text values (no number for a model vector)."""
         self._fills = tuple(None if st.default.stored is None else st.default.stored for st in steps)
+        self._ones = tuple(st.compiled.one for st in steps)
+        self.has_one = all(one is not None for one in self._ones)
+        """Whether every step has a one-row form (`run_one`): expressions without log, exp, ** nor
+        day/month, and no UDF."""
 
     def run(self, inputs: Mapping[int, Column], n: int) -> list[Column]:
         """Every step's raw result (values, null) for `n` rows (see the class docstring)."""
@@ -816,6 +981,25 @@ class Program:
                     slots[n_base + i] = (np.where(null, fill, values), None)
                 else:
                     slots[n_base + i] = (values, null)
+        return out
+
+    def run_one(self, inputs: Mapping[int, Any]) -> list[Any] | None:
+        """Every step's value for one row, in plain Python (None: null), from the base columns the steps
+        read (`needed`) as plain values (defaults in place, None where null, as `run`'s inputs); the
+        same values as `run` on a row of one (the property tests hold them to it). None when a step
+        has no one-row form (`has_one`) or meets a value only `run` computes like numpy."""
+        if not self.has_one:
+            return None
+        slots = dict(inputs)
+        out: list[Any] = []
+        n_base = self.n_base
+        try:
+            for i, st in enumerate(self.steps):
+                v = self._ones[i]([slots[s] for s in st.slots])  # type: ignore[misc]  # (has_one)
+                out.append(v)
+                slots[n_base + i] = self._fills[i] if v is None else v  # readers see the default where null
+        except _NoScalar:
+            return None
         return out
 
     # ---- output forms of one derived column (values, null) ----------------------------------------

@@ -657,6 +657,35 @@ class Kernel:
                 out[i] = (np.array([_INPUT_NULL[c.dtype]], dtype=_INPUT_DTYPES[c.dtype]), _NULL_ROW)
         return out
 
+    def one_inputs(self, values: Sequence[Any], statuses: Sequence[int] | None, columns: Sequence[int]
+                   ) -> dict[int, Any] | None:
+        """`vector_inputs` as plain Python values for `Program.run_one` (None where null), from one row's
+        values (as `vector` or `fast_values` give them: a stored or request value, or the default's
+        number where not PRESENT) and statuses (None: all PRESENT), for plain-number columns. Ints go
+        through a float64, as in `vector_inputs`; None when one is outside int64 (the numpy path then
+        answers, as before)."""
+        out: dict[int, Any] = {}
+        for i in columns:
+            c = self.columns[i]
+            if statuses is not None and statuses[i] != PRESENT and c.default.stored is None:
+                out[i] = None
+                continue
+            v = values[i]
+            dtype = c.dtype
+            if dtype is DType.INT64:
+                try:
+                    v = int(float(v))
+                except (ValueError, OverflowError):
+                    return None
+                if not -_I64 <= v < _I64:
+                    return None
+            elif dtype is DType.BOOL:
+                v = bool(v)
+            else:
+                v = float(v)
+            out[i] = v
+        return out
+
     def event_times(self, matrices: Sequence[np.ndarray], n: int) -> dict[str, np.ndarray]:
         """Per view: datetime64[us] event times of the rows read (NaT where NOT_FOUND)."""
         out = {}
@@ -674,6 +703,7 @@ class Kernel:
 _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.float64, DType.FLOAT32: np.float64,
                                    DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
 _NULL_ROW = np.array([True])
+_I64 = 2**63
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}
 
