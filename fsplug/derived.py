@@ -77,6 +77,7 @@ DERIVED_DTYPES = tuple(KIND_OF)
 
 _NUMERIC = (Kind.INT, Kind.FLOAT)
 _NP = {Kind.INT: np.int64, Kind.FLOAT: np.float64, Kind.BOOL: np.bool_, Kind.STR: object, Kind.TS: np.int64}
+_DTYPES = {k: np.dtype(t) for k, t in _NP.items()}  # (builtin dtypes are singletons: `is` before `!=`)
 
 Column = tuple[Any, Any]
 """(values, null): a numpy array (or a scalar, for constants) and a bool mask or None (no nulls)."""
@@ -197,6 +198,7 @@ class _Node:
     nullable: bool = True
     slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
     scalar: Scalar | None = None  # the same expression for one row (`Compiled.one`); None: not available
+    positive: bool = False  # every value that is not null is > 0 or NaN, never 0 (a divisor needs no check)
 
 
 @dataclass(frozen=True)
@@ -251,8 +253,9 @@ def compile_expression(text: str, types: Callable[[str], Kind], declared: DType)
 
 def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
     """A result as a full column of `n` rows: constants broadcast, float NaN as null."""
-    if type(values) is not np.ndarray or values.dtype != _NP[kind]:
-        values = np.asarray(values, dtype=_NP[kind])
+    want = _DTYPES[kind]
+    if type(values) is not np.ndarray or (values.dtype is not want and values.dtype != want):
+        values = np.asarray(values, dtype=want)
     if values.shape != (n,):
         values = np.broadcast_to(values, (n,)).copy()
     if null is not None and np.shape(null) != (n,):
@@ -282,7 +285,7 @@ def _float(node: _Node) -> _Node:
         return np.asarray(v, dtype=np.float64), nl
 
     return _Node(Kind.FLOAT, f, node.text, float(node.const) if node.is_const else None, node.is_const,
-                 node.nullable, scalar=_lift1(node.scalar, float))
+                 node.nullable, scalar=_lift1(node.scalar, float), positive=node.positive)
 
 
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
@@ -342,7 +345,8 @@ class _Builder:
         else:
             raise self.fail(node, f"constant {v!r} is not a number, string or boolean (is_null(x) tests for null)")
         col = (v, None)
-        return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v)
+        return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v,
+                     positive=isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
 
     def _Name(self, node: ast.Name) -> _Node:
         name = node.id
@@ -449,10 +453,18 @@ class _Builder:
                 va, na = fa(env)
                 vb, nb = fb(env)
                 return op(va, vb), _or(_or(na, nb), domain(va, vb))
-        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar), a, b)
+        # the larger of two numbers one of which is > 0 is > 0 (NaN stays NaN), the smaller of two such too
+        positive = (op is np.maximum and (a.positive or b.positive)) or (op is np.minimum and a.positive and b.positive)
+        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar, positive=positive), a, b)
 
     def _divide(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any]) -> _Node:
+        """`op(a, b)` (a division or modulo), null where b is 0 (no check when b is never 0: `positive`)."""
         fa, fb = a.fn, b.fn
+
+        def f_nonzero(env: Sequence[Column]) -> Column:
+            va, na = fa(env)
+            vb, nb = fb(env)
+            return op(va, vb), (nb if na is None else na if nb is None else na | nb)
 
         def f(env: Sequence[Column]) -> Column:
             va, na = fa(env)
@@ -483,7 +495,7 @@ class _Builder:
                 y = sb(env)
                 return None if y is None or y == 0 else sop(x, y)
 
-        return self._fold(_Node(kind, f, text, scalar=scalar), a, b)
+        return self._fold(_Node(kind, f_nonzero if b.positive else f, text, scalar=scalar), a, b)
 
     @staticmethod
     def _fold(node: _Node, *parts: _Node) -> _Node:
@@ -497,7 +509,8 @@ class _Builder:
         if node.kind is Kind.FLOAT and v != v:
             return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None)
         py = v.item() if isinstance(v, (np.generic, np.ndarray)) else v  # (a 0-d result too)
-        return _Node(node.kind, lambda env: (v, None), node.text, v, True, False, scalar=lambda env: py)
+        return _Node(node.kind, lambda env: (v, None), node.text, v, True, False, scalar=lambda env: py,
+                     positive=node.kind in _NUMERIC and py > 0)
 
     def _Compare(self, node: ast.Compare) -> _Node:
         for op in node.ops:
@@ -607,7 +620,7 @@ class _Builder:
         for a in args[1:]:
             out = self._binary(a.kind, "", out, a, ufunc)
         return _Node(out.kind, out.fn, f"{name}({', '.join(a.text for a in args)})", out.const, out.is_const,
-                     out.nullable, scalar=out.scalar)
+                     out.nullable, scalar=out.scalar, positive=out.positive)
 
     def _fn_min(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._reduce(node, args, "min", np.minimum)
@@ -697,7 +710,7 @@ class _Builder:
         inner = self._binary(x.kind, "", x, lo, np.maximum)
         out = self._binary(x.kind, "", inner, hi, np.minimum)
         return _Node(out.kind, out.fn, f"clip({x.text}, {lo.text}, {hi.text})", out.const, out.is_const,
-                     out.nullable, scalar=out.scalar)
+                     out.nullable, scalar=out.scalar, positive=out.positive)
 
     def _fn_coalesce(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "coalesce", 2, None)
@@ -1011,14 +1024,20 @@ class Program:
             st[null] = NULL_VALUE
         return st
 
-    def numbers(self, step: int, column: Column, fill_defaults: bool) -> np.ndarray:
-        """As a model vector holds it: float64, bool 0/1, timestamps as seconds; null -> default (or NaN)."""
+    def put_numbers(self, out: np.ndarray, position: int, step: int, column: Column, fill_defaults: bool) -> None:
+        """Into column `position` of the float64 matrix `out`, as a model vector holds it: bool 0/1,
+        timestamps as seconds; null -> the default (or NaN)."""
         values, null = column
-        kind = self.steps[step].compiled.kind
-        out = values.astype(np.float64) * 1e-6 if kind is Kind.TS else values.astype(np.float64)
+        out[:, position] = values * 1e-6 if self.steps[step].compiled.kind is Kind.TS else values
         if null is not None:
-            out[null] = self.steps[step].default.number if fill_defaults else np.nan
-        return out
+            out[null, position] = self.steps[step].default.number if fill_defaults else np.nan
+
+    @staticmethod
+    def put_statuses(out: np.ndarray, position: int, null: Any) -> None:
+        """Into column `position` of the uint8 matrix `out`: `statuses`."""
+        out[:, position] = PRESENT
+        if null is not None:
+            out[null, position] = NULL_VALUE
 
     def python(self, step: int, dtype: DType, column: Column) -> list[Any]:
         """As `to_dict` serves it: plain Python values, null -> the default (None without one)."""

@@ -645,6 +645,36 @@ class Kernel:
             out[i] = derived_input(c.dtype, stored, raw, ok)
         return out
 
+    def inputs_from_numbers(self, numbers: Callable[[int], np.ndarray], request: Mapping[int, Sequence[Any]],
+                            columns: Sequence[int]) -> dict[int, tuple[np.ndarray, Any]] | None:
+        """`inputs`, from a form already computed: `numbers(i)` gives stored column i as float64 with
+        values that are not PRESENT as the default's number (NaN without one) — a column of `numpy(...,
+        fill_defaults=True)`, or `python`'s values as float64 (None as NaN) — so NaN is exactly "null
+        without a default", as in `inputs`. Only for int64, float64 and bool stored columns (None when
+        another one is needed: `inputs` then answers); request columns as in `inputs`."""
+        out: dict[int, tuple[np.ndarray, Any]] = {}
+        for i in columns:
+            c = self.columns[i]
+            if c.is_request:
+                if c.dtype is DType.TIMESTAMP:
+                    return None
+                out[i] = (np.asarray(request[i], dtype=_INPUT_DTYPES.get(c.dtype, object)), None)
+                continue
+            if c.dtype not in _FROM_NUMBERS:
+                return None
+            values = numbers(i)
+            null = None
+            if c.default.stored is None:  # NaN: not PRESENT, and no default
+                nan = np.isnan(values)
+                if nan.any():
+                    null = nan
+                    if c.dtype is not DType.FLOAT64:  # (NaN has no int or bool: the placeholder, as `inputs`)
+                        values = np.where(nan, 0.0, values)
+            if c.dtype is not DType.FLOAT64:
+                values = values.astype(_INPUT_DTYPES[c.dtype])
+            out[i] = (values, null)
+        return out
+
     def vector_inputs(self, values: Sequence[float], statuses: Sequence[int], columns: Sequence[int]
                       ) -> dict[int, tuple[np.ndarray, Any]]:
         """`inputs` for one row, from its `vector` (values and statuses), for plain-number columns."""
@@ -703,6 +733,7 @@ class Kernel:
 _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.float64, DType.FLOAT32: np.float64,
                                    DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
 _NULL_ROW = np.array([True])
+_FROM_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.BOOL})
 _I64 = 2**63
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}

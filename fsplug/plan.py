@@ -147,6 +147,11 @@ class RetrievalPlan:
         return np.array(self.base_positions, dtype=np.intp)
 
     @cached_property
+    def base_first(self) -> bool:
+        """Whether the columns that are not derived are the first outputs (derived ones after them)."""
+        return self.base_positions == tuple(range(len(self.base_positions)))
+
+    @cached_property
     def derived_event_views(self) -> dict[str, tuple[str, ...]]:
         """Per derived view of the outputs: the stored views its output features read (through other
         derived features too); its event time is the newest of theirs (`OnlineResult.event_timestamps`)."""
