@@ -268,6 +268,7 @@ class Kernel:
             c.dtype not in _SCALE or (c.is_request and c.dtype is DType.TIMESTAMP)))
         """Columns a model vector cannot hold (text, bytes, lists): `numpy` and `vector` refuse them."""
         self._scale = np.array([_SCALE.get(c.dtype, 0.0) for c in self.columns], dtype=np.float64)
+        self._from_numbers: dict[tuple[int, ...], Any] = {}  # `inputs_from_numbers` recipes by columns
         self._not_found = tuple((NOT_FOUND,) * len(g.views) for g in self.groups)
         self._views = tuple(tuple((v.ts_index, v.ttl_us) for v in g.views) for g in self.groups)
         # vectorized: per group, its columns' positions, value indexes and view indexes
@@ -496,16 +497,17 @@ class Kernel:
             "the features a model takes")
 
     def numpy(self, matrices: Sequence[np.ndarray], statuses: np.ndarray | None, request: Mapping[int, Any],
-              n: int, now_us: int, fill_defaults: bool) -> np.ndarray:
+              n: int, now_us: int, fill_defaults: bool, width: int | None = None) -> np.ndarray:
         """(n, columns) float64 model matrix: PRESENT values, else the default (`fill_defaults`) or NaN.
 
         bool is 0/1, a timestamp float seconds since the epoch; text, bytes and list columns are
         refused (UserInputError). `statuses` may be None: numeric groups then compute only the
-        PRESENT mask.
+        PRESENT mask. `width`: the matrix has that many columns (more than the kernel's: room for
+        the caller's, left uninitialized).
         """
         if self.not_numbers:
             self.refuse_not_numbers()
-        out = np.empty((n, len(self.columns)))
+        out = np.empty((n, width or len(self.columns)))
         for gi, g in enumerate(self.groups):
             cols, val_idx, view_idx, ts_idx, ttl = self._group_columns[gi]
             if not len(cols):
@@ -646,34 +648,49 @@ class Kernel:
         return out
 
     def inputs_from_numbers(self, numbers: Callable[[int], np.ndarray], request: Mapping[int, Sequence[Any]],
-                            columns: Sequence[int]) -> dict[int, tuple[np.ndarray, Any]] | None:
+                            columns: tuple[int, ...]) -> dict[int, tuple[np.ndarray, Any]] | None:
         """`inputs`, from a form already computed: `numbers(i)` gives stored column i as float64 with
         values that are not PRESENT as the default's number (NaN without one) — a column of `numpy(...,
         fill_defaults=True)`, or `python`'s values as float64 (None as NaN) — so NaN is exactly "null
         without a default", as in `inputs`. Only for int64, float64 and bool stored columns (None when
         another one is needed: `inputs` then answers); request columns as in `inputs`."""
+        recipe = self._from_numbers.get(columns, False)
+        if recipe is False:
+            recipe = self._from_numbers[columns] = self._from_numbers_recipe(columns)
+        if recipe is None:
+            return None
         out: dict[int, tuple[np.ndarray, Any]] = {}
+        for i, request_dtype, dtype, nullable in recipe:
+            if request_dtype is not None:
+                out[i] = (np.asarray(request[i], dtype=request_dtype), None)
+                continue
+            values = numbers(i)
+            null = None
+            if nullable:  # NaN: not PRESENT, and no default
+                nan = np.isnan(values)
+                if nan.any():
+                    null = nan
+                    if dtype is not None:  # (NaN has no int or bool: the placeholder, as `inputs`)
+                        values = np.where(nan, 0.0, values)
+            out[i] = (values if dtype is None else values.astype(dtype), null)
+        return out
+
+    def _from_numbers_recipe(self, columns: Sequence[int]) -> tuple[tuple[int, Any, Any, bool], ...] | None:
+        """For `inputs_from_numbers`, per column: (index, the request values' dtype or None, the dtype a
+        stored column converts to or None for float64, whether it can be null); None if one cannot."""
+        recipe = []
         for i in columns:
             c = self.columns[i]
             if c.is_request:
                 if c.dtype is DType.TIMESTAMP:
                     return None
-                out[i] = (np.asarray(request[i], dtype=_INPUT_DTYPES.get(c.dtype, object)), None)
-                continue
-            if c.dtype not in _FROM_NUMBERS:
+                recipe.append((i, _INPUT_DTYPES.get(c.dtype, object), None, False))
+            elif c.dtype in _FROM_NUMBERS:
+                recipe.append((i, None, None if c.dtype is DType.FLOAT64 else _INPUT_DTYPES[c.dtype],
+                               c.default.stored is None))
+            else:
                 return None
-            values = numbers(i)
-            null = None
-            if c.default.stored is None:  # NaN: not PRESENT, and no default
-                nan = np.isnan(values)
-                if nan.any():
-                    null = nan
-                    if c.dtype is not DType.FLOAT64:  # (NaN has no int or bool: the placeholder, as `inputs`)
-                        values = np.where(nan, 0.0, values)
-            if c.dtype is not DType.FLOAT64:
-                values = values.astype(_INPUT_DTYPES[c.dtype])
-            out[i] = (values, null)
-        return out
+        return tuple(recipe)
 
     def vector_inputs(self, values: Sequence[float], statuses: Sequence[int], columns: Sequence[int]
                       ) -> dict[int, tuple[np.ndarray, Any]]:

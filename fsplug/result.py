@@ -103,7 +103,10 @@ class OnlineResult:
         inputs = self._kernel.inputs_from_numbers(numbers, self._request, prog.needed)
         if inputs is None:
             return self._derived
-        out = self.__dict__["_derived"] = prog.run(inputs, self.n)
+        # (kept for the other forms: a result that is an input as it is would be a view of `numbers`'
+        # array, which may be the caller's: a copy)
+        out = [(v if v.base is None else v.copy(), nl) for v, nl in prog.run(inputs, self.n)]
+        self.__dict__["_derived"] = out
         return out
 
     def _place(self, base: np.ndarray, put: Any, computed: list[Any] | None = None) -> np.ndarray:
@@ -140,15 +143,23 @@ class OnlineResult:
         st = self.__dict__.get("_base_statuses")
         if st is None and not k.all_numeric:
             st = self._base_statuses
-        base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
         if prog is None:
-            return base
+            return k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
         words = prog.text_outputs
         if words:
             raise UserInputError(f"{', '.join(words)}: text features have no number for a model vector; read "
                                  "them with to_dict(), to_arrow() or columns, or leave them out of the features "
                                  "a model takes")
-        computed = self._derived_from(lambda i: base[:, i]) if fill_defaults else None
+        plan = self.plan
+        # the outputs are the base columns, then the derived ones: one matrix for all, derived written last
+        whole = plan.base_first and len(plan.base_columns) == len(plan.base_positions)
+        base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults,
+                       len(plan.columns) if whole else None)
+        computed = self._derived_from(lambda i: base[:, i]) if fill_defaults else self._derived
+        if whole:
+            for p, si in prog.outputs:
+                prog.put_numbers(base, p, si, computed[si], fill_defaults)
+            return base
         return self._place(base, lambda out, p, si, col: prog.put_numbers(out, p, si, col, fill_defaults), computed)
 
     @_lazy
