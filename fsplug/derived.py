@@ -31,7 +31,7 @@ import math
 import operator
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -199,6 +199,7 @@ class _Node:
     slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
     scalar: Scalar | None = None  # the same expression for one row (`Compiled.one`); None: not available
     positive: bool = False  # every value that is not null is > 0 or NaN, never 0 (a divisor needs no check)
+    bound: tuple[int, int, int] | None = None  # an int input in a range: (its slot, lo, hi), lo <= x < hi
 
 
 @dataclass(frozen=True)
@@ -530,11 +531,28 @@ class _Builder:
                 raise self.fail(right, f"cannot compare {a.kind.value} ({a.text}) with {b.kind.value} ({b.text})")
             elif a.kind is Kind.BOOL and name not in ("==", "!="):
                 raise self.fail(right, f"booleans compare only with == and != ({a.text} {name} {b.text})")
-            parts.append(self._binary(Kind.BOOL, f"({a.text} {name} {b.text})", a, b, ufunc))
+            part = self._binary(Kind.BOOL, f"({a.text} {name} {b.text})", a, b, ufunc)
+            parts.append(replace(part, bound=_bound(a, name, b)))
         node_ = parts[0]
         for p in parts[1:]:
-            node_ = self._binary(Kind.BOOL, f"({node_.text} and {p.text})", node_, p, np.logical_and)
+            node_ = self._logic(f"({node_.text} and {p.text})", node_, p, np.logical_and)
         return node_
+
+    def _logic(self, text: str, a: _Node, b: _Node, ufunc: Any) -> _Node:
+        """`a and b` / `a or b`; two comparisons of one int input with constants as one range test
+        (`7 <= h and h < 10`: 2 numpy operations instead of 3)."""
+        ba, bb = a.bound, b.bound
+        if ba is not None and bb is not None and ba[0] == bb[0]:
+            slot = ba[0]
+            if ufunc is np.logical_and:
+                lo, hi = max(ba[1], bb[1]), min(ba[2], bb[2])
+                if lo < hi:
+                    return _range(a, b, text, slot, lo, hi, False)
+            else:  # x < lo or x >= hi: outside [lo, hi)
+                lower, upper = (ba, bb) if ba[1] == -_I64 else (bb, ba)
+                if lower[1] == -_I64 and upper[2] == _I64 and lower[2] < upper[1]:
+                    return _range(a, b, text, slot, lower[2], upper[1], True)
+        return self._binary(Kind.BOOL, text, a, b, ufunc)
 
     def _BoolOp(self, node: ast.BoolOp) -> _Node:
         word, ufunc = ("and", np.logical_and) if isinstance(node.op, ast.And) else ("or", np.logical_or)
@@ -543,7 +561,7 @@ class _Builder:
             self._want(raw, v, (Kind.BOOL,), f"'{word}'")
         out = values[0]
         for v in values[1:]:
-            out = self._binary(Kind.BOOL, f"({out.text} {word} {v.text})", out, v, ufunc)
+            out = self._logic(f"({out.text} {word} {v.text})", out, v, ufunc)
         return out
 
     def _IfExp(self, node: ast.IfExp) -> _Node:
@@ -788,6 +806,38 @@ class _Builder:
 
     def _fn_month(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._time_part(node, args, "month", lambda us: _calendar(us, "M", "Y") + 1)
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _bound(a: _Node, op: str, b: _Node) -> tuple[int, int, int] | None:
+    """`a op b` as (slot, lo, hi) when it says lo <= x < hi of an int input x and an int constant."""
+    if b.slot is not None and a.is_const:
+        a, b, op = b, a, _FLIP[op]
+    if a.slot is None or a.kind is not Kind.INT or not b.is_const or b.kind is not Kind.INT:
+        return None
+    c = int(b.const)
+    lo, hi = {">=": (c, _I64), ">": (c + 1, _I64), "<": (-_I64, c), "<=": (-_I64, c + 1)}.get(op, (0, 0))
+    if lo >= hi or not -_I64 <= lo < _I64 or not -_I64 < hi <= _I64 or (lo, hi) == (-_I64, _I64):
+        return None  # (no range, or every int)
+    return a.slot, lo, hi
+
+
+def _range(a: _Node, b: _Node, text: str, slot: int, lo: int, hi: int, outside: bool) -> _Node:
+    """The test lo <= x < hi (not, if `outside`) of int input `slot`, as one unsigned comparison of
+    x - lo (int64 arithmetic wraps around: the values below lo land above hi - lo); null where x is.
+    The scalar form stays the two comparisons'."""
+    start, span = np.int64(lo), hi - lo
+    test = np.greater_equal if outside else np.less
+
+    def f(env: Sequence[Column]) -> Column:
+        v, nl = env[slot]
+        return test(np.subtract(v, start).view(np.uint64), span), nl
+
+    scalar = _lift2(a.scalar, b.scalar, operator.or_ if outside else operator.and_)
+    return _Node(Kind.BOOL, f, text, nullable=a.nullable, scalar=scalar,
+                 bound=None if outside else (slot, lo, hi))
 
 
 def _calendar(us: Any, unit: str, within: str) -> Any:

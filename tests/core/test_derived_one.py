@@ -201,3 +201,26 @@ def test_one_row_edge_cases(expr, dtype, env, want):
     with np.errstate(all="ignore"):
         values, null = c.run(cols, 1)
     assert (None if null is not None and null[0] else values[0].item()) == want
+
+
+RANGES = ["i >= 7 and i < 10", "7 <= i < 10", "i > 6 and i <= 9 and i != 8", "i >= 21 or i < 6",
+          "i < 6 or i >= 21", "i <= 5 or 20 < i", "(i >= 7 and i < 10) or (i >= 16 and i < 19)",
+          "i >= -9223372036854775807 and i < 0", "i < 9223372036854775807 and i > 3", "i >= 3 and i >= 5",
+          "i < 3 or i >= 3", "i >= 10 and i < 7", "i >= 7 and j < 10"]
+EDGE_INTS = [-(2**63), -(2**63) + 1, -1, 0, 3, 5, 6, 7, 8, 9, 10, 16, 18, 19, 20, 21, 22, 2**63 - 2, 2**63 - 1]
+
+
+@pytest.mark.parametrize("expr", RANGES)
+def test_range_tests_of_one_int_input_are_the_comparisons(expr):
+    """Two comparisons of one int input with constants run as one range test: the same values as the
+    comparisons (Python's, exact for ints), null where the input is, at int64's edges too."""
+    c = compile_expression(expr, _kind, DType.BOOL)
+    n = len(EDGE_INTS) + 1
+    rows = {"i": EDGE_INTS + [None], "j": list(reversed(EDGE_INTS)) + [4]}
+    values, null = c.run([_column(Kind.INT, rows[a]) for a in c.args], n)
+    for r in range(n):
+        env = {a: rows[a][r] for a in c.args}
+        want = None if None in env.values() else eval(expr, {}, env)  # noqa: S307 - the test's own text
+        got = None if null is not None and null[r] else bool(values[r])
+        assert got == want, (expr, env, got, want)
+        assert c.one([rows[a][r] for a in c.args]) == want
