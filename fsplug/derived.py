@@ -121,10 +121,22 @@ def _lift1(s: Scalar | None, op: Callable[[Any], Any]) -> Scalar | None:
     return f
 
 
-def _lift2(sa: Scalar | None, sb: Scalar | None, op: Callable[[Any, Any], Any] | None) -> Scalar | None:
-    """The scalar of a node applying `op` to two operands' values (null if either is)."""
+def _lift2(sa: Scalar | None, sb: Scalar | None, op: Callable[[Any, Any], Any] | None,
+           b: _Node | None = None) -> Scalar | None:
+    """The scalar of a node applying `op` to two operands' values (null if either is); `b`, the right
+    operand's node, lets a constant one be read once."""
     if sa is None or sb is None or op is None:
         return None
+    if b is not None and b.is_const:
+        kb = sb(())
+        if kb is None:
+            return lambda env: None
+
+        def fk(env: Sequence[Any]) -> Any:
+            a = sa(env)
+            return None if a is None else op(a, kb)
+
+        return fk
 
     def f(env: Sequence[Any]) -> Any:
         a = sa(env)
@@ -429,7 +441,7 @@ class _Builder:
         fa, fb = a.fn, b.fn
         if sop is None and domain is None:
             sop = _scalar_op(op, a.kind is Kind.INT and b.kind is Kind.INT)
-        scalar = _lift2(a.scalar, b.scalar, sop)
+        scalar = _lift2(a.scalar, b.scalar, sop, b)
         nullable = a.nullable or b.nullable or domain is not None
         # the common shapes get closures without a call per operand (one ufunc per node is the work)
         if domain is None and b.is_const and not a.is_const:
@@ -835,7 +847,16 @@ def _range(a: _Node, b: _Node, text: str, slot: int, lo: int, hi: int, outside: 
         v, nl = env[slot]
         return test(np.subtract(v, start).view(np.uint64), span), nl
 
-    scalar = _lift2(a.scalar, b.scalar, operator.or_ if outside else operator.and_)
+    if a.scalar is None or b.scalar is None:
+        scalar = None
+    elif outside:
+        def scalar(env: Sequence[Any]) -> Any:
+            x = env[slot]
+            return None if x is None else not lo <= x < hi
+    else:
+        def scalar(env: Sequence[Any]) -> Any:
+            x = env[slot]
+            return None if x is None else lo <= x < hi
     return _Node(Kind.BOOL, f, text, nullable=a.nullable, scalar=scalar,
                  bound=None if outside else (slot, lo, hi))
 

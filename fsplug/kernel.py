@@ -269,6 +269,7 @@ class Kernel:
         """Columns a model vector cannot hold (text, bytes, lists): `numpy` and `vector` refuse them."""
         self._scale = np.array([_SCALE.get(c.dtype, 0.0) for c in self.columns], dtype=np.float64)
         self._from_numbers: dict[tuple[int, ...], Any] = {}  # `inputs_from_numbers` recipes by columns
+        self._one: dict[tuple[int, ...], Any] = {}  # `one_inputs` recipes by columns
         self._not_found = tuple((NOT_FOUND,) * len(g.views) for g in self.groups)
         self._views = tuple(tuple((v.ts_index, v.ttl_us) for v in g.views) for g in self.groups)
         # vectorized: per group, its columns' positions, value indexes and view indexes
@@ -704,32 +705,32 @@ class Kernel:
                 out[i] = (np.array([_INPUT_NULL[c.dtype]], dtype=_INPUT_DTYPES[c.dtype]), _NULL_ROW)
         return out
 
-    def one_inputs(self, values: Sequence[Any], statuses: Sequence[int] | None, columns: Sequence[int]
+    def one_inputs(self, values: Sequence[Any], statuses: Sequence[int] | None, columns: tuple[int, ...]
                    ) -> dict[int, Any] | None:
         """`vector_inputs` as plain Python values for `Program.run_one` (None where null), from one row's
         values (as `vector` or `fast_values` give them: a stored or request value, or the default's
         number where not PRESENT) and statuses (None: all PRESENT), for plain-number columns. Ints go
         through a float64, as in `vector_inputs`; None when one is outside int64 (the numpy path then
         answers, as before)."""
+        recipe = self._one.get(columns)
+        if recipe is None:
+            recipe = self._one[columns] = tuple(
+                (i, _ONE_CONVERT[self.columns[i].dtype], self.columns[i].default.stored is None) for i in columns)
         out: dict[int, Any] = {}
-        for i in columns:
-            c = self.columns[i]
-            if statuses is not None and statuses[i] != PRESENT and c.default.stored is None:
+        for i, conv, nullable in recipe:
+            if nullable and statuses is not None and statuses[i] != PRESENT:
                 out[i] = None
                 continue
             v = values[i]
-            dtype = c.dtype
-            if dtype is DType.INT64:
+            if conv is int:
                 try:
                     v = int(float(v))
                 except (ValueError, OverflowError):
                     return None
                 if not -_I64 <= v < _I64:
                     return None
-            elif dtype is DType.BOOL:
-                v = bool(v)
             else:
-                v = float(v)
+                v = conv(v)
             out[i] = v
         return out
 
@@ -752,6 +753,7 @@ _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.floa
 _NULL_ROW = np.array([True])
 _FROM_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.BOOL})
 _I64 = 2**63
+_ONE_CONVERT: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float, DType.BOOL: bool}
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}
 
