@@ -385,7 +385,8 @@ class _Builder:
                 return x
             if x.is_const:
                 v = -x.const
-                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False, scalar=lambda env: v)
+                py = v.item() if isinstance(v, np.generic) else v  # (a folded constant is a numpy one)
+                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False, scalar=lambda env: py)
             neg = (lambda v: _wrap(-v)) if x.kind is Kind.INT else operator.neg
             return _Node(x.kind, lambda env: (lambda c: (np.negative(c[0]), c[1]))(fn(env)), f"-{x.text}",
                          nullable=x.nullable, scalar=_lift1(x.scalar, neg))

@@ -224,3 +224,10 @@ def test_range_tests_of_one_int_input_are_the_comparisons(expr):
         got = None if null is not None and null[r] else bool(values[r])
         assert got == want, (expr, env, got, want)
         assert c.one([rows[a][r] for a in c.args]) == want
+
+
+def test_folded_constants_are_plain_python_values_in_the_one_row_form():
+    for expr, dtype in (("-((0 + 0))", "int64"), ("-(2 * 3) + i", "int64"), ("-(0.5 * 2)", "float64")):
+        c = compile_expression(expr, _kind, DType(dtype))
+        got = c.one([4] if c.args else [])
+        assert type(got) in (int, float), (expr, got, type(got))
