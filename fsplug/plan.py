@@ -276,8 +276,9 @@ class RetrievalPlan:
         """`vector(rows, request_values, now_us) -> (values, statuses)`: one entity's model vector
         (`Kernel.vector`; `rows[g][0]` is the entity's row of group g, a tuple or None).
 
-        With derived features: the base columns' vector, then the plan's `program` on it as one row
-        (only for plans whose base columns are all plain numbers: `has_vector`)."""
+        With derived features: the base columns' vector, then the plan's `program` on it as one row,
+        in plain Python (`Program.run_one`) or, where that has no form, numpy's on a row of one (only
+        for plans whose base columns are all plain numbers: `has_vector`)."""
         if self.program is None:
             return self.kernel.vector
         return self._derived_vector
