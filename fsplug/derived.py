@@ -7,7 +7,11 @@ arithmetic (`+ - * / // % **`, unary `-`), comparisons (chains included), `and`/
 lambdas, comprehensions or imports; user text is never `eval`ed or `compile`d. It is type-checked
 once (`compile_expression`, at apply) against the inputs' dtypes and the declared dtype, then compiled
 (`compile_expression`) into a closure over numpy arrays: one numpy operation per node for all rows,
-no Python work per row.
+no Python work per row (fewer where the types allow: a divisor that is never 0 is not checked, two
+comparisons of one int input with constants are one range test). It also compiles into a plain-Python
+form for one row (`Compiled.one`, `Program.run_one`: get_feature_vector's), with the same results
+(numpy's int64 wrap-around, NaN rules and float conversions reproduced); functions only numpy computes
+exactly alike (log, exp, **, day, month) and UDFs have none.
 
 Values are columns: `(values, null)`, where `values` is a numpy array (int64, float64, bool, object
 for strings, int64 microseconds for timestamps) and `null` is a bool mask or None (no nulls).
