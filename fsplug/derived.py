@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from fsplug.errors import DerivedFeatureError, did_you_mean
+from fsplug.errors import DerivedFeatureError, UserInputError, did_you_mean
 from fsplug.kernel import EPOCH, NULL_VALUE, PRESENT, Default
 from fsplug.types import DType
 
@@ -1055,6 +1055,12 @@ class Program:
         self.has_one = all(one is not None for one in self._ones)
         """Whether every step has a one-row form (`run_one`): expressions without log, exp, ** nor
         day/month, and no UDF."""
+
+    def refuse_text(self) -> None:
+        """Raise UserInputError naming the derived outputs with text values (`text_outputs`)."""
+        raise UserInputError(f"{', '.join(self.text_outputs)}: text features have no number for a model vector; "
+                             "read them with to_dict(), to_arrow() or columns, or leave them out of the features a "
+                             "model takes")
 
     def run(self, inputs: Mapping[int, Column], n: int) -> list[Column]:
         """Every step's raw result (values, null) for `n` rows (see the class docstring)."""

@@ -264,7 +264,7 @@ class RetrievalPlan:
         prog = self.program
         if fast is None or prog is None:
             return fast
-        if not self.has_vector or not prog.has_one:
+        if not self.has_vector or not prog.has_one or prog.text_outputs:
             return None
         import numpy as np
 
@@ -293,6 +293,8 @@ class RetrievalPlan:
                         now_us: int) -> tuple[list[float], list[int]]:
         kernel, prog = self.kernel, self.program
         assert prog is not None
+        if prog.text_outputs:
+            prog.refuse_text()
         values, statuses = kernel.vector(rows, request_values, now_us)
         one = self._derived_one(values, statuses)
         if one is not None:

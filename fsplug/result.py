@@ -145,11 +145,8 @@ class OnlineResult:
             st = self._base_statuses
         if prog is None:
             return k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
-        words = prog.text_outputs
-        if words:
-            raise UserInputError(f"{', '.join(words)}: text features have no number for a model vector; read "
-                                 "them with to_dict(), to_arrow() or columns, or leave them out of the features "
-                                 "a model takes")
+        if prog.text_outputs:
+            prog.refuse_text()
         plan = self.plan
         # the outputs are the base columns, then the derived ones: one matrix for all, derived written last
         whole = plan.base_first and len(plan.base_columns) == len(plan.base_positions)
