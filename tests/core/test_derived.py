@@ -219,7 +219,16 @@ derived_views:
     inputs: [trip_context, ride_request]
     features:
       - {name: busy, dtype: bool, default: false, expr: "trips_per_hour * surge > 2"}
+  - name: ctx
+    inputs: [ride_request, act]
+    features:
+      - {name: part, dtype: string, expr: "'morning' if hour_of_day < 12 and trips_today >= 0 else 'later'"}
+      - {name: busy6, dtype: bool, expr: "trips_today >= 6"}
 feature_services:
+  - name: words
+    features: [act:trips_today, ctx:*]
+  - name: plain
+    features: [act:trips_today, ctx:busy6]
   - name: svc
     features: [act:trips_today, trip_context:*, more:busy]
   - name: numbers
@@ -434,48 +443,14 @@ def test_a_model_is_not_served_a_derived_feature_defined_otherwise(derived_repo,
         assert "busy: ref" in str(info.value)
 
 
-def test_a_text_derived_feature_has_no_number_in_a_vector(make_repo):
+
+def test_a_text_derived_feature_has_no_number_in_a_vector(derived_repo):
     """A derived feature with text values computed from numbers only: get_feature_vector refuses it as
     to_numpy does (its one-row path must not try to make a number of it)."""
-    root = make_repo({"defs.yaml": """\
-entities:
-  - {name: driver, join_key: driver_id, dtype: int64}
-sources:
-  - {name: act_src, path: data/act.parquet, timestamp_field: ts}
-feature_views:
-  - name: act
-    entity: driver
-    source: act_src
-    ttl: 1h
-    features:
-      - {name: trips_today, dtype: int64, default: 0}
-request_sources:
-  - name: ride_request
-    features:
-      - {name: hour_of_day, dtype: int64}
-derived_views:
-  - name: ctx
-    inputs: [ride_request, act]
-    features:
-      - {name: part, dtype: string, expr: "'morning' if hour_of_day < 12 and trips_today >= 0 else 'later'"}
-      - {name: busy, dtype: bool, expr: "trips_today > 5"}
-feature_services:
-  - name: words
-    features: [act:trips_today, ctx:*]
-  - name: numbers
-    features: [act:trips_today, ctx:busy]
-"""})
-    (root / "data").mkdir()
-    now = datetime.now(UTC)
-    pq.write_table(pa.table({"driver_id": pa.array([1], pa.int64()),
-                             "ts": pa.array([now - timedelta(minutes=5)], pa.timestamp("us", tz="UTC")),
-                             "trips_today": pa.array([9], pa.int64())}), root / "data" / "act.parquet")
-    with FeatureStore(root) as store:
-        store.apply()
-        store.materialize_incremental(now, progress=False)
-        assert store.get_online_features(service="words", entities={"driver_id": [1], "hour_of_day": [8]}
-                                         ).to_dict()["part"] == ["morning"]
+    with FeatureStore(derived_repo) as store:
+        assert store.get_online_features(service="words", entities=ENTITIES).to_dict()["part"] == [
+            "morning", "later", "later", "morning", "morning"]
         with pytest.raises(UserInputError, match="part: text features have no number"):
             store.get_feature_vector("words", driver_id=1, request={"hour_of_day": 8})
-        vec = store.get_feature_vector("numbers", driver_id=1)
-        assert vec.values.tolist() == [9.0, 1.0]
+        vec = store.get_feature_vector("plain", driver_id=1)
+        assert vec.values.tolist() == [6.0, 1.0]
