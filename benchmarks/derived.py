@@ -13,6 +13,12 @@ hour); every call of a case draws the same drivers and request values for both s
 Calls alternate between the services block by block after a warm-up; a run reports each case's p50
 per service; `--runs N` repeats the whole and the table shows the medians of the runs' p50s and the
 ratio v2 / v1. Results go to `benchmarks/results/derived_<stamp>.json`.
+
+`--instructions` counts instructions per call instead, under valgrind's callgrind (repeatable on a busy
+machine, unlike wall-clock; see benchmarks/instructions.py): each case and service runs `--calls` times
+(default 200 there) in a child process after a warm-up. `--code DIR` (repeatable) runs the child with
+the fsplug package of another checkout (an unpacked `git archive` of an older commit, say) on the same
+repo and data, so versions compare case by case.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.data import RESULTS, dataset, fresh_end, make_fsplug_repo
+from benchmarks.data import ROOT, RESULTS, dataset, fresh_end, make_fsplug_repo
 from benchmarks.stats import median_of, summarize
 
 SERVICES = ("decline_model_v1", "decline_model_v2")
@@ -67,6 +74,42 @@ def _time(fn: Callable[[int], Any], lo: int, hi: int) -> list[int]:
     return out
 
 
+def _child(repo: Path, n_drivers: int, calls: int) -> None:
+    """The program `--instructions` runs under callgrind: a dump (`time.sleep(0)`) after the warm-up
+    and after each (case, service) phase, in `CASES` x `SERVICES` order."""
+    from fsplug.store import FeatureStore
+
+    ids = list(range(100_001, 100_001 + n_drivers))  # examples/generate_data.py's DRIVER_ID_BASE + 1 ...
+    reqs = {1: _requests(ids, calls, 1, 0), 50: _requests(ids, calls, 50, 0)}
+    with FeatureStore(repo) as store:
+        fns = [_case(store, s, case, reqs[50 if "_50" in case else 1]) for case in CASES for s in SERVICES]
+        for fn in fns:  # warm: compiled plans, caches, the statement cache
+            for i in range(20):
+                fn(i)
+        time.sleep(0)
+        for fn in fns:
+            for i in range(calls):
+                fn(i)
+            time.sleep(0)
+
+
+def instructions(repo: Path, n_drivers: int, calls: int, codes: list[Path]) -> dict[str, dict[str, Any]]:
+    """Per checkout in `codes`: per case, instructions per call of each service and the ratio v2 / v1."""
+    from benchmarks.instructions import callgrind
+
+    out = {}
+    for code in codes:
+        totals = callgrind([sys.executable, str(Path(__file__).resolve()), "--child", str(repo), "--drivers",
+                            str(n_drivers), "--calls", str(calls)], len(CASES) * len(SERVICES), ROOT, code.resolve())
+        per = iter(t / calls for t in totals)
+        table = {}
+        for case in CASES:
+            row = {s: round(next(per)) for s in SERVICES}
+            table[case] = {**row, "ratio": round(row[SERVICES[1]] / row[SERVICES[0]], 3)}
+        out[str(code)] = table
+    return out
+
+
 def run_once(store: Any, ids: list[int], calls: int, rounds: int, warmup: int, seed: int) -> dict[str, Any]:
     """One run: per case, p50 (us) of each service, calls alternating block by block."""
     reqs = {1: _requests(ids, calls + warmup, 1, seed), 50: _requests(ids, calls + warmup, 50, seed)}
@@ -86,6 +129,24 @@ def run_once(store: Any, ids: list[int], calls: int, rounds: int, warmup: int, s
     return out
 
 
+def _report_instructions(args: argparse.Namespace, ds: Any, results: dict[str, dict[str, Any]]) -> int:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"derived_instructions_{stamp}.json"
+    path.write_text(json.dumps({"calls": args.calls, "data": ds.describe(), "results": results}, indent=2,
+                               default=str))
+    print(f"\ninstructions per call (callgrind, {args.calls} calls per case), {args.drivers:,} drivers, SQLite; "
+          f"results: {path}\n")
+    for code, table in results.items():
+        print(f"{code}:\n")
+        print("| case | decline_model_v1 | decline_model_v2 (+3 derived) | v2 / v1 |")
+        print("|---|---:|---:|---:|")
+        for case, row in table.items():
+            print(f"| {case} | {row[SERVICES[0]]:,} | {row[SERVICES[1]]:,} | {row['ratio']} |")
+        print()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks derived", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,7 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--runs", type=int, default=5, help="whole runs; the table shows the medians of their p50s")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per call under callgrind instead of timing (needs valgrind)")
+    ap.add_argument("--code", type=Path, action="append",
+                    help="with --instructions: an fsplug checkout whose package runs the calls (repeatable; "
+                         "default this one)")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        _child(args.child, args.drivers, args.calls)
+        return 0
+    if args.instructions and "--calls" not in (argv if argv is not None else sys.argv):
+        args.calls = 200
 
     from fsplug.store import FeatureStore
 
@@ -106,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         with FeatureStore(repo) as store:
             store.apply()
             store.materialize_incremental(datetime.now(UTC), progress=False)
+            if args.instructions:
+                return _report_instructions(args, ds, instructions(repo, args.drivers, args.calls,
+                                                                  args.code or [ROOT]))
             runs = []
             for r in range(args.runs):
                 runs.append(run_once(store, ids, args.calls, args.rounds, args.warmup, seed=r))
@@ -126,3 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     for case, row in table.items():
         print(f"| {case} | {row[SERVICES[0]]} | {row[SERVICES[1]]} | {row['ratio']} |")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

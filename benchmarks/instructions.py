@@ -67,28 +67,35 @@ def _child(repo: Path, calls: int) -> None:
         time.sleep(0)  # dump 2..: one phase each
 
 
-def count(repo: Path, calls: int, code: Path) -> dict[str, float]:
-    """Instructions per call of each phase, for the fsplug checkout `code`."""
+def callgrind(argv: list[str], phases: int, cwd: Path, pythonpath: Path) -> list[int]:
+    """Run `argv` (a Python program that calls `time.sleep(0)` after its start-up and after each phase)
+    under callgrind and return the instructions of each of its `phases` phases."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind")
-    python = code / ".venv" / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"{python} not found: run `make install` in {code}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(code)}  # no BLAS threads spinning
-        child = Path(__file__).resolve()
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(pythonpath)}  # no BLAS threads spinning
         subprocess.run(["valgrind", "--tool=callgrind", "--dump-before=time_sleep", f"--callgrind-out-file={out}",
-                        str(python), str(child), "--child", str(repo.resolve()), "--calls", str(calls)],
-                       cwd=code, env=env, check=True, capture_output=True)
+                        *argv], cwd=cwd, env=env, check=True, capture_output=True)
         totals = []
-        for i in range(2, 2 + len(PHASES)):
+        for i in range(2, 2 + phases):
             text = Path(f"{out}.{i}").read_text()
             m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
             if m is None:
                 raise SystemExit(f"no totals in callgrind dump {i}")
-            totals.append(int(m.group(1)) / calls)
-    return dict(zip(PHASES, totals, strict=True))
+            totals.append(int(m.group(1)))
+    return totals
+
+
+def count(repo: Path, calls: int, code: Path) -> dict[str, float]:
+    """Instructions per call of each phase, for the fsplug checkout `code`."""
+    python = code / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"{python} not found: run `make install` in {code}")
+    child = Path(__file__).resolve()
+    totals = callgrind([str(python), str(child), "--child", str(repo.resolve()), "--calls", str(calls)],
+                       len(PHASES), code, code)
+    return {phase: total / calls for phase, total in zip(PHASES, totals, strict=True)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,11 @@ arithmetic (`+ - * / // % **`, unary `-`), comparisons (chains included), `and`/
 lambdas, comprehensions or imports; user text is never `eval`ed or `compile`d. It is type-checked
 once (`compile_expression`, at apply) against the inputs' dtypes and the declared dtype, then compiled
 (`compile_expression`) into a closure over numpy arrays: one numpy operation per node for all rows,
-no Python work per row.
+no Python work per row (fewer where the types allow: a divisor that is never 0 is not checked, two
+comparisons of one int input with constants are one range test). It also compiles into a plain-Python
+form for one row (`Compiled.one`, `Program.run_one`: get_feature_vector's), with the same results
+(numpy's int64 wrap-around, NaN rules and float conversions reproduced); functions only numpy computes
+exactly alike (log, exp, **, day, month) and UDFs have none.
 
 Values are columns: `(values, null)`, where `values` is a numpy array (int64, float64, bool, object
 for strings, int64 microseconds for timestamps) and `null` is a bool mask or None (no nulls).
@@ -27,9 +31,11 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import math
+import operator
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -37,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from fsplug.errors import DerivedFeatureError, did_you_mean
+from fsplug.errors import DerivedFeatureError, UserInputError, did_you_mean
 from fsplug.kernel import EPOCH, NULL_VALUE, PRESENT, Default
 from fsplug.types import DType
 
@@ -75,9 +81,91 @@ DERIVED_DTYPES = tuple(KIND_OF)
 
 _NUMERIC = (Kind.INT, Kind.FLOAT)
 _NP = {Kind.INT: np.int64, Kind.FLOAT: np.float64, Kind.BOOL: np.bool_, Kind.STR: object, Kind.TS: np.int64}
+_DTYPES = {k: np.dtype(t) for k, t in _NP.items()}  # (builtin dtypes are singletons: `is` before `!=`)
 
 Column = tuple[Any, Any]
 """(values, null): a numpy array (or a scalar, for constants) and a bool mask or None (no nulls)."""
+
+Scalar = Callable[[Sequence[Any]], Any]
+"""An expression for one row: its arguments' plain Python values (None: null) -> its value (None: null)."""
+
+
+class _NoScalar(Exception):
+    """A one-row evaluation met a value it does not compute like numpy (an int out of int64's range):
+    the caller computes that row with the vectorized program instead."""
+
+
+_I64 = 2**63
+
+
+def _wrap(v: int) -> int:
+    """An int as int64 arithmetic leaves it: wrapped around on overflow, as numpy does."""
+    return v if -_I64 <= v < _I64 else (v + _I64) % (2 * _I64) - _I64
+
+
+def _smax(a: Any, b: Any) -> Any:
+    """numpy's maximum of two numbers: NaN if either is, `b` when they are equal (0.0 and -0.0)."""
+    return a if a > b or a != a else b
+
+
+def _smin(a: Any, b: Any) -> Any:
+    """numpy's minimum of two numbers (as `_smax`)."""
+    return a if a < b or a != a else b
+
+
+def _lift1(s: Scalar | None, op: Callable[[Any], Any]) -> Scalar | None:
+    """The scalar of a node applying `op` to one operand's value (null in, null out)."""
+    if s is None:
+        return None
+
+    def f(env: Sequence[Any]) -> Any:
+        v = s(env)
+        return None if v is None else op(v)
+
+    return f
+
+
+def _lift2(sa: Scalar | None, sb: Scalar | None, op: Callable[[Any, Any], Any] | None,
+           b: _Node | None = None) -> Scalar | None:
+    """The scalar of a node applying `op` to two operands' values (null if either is); `b`, the right
+    operand's node, lets a constant one be read once."""
+    if sa is None or sb is None or op is None:
+        return None
+    if b is not None and b.is_const:
+        kb = sb(())
+        if kb is None:
+            return lambda env: None
+
+        def fk(env: Sequence[Any]) -> Any:
+            a = sa(env)
+            return None if a is None else op(a, kb)
+
+        return fk
+
+    def f(env: Sequence[Any]) -> Any:
+        a = sa(env)
+        if a is None:
+            return None
+        b = sb(env)
+        return None if b is None else op(a, b)
+
+    return f
+
+
+def _scalar_op(op: Any, ints: bool) -> Callable[[Any, Any], Any] | None:
+    """The plain-Python form of a binary ufunc the builder uses (`ints`: on two int64 operands)."""
+    if ints and op in (np.add, np.subtract, np.multiply):
+        py = {np.add: operator.add, np.subtract: operator.sub, np.multiply: operator.mul}[op]
+        return lambda a, b: _wrap(py(a, b))
+    return _SCALAR_OPS.get(op)
+
+
+_SCALAR_OPS: dict[Any, Callable[[Any, Any], Any]] = {
+    np.add: operator.add, np.subtract: operator.sub, np.multiply: operator.mul,
+    np.equal: operator.eq, np.not_equal: operator.ne, np.less: operator.lt, np.less_equal: operator.le,
+    np.greater: operator.gt, np.greater_equal: operator.ge, np.logical_and: operator.and_,
+    np.logical_or: operator.or_, np.maximum: _smax, np.minimum: _smin,
+}
 
 
 def _or(a: Any, b: Any) -> Any:
@@ -125,6 +213,9 @@ class _Node:
     is_const: bool = False
     nullable: bool = True
     slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
+    scalar: Scalar | None = None  # the same expression for one row (`Compiled.one`); None: not available
+    positive: bool = False  # every value that is not null is > 0 or NaN, never 0 (a divisor needs no check)
+    bound: tuple[int, int, int] | None = None  # an int input in a range: (its slot, lo, hi), lo <= x < hi
 
 
 @dataclass(frozen=True)
@@ -137,6 +228,10 @@ class Compiled:
     form: str
     """The compiled form, typed, as `fsplug plan --service` shows it."""
     run: Callable[[Sequence[Column], int], Column]
+    one: Scalar | None = None
+    """The same computation for one row in plain Python (arguments and result: a value, None for null),
+    or None where it has none (UDFs, functions computed only by numpy such as log and exp). It may
+    raise `_NoScalar` for a row it cannot compute like `run` (Program.run_one then answers None)."""
 
 
 def compile_expression(text: str, types: Callable[[str], Kind], declared: DType) -> Compiled:
@@ -162,13 +257,22 @@ def compile_expression(text: str, types: Callable[[str], Kind], declared: DType)
         values, null = fn(columns)  # (Program.run ignores numpy's floating-point warnings around it)
         return finish(kind, values, null, n)
 
-    return Compiled(kind, args, node.text, run)
+    one = node.scalar
+    if one is not None and kind is Kind.FLOAT:  # `finish` for one value: NaN is null
+        inner = one
+
+        def one(env: Sequence[Any]) -> Any:
+            v = inner(env)
+            return None if v is None or v != v else v
+
+    return Compiled(kind, args, node.text, run, one)
 
 
 def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
     """A result as a full column of `n` rows: constants broadcast, float NaN as null."""
-    if type(values) is not np.ndarray or values.dtype != _NP[kind]:
-        values = np.asarray(values, dtype=_NP[kind])
+    want = _DTYPES[kind]
+    if type(values) is not np.ndarray or (values.dtype is not want and values.dtype != want):
+        values = np.asarray(values, dtype=want)
     if values.shape != (n,):
         values = np.broadcast_to(values, (n,)).copy()
     if null is not None and np.shape(null) != (n,):
@@ -198,7 +302,7 @@ def _float(node: _Node) -> _Node:
         return np.asarray(v, dtype=np.float64), nl
 
     return _Node(Kind.FLOAT, f, node.text, float(node.const) if node.is_const else None, node.is_const,
-                 node.nullable)
+                 node.nullable, scalar=_lift1(node.scalar, float), positive=node.positive)
 
 
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
@@ -258,7 +362,8 @@ class _Builder:
         else:
             raise self.fail(node, f"constant {v!r} is not a number, string or boolean (is_null(x) tests for null)")
         col = (v, None)
-        return _Node(kind, lambda env: col, repr(v), v, True, False)
+        return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v,
+                     positive=isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
 
     def _Name(self, node: ast.Name) -> _Node:
         name = node.id
@@ -269,7 +374,7 @@ class _Builder:
         if name not in self.slots:
             self.slots.append(name)
         i = self.slots.index(name)
-        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i)
+        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i, scalar=operator.itemgetter(i))
 
     # ---- operators -----------------------------------------------------------------------------
     def _UnaryOp(self, node: ast.UnaryOp) -> _Node:
@@ -277,26 +382,28 @@ class _Builder:
         fn = x.fn
         if isinstance(node.op, ast.Not):
             self._want(node.operand, x, (Kind.BOOL,), "not")
-            return self._map(Kind.BOOL, f"not {x.text}", x, np.logical_not)
+            return self._map(Kind.BOOL, f"not {x.text}", x, np.logical_not, operator.not_)
         if isinstance(node.op, (ast.USub, ast.UAdd)):
             self._want(node.operand, x, _NUMERIC, "unary -")
             if isinstance(node.op, ast.UAdd):
                 return x
             if x.is_const:
                 v = -x.const
-                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False)
+                py = v.item() if isinstance(v, np.generic) else v  # (a folded constant is a numpy one)
+                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False, scalar=lambda env: py)
+            neg = (lambda v: _wrap(-v)) if x.kind is Kind.INT else operator.neg
             return _Node(x.kind, lambda env: (lambda c: (np.negative(c[0]), c[1]))(fn(env)), f"-{x.text}",
-                         nullable=x.nullable)
+                         nullable=x.nullable, scalar=_lift1(x.scalar, neg))
         raise self.fail(node, f"{type(node.op).__name__} is not part of the expression language")
 
-    def _map(self, kind: Kind, text: str, x: _Node, op: Callable[[Any], Any]) -> _Node:
+    def _map(self, kind: Kind, text: str, x: _Node, op: Callable[[Any], Any], sop: Callable[[Any], Any]) -> _Node:
         fn = x.fn
 
         def f(env: Sequence[Column]) -> Column:
             v, nl = fn(env)
             return op(v), nl
 
-        return _Node(kind, f, text, nullable=x.nullable)
+        return _Node(kind, f, text, nullable=x.nullable, scalar=_lift1(x.scalar, sop))
 
     def _want(self, node: ast.AST, x: _Node, kinds: Sequence[Kind], what: str) -> None:
         if x.kind not in kinds:
@@ -310,7 +417,8 @@ class _Builder:
         a, b = self.build(node.left), self.build(node.right)
         text = f"({a.text} {op} {b.text})"
         if op == "-" and a.kind is Kind.TS and b.kind is Kind.TS:  # seconds between two times
-            return self._binary(Kind.FLOAT, text, a, b, lambda x, y: (x - y) / 1e6)
+            return self._binary(Kind.FLOAT, text, a, b, lambda x, y: (x - y) / 1e6,
+                                sop=lambda x, y: _wrap(x - y) / 1e6)
         self._want(node.left, a, _NUMERIC, f"'{op}'")
         self._want(node.right, b, _NUMERIC, f"'{op}'")
         if op in ("/", "//", "%") and b.is_const and b.const == 0:
@@ -331,8 +439,14 @@ class _Builder:
         return self._binary(kind, text, a, b, ufunc)
 
     def _binary(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any],
-                domain: Callable[[Any, Any], Any] | None = None) -> _Node:
+                domain: Callable[[Any, Any], Any] | None = None,
+                sop: Callable[[Any, Any], Any] | None = None) -> _Node:
+        """`op(a, b)` for all rows, null where either is (or `domain` says so); `sop` the scalar form
+        (default: `_scalar_op`'s; none with a `domain`)."""
         fa, fb = a.fn, b.fn
+        if sop is None and domain is None:
+            sop = _scalar_op(op, a.kind is Kind.INT and b.kind is Kind.INT)
+        scalar = _lift2(a.scalar, b.scalar, sop, b)
         nullable = a.nullable or b.nullable or domain is not None
         # the common shapes get closures without a call per operand (one ufunc per node is the work)
         if domain is None and b.is_const and not a.is_const:
@@ -357,10 +471,18 @@ class _Builder:
                 va, na = fa(env)
                 vb, nb = fb(env)
                 return op(va, vb), _or(_or(na, nb), domain(va, vb))
-        return self._fold(_Node(kind, f, text, nullable=nullable), a, b)
+        # the larger of two numbers one of which is > 0 is > 0 (NaN stays NaN), the smaller of two such too
+        positive = (op is np.maximum and (a.positive or b.positive)) or (op is np.minimum and a.positive and b.positive)
+        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar, positive=positive), a, b)
 
     def _divide(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any]) -> _Node:
+        """`op(a, b)` (a division or modulo), null where b is 0 (no check when b is never 0: `positive`)."""
         fa, fb = a.fn, b.fn
+
+        def f_nonzero(env: Sequence[Column]) -> Column:
+            va, na = fa(env)
+            vb, nb = fb(env)
+            return op(va, vb), (nb if na is None else na if nb is None else na | nb)
 
         def f(env: Sequence[Column]) -> Column:
             va, na = fa(env)
@@ -375,7 +497,23 @@ class _Builder:
                 return op(va, 1), True
             return op(va, vb), null
 
-        return self._fold(_Node(kind, f, text), a, b)
+        if op is np.true_divide:
+            sop: Callable[[Any, Any], Any] = lambda x, y: float(x) / float(y)  # noqa: E731 - as numpy: both as floats
+        elif op is np.floor_divide:
+            sop = (lambda x, y: _wrap(x // y)) if kind is Kind.INT else operator.floordiv
+        else:
+            sop = operator.mod
+        sa, sb = a.scalar, b.scalar
+        scalar = None
+        if sa is not None and sb is not None:
+            def scalar(env: Sequence[Any]) -> Any:
+                x = sa(env)
+                if x is None:
+                    return None
+                y = sb(env)
+                return None if y is None or y == 0 else sop(x, y)
+
+        return self._fold(_Node(kind, f_nonzero if b.positive else f, text, scalar=scalar), a, b)
 
     @staticmethod
     def _fold(node: _Node, *parts: _Node) -> _Node:
@@ -384,11 +522,13 @@ class _Builder:
             return node
         with np.errstate(all="ignore"):
             v, nl = node.fn(())
-        if nl is not None and bool(nl):
-            return _Node(node.kind, lambda env: (v, True), node.text)  # always null
+        if nl is not None and bool(nl):  # always null
+            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None)
         if node.kind is Kind.FLOAT and v != v:
-            return _Node(node.kind, lambda env: (v, True), node.text)
-        return _Node(node.kind, lambda env: (v, None), node.text, v, True, False)
+            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None)
+        py = v.item() if isinstance(v, (np.generic, np.ndarray)) else v  # (a 0-d result too)
+        return _Node(node.kind, lambda env: (v, None), node.text, v, True, False, scalar=lambda env: py,
+                     positive=node.kind in _NUMERIC and py > 0)
 
     def _Compare(self, node: ast.Compare) -> _Node:
         for op in node.ops:
@@ -408,11 +548,28 @@ class _Builder:
                 raise self.fail(right, f"cannot compare {a.kind.value} ({a.text}) with {b.kind.value} ({b.text})")
             elif a.kind is Kind.BOOL and name not in ("==", "!="):
                 raise self.fail(right, f"booleans compare only with == and != ({a.text} {name} {b.text})")
-            parts.append(self._binary(Kind.BOOL, f"({a.text} {name} {b.text})", a, b, ufunc))
+            part = self._binary(Kind.BOOL, f"({a.text} {name} {b.text})", a, b, ufunc)
+            parts.append(replace(part, bound=_bound(a, name, b)))
         node_ = parts[0]
         for p in parts[1:]:
-            node_ = self._binary(Kind.BOOL, f"({node_.text} and {p.text})", node_, p, np.logical_and)
+            node_ = self._logic(f"({node_.text} and {p.text})", node_, p, np.logical_and)
         return node_
+
+    def _logic(self, text: str, a: _Node, b: _Node, ufunc: Any) -> _Node:
+        """`a and b` / `a or b`; two comparisons of one int input with constants as one range test
+        (`7 <= h and h < 10`: 2 numpy operations instead of 3)."""
+        ba, bb = a.bound, b.bound
+        if ba is not None and bb is not None and ba[0] == bb[0]:
+            slot = ba[0]
+            if ufunc is np.logical_and:
+                lo, hi = max(ba[1], bb[1]), min(ba[2], bb[2])
+                if lo < hi:
+                    return _range(a, b, text, slot, lo, hi, False)
+            else:  # x < lo or x >= hi: outside [lo, hi)
+                lower, upper = (ba, bb) if ba[1] == -_I64 else (bb, ba)
+                if lower[1] == -_I64 and upper[2] == _I64 and lower[2] < upper[1]:
+                    return _range(a, b, text, slot, lower[2], upper[1], True)
+        return self._binary(Kind.BOOL, text, a, b, ufunc)
 
     def _BoolOp(self, node: ast.BoolOp) -> _Node:
         word, ufunc = ("and", np.logical_and) if isinstance(node.op, ast.And) else ("or", np.logical_or)
@@ -421,7 +578,7 @@ class _Builder:
             self._want(raw, v, (Kind.BOOL,), f"'{word}'")
         out = values[0]
         for v in values[1:]:
-            out = self._binary(Kind.BOOL, f"({out.text} {word} {v.text})", out, v, ufunc)
+            out = self._logic(f"({out.text} {word} {v.text})", out, v, ufunc)
         return out
 
     def _IfExp(self, node: ast.IfExp) -> _Node:
@@ -442,7 +599,16 @@ class _Builder:
                 null = np.where(vc, False if na is None else na, False if nb is None else nb)
             return np.where(vc, va, vb), _or(nc, null)
 
-        return self._fold(_Node(a.kind, f, f"where({c.text}, {a.text}, {b.text})"), c, a, b)
+        sc, sa, sb = c.scalar, a.scalar, b.scalar
+        scalar = None
+        if sc is not None and sa is not None and sb is not None:
+            def scalar(env: Sequence[Any]) -> Any:
+                x = sc(env)
+                if x is None:
+                    return None
+                return sa(env) if x else sb(env)
+
+        return self._fold(_Node(a.kind, f, f"where({c.text}, {a.text}, {b.text})", scalar=scalar), c, a, b)
 
     def _same(self, node: ast.AST, nodes: list[_Node], what: str) -> list[_Node]:
         kinds = {n.kind for n in nodes}
@@ -489,7 +655,7 @@ class _Builder:
         for a in args[1:]:
             out = self._binary(a.kind, "", out, a, ufunc)
         return _Node(out.kind, out.fn, f"{name}({', '.join(a.text for a in args)})", out.const, out.is_const,
-                     out.nullable)
+                     out.nullable, scalar=out.scalar, positive=out.positive)
 
     def _fn_min(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._reduce(node, args, "min", np.minimum)
@@ -499,7 +665,10 @@ class _Builder:
 
     def _unary_fn(self, node: ast.Call, args: list[_Node], name: str, kinds: Sequence[Kind], out: Kind | None,
                   op: Callable[[Any], Any], domain: Callable[[Any], Any] | None = None,
-                  const_domain_error: str | None = None) -> _Node:
+                  const_domain_error: str | None = None, sop: Callable[[Any], Any] | None = None,
+                  sdomain: Callable[[Any], bool] | None = None) -> _Node:
+        """`op(x)` for all rows, null where x is (or `domain` says so); `sop` / `sdomain` their scalar
+        forms (no scalar without `sop`, or with a `domain` but no `sdomain`)."""
         self._arity(node, name, 1, 1)
         (x,) = args
         self._want(node.args[0], x, kinds, f"{name}()")
@@ -518,10 +687,17 @@ class _Builder:
                 v, nl = fn(env)
                 bad = domain(v)
                 return op(np.where(bad, 1, v)), _or(nl, bad if np.ndim(bad) else (bad or None))
-        return self._fold(_Node(kind, f, f"{name}({x.text})", nullable=x.nullable or domain is not None), x)
+        scalar = None
+        if domain is None:
+            scalar = _lift1(x.scalar, sop) if sop is not None else None
+        elif sop is not None and sdomain is not None:
+            scalar = _lift1(x.scalar, lambda v: None if sdomain(v) else sop(v))
+        return self._fold(_Node(kind, f, f"{name}({x.text})", nullable=x.nullable or domain is not None,
+                                scalar=scalar), x)
 
     def _fn_abs(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs)
+        sop = (lambda v: _wrap(abs(v))) if args and args[0].kind is Kind.INT else abs
+        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs, sop=sop)
 
     def _fn_log(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._unary_fn(node, args, "log", _NUMERIC, Kind.FLOAT, np.log, lambda v: np.less_equal(v, 0),
@@ -532,28 +708,36 @@ class _Builder:
 
     def _fn_sqrt(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._unary_fn(node, args, "sqrt", _NUMERIC, Kind.FLOAT, np.sqrt, lambda v: np.less(v, 0),
-                              "is never defined")
+                              "is never defined", math.sqrt, lambda v: v < 0)  # (sqrt is exact everywhere)
 
     def _fn_float(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._unary_fn(node, args, "float", _NUMERIC, Kind.FLOAT, lambda v: v)
+        return self._unary_fn(node, args, "float", _NUMERIC, Kind.FLOAT, lambda v: v, sop=float)
 
     def _fn_int(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._to_int(node, args, "int", np.trunc)
+        return self._to_int(node, args, "int", np.trunc, math.trunc)
 
     def _fn_round(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._to_int(node, args, "round", np.rint)
+        return self._to_int(node, args, "round", np.rint, round)  # (both: halves to even)
 
-    def _to_int(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any]) -> _Node:
+    def _to_int(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any],
+                sop: Callable[[float], int]) -> _Node:
         self._arity(node, name, 1, 1)
         (x,) = args
         self._want(node.args[0], x, _NUMERIC, f"{name}()")
         if x.kind is Kind.INT:
-            return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable)
+            return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable, scalar=x.scalar)
 
         def conv(v: Any) -> Any:  # NaN and +-inf have no int: null
             return np.asarray(op(np.where(np.isfinite(v), v, 0)), dtype=np.int64)
 
-        return self._unary_fn(node, args, name, _NUMERIC, Kind.INT, conv, lambda v: ~np.isfinite(v))
+        def sconv(v: float) -> int:
+            r = sop(v)
+            if not -_I64 <= r < _I64:  # (numpy's cast of such a float is the platform's business)
+                raise _NoScalar(f"{name}({v!r}) is outside int64")
+            return r
+
+        return self._unary_fn(node, args, name, _NUMERIC, Kind.INT, conv, lambda v: ~np.isfinite(v), sop=sconv,
+                              sdomain=lambda v: not math.isfinite(v))
 
     def _fn_clip(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "clip", 3, 3)
@@ -561,7 +745,7 @@ class _Builder:
         inner = self._binary(x.kind, "", x, lo, np.maximum)
         out = self._binary(x.kind, "", inner, hi, np.minimum)
         return _Node(out.kind, out.fn, f"clip({x.text}, {lo.text}, {hi.text})", out.const, out.is_const,
-                     out.nullable)
+                     out.nullable, scalar=out.scalar, positive=out.positive)
 
     def _fn_coalesce(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "coalesce", 2, None)
@@ -581,8 +765,20 @@ class _Builder:
                 null = None if nl is None else null & nl
             return values, null
 
+        scalars = [a.scalar for a in args]
+        scalar = None
+        if all(sc is not None for sc in scalars):
+            floats = kind is Kind.FLOAT
+
+            def scalar(env: Sequence[Any]) -> Any:
+                for sc in scalars:
+                    v = sc(env)  # type: ignore[misc]  # (checked above)
+                    if v is not None and not (floats and v != v):
+                        return v
+                return None
+
         return _Node(kind, f, f"coalesce({', '.join(a.text for a in args)})",
-                     nullable=all(a.nullable for a in args))
+                     nullable=all(a.nullable for a in args), scalar=scalar)
 
     def _fn_is_null(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "is_null", 1, 1)
@@ -594,26 +790,80 @@ class _Builder:
             nl = _nulls(kind, v, nl)
             return (False if nl is None else nl), None
 
-        return _Node(Kind.BOOL, f, f"is_null({x.text})", nullable=False)
+        sx = x.scalar
+        scalar = None
+        if sx is not None:
+            floats = kind is Kind.FLOAT
 
-    def _time_part(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any]) -> _Node:
-        return self._unary_fn(node, args, name, (Kind.TS,), Kind.INT, op)
+            def scalar(env: Sequence[Any]) -> Any:
+                v = sx(env)
+                return v is None or (floats and v != v)
+
+        return _Node(Kind.BOOL, f, f"is_null({x.text})", nullable=False, scalar=scalar)
+
+    def _time_part(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any],
+                   sop: Callable[[int], int] | None = None) -> _Node:
+        return self._unary_fn(node, args, name, (Kind.TS,), Kind.INT, op, sop=sop)
 
     def _fn_hour(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._time_part(node, args, "hour", lambda us: (np.floor_divide(us, 3_600_000_000) % 24))
+        return self._time_part(node, args, "hour", lambda us: (np.floor_divide(us, 3_600_000_000) % 24),
+                               lambda us: us // 3_600_000_000 % 24)
 
     def _fn_minute(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._time_part(node, args, "minute", lambda us: (np.floor_divide(us, 60_000_000) % 60))
+        return self._time_part(node, args, "minute", lambda us: (np.floor_divide(us, 60_000_000) % 60),
+                               lambda us: us // 60_000_000 % 60)
 
     def _fn_weekday(self, node: ast.Call, args: list[_Node]) -> _Node:
         # 1970-01-01 was a Thursday (3 when Monday is 0)
-        return self._time_part(node, args, "weekday", lambda us: (np.floor_divide(us, _US_PER_DAY) + 3) % 7)
+        return self._time_part(node, args, "weekday", lambda us: (np.floor_divide(us, _US_PER_DAY) + 3) % 7,
+                               lambda us: (us // _US_PER_DAY + 3) % 7)
 
     def _fn_day(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._time_part(node, args, "day", lambda us: _calendar(us, "D", "M") + 1)
 
     def _fn_month(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._time_part(node, args, "month", lambda us: _calendar(us, "M", "Y") + 1)
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _bound(a: _Node, op: str, b: _Node) -> tuple[int, int, int] | None:
+    """`a op b` as (slot, lo, hi) when it says lo <= x < hi of an int input x and an int constant."""
+    if b.slot is not None and a.is_const:
+        a, b, op = b, a, _FLIP[op]
+    if a.slot is None or a.kind is not Kind.INT or not b.is_const or b.kind is not Kind.INT:
+        return None
+    c = int(b.const)
+    lo, hi = {">=": (c, _I64), ">": (c + 1, _I64), "<": (-_I64, c), "<=": (-_I64, c + 1)}.get(op, (0, 0))
+    if lo >= hi or not -_I64 <= lo < _I64 or not -_I64 < hi <= _I64 or (lo, hi) == (-_I64, _I64):
+        return None  # (no range, or every int)
+    return a.slot, lo, hi
+
+
+def _range(a: _Node, b: _Node, text: str, slot: int, lo: int, hi: int, outside: bool) -> _Node:
+    """The test lo <= x < hi (not, if `outside`) of int input `slot`, as one unsigned comparison of
+    x - lo (int64 arithmetic wraps around: the values below lo land above hi - lo); null where x is.
+    The scalar form stays the two comparisons'."""
+    start, span = np.int64(lo), hi - lo
+    test = np.greater_equal if outside else np.less
+
+    def f(env: Sequence[Column]) -> Column:
+        v, nl = env[slot]
+        return test(np.subtract(v, start).view(np.uint64), span), nl
+
+    if a.scalar is None or b.scalar is None:
+        scalar = None
+    elif outside:
+        def scalar(env: Sequence[Any]) -> Any:
+            x = env[slot]
+            return None if x is None else not lo <= x < hi
+    else:
+        def scalar(env: Sequence[Any]) -> Any:
+            x = env[slot]
+            return None if x is None else lo <= x < hi
+    return _Node(Kind.BOOL, f, text, nullable=a.nullable, scalar=scalar,
+                 bound=None if outside else (slot, lo, hi))
 
 
 def _calendar(us: Any, unit: str, within: str) -> Any:
@@ -801,6 +1051,16 @@ class Program:
         self.text_outputs = tuple(st.ref for st in steps if st.output >= 0 and st.compiled.kind is Kind.STR)
         """The derived outputs with text values (no number for a model vector)."""
         self._fills = tuple(None if st.default.stored is None else st.default.stored for st in steps)
+        self._ones = tuple(st.compiled.one for st in steps)
+        self.has_one = all(one is not None for one in self._ones)
+        """Whether every step has a one-row form (`run_one`): expressions without log, exp, ** nor
+        day/month, and no UDF."""
+
+    def refuse_text(self) -> None:
+        """Raise UserInputError naming the derived outputs with text values (`text_outputs`)."""
+        raise UserInputError(f"{', '.join(self.text_outputs)}: text features have no number for a model vector; "
+                             "read them with to_dict(), to_arrow() or columns, or leave them out of the features a "
+                             "model takes")
 
     def run(self, inputs: Mapping[int, Column], n: int) -> list[Column]:
         """Every step's raw result (values, null) for `n` rows (see the class docstring)."""
@@ -818,6 +1078,25 @@ class Program:
                     slots[n_base + i] = (values, null)
         return out
 
+    def run_one(self, inputs: Mapping[int, Any]) -> list[Any] | None:
+        """Every step's value for one row, in plain Python (None: null), from the base columns the steps
+        read (`needed`) as plain values (defaults in place, None where null, as `run`'s inputs); the
+        same values as `run` on a row of one (the property tests hold them to it). None when a step
+        has no one-row form (`has_one`) or meets a value only `run` computes like numpy."""
+        if not self.has_one:
+            return None
+        slots = dict(inputs)
+        out: list[Any] = []
+        n_base = self.n_base
+        try:
+            for i, st in enumerate(self.steps):
+                v = self._ones[i]([slots[s] for s in st.slots])  # type: ignore[misc]  # (has_one)
+                out.append(v)
+                slots[n_base + i] = self._fills[i] if v is None else v  # readers see the default where null
+        except _NoScalar:
+            return None
+        return out
+
     # ---- output forms of one derived column (values, null) ----------------------------------------
     @staticmethod
     def statuses(null: Any, n: int) -> np.ndarray:
@@ -827,14 +1106,20 @@ class Program:
             st[null] = NULL_VALUE
         return st
 
-    def numbers(self, step: int, column: Column, fill_defaults: bool) -> np.ndarray:
-        """As a model vector holds it: float64, bool 0/1, timestamps as seconds; null -> default (or NaN)."""
+    def put_numbers(self, out: np.ndarray, position: int, step: int, column: Column, fill_defaults: bool) -> None:
+        """Into column `position` of the float64 matrix `out`, as a model vector holds it: bool 0/1,
+        timestamps as seconds; null -> the default (or NaN)."""
         values, null = column
-        kind = self.steps[step].compiled.kind
-        out = values.astype(np.float64) * 1e-6 if kind is Kind.TS else values.astype(np.float64)
+        out[:, position] = values * 1e-6 if self.steps[step].compiled.kind is Kind.TS else values
         if null is not None:
-            out[null] = self.steps[step].default.number if fill_defaults else np.nan
-        return out
+            out[null, position] = self.steps[step].default.number if fill_defaults else np.nan
+
+    @staticmethod
+    def put_statuses(out: np.ndarray, position: int, null: Any) -> None:
+        """Into column `position` of the uint8 matrix `out`: `statuses`."""
+        out[:, position] = PRESENT
+        if null is not None:
+            out[null, position] = NULL_VALUE
 
     def python(self, step: int, dtype: DType, column: Column) -> list[Any]:
         """As `to_dict` serves it: plain Python values, null -> the default (None without one)."""

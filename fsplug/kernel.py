@@ -268,6 +268,8 @@ class Kernel:
             c.dtype not in _SCALE or (c.is_request and c.dtype is DType.TIMESTAMP)))
         """Columns a model vector cannot hold (text, bytes, lists): `numpy` and `vector` refuse them."""
         self._scale = np.array([_SCALE.get(c.dtype, 0.0) for c in self.columns], dtype=np.float64)
+        self._from_numbers: dict[tuple[int, ...], Any] = {}  # `inputs_from_numbers` recipes by columns
+        self._one: dict[tuple[int, ...], Any] = {}  # `one_inputs` recipes by columns
         self._not_found = tuple((NOT_FOUND,) * len(g.views) for g in self.groups)
         self._views = tuple(tuple((v.ts_index, v.ttl_us) for v in g.views) for g in self.groups)
         # vectorized: per group, its columns' positions, value indexes and view indexes
@@ -499,16 +501,17 @@ class Kernel:
             "the features a model takes")
 
     def numpy(self, matrices: Sequence[np.ndarray], statuses: np.ndarray | None, request: Mapping[int, Any],
-              n: int, now_us: int, fill_defaults: bool) -> np.ndarray:
+              n: int, now_us: int, fill_defaults: bool, width: int | None = None) -> np.ndarray:
         """(n, columns) float64 model matrix: PRESENT values, else the default (`fill_defaults`) or NaN.
 
         bool is 0/1, a timestamp float seconds since the epoch; text, bytes and list columns are
         refused (UserInputError). `statuses` may be None: numeric groups then compute only the
-        PRESENT mask.
+        PRESENT mask. `width`: the matrix has that many columns (more than the kernel's: room for
+        the caller's, left uninitialized).
         """
         if self.not_numbers:
             self.refuse_not_numbers()
-        out = np.empty((n, len(self.columns)))
+        out = np.empty((n, width or len(self.columns)))
         for gi, g in enumerate(self.groups):
             cols, val_idx, view_idx, ts_idx, ttl = self._group_columns[gi]
             if not len(cols):
@@ -677,6 +680,51 @@ class Kernel:
             out[i] = derived_input(c.dtype, stored, raw, ok)
         return out
 
+    def inputs_from_numbers(self, numbers: Callable[[int], np.ndarray], request: Mapping[int, Sequence[Any]],
+                            columns: tuple[int, ...]) -> dict[int, tuple[np.ndarray, Any]] | None:
+        """`inputs`, from a form already computed: `numbers(i)` gives stored column i as float64 with
+        values that are not PRESENT as the default's number (NaN without one) — a column of `numpy(...,
+        fill_defaults=True)`, or `python`'s values as float64 (None as NaN) — so NaN is exactly "null
+        without a default", as in `inputs`. Only for int64, float64 and bool stored columns (None when
+        another one is needed: `inputs` then answers); request columns as in `inputs`."""
+        recipe = self._from_numbers.get(columns, False)
+        if recipe is False:
+            recipe = self._from_numbers[columns] = self._from_numbers_recipe(columns)
+        if recipe is None:
+            return None
+        out: dict[int, tuple[np.ndarray, Any]] = {}
+        for i, request_dtype, dtype, nullable in recipe:
+            if request_dtype is not None:
+                out[i] = (np.asarray(request[i], dtype=request_dtype), None)
+                continue
+            values = numbers(i)
+            null = None
+            if nullable:  # NaN: not PRESENT, and no default
+                nan = np.isnan(values)
+                if nan.any():
+                    null = nan
+                    if dtype is not None:  # (NaN has no int or bool: the placeholder, as `inputs`)
+                        values = np.where(nan, 0.0, values)
+            out[i] = (values if dtype is None else values.astype(dtype), null)
+        return out
+
+    def _from_numbers_recipe(self, columns: Sequence[int]) -> tuple[tuple[int, Any, Any, bool], ...] | None:
+        """For `inputs_from_numbers`, per column: (index, the request values' dtype or None, the dtype a
+        stored column converts to or None for float64, whether it can be null); None if one cannot."""
+        recipe = []
+        for i in columns:
+            c = self.columns[i]
+            if c.is_request:
+                if c.dtype is DType.TIMESTAMP:
+                    return None
+                recipe.append((i, _INPUT_DTYPES.get(c.dtype, object), None, False))
+            elif c.dtype in _FROM_NUMBERS:
+                recipe.append((i, None, None if c.dtype is DType.FLOAT64 else _INPUT_DTYPES[c.dtype],
+                               c.default.stored is None))
+            else:
+                return None
+        return tuple(recipe)
+
     def vector_inputs(self, values: Sequence[float], statuses: Sequence[int], columns: Sequence[int]
                       ) -> dict[int, tuple[np.ndarray, Any]]:
         """`inputs` for one row, from its `vector` (values and statuses), for plain-number columns."""
@@ -687,6 +735,35 @@ class Kernel:
                 out[i] = (np.array([values[i]], dtype=_INPUT_DTYPES[c.dtype]), None)
             else:
                 out[i] = (np.array([_INPUT_NULL[c.dtype]], dtype=_INPUT_DTYPES[c.dtype]), _NULL_ROW)
+        return out
+
+    def one_inputs(self, values: Sequence[Any], statuses: Sequence[int] | None, columns: tuple[int, ...]
+                   ) -> dict[int, Any] | None:
+        """`vector_inputs` as plain Python values for `Program.run_one` (None where null), from one row's
+        values (as `vector` or `fast_values` give them: a stored or request value, or the default's
+        number where not PRESENT) and statuses (None: all PRESENT), for plain-number columns. Ints go
+        through a float64, as in `vector_inputs`; None when one is outside int64 (the numpy path then
+        answers, as before)."""
+        recipe = self._one.get(columns)
+        if recipe is None:
+            recipe = self._one[columns] = tuple(
+                (i, _ONE_CONVERT[self.columns[i].dtype], self.columns[i].default.stored is None) for i in columns)
+        out: dict[int, Any] = {}
+        for i, conv, nullable in recipe:
+            if nullable and statuses is not None and statuses[i] != PRESENT:
+                out[i] = None
+                continue
+            v = values[i]
+            if conv is int:
+                try:
+                    v = int(float(v))
+                except (ValueError, OverflowError):
+                    return None
+                if not -_I64 <= v < _I64:
+                    return None
+            else:
+                v = conv(v)
+            out[i] = v
         return out
 
     def event_times(self, matrices: Sequence[np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -706,6 +783,9 @@ class Kernel:
 _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.float64, DType.FLOAT32: np.float64,
                                    DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
 _NULL_ROW = np.array([True])
+_FROM_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.BOOL})
+_I64 = 2**63
+_ONE_CONVERT: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float, DType.BOOL: bool}
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}
 

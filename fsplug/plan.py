@@ -10,7 +10,8 @@ vectorized numpy steps: no YAML, no registry walks, no per-value objects.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from operator import itemgetter
 from functools import cached_property
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -146,6 +147,11 @@ class RetrievalPlan:
         return np.array(self.base_positions, dtype=np.intp)
 
     @cached_property
+    def base_first(self) -> bool:
+        """Whether the columns that are not derived are the first outputs (derived ones after them)."""
+        return self.base_positions == tuple(range(len(self.base_positions)))
+
+    @cached_property
     def derived_event_views(self) -> dict[str, tuple[str, ...]]:
         """Per derived view of the outputs: the stored views its output features read (through other
         derived features too); its event time is the newest of theirs (`OnlineResult.event_timestamps`)."""
@@ -244,8 +250,6 @@ class RetrievalPlan:
         groups = [GroupSpec(len(g.bins), tuple(ViewSpec(v.name, v.ts_index, v.ttl_us) for v in g.views),
                             g.numeric) for g in self.groups]
         kernel = Kernel(cols, groups)
-        if self.derived:
-            return kernel  # one-entity reads go through OnlineResult, which computes them
         if len(self.groups) == 1 and len(self.groups[0].join_keys) == 1:
             g = self.groups[0]
             kernel.enable_fast(g.join_keys[0], int if g.key_dtypes[0] is DType.INT64 else str)
@@ -254,8 +258,17 @@ class RetrievalPlan:
     @cached_property
     def fast_vector(self) -> FastVector | None:
         """The recipe of `fast_values`, for plans that read one entity set with a single join key
-        and only numeric features (None for other plans: they take `vector`)."""
-        return self.kernel.fast
+        and only numeric features, derived ones computed in plain Python (`Program.run_one`) from
+        plain-number inputs (None for other plans: they take `vector`)."""
+        fast = self.kernel.fast
+        prog = self.program
+        if fast is None or prog is None:
+            return fast
+        if not self.has_vector or not prog.has_one or prog.text_outputs:
+            return None
+        import numpy as np
+
+        return replace(fast, present=np.full(len(self.columns), PRESENT, dtype=np.uint8))
 
     @cached_property
     def vector(self) -> Callable[[Sequence[Sequence[Any]], Mapping[int, Sequence[Any]], int],
@@ -263,8 +276,9 @@ class RetrievalPlan:
         """`vector(rows, request_values, now_us) -> (values, statuses)`: one entity's model vector
         (`Kernel.vector`; `rows[g][0]` is the entity's row of group g, a tuple or None).
 
-        With derived features: the base columns' vector, then the plan's `program` on it as one row
-        (only for plans whose base columns are all plain numbers: `has_vector`)."""
+        With derived features: the base columns' vector, then the plan's `program` on it as one row,
+        in plain Python (`Program.run_one`) or, where that has no form, numpy's on a row of one (only
+        for plans whose base columns are all plain numbers: `has_vector`)."""
         if self.program is None:
             return self.kernel.vector
         return self._derived_vector
@@ -279,7 +293,13 @@ class RetrievalPlan:
                         now_us: int) -> tuple[list[float], list[int]]:
         kernel, prog = self.kernel, self.program
         assert prog is not None
+        if prog.text_outputs:
+            prog.refuse_text()
         values, statuses = kernel.vector(rows, request_values, now_us)
+        one = self._derived_one(values, statuses)
+        if one is not None:
+            vals, sts = one
+            return list(vals), ([PRESENT] * len(self.columns) if sts is None else list(sts))
         results = prog.run(kernel.vector_inputs(values, statuses, prog.needed), 1)
         out_v: list[float] = [0.0] * len(self.columns)
         out_s: list[int] = [0] * len(self.columns)
@@ -294,11 +314,63 @@ class RetrievalPlan:
         return out_v, out_s
 
     @cached_property
+    def _one_layout(self) -> tuple[int, Any]:
+        """For `_derived_one`: the number of base outputs k, and the getter putting (base outputs...,
+        derived outputs in `Program.outputs` order...) in output order (None when that is the order)."""
+        prog = self.program
+        assert prog is not None
+        k = len(self.base_positions)
+        src = dict(zip(self.base_positions, range(k), strict=True))
+        src.update({p: k + j for j, (p, _) in enumerate(prog.outputs)})
+        order = [src[p] for p in range(len(self.columns))]
+        return k, (None if order == sorted(order) else itemgetter(*order))
+
+    def _derived_one(self, values: Sequence[Any], statuses: Any) -> tuple[Sequence[Any], Sequence[int] | None] | None:
+        """One row's output values and statuses (None: all PRESENT) from its base columns' (as `vector`
+        or `fast_values` give them), the derived ones computed in plain Python (`Program.run_one`); None
+        when the program has no one-row form for them (the numpy program answers)."""
+        prog = self.program
+        assert prog is not None
+        inputs = self.kernel.one_inputs(values, statuses, prog.needed)
+        results = None if inputs is None else prog.run_one(inputs)
+        if results is None:
+            return None
+        k, perm = self._one_layout
+        derived: list[Any] = []
+        codes: list[int] | None = None
+        for j, (_, si) in enumerate(prog.outputs):  # same rule as Program.numbers / statuses
+            r = results[si]
+            if r is None:
+                derived.append(prog.steps[si].default.number)
+                if codes is None:
+                    codes = [PRESENT] * len(prog.outputs)
+                codes[j] = NULL_VALUE
+            else:
+                derived.append(float(r))
+        vals = (*values[:k], *derived)
+        sts: Sequence[int] | None = None
+        if statuses is not None or codes is not None:
+            sts = (*(statuses[:k] if statuses is not None else [PRESENT] * k),
+                   *(codes if codes is not None else [PRESENT] * len(prog.outputs)))
+        if perm is not None:
+            vals = perm(vals)
+            sts = None if sts is None else perm(sts)
+        return vals, sts
+
+    def _derived_fast_values(self, row: Sequence[Any] | None, request: Mapping[str, Any] | None,
+                             now_us: int) -> tuple[Sequence[Any], Any] | None:
+        out = self.kernel.fast_values(row, request, now_us)
+        return None if out is None else self._derived_one(*out)
+
+    @cached_property
     def fast_values(self) -> Callable[[Sequence[Any] | None, Mapping[str, Any] | None, int],
                                       tuple[Sequence[float], Any] | None]:
         """`fast_values(row, request, now_us)`: `vector` of one row for a `fast_vector` plan, or None
-        when the general form must answer (`Kernel.fast_values`)."""
-        return self.kernel.fast_values
+        when the general form must answer (`Kernel.fast_values`; with derived features, then
+        `Program.run_one`)."""
+        if self.program is None:
+            return self.kernel.fast_values
+        return self._derived_fast_values
 
     def explain(self, locate: Callable[[str], str] | None = None) -> str:
         """A readable description of what this plan reads and returns.

@@ -93,13 +93,35 @@ class OnlineResult:
                                      prog.needed, self.now_us)
         return prog.run(inputs, self.n)
 
-    def _place(self, base: np.ndarray, derived: Any) -> np.ndarray:
-        """(n, columns): the base outputs (base[:, :k]) and each derived column (`derived(step, column)`)."""
+    def _derived_from(self, numbers: Any) -> list[Any]:
+        """`_derived`, its inputs taken from a form already computed (`Kernel.inputs_from_numbers`) when
+        it is not computed yet and they can be: the same values, fewer operations."""
+        done = self.__dict__.get("_derived")
+        if done is not None:
+            return done
+        prog = self._program
+        inputs = self._kernel.inputs_from_numbers(numbers, self._request, prog.needed)
+        if inputs is None:
+            return self._derived
+        # (kept for the other forms: a result that is an input as it is would be a view of `numbers`'
+        # array, which may be the caller's: a copy)
+        out = [(v if v.base is None else v.copy(), nl) for v, nl in prog.run(inputs, self.n)]
+        self.__dict__["_derived"] = out
+        return out
+
+    def _place(self, base: np.ndarray, put: Any, computed: list[Any] | None = None) -> np.ndarray:
+        """(n, columns): the base outputs (base[:, :k]) and each derived column, written by `put(out,
+        position, step, column)` (`computed`: the derived columns, if not `_derived`)."""
         out = np.empty((self.n, len(self.plan.columns)), dtype=base.dtype)
         pos = self.plan.base_index
-        out[:, pos] = base[:, :len(pos)]
+        k = len(pos)
+        if self.plan.base_first:
+            out[:, :k] = base[:, :k]
+        else:
+            out[:, pos] = base[:, :k]
+        columns = self._derived if computed is None else computed
         for p, si in self._program.outputs:
-            out[:, p] = derived(si, self._derived[si])
+            put(out, p, si, columns[si])
         return out
 
     @_lazy
@@ -107,8 +129,8 @@ class OnlineResult:
         """(n, columns) uint8 array of FieldStatus values (derived: PRESENT where computed, else NULL_VALUE)."""
         if self._program is None:
             return self._base_statuses
-        n = self.n
-        return self._place(self._base_statuses, lambda si, col: self._program.statuses(col[1], n))
+        put = self._program.put_statuses
+        return self._place(self._base_statuses, lambda out, p, si, col: put(out, p, col[1]))
 
     def to_numpy(self, fill_defaults: bool = True) -> np.ndarray:
         """(n, columns) float64 matrix in plan order, for models.
@@ -121,15 +143,21 @@ class OnlineResult:
         st = self.__dict__.get("_base_statuses")
         if st is None and not k.all_numeric:
             st = self._base_statuses
-        base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
         if prog is None:
+            return k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults)
+        if prog.text_outputs:
+            prog.refuse_text()
+        plan = self.plan
+        # the outputs are the base columns, then the derived ones: one matrix for all, derived written last
+        whole = plan.base_first and len(plan.base_columns) == len(plan.base_positions)
+        base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults,
+                       len(plan.columns) if whole else None)
+        computed = self._derived_from(lambda i: base[:, i]) if fill_defaults else self._derived
+        if whole:
+            for p, si in prog.outputs:
+                prog.put_numbers(base, p, si, computed[si], fill_defaults)
             return base
-        words = prog.text_outputs
-        if words:
-            raise UserInputError(f"{', '.join(words)}: text features have no number for a model vector; read "
-                                 "them with to_dict(), to_arrow() or columns, or leave them out of the features "
-                                 "a model takes")
-        return self._place(base, lambda si, col: prog.numbers(si, col, fill_defaults))
+        return self._place(base, lambda out, p, si, col: prog.put_numbers(out, p, si, col, fill_defaults), computed)
 
     @_lazy
     def columns(self) -> dict[str, np.ndarray]:
@@ -171,6 +199,7 @@ class OnlineResult:
         prog = self._program
         if prog is None:
             return values, codes
+        self._derived_from(lambda i: np.array(values[i], dtype=np.float64))  # (None -> NaN)
         out = self._columns_of(values, lambda si, c: prog.python(si, c.dtype, self._derived[si]))
         out_codes = self._columns_of(codes, lambda si, c: _derived_codes(self._derived[si][1]))
         return list(out.values()), list(out_codes.values())

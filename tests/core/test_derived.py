@@ -219,7 +219,16 @@ derived_views:
     inputs: [trip_context, ride_request]
     features:
       - {name: busy, dtype: bool, default: false, expr: "trips_per_hour * surge > 2"}
+  - name: ctx
+    inputs: [ride_request, act]
+    features:
+      - {name: part, dtype: string, expr: "'morning' if hour_of_day < 12 and trips_today >= 0 else 'later'"}
+      - {name: busy6, dtype: bool, expr: "trips_today >= 6"}
 feature_services:
+  - name: words
+    features: [act:trips_today, ctx:*]
+  - name: plain
+    features: [act:trips_today, ctx:busy6]
   - name: svc
     features: [act:trips_today, trip_context:*, more:busy]
   - name: numbers
@@ -432,3 +441,16 @@ def test_a_model_is_not_served_a_derived_feature_defined_otherwise(derived_repo,
                                                       r".*max\(hours_on_shift, 3\.0\)") as info:
             load_model(tmp_path / "m.joblib", store)
         assert "busy: ref" in str(info.value)
+
+
+
+def test_a_text_derived_feature_has_no_number_in_a_vector(derived_repo):
+    """A derived feature with text values computed from numbers only: get_feature_vector refuses it as
+    to_numpy does (its one-row path must not try to make a number of it)."""
+    with FeatureStore(derived_repo) as store:
+        assert store.get_online_features(service="words", entities=ENTITIES).to_dict()["part"] == [
+            "morning", "later", "later", "morning", "morning"]
+        with pytest.raises(UserInputError, match="part: text features have no number"):
+            store.get_feature_vector("words", driver_id=1, request={"hour_of_day": 8})
+        vec = store.get_feature_vector("plain", driver_id=1)
+        assert vec.values.tolist() == [6.0, 1.0]

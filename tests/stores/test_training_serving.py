@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fsplug.result import STATUS_NAMES
 from fsplug.store import FeatureStore
 from tests.conftest import write_repo
 from tests.stores.test_state import _config
@@ -65,6 +66,8 @@ DERIVED_SERVICES = """\
     features: [txn:*, derived:*, checkout:*]
   - name: derived_only
     features: [alone:d_only, derived:d_chain]
+  - name: derived_numbers
+    features: [txn:txn_count, txn:amount, derived:d_num, derived:d_bool, derived:d_chain, checkout:surge]
 """
 
 # Random expressions: every operand subtree holds an input name (constants only as right operands,
@@ -128,6 +131,24 @@ ROW = st.fixed_dictionaries({
 _counter = itertools.count()
 
 
+def _numeric_forms(store, service, cart):
+    """to_numpy() of a fresh result, to_numpy() then to_dict() of another (the result keeps what it
+    computed), and get_feature_vector of each customer: (values, statuses)."""
+    entities = {"customer_id": CUSTOMERS, **cart}
+    matrix = store.get_online_features(service=service, entities=entities).to_numpy()
+    res = store.get_online_features(service=service, entities=entities)
+    matrix_first = res.to_numpy()
+    after = res.to_dict()
+    plain = store.get_online_features(service=service, entities=entities).to_dict()
+    assert all(all(_same(a, b) for a, b in zip(plain[k], after[k], strict=True)) for k in plain), (plain, after)
+    vectors = []
+    for i, customer in enumerate(CUSTOMERS):
+        request = {"cart_value": cart["cart_value"][i]} if cart else None
+        v = store.get_feature_vector(service, request=request, customer_id=customer)
+        vectors.append((v.values.tolist(), v.statuses.tolist()))
+    return matrix, matrix_first, vectors
+
+
 def _same(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
@@ -162,7 +183,8 @@ def test_training_rows_equal_what_serving_serves(tmp_path_factory, store_kind, r
             store.materialize_incremental(now, progress=False)
             t = datetime.now(UTC)
             compared = []
-            for service in ("fraud_v1", "fraud_derived", "derived_only"):
+            forms = []
+            for service in ("fraud_v1", "fraud_derived", "derived_only", "derived_numbers"):
                 # (a service whose derived features do not read cart_value refuses the column)
                 cart = {"cart_value": carts} if "cart_value" in store.plan(service=service).accepted else {}
                 online = store.get_online_features(service=service, entities={"customer_id": CUSTOMERS, **cart})
@@ -172,8 +194,20 @@ def test_training_rows_equal_what_serving_serves(tmp_path_factory, store_kind, r
                      **cart, "label": list(range(len(CUSTOMERS)))},
                     service=service, include_statuses=True).to_pydict()
                 compared.append((service, served, training))
+                if service in ("derived_only", "derived_numbers"):  # numbers only: every numeric form too
+                    forms.append((service, served, _numeric_forms(store, service, cart)))
         finally:
             store.teardown()
+    for service, served, (matrix, matrix_first, vectors) in forms:
+        # to_numpy (alone, and before to_dict on the same result) and get_feature_vector serve the
+        # values to_dict serves: defaults in place, NaN where to_dict has None
+        for j, name in enumerate(served_names := [k for k in served if not k.endswith("__status")]):
+            want = [math.nan if v is None else float(v) for v in served[name]]
+            for got in (matrix[:, j].tolist(), matrix_first[:, j].tolist(), [v[0][j] for v in vectors]):
+                assert all(_same(a, b) for a, b in zip(want, got, strict=True)), (service, derived, name, want, got)
+            statuses = [v[1][j] for v in vectors]
+            assert [STATUS_NAMES[s] for s in statuses] == served[f"{name}__status"], (service, derived, name)
+        assert len(served_names) == matrix.shape[1]
     for service, served, training in compared:
         assert training["label"] == list(range(len(CUSTOMERS)))  # extra columns pass through
         assert set(served) <= set(training), (service, set(served) - set(training))
