@@ -257,12 +257,12 @@ class OnlineResult:
     def __len__(self) -> int:
         return self.n
 
+    def __repr__(self) -> str:
+        return f"OnlineResult({self.n} rows x {len(self.plan.columns)} columns)"
+
 
 def _derived_codes(null: Any) -> list[int] | None:
     """A derived column's status codes from its null mask (None: every value PRESENT)."""
     if null is None or not null.any():
         return None
     return [NULL_VALUE if x else PRESENT for x in null.tolist()]
-
-    def __repr__(self) -> str:
-        return f"OnlineResult({self.n} rows x {len(self.plan.columns)} columns)"

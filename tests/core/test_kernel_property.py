@@ -410,3 +410,12 @@ def test_a_timestamp_default_keeps_its_offset_in_every_form(plans):
     assert res.columns["t"][0] == np.datetime64("2023-12-31T22:00:00", "us")
     assert res.to_arrow().column("t").to_pylist() == [want]
     assert res.columns["since"][0] == np.datetime64("2023-06-01T17:30:00", "us")
+
+
+def test_a_result_says_its_shape_and_length(plans):
+    general, _ = plans
+    rows = [[None, None] for _ in general.groups]
+    request = {i: [1.0, 2.0] for i, c in enumerate(general.columns) if c.is_request}
+    res = OnlineResult(general, rows, request, 2, NOW)
+    assert len(res) == 2
+    assert repr(res) == f"OnlineResult(2 rows x {len(general.columns)} columns)"
