@@ -160,6 +160,15 @@ def _median_of_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server, then wait for it (killed if it takes more than 30 s)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, path: str = "/ready") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,11 +215,7 @@ def _canned_rows(
                 print(f"canned {n:3d} entities ({len(response):,} bytes), {c} conn: "
                       f"{res['requests_per_s']:9,.0f} req/s  p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
     return rows
 
 
@@ -257,11 +262,7 @@ def _feast_rows(
                     f"p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us  non-2xx {res['non_2xx']}"
                 )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     return rows
 
 
@@ -364,8 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                     + (f"  (in-process p50 {ref:.0f} us)" if ref else "")
                 )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        _stop(proc)
     if args.canned:
         rows += _canned_rows(url_canned_bodies, work, conns, seconds, args.workers, args.runs)
     if args.with_feast:
