@@ -665,6 +665,9 @@ class Kernel:
                 continue
             if c.dtype in _SCALE:
                 raw = matrices[c.group][:, c.value_index]
+                if c.dtype is DType.INT64 and (np.abs(raw) >= _F53).any():  # float64 may have rounded them
+                    raw = np.array([v if type(v) is int else 0 for v in map(itemgetter(c.value_index),
+                                                                            tuples[c.group])], dtype=np.int64)
                 if self.groups[c.group].numeric:  # PRESENT: a time within the ttl, a value that is not NaN
                     view_ok = served.get((c.group, c.view))
                     if view_ok is None:
@@ -705,6 +708,8 @@ class Kernel:
                     null = nan
                     if dtype is not None:  # (NaN has no int or bool: the placeholder, as `inputs`)
                         values = np.where(nan, 0.0, values)
+            if dtype is np.int64 and len(values) and not np.abs(values).max() < _F53:
+                return None  # float64 may have rounded an int this large: `inputs` reads the exact ones
             out[i] = (values if dtype is None else values.astype(dtype), null)
         return out
 
@@ -737,13 +742,19 @@ class Kernel:
                 out[i] = (np.array([_INPUT_NULL[c.dtype]], dtype=_INPUT_DTYPES[c.dtype]), _NULL_ROW)
         return out
 
+    def ints_exact(self, values: Sequence[float], columns: Sequence[int]) -> bool:
+        """Whether the int64 columns among `columns` hold, in `values` (a `vector`), ints that a float64
+        holds exactly (magnitude below 2**53; NaN, a null, counts as exact). Derived features must read
+        larger ones from the rows (`inputs`), as training data does."""
+        return all(not abs(values[i]) >= _F53 for i in columns if self.columns[i].dtype is DType.INT64)
+
     def one_inputs(self, values: Sequence[Any], statuses: Sequence[int] | None, columns: tuple[int, ...]
                    ) -> dict[int, Any] | None:
         """`vector_inputs` as plain Python values for `Program.run_one` (None where null), from one row's
         values (as `vector` or `fast_values` give them: a stored or request value, or the default's
         number where not PRESENT) and statuses (None: all PRESENT), for plain-number columns. Ints go
-        through a float64, as in `vector_inputs`; None when one is outside int64 (the numpy path then
-        answers, as before)."""
+        through a float64, as in `vector_inputs`; None when one's magnitude reaches 2**53, where a float64
+        may have rounded it (`ints_exact`: the exact path then answers)."""
         recipe = self._one.get(columns)
         if recipe is None:
             recipe = self._one[columns] = tuple(
@@ -755,12 +766,10 @@ class Kernel:
                 continue
             v = values[i]
             if conv is int:
-                try:
-                    v = int(float(v))
-                except (ValueError, OverflowError):
+                v = float(v)
+                if not -_F53 < v < _F53:  # (NaN too)
                     return None
-                if not -_I64 <= v < _I64:
-                    return None
+                v = int(v)
             else:
                 v = conv(v)
             out[i] = v
@@ -784,7 +793,7 @@ _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.floa
                                    DType.BOOL: np.bool_, DType.TIMESTAMP: np.int64}
 _NULL_ROW = np.array([True])
 _FROM_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.BOOL})
-_I64 = 2**63
+_F53 = 2.0**53  # a float64 holds every int of smaller magnitude exactly
 _ONE_CONVERT: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float, DType.BOOL: bool}
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}

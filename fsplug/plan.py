@@ -272,13 +272,14 @@ class RetrievalPlan:
 
     @cached_property
     def vector(self) -> Callable[[Sequence[Sequence[Any]], Mapping[int, Sequence[Any]], int],
-                                 tuple[list[float], list[int]]]:
+                                 tuple[list[float], list[int]] | None]:
         """`vector(rows, request_values, now_us) -> (values, statuses)`: one entity's model vector
         (`Kernel.vector`; `rows[g][0]` is the entity's row of group g, a tuple or None).
 
         With derived features: the base columns' vector, then the plan's `program` on it as one row,
         in plain Python (`Program.run_one`) or, where that has no form, numpy's on a row of one (only
-        for plans whose base columns are all plain numbers: `has_vector`)."""
+        for plans whose base columns are all plain numbers: `has_vector`); None when an int input's
+        magnitude reaches 2**53 (the vector's float64 may have rounded it: `OnlineResult` answers)."""
         if self.program is None:
             return self.kernel.vector
         return self._derived_vector
@@ -290,7 +291,7 @@ class RetrievalPlan:
         return self.program is None or all(c.dtype in _PLAIN_NUMBERS for c in self.base_columns)
 
     def _derived_vector(self, rows: Sequence[Sequence[Any]], request_values: Mapping[int, Sequence[Any]],
-                        now_us: int) -> tuple[list[float], list[int]]:
+                        now_us: int) -> tuple[list[float], list[int]] | None:
         kernel, prog = self.kernel, self.program
         assert prog is not None
         if prog.text_outputs:
@@ -300,6 +301,8 @@ class RetrievalPlan:
         if one is not None:
             vals, sts = one
             return list(vals), ([PRESENT] * len(self.columns) if sts is None else list(sts))
+        if not kernel.ints_exact(values, prog.needed):
+            return None  # an int input too large for the vector's float64: the caller reads it exactly
         results = prog.run(kernel.vector_inputs(values, statuses, prog.needed), 1)
         out_v: list[float] = [0.0] * len(self.columns)
         out_s: list[int] = [0] * len(self.columns)

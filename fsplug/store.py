@@ -422,12 +422,12 @@ class FeatureStore:
             rows = store.read(plan, keys, timeout_ms)
         else:
             rows = []
-        if not plan.has_vector:  # derived features reading text or timestamps
+        # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
+        out = plan.vector(rows, req, now_us()) if plan.has_vector else None
+        if out is None:  # derived features reading text, timestamps or ints beyond a float64's exact ones
             res = OnlineResult(plan, rows, req, 1, now_us())
             return FeatureVector(res.to_numpy()[0], res.statuses[0], plan.names)
-        # one row: assembled in plain Python (same values and statuses as OnlineResult.to_numpy())
-        values, statuses = plan.vector(rows, req, now_us())
-        return FeatureVector(np.array(values, dtype=np.float64), np.array(statuses, dtype=np.uint8), plan.names)
+        return FeatureVector(np.array(out[0], dtype=np.float64), np.array(out[1], dtype=np.uint8), plan.names)
 
     def _service_plan(self, service: str) -> RetrievalPlan:
         reg = self.registry  # one registry object for the check, the compile and the cache entry

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fsplug.result import STATUS_NAMES
@@ -122,7 +122,7 @@ AGES = st.one_of(st.integers(10, 3590), st.integers(3610, 3 * 3600))
 ROW = st.fixed_dictionaries({
     "customer": st.sampled_from(CUSTOMERS),
     "age": AGES,
-    "txn_count": st.one_of(st.none(), st.integers(-5, 10**6)),
+    "txn_count": st.one_of(st.none(), st.integers(-5, 10**6), st.sampled_from([2**53 + 1, 2**62 + 3, -(2**63) + 5])),
     "amount": st.one_of(st.none(), st.just(math.nan), st.floats(-1e6, 1e6, allow_nan=False)),
     "ratio": st.one_of(st.none(), st.floats(-10, 10, allow_nan=False, width=32)),
     "segment": st.one_of(st.none(), st.sampled_from(["gold", "silver", "é"])),
@@ -159,6 +159,10 @@ def _same(a, b) -> bool:
 @given(rows=st.lists(ROW, max_size=25, unique_by=lambda r: (r["customer"], r["age"])),
        carts=st.lists(st.floats(0, 500, allow_nan=False), min_size=len(CUSTOMERS), max_size=len(CUSTOMERS)),
        derived=DERIVED_FEATURES)
+@example(rows=[{"customer": CUSTOMERS[0], "age": 100, "txn_count": 2**53 + 1, "amount": 1.0, "ratio": None,
+                "segment": None, "active": True}], carts=[0.0] * len(CUSTOMERS),
+         derived={"num": "(txn_count + 2)", "flag": "active", "num2": "(txn_count - 3)", "num_default": "",
+                  "bool_default": ""})  # ints a float64 does not hold: derived features read them exactly
 def test_training_rows_equal_what_serving_serves(tmp_path_factory, store_kind, request, rows, carts, derived):
     address = request.getfixturevalue("aerospike_address") if store_kind == "aerospike" else None
     root = tmp_path_factory.mktemp("ts") / f"r{next(_counter)}"
