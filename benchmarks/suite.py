@@ -272,8 +272,10 @@ def bench_dataset(opts: Options, store: str, ds: D.Dataset, target: AerospikeTar
                 sys.path.insert(0, str(D.EXAMPLES))
             from train import train as train_model
 
-            # the suite's service (decline_model_v1, as Feast's side): DispatchService serves the model's own
-            m = train_model(repo, "logreg", holdout_days=max(1, min(2, ds.days - 1)), service=D.SERVICE)
+            # the suite's service (decline_model_v1, as Feast's side): DispatchService serves the model's own.
+            # The data's last day is today's first hours (no offers before the first shifts at 05:00):
+            # the held-out days come from the days - 1 before it, leaving at least one to train on.
+            m = train_model(repo, "logreg", holdout_days=max(1, min(2, ds.days - 2)), service=D.SERVICE)
             out["model"] = {k: m[k] for k in ("auc_holdout", "auc_ground_truth", "train_rows", "test_rows")}
     systems: list[Any] = [FsplugSystem(repo, model)]
     bins = raw_bins(systems[0].store)

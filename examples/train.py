@@ -68,6 +68,10 @@ def train(repo: str | Path = "feature_repo", kind: str = "logreg", holdout_days:
     ts = table.column("event_timestamp")
     cutoff = pc.max(ts).as_py() - timedelta(days=holdout_days)
     test = pc.greater(ts, cutoff).to_numpy(zero_copy_only=False)
+    if test.all() or not test.any():
+        left = "nothing to train on" if test.all() else "nothing to test on"
+        raise ValueError(f"{len(test):,} offers up to {pc.max(ts).as_py():%Y-%m-%d %H:%M}: holding out the last "
+                         f"{holdout_days} day(s) leaves {left}; generate more days or hold out fewer")
     model = build_model(kind).fit(x[~test], y[~test])
     p = model.predict_proba(x[test])[:, 1]
     auc = float(roc_auc_score(y[test], p))

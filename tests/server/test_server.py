@@ -535,7 +535,7 @@ print("ok")
 
 def test_workers_freeze_their_heap_and_a_swap_frees_the_old_registry(tmp_path):
     # in a child process: freezing the heap is for server workers, not for the test process
-    repo = build_served_repo(tmp_path / "repo", SQLITE_YAML, n_drivers=20, days=1)
+    repo = build_served_repo(tmp_path / "repo", SQLITE_YAML, n_drivers=20, days=2)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.run([sys.executable, "-c", _FREEZE_CHILD, str(repo)], capture_output=True, text=True,
@@ -716,7 +716,7 @@ def test_aerospike_store_from_the_published_registry(aerospike_server, tmp_path)
         f"  hosts: ['{aerospike_server.address}']\n  namespace: test\n  read_total_timeout_ms: 100\n"
         f"  read_socket_timeout_ms: 100\n  max_retries: 0\n"
     )
-    repo = build_served_repo(tmp_path / "as_repo", yaml, n_drivers=50, days=1)
+    repo = build_served_repo(tmp_path / "as_repo", yaml, n_drivers=50, days=2)
     host = tmp_path / "as_host"
     host.mkdir()
     (host / "feature_store.yaml").write_text(yaml.replace("registry: data/registry.json", "registry: online"))
