@@ -218,6 +218,11 @@ class OnlineResult:
             times[name] = newest
         return times
 
+    def python_columns(self) -> tuple[list[list[Any]], list[list[int] | None]]:
+        """Per output column, in plan order: `to_dict`'s values and `status_codes()`, the result's own
+        lists (not copies: for writers that only read them, like the feature server's JSON)."""
+        return self._python
+
     def status_codes(self) -> list[list[int] | None]:
         """Per output column, in plan order: its FieldStatus codes as plain ints, or None when every
         value is PRESENT (the common case, told without a list)."""

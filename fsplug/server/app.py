@@ -559,40 +559,48 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> bytes:
 
     Returns:
         `{"metadata": {"feature_names": [...]}, "results": [{"values", "statuses", "event_timestamps"}]}`
-        as JSON. Lists that repeat (a view's event times, shared by its columns; all-PRESENT statuses)
-        are encoded once and inserted as pre-encoded fragments.
+        as JSON. What repeats is encoded once and inserted pre-encoded: the metadata (per plan), a
+        view's event times (shared by its columns), all-PRESENT statuses and statuses columns share.
     """
     plan = res.plan
-    n = res.n
-    present, epoch = _constant_lists(n)
-    names: list[str] = []
-    results: list[dict[str, Any]] = []
-    for key in plan.join_keys:
-        names.append(key)
-        results.append({"values": entities[key], "statuses": present, "event_timestamps": epoch})
-    values = res.to_dict()
-    codes = res.status_codes()
-    times = res.event_times_us()
-    stamps: dict[str, Any] = {}
+    names, views, distinct = _layout(plan)
+    present, epoch = _constant_lists(res.n)
+    results = [{"values": entities[key], "statuses": present, "event_timestamps": epoch} for key in plan.join_keys]
+    values, codes = res.python_columns()
+    stamps: dict[str | None, Any] = {None: epoch}  # request columns: the epoch, as Feast answers
+    if distinct:
+        times = res.event_times_us()
+        for v in distinct:
+            stamps[v] = orjson.Fragment(orjson.dumps(_iso(times[v])))
     status_lists: dict[tuple[int, ...], Any] = {}  # the columns of a view mostly share their statuses
-    for c, st in zip(plan.columns, codes, strict=True):
-        names.append(c.name)
-        if c.is_request:
-            results.append({"values": values[c.name], "statuses": present, "event_timestamps": epoch})
-            continue
-        ts = stamps.get(c.view)
-        if ts is None:
-            ts = stamps[c.view] = orjson.Fragment(orjson.dumps(_iso(times[c.view])))
-        if st is None:
+    for view, vals, st in zip(views, values, codes, strict=True):
+        if st is None:  # (always for request columns)
             statuses = present
         else:
             key = tuple(st)
             statuses = status_lists.get(key)
             if statuses is None:
                 statuses = status_lists[key] = orjson.Fragment(orjson.dumps(list(map(_STATUS_NAME, st))))
-        results.append({"values": values[c.name], "statuses": statuses, "event_timestamps": ts})
-    return orjson.dumps({"metadata": {"feature_names": names}, "results": results},
-                        option=orjson.OPT_SERIALIZE_NUMPY)
+        results.append({"values": vals, "statuses": statuses, "event_timestamps": stamps[view]})
+    return orjson.dumps({"metadata": names, "results": results}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _layout(plan: Any) -> tuple[Any, tuple[str | None, ...], tuple[str, ...]]:
+    """Per plan: its response's metadata, pre-encoded; per output column the view whose event times it
+    answers with (None: a request column, answered with the epoch); and those views, once each."""
+    hit = _LAYOUTS.get(id(plan))
+    if hit is not None and hit[0] is plan:
+        return hit[1:]
+    names = orjson.Fragment(orjson.dumps({"feature_names": [*plan.join_keys, *(c.name for c in plan.columns)]}))
+    views = tuple(None if c.is_request else c.view for c in plan.columns)
+    distinct = tuple(dict.fromkeys(v for v in views if v is not None))
+    if len(_LAYOUTS) >= 1024:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(plan)] = (plan, names, views, distinct)  # (the plan is kept: its id is not reused meanwhile)
+    return names, views, distinct
+
+
+_LAYOUTS: dict[int, tuple[Any, Any, tuple[str | None, ...], tuple[str, ...]]] = {}
 
 
 def _constant_lists(n: int) -> tuple[Any, Any]:
