@@ -96,6 +96,8 @@ def test_statuses_include_outside_max_age(conf_repo):
         assert res.status_names() == {"trips": ["PRESENT", "OUTSIDE_MAX_AGE"], "rate": ["PRESENT", "OUTSIDE_MAX_AGE"]}
         assert res.to_dict()["trips"] == [5, None]  # stale values are not served
         assert np.isnan(res.to_numpy()[1]).all()
+        values, codes = res.python_columns()  # what the server writes: to_dict's lists, the status codes
+        assert values == [[5, None], [0.5, None]] and codes == [[1, 4], [1, 4]] == res.status_codes()
 
 
 def test_views_of_one_entity_are_written_independently(conf_repo):
