@@ -81,6 +81,12 @@ def materialize(spec: dict[str, Any], timeout: float | None = None) -> dict[str,
                      timeout=timeout)
 
 
+def remote_read(spec: dict[str, Any], timeout: float | None = 300) -> dict[str, Any]:
+    """`to_dict()` of Feast's own feature-server client (its `remote` online store) reading `spec["keys"]`."""
+    return run_child([str(WORKER), "remote_read", "--spec", str(_write_spec(spec))], python=str(venv_python()),
+                     timeout=timeout)
+
+
 class FeastSystem:
     """Proxy to a `feast_worker.py serve` process; samples are measured inside the worker."""
 

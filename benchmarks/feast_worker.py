@@ -2,6 +2,7 @@
 
     <feast-venv>/bin/python benchmarks/feast_worker.py materialize --spec SPEC.json   (one JSON line)
     <feast-venv>/bin/python benchmarks/feast_worker.py serve --spec SPEC.json         (JSON lines on stdin/stdout)
+    <feast-venv>/bin/python benchmarks/feast_worker.py remote_read --spec SPEC.json   (one JSON line)
 
 SPEC (written by the harness) mirrors feature_repo's definitions: the `driver` entity (join key
 `driver_id`, int64), the views `driver_stats` and `driver_activity` over the same Parquet files
@@ -17,6 +18,9 @@ commands, timing each call in-process with `perf_counter_ns` (no IPC inside the 
   {"cmd": "run", "case": C, "lo": i, "hi": j}                -> {"samples": [ns, ...]}
   {"cmd": "quit"}
 Every read is `get_online_features(features=<FeatureService>, entity_rows=[...]).to_dict()`.
+
+`remote_read` reads the spec's `keys` through Feast's own client for a feature server (the `remote`
+online store whose `path` the spec's `online_store` names) and prints its `to_dict()` (one JSON line).
 """
 
 from __future__ import annotations
@@ -171,17 +175,28 @@ def serve(spec: dict[str, Any], out: Any) -> None:
         out.flush()
 
 
+def remote_read(spec: dict[str, Any]) -> dict[str, Any]:
+    """Read `spec["keys"]` through Feast's own client for a feature server (its `remote` online store,
+    at `spec["online_store"]["path"]`), the service's features named one by one: `to_dict()`."""
+    store = _open(spec, fresh=True)
+    store.apply(_objects(spec))
+    features = [f"{v}:{f}" for v, fs in spec["service"]["features"].items() for f in fs]
+    res = store.get_online_features(features=features, entity_rows=[{"driver_id": k} for k in spec["keys"]])
+    return {"result": res.to_dict()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["materialize", "serve"])
+    ap.add_argument("mode", choices=["materialize", "serve", "remote_read"])
     ap.add_argument("--spec", type=Path, required=True)
     args = ap.parse_args()
     spec = json.loads(args.spec.read_text())
     # Replies go to the real stdout; anything Feast prints goes to stderr.
     out = os.fdopen(os.dup(1), "w")
     sys.stdout = sys.stderr
-    if args.mode == "materialize":
-        out.write(json.dumps(materialize(spec)) + "\n")
+    if args.mode in ("materialize", "remote_read"):
+        reply = materialize(spec) if args.mode == "materialize" else remote_read(spec)
+        out.write(json.dumps(reply, default=str) + "\n")
         out.flush()
     else:
         serve(spec, out)

@@ -219,6 +219,28 @@ def _canned_rows(
     return rows
 
 
+def _feast_client_check(ds: Any, ids: list[int], work: Path, url: str, repo: Path) -> dict[str, Any]:
+    """Feast's own client for a feature server (its `remote` online store, run in the Feast venv) reading
+    from `fsplug serve` at `url`: the same values as fsplug's in-process read, for 50 drivers and one
+    that does not exist (a client written for `feast serve` works unchanged)."""
+    from benchmarks.feast_side import ensure_venv, remote_read, spec_for
+    from fsplug.store import FeatureStore
+
+    ensure_venv()
+    keys = [*random.Random(11).sample(ids, 50), max(ids) + 1]
+    spec = {**spec_for(ds, work / "feast_client_repo", {"type": "remote", "path": url}), "keys": keys}
+    got = remote_read(spec)["result"]
+    features = [f"{v}:{f}" for v, fs in spec["service"]["features"].items() for f in fs]
+    with FeatureStore(repo) as fs:
+        want = fs.get_online_features(features=features, entities={"driver_id": keys}).to_dict()
+    differ = sorted(name for name, values in want.items() if got.get(name) != values)
+    same = not differ and got.get("driver_id") == keys
+    verdict = "the same values as in-process" if same else "DIFFERENT in " + ", ".join(differ or ["driver_id"])
+    print(f"Feast's own client (remote online store) against fsplug serve, {len(keys)} drivers x {len(want)} "
+          f"features: {verdict}")
+    return {"drivers": len(keys), "features": len(want), "same": same, "differ": differ}
+
+
 def _feast_rows(
     ds: Any, ids: list[int], work: Path, entity_counts: list[int], conns: list[int], seconds: int,
     workers: int, runs: int,
@@ -332,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         stderr=subprocess.DEVNULL,
     )
     rows: list[dict[str, Any]] = []
+    client_check: dict[str, Any] | None = None
     url_canned_bodies: list[tuple[int, list[dict[str, Any]], bytes]] = []
     try:
         _wait_ready(url, proc)
@@ -364,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"socket errors {res['socket_errors']}"
                     + (f"  (in-process p50 {ref:.0f} us)" if ref else "")
                 )
+        if args.with_feast:
+            client_check = _feast_client_check(ds, ids, work, url, repo)
     finally:
         _stop(proc)
     if args.canned:
@@ -379,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         "nproc": os.cpu_count(),
         "python": sys.version.split()[0],
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout.splitlines()[0:1],
+        "feast_client_check": client_check,
     }
     (RESULTS / f"serve_{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     md = [
@@ -398,4 +424,4 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"serve_{stamp}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     print(f"wrote {RESULTS / f'serve_{stamp}.json'}")
-    return 0
+    return 0 if client_check is None or client_check["same"] else 1
