@@ -175,8 +175,9 @@ def generate(
 ) -> dict:
     """Write driver_stats/driver_activity/offers Parquet files into `out_dir`; return a summary.
 
-    Data covers `days` whole UTC days up to `end` (default `DEFAULT_END`; naive = UTC); rows at or
-    after `end` are dropped. Drivers are simulated in chunks written as row groups, so memory stays
+    Data covers `days` UTC calendar days up to `end` (default `DEFAULT_END`; naive = UTC): the last is
+    the day `end` falls in (the day before, when `end` is midnight), and rows at or after `end` are
+    dropped, so with an `end` in the small hours the last day holds no offers yet (shifts start at 05:00). Drivers are simulated in chunks written as row groups, so memory stays
     bounded for millions of drivers (use few days and `offers_per_driver_day=0` for scale runs).
     The summary has the file paths, row counts, the time range and the label rate.
     """
