@@ -177,7 +177,8 @@ def generate(
 
     Data covers `days` UTC calendar days up to `end` (default `DEFAULT_END`; naive = UTC): the last is
     the day `end` falls in (the day before, when `end` is midnight), and rows at or after `end` are
-    dropped, so with an `end` in the small hours the last day holds no offers yet (shifts start at 05:00). Drivers are simulated in chunks written as row groups, so memory stays
+    dropped, so with an `end` in the small hours the last day holds no offers yet (shifts start at
+    05:00). Drivers are simulated in chunks written as row groups, so memory stays
     bounded for millions of drivers (use few days and `offers_per_driver_day=0` for scale runs).
     The summary has the file paths, row counts, the time range and the label rate.
     """
