@@ -82,7 +82,8 @@ def materialize(spec: dict[str, Any], timeout: float | None = None) -> dict[str,
 
 
 def remote_read(spec: dict[str, Any], timeout: float | None = 300) -> dict[str, Any]:
-    """`to_dict()` of Feast's own feature-server client (its `remote` online store) reading `spec["keys"]`."""
+    """Feast's own feature-server client (its `remote` online store) reading `spec["keys"]`: the features
+    it named (`features`, "view:feature") and its `to_dict()` (`result`)."""
     return run_child([str(WORKER), "remote_read", "--spec", str(_write_spec(spec))], python=str(venv_python()),
                      timeout=timeout)
 

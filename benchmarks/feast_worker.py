@@ -20,7 +20,8 @@ commands, timing each call in-process with `perf_counter_ns` (no IPC inside the 
 Every read is `get_online_features(features=<FeatureService>, entity_rows=[...]).to_dict()`.
 
 `remote_read` reads the spec's `keys` through Feast's own client for a feature server (the `remote`
-online store whose `path` the spec's `online_store` names) and prints its `to_dict()` (one JSON line).
+online store whose `path` the spec's `online_store` names) and prints the features it named and its
+`to_dict()` (one JSON line).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def remote_read(spec: dict[str, Any]) -> dict[str, Any]:
     store.apply(_objects(spec))
     features = [f"{v}:{f}" for v, fs in spec["service"]["features"].items() for f in fs]
     res = store.get_online_features(features=features, entity_rows=[{"driver_id": k} for k in spec["keys"]])
-    return {"result": res.to_dict()}
+    return {"features": features, "result": res.to_dict()}
 
 
 def main() -> None:

@@ -229,8 +229,8 @@ def _feast_client_check(ds: Any, ids: list[int], work: Path, url: str, repo: Pat
     ensure_venv()
     keys = [*random.Random(11).sample(ids, 50), max(ids) + 1]
     spec = {**spec_for(ds, work / "feast_client_repo", {"type": "remote", "path": url}), "keys": keys}
-    got = remote_read(spec)["result"]
-    features = [f"{v}:{f}" for v, fs in spec["service"]["features"].items() for f in fs]
+    reply = remote_read(spec)
+    got, features = reply["result"], reply["features"]
     with FeatureStore(repo) as fs:
         want = fs.get_online_features(features=features, entities={"driver_id": keys}).to_dict()
     differ = sorted(name for name, values in want.items() if got.get(name) != values)

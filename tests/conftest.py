@@ -101,14 +101,17 @@ def stale_generated_views(root: Path) -> list[str]:
     """Of the generated views (driver_stats, driver_activity, in that order), those whose newest event in
     `root`/data is older than the view's ttl now: hourly driver activity has none within its 2 h at
     night, when no driver is on shift (tests built on `build_served_repo` must not depend on the hour)."""
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     import pyarrow.parquet as pq
 
+    from fsplug.registry import RegistryStore
+
+    views = RegistryStore(root / "data" / "registry.json").load().feature_views  # the applied ttls
     now = datetime.now(UTC)
-    ttls = {"driver_stats": timedelta(days=2), "driver_activity": timedelta(hours=2)}
-    return [v for v, ttl in ttls.items()
-            if now - max(pq.read_table(root / "data" / f"{v}.parquet").column("event_timestamp").to_pylist()) > ttl]
+    return [v for v in ("driver_stats", "driver_activity")
+            if (now - max(pq.read_table(root / "data" / f"{v}.parquet").column("event_timestamp").to_pylist())
+                ).total_seconds() > views[v].ttl_seconds]
 
 
 def build_served_repo(root: Path, feature_store_yaml: str, n_drivers: int, days: int = 3, seed: int = 1) -> Path:
