@@ -7,8 +7,8 @@ arithmetic (`+ - * / // % **`, unary `-`), comparisons (chains included), `and`/
 lambdas, comprehensions or imports; user text is never `eval`ed or `compile`d. It is type-checked
 once (`compile_expression`, at apply) against the inputs' dtypes and the declared dtype, then compiled
 (`compile_expression`) into a closure over numpy arrays: one numpy operation per node for all rows,
-no Python work per row (fewer where the types allow: a divisor that is never 0 is not checked, two
-comparisons of one int input with constants are one range test). It also compiles into a plain-Python
+no Python work per row (fewer where the types allow: a divisor that is never 0 is not checked, any
+and/or/not of comparisons of one int input with constants is one table lookup). It also compiles into a plain-Python
 form for one row (`Compiled.one`, `Program.run_one`: get_feature_vector's), with the same results
 (numpy's int64 wrap-around, NaN rules and float conversions reproduced); functions only numpy computes
 exactly alike (log, exp, **, day, month) and UDFs have none.
@@ -29,6 +29,7 @@ and must return an array of the rows' length whose dtype fits the declared one.
 from __future__ import annotations
 
 import ast
+import bisect
 import importlib
 import inspect
 import math
@@ -168,6 +169,12 @@ _SCALAR_OPS: dict[Any, Callable[[Any, Any], Any]] = {
 }
 
 
+def _operand(v: Any, kind: Kind) -> Any:
+    """A constant as numpy operations take it fastest: a 0-d array of its kind's dtype (numbers and
+    booleans; half the cost of a Python scalar, which numpy converts on every call), else as it is."""
+    return np.array(v, dtype=_DTYPES[kind]) if kind in _NUMERIC or kind is Kind.BOOL else v
+
+
 def _or(a: Any, b: Any) -> Any:
     if a is None:
         return b
@@ -215,7 +222,7 @@ class _Node:
     slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
     scalar: Scalar | None = None  # the same expression for one row (`Compiled.one`); None: not available
     positive: bool = False  # every value that is not null is > 0 or NaN, never 0 (a divisor needs no check)
-    bound: tuple[int, int, int] | None = None  # an int input in a range: (its slot, lo, hi), lo <= x < hi
+    bound: tuple[int, Intervals] | None = None  # a test of an int input: (its slot, where it is true)
 
 
 @dataclass(frozen=True)
@@ -279,7 +286,10 @@ def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
         null = np.broadcast_to(null, (n,)).copy()
     if kind is Kind.FLOAT:
         nan = np.isnan(values)
-        null = nan if null is None else null | nan
+        if null is not None:
+            null = null | nan
+        elif np.count_nonzero(nan):  # (None when there is none: readers then skip the mask)
+            null = nan
     return values, null
 
 
@@ -361,7 +371,7 @@ class _Builder:
             kind = Kind.STR
         else:
             raise self.fail(node, f"constant {v!r} is not a number, string or boolean (is_null(x) tests for null)")
-        col = (v, None)
+        col = (_operand(v, kind), None)
         return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v,
                      positive=isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
 
@@ -382,6 +392,8 @@ class _Builder:
         fn = x.fn
         if isinstance(node.op, ast.Not):
             self._want(node.operand, x, (Kind.BOOL,), "not")
+            if x.bound is not None:
+                return _interval_test(f"not {x.text}", x.bound[0], _complement(x.bound[1]), x.nullable)
             return self._map(Kind.BOOL, f"not {x.text}", x, np.logical_not, operator.not_)
         if isinstance(node.op, (ast.USub, ast.UAdd)):
             self._want(node.operand, x, _NUMERIC, "unary -")
@@ -450,7 +462,7 @@ class _Builder:
         nullable = a.nullable or b.nullable or domain is not None
         # the common shapes get closures without a call per operand (one ufunc per node is the work)
         if domain is None and b.is_const and not a.is_const:
-            kb = b.const
+            kb = _operand(b.const, b.kind)
             if a.slot is not None:
                 ia = a.slot
 
@@ -556,19 +568,12 @@ class _Builder:
         return node_
 
     def _logic(self, text: str, a: _Node, b: _Node, ufunc: Any) -> _Node:
-        """`a and b` / `a or b`; two comparisons of one int input with constants as one range test
-        (`7 <= h and h < 10`: 2 numpy operations instead of 3)."""
+        """`a and b` / `a or b`; tests of one int input against constants as one lookup
+        (`h >= 7 and h < 10 or h >= 16 and h < 19`: 2 numpy operations instead of 7; `_interval_test`)."""
         ba, bb = a.bound, b.bound
         if ba is not None and bb is not None and ba[0] == bb[0]:
-            slot = ba[0]
-            if ufunc is np.logical_and:
-                lo, hi = max(ba[1], bb[1]), min(ba[2], bb[2])
-                if lo < hi:
-                    return _range(a, b, text, slot, lo, hi, False)
-            else:  # x < lo or x >= hi: outside [lo, hi)
-                lower, upper = (ba, bb) if ba[1] == -_I64 else (bb, ba)
-                if lower[1] == -_I64 and upper[2] == _I64 and lower[2] < upper[1]:
-                    return _range(a, b, text, slot, lower[2], upper[1], True)
+            both = _intersect(ba[1], bb[1]) if ufunc is np.logical_and else _union(ba[1], bb[1])
+            return _interval_test(text, ba[0], both, a.nullable)
         return self._binary(Kind.BOOL, text, a, b, ufunc)
 
     def _BoolOp(self, node: ast.BoolOp) -> _Node:
@@ -828,42 +833,67 @@ class _Builder:
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
-def _bound(a: _Node, op: str, b: _Node) -> tuple[int, int, int] | None:
-    """`a op b` as (slot, lo, hi) when it says lo <= x < hi of an int input x and an int constant."""
+Intervals = tuple[tuple[int, int], ...]
+"""Where a test of an int x is true: disjoint, sorted, non-adjacent [lo, hi) (lo <= x < hi), within
+[-2**63, 2**63) (those ends mean unbounded)."""
+
+
+def _normal(pairs: Sequence[tuple[int, int]]) -> Intervals:
+    """`pairs` (any order, overlapping or empty ones allowed) as `Intervals`."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted((max(lo, -_I64), min(hi, _I64)) for lo, hi in pairs):
+        if lo >= hi:
+            continue
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def _union(a: Intervals, b: Intervals) -> Intervals:
+    return _normal(a + b)
+
+
+def _intersect(a: Intervals, b: Intervals) -> Intervals:
+    return _normal([(max(x[0], y[0]), min(x[1], y[1])) for x in a for y in b])
+
+
+def _complement(a: Intervals) -> Intervals:
+    edges = [-_I64, *(e for pair in a for e in pair), _I64]
+    return _normal(list(zip(edges[::2], edges[1::2], strict=True)))
+
+
+def _bound(a: _Node, op: str, b: _Node) -> tuple[int, Intervals] | None:
+    """`a op b` as (slot, where it is true) when it tests an int input x against an int constant."""
     if b.slot is not None and a.is_const:
         a, b, op = b, a, _FLIP[op]
     if a.slot is None or a.kind is not Kind.INT or not b.is_const or b.kind is not Kind.INT:
         return None
     c = int(b.const)
-    lo, hi = {">=": (c, _I64), ">": (c + 1, _I64), "<": (-_I64, c), "<=": (-_I64, c + 1)}.get(op, (0, 0))
-    if lo >= hi or not -_I64 <= lo < _I64 or not -_I64 < hi <= _I64 or (lo, hi) == (-_I64, _I64):
-        return None  # (no range, or every int)
-    return a.slot, lo, hi
+    sets = {">=": [(c, _I64)], ">": [(c + 1, _I64)], "<": [(-_I64, c)], "<=": [(-_I64, c + 1)],
+            "==": [(c, c + 1)], "!=": [(-_I64, c), (c + 1, _I64)]}
+    return a.slot, _normal(sets[op])
 
 
-def _range(a: _Node, b: _Node, text: str, slot: int, lo: int, hi: int, outside: bool) -> _Node:
-    """The test lo <= x < hi (not, if `outside`) of int input `slot`, as one unsigned comparison of
-    x - lo (int64 arithmetic wraps around: the values below lo land above hi - lo); null where x is.
-    The scalar form stays the two comparisons'."""
-    start, span = np.int64(lo), hi - lo
-    test = np.greater_equal if outside else np.less
+def _interval_test(text: str, slot: int, where: Intervals, nullable: bool) -> _Node:
+    """Whether int input `slot` lies in `where` (null where it is), for any and/or/not of its
+    comparisons with constants: which of the sorted edges of `where` each x has passed
+    (`searchsorted`) picks the answer from a table, 2 numpy operations for any number of tests."""
+    edges = sorted({e for pair in where for e in pair} - {-_I64, _I64})
+    starts = [-_I64, *edges]  # the first value of each stretch between edges
+    answers = [any(lo <= x < hi for lo, hi in where) for x in starts]
+    table, cut = np.array(answers, dtype=bool), np.array(edges, dtype=np.int64)
 
     def f(env: Sequence[Column]) -> Column:
         v, nl = env[slot]
-        return test(np.subtract(v, start).view(np.uint64), span), nl
+        return table[cut.searchsorted(v, "right")], nl
 
-    if a.scalar is None or b.scalar is None:
-        scalar = None
-    elif outside:
-        def scalar(env: Sequence[Any]) -> Any:
-            x = env[slot]
-            return None if x is None else not lo <= x < hi
-    else:
-        def scalar(env: Sequence[Any]) -> Any:
-            x = env[slot]
-            return None if x is None else lo <= x < hi
-    return _Node(Kind.BOOL, f, text, nullable=a.nullable, scalar=scalar,
-                 bound=None if outside else (slot, lo, hi))
+    def scalar(env: Sequence[Any]) -> Any:
+        x = env[slot]
+        return None if x is None else answers[bisect.bisect_right(edges, x)]
+
+    return _Node(Kind.BOOL, f, text, nullable=nullable, scalar=scalar, bound=(slot, where))
 
 
 def _calendar(us: Any, unit: str, within: str) -> Any:

@@ -684,48 +684,54 @@ class Kernel:
         return out
 
     def inputs_from_numbers(self, numbers: Callable[[int], np.ndarray], request: Mapping[int, Sequence[Any]],
-                            columns: tuple[int, ...]) -> dict[int, tuple[np.ndarray, Any]] | None:
+                            columns: tuple[int, ...], requests_too: bool = False
+                            ) -> dict[int, tuple[np.ndarray, Any]] | None:
         """`inputs`, from a form already computed: `numbers(i)` gives stored column i as float64 with
         values that are not PRESENT as the default's number (NaN without one) — a column of `numpy(...,
         fill_defaults=True)`, or `python`'s values as float64 (None as NaN) — so NaN is exactly "null
         without a default", as in `inputs`. Only for int64, float64 and bool stored columns (None when
-        another one is needed: `inputs` then answers); request columns as in `inputs`."""
+        another one is needed: `inputs` then answers); request columns as in `inputs`, or, with
+        `requests_too` (`numbers` is a matrix's column, cheaper than the request's list), those of
+        these dtypes from `numbers` too."""
         recipe = self._from_numbers.get(columns, False)
         if recipe is False:
             recipe = self._from_numbers[columns] = self._from_numbers_recipe(columns)
         if recipe is None:
             return None
         out: dict[int, tuple[np.ndarray, Any]] = {}
-        for i, request_dtype, dtype, nullable in recipe:
-            if request_dtype is not None:
+        for i, request_dtype, dtype, nullable, numeric in recipe:
+            if request_dtype is not None and not (requests_too and numeric):
                 out[i] = (np.asarray(request[i], dtype=request_dtype), None)
                 continue
             values = numbers(i)
             null = None
             if nullable:  # NaN: not PRESENT, and no default
                 nan = np.isnan(values)
-                if nan.any():
+                if np.count_nonzero(nan):
                     null = nan
                     if dtype is not None:  # (NaN has no int or bool: the placeholder, as `inputs`)
                         values = np.where(nan, 0.0, values)
-            if dtype is np.int64 and len(values) and not np.abs(values).max() < _F53:
+            # (a sum of squares below 2**106 holds no term of 2**53 or more; NaN fails it too)
+            if dtype is np.int64 and not values.dot(values) < _F106:
                 return None  # float64 may have rounded an int this large: `inputs` reads the exact ones
             out[i] = (values if dtype is None else values.astype(dtype), null)
         return out
 
-    def _from_numbers_recipe(self, columns: Sequence[int]) -> tuple[tuple[int, Any, Any, bool], ...] | None:
+    def _from_numbers_recipe(self, columns: Sequence[int]) -> tuple[tuple[int, Any, Any, bool, bool], ...] | None:
         """For `inputs_from_numbers`, per column: (index, the request values' dtype or None, the dtype a
-        stored column converts to or None for float64, whether it can be null); None if one cannot."""
+        stored column converts to or None for float64, whether it can be null, whether a number holds
+        it); None if one cannot."""
         recipe = []
         for i in columns:
             c = self.columns[i]
+            numeric = c.dtype in _FROM_NUMBERS
+            to = None if c.dtype is DType.FLOAT64 or not numeric else _INPUT_DTYPES[c.dtype]
             if c.is_request:
                 if c.dtype is DType.TIMESTAMP:
                     return None
-                recipe.append((i, _INPUT_DTYPES.get(c.dtype, object), None, False))
-            elif c.dtype in _FROM_NUMBERS:
-                recipe.append((i, None, None if c.dtype is DType.FLOAT64 else _INPUT_DTYPES[c.dtype],
-                               c.default.stored is None))
+                recipe.append((i, _INPUT_DTYPES.get(c.dtype, object), to, False, numeric))
+            elif numeric:
+                recipe.append((i, None, to, c.default.stored is None, True))
             else:
                 return None
         return tuple(recipe)
@@ -794,6 +800,7 @@ _INPUT_DTYPES: dict[DType, Any] = {DType.INT64: np.int64, DType.FLOAT64: np.floa
 _NULL_ROW = np.array([True])
 _FROM_NUMBERS = frozenset({DType.INT64, DType.FLOAT64, DType.BOOL})
 _F53 = 2.0**53  # a float64 holds every int of smaller magnitude exactly
+_F106 = _F53 * _F53
 _ONE_CONVERT: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DType.FLOAT32: float, DType.BOOL: bool}
 _INPUT_NULL: dict[DType, Any] = {DType.INT64: 0, DType.FLOAT64: math.nan, DType.FLOAT32: math.nan,
                                  DType.BOOL: False, DType.TIMESTAMP: 0}

@@ -93,14 +93,14 @@ class OnlineResult:
                                      prog.needed, self.now_us)
         return prog.run(inputs, self.n)
 
-    def _derived_from(self, numbers: Any) -> list[Any]:
+    def _derived_from(self, numbers: Any, requests_too: bool = False) -> list[Any]:
         """`_derived`, its inputs taken from a form already computed (`Kernel.inputs_from_numbers`) when
         it is not computed yet and they can be: the same values, fewer operations."""
         done = self.__dict__.get("_derived")
         if done is not None:
             return done
         prog = self._program
-        inputs = self._kernel.inputs_from_numbers(numbers, self._request, prog.needed)
+        inputs = self._kernel.inputs_from_numbers(numbers, self._request, prog.needed, requests_too)
         if inputs is None:
             return self._derived
         # (kept for the other forms: a result that is an input as it is would be a view of `numbers`'
@@ -152,7 +152,7 @@ class OnlineResult:
         whole = plan.base_first and len(plan.base_columns) == len(plan.base_positions)
         base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults,
                        len(plan.columns) if whole else None)
-        computed = self._derived_from(lambda i: base[:, i]) if fill_defaults else self._derived
+        computed = self._derived_from(lambda i: base[:, i], True) if fill_defaults else self._derived
         if whole:
             for p, si in prog.outputs:
                 prog.put_numbers(base, p, si, computed[si], fill_defaults)
@@ -268,6 +268,6 @@ class OnlineResult:
 
 def _derived_codes(null: Any) -> list[int] | None:
     """A derived column's status codes from its null mask (None: every value PRESENT)."""
-    if null is None or not null.any():
+    if null is None or not np.count_nonzero(null):
         return None
     return [NULL_VALUE if x else PRESENT for x in null.tolist()]

@@ -206,7 +206,9 @@ def test_one_row_edge_cases(expr, dtype, env, want):
 RANGES = ["i >= 7 and i < 10", "7 <= i < 10", "i > 6 and i <= 9 and i != 8", "i >= 21 or i < 6",
           "i < 6 or i >= 21", "i <= 5 or 20 < i", "(i >= 7 and i < 10) or (i >= 16 and i < 19)",
           "i >= -9223372036854775807 and i < 0", "i < 9223372036854775807 and i > 3", "i >= 3 and i >= 5",
-          "i < 3 or i >= 3", "i >= 10 and i < 7", "i >= 7 and j < 10"]
+          "i < 3 or i >= 3", "i >= 10 and i < 7", "i >= 7 and j < 10", "not (i >= 7 and i < 10)",
+          "i == 7 or i == 9 or i == 22", "i != 8 and i != -9223372036854775807 - 1", "not i < 6 and not i >= 21",
+          "i == 9223372036854775807 or i == -9223372036854775807 - 1", "(i < 6 or i >= 21) and not i == 3"]
 EDGE_INTS = [-(2**63), -(2**63) + 1, -1, 0, 3, 5, 6, 7, 8, 9, 10, 16, 18, 19, 20, 21, 22, 2**63 - 2, 2**63 - 1]
 
 
@@ -224,6 +226,31 @@ def test_range_tests_of_one_int_input_are_the_comparisons(expr):
         got = None if null is not None and null[r] else bool(values[r])
         assert got == want, (expr, env, got, want)
         assert c.one([rows[a][r] for a in c.args]) == want
+
+
+def _tests_of_i(depth: int) -> st.SearchStrategy[str]:
+    const = st.sampled_from([str(v) for v in EDGE_INTS[1:]] + ["-9223372036854775807 - 1"])
+    leaf = st.tuples(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), const).map(lambda t: f"(i {t[0]} {t[1]})")
+    if depth == 0:
+        return leaf
+    sub = _tests_of_i(depth - 1)
+    return st.one_of(leaf, sub.map(lambda x: f"(not {x})"),
+                     st.tuples(sub, st.sampled_from(["and", "or"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_tests_of_i(3))
+def test_any_and_or_not_of_tests_of_one_int_input_is_the_comparisons(expr):
+    """Any and/or/not of comparisons of one int input with constants runs as one table lookup: the
+    same values as Python's comparisons, null where the input is, at int64's edges too."""
+    c = compile_expression(expr, _kind, DType.BOOL)
+    rows = EDGE_INTS + [None]
+    values, null = c.run([_column(Kind.INT, rows)], len(rows))
+    for r, x in enumerate(rows):
+        want = None if x is None else eval(expr, {}, {"i": x})  # noqa: S307 - the test's own text
+        got = None if null is not None and null[r] else bool(values[r])
+        assert got == want, (expr, x, got, want)
+        assert c.one([x]) == want
 
 
 def test_folded_constants_are_plain_python_values_in_the_one_row_form():
