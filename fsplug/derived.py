@@ -175,6 +175,14 @@ def _operand(v: Any, kind: Kind) -> Any:
     return np.array(v, dtype=_DTYPES[kind]) if kind in _NUMERIC or kind is Kind.BOOL else v
 
 
+_QUIET = frozenset({np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal,
+                    np.logical_and, np.logical_or, np.maximum, np.minimum})
+"""Binary operations that raise no floating-point warning (comparisons and max/min of NaN included)."""
+_INT_WRAP = frozenset({np.add, np.subtract, np.multiply})
+"""... nor these on int64 arrays (they wrap around silently)."""
+_FLOOR_QUIET = 2.0**-900  # an int64 over a float at least this is finite
+
+
 def _or(a: Any, b: Any) -> Any:
     if a is None:
         return b
@@ -221,7 +229,8 @@ class _Node:
     nullable: bool = True
     slot: int | None = None  # an input read as it is: its argument's index (lets parents skip a call)
     scalar: Scalar | None = None  # the same expression for one row (`Compiled.one`); None: not available
-    positive: bool = False  # every value that is not null is > 0 or NaN, never 0 (a divisor needs no check)
+    floor: float | None = None  # > 0, and no value that is not null or NaN is below it (a divisor needs no check)
+    quiet: bool = False  # its numpy operations raise no floating-point warning for any input (`Program.run`)
     bound: tuple[int, Intervals] | None = None  # a test of an int input: (its slot, where it is true)
 
 
@@ -239,6 +248,8 @@ class Compiled:
     """The same computation for one row in plain Python (arguments and result: a value, None for null),
     or None where it has none (UDFs, functions computed only by numpy such as log and exp). It may
     raise `_NoScalar` for a row it cannot compute like `run` (Program.run_one then answers None)."""
+    quiet: bool = False
+    """Whether `run` raises no floating-point warning for any input (Program.run then needs no errstate)."""
 
 
 def compile_expression(text: str, types: Callable[[str], Kind], declared: DType) -> Compiled:
@@ -272,7 +283,7 @@ def compile_expression(text: str, types: Callable[[str], Kind], declared: DType)
             v = inner(env)
             return None if v is None or v != v else v
 
-    return Compiled(kind, args, node.text, run, one)
+    return Compiled(kind, args, node.text, run, one, node.quiet)
 
 
 def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
@@ -312,7 +323,7 @@ def _float(node: _Node) -> _Node:
         return np.asarray(v, dtype=np.float64), nl
 
     return _Node(Kind.FLOAT, f, node.text, float(node.const) if node.is_const else None, node.is_const,
-                 node.nullable, scalar=_lift1(node.scalar, float), positive=node.positive)
+                 node.nullable, scalar=_lift1(node.scalar, float), floor=node.floor, quiet=node.quiet)
 
 
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
@@ -372,8 +383,8 @@ class _Builder:
         else:
             raise self.fail(node, f"constant {v!r} is not a number, string or boolean (is_null(x) tests for null)")
         col = (_operand(v, kind), None)
-        return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v,
-                     positive=isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
+        return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v, quiet=True,
+                     floor=float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None)
 
     def _Name(self, node: ast.Name) -> _Node:
         name = node.id
@@ -384,7 +395,8 @@ class _Builder:
         if name not in self.slots:
             self.slots.append(name)
         i = self.slots.index(name)
-        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i, scalar=operator.itemgetter(i))
+        return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i, scalar=operator.itemgetter(i),
+                     quiet=True)
 
     # ---- operators -----------------------------------------------------------------------------
     def _UnaryOp(self, node: ast.UnaryOp) -> _Node:
@@ -402,10 +414,11 @@ class _Builder:
             if x.is_const:
                 v = -x.const
                 py = v.item() if isinstance(v, np.generic) else v  # (a folded constant is a numpy one)
-                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False, scalar=lambda env: py)
+                return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False, scalar=lambda env: py,
+                             quiet=True)
             neg = (lambda v: _wrap(-v)) if x.kind is Kind.INT else operator.neg
             return _Node(x.kind, lambda env: (lambda c: (np.negative(c[0]), c[1]))(fn(env)), f"-{x.text}",
-                         nullable=x.nullable, scalar=_lift1(x.scalar, neg))
+                         nullable=x.nullable, scalar=_lift1(x.scalar, neg), quiet=x.quiet)
         raise self.fail(node, f"{type(node.op).__name__} is not part of the expression language")
 
     def _map(self, kind: Kind, text: str, x: _Node, op: Callable[[Any], Any], sop: Callable[[Any], Any]) -> _Node:
@@ -415,7 +428,7 @@ class _Builder:
             v, nl = fn(env)
             return op(v), nl
 
-        return _Node(kind, f, text, nullable=x.nullable, scalar=_lift1(x.scalar, sop))
+        return _Node(kind, f, text, nullable=x.nullable, scalar=_lift1(x.scalar, sop), quiet=x.quiet)
 
     def _want(self, node: ast.AST, x: _Node, kinds: Sequence[Kind], what: str) -> None:
         if x.kind not in kinds:
@@ -483,12 +496,15 @@ class _Builder:
                 va, na = fa(env)
                 vb, nb = fb(env)
                 return op(va, vb), _or(_or(na, nb), domain(va, vb))
-        # the larger of two numbers one of which is > 0 is > 0 (NaN stays NaN), the smaller of two such too
-        positive = (op is np.maximum and (a.positive or b.positive)) or (op is np.minimum and a.positive and b.positive)
-        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar, positive=positive), a, b)
+        # the larger of two numbers is at least either's floor (NaN stays NaN), the smaller at least the lower one
+        floors = [x for x in (a.floor, b.floor) if x is not None]
+        floor = (max(floors) if floors and op is np.maximum else min(floors) if len(floors) == 2 and op is np.minimum
+                 else None)
+        quiet = a.quiet and b.quiet and domain is None and (op in _QUIET or (kind is Kind.INT and op in _INT_WRAP))
+        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar, floor=floor, quiet=quiet), a, b)
 
     def _divide(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any]) -> _Node:
-        """`op(a, b)` (a division or modulo), null where b is 0 (no check when b is never 0: `positive`)."""
+        """`op(a, b)` (a division or modulo), null where b is 0 (no check when b is never 0: `floor`)."""
         fa, fb = a.fn, b.fn
 
         def f_nonzero(env: Sequence[Column]) -> Column:
@@ -525,7 +541,10 @@ class _Builder:
                 y = sb(env)
                 return None if y is None or y == 0 else sop(x, y)
 
-        return self._fold(_Node(kind, f_nonzero if b.positive else f, text, scalar=scalar), a, b)
+        # an int over a nonzero int, or over a float never below a floor, is finite: no warning
+        quiet = (a.quiet and b.quiet and op is np.true_divide and a.kind is Kind.INT
+                 and (b.kind is Kind.INT or (b.floor is not None and b.floor >= _FLOOR_QUIET)))
+        return self._fold(_Node(kind, f_nonzero if b.floor is not None else f, text, scalar=scalar, quiet=quiet), a, b)
 
     @staticmethod
     def _fold(node: _Node, *parts: _Node) -> _Node:
@@ -535,12 +554,12 @@ class _Builder:
         with np.errstate(all="ignore"):
             v, nl = node.fn(())
         if nl is not None and bool(nl):  # always null
-            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None)
+            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None, quiet=True)
         if node.kind is Kind.FLOAT and v != v:
-            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None)
+            return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None, quiet=True)
         py = v.item() if isinstance(v, (np.generic, np.ndarray)) else v  # (a 0-d result too)
         return _Node(node.kind, lambda env: (v, None), node.text, v, True, False, scalar=lambda env: py,
-                     positive=node.kind in _NUMERIC and py > 0)
+                     floor=float(py) if node.kind in _NUMERIC and py > 0 else None, quiet=True)
 
     def _Compare(self, node: ast.Compare) -> _Node:
         for op in node.ops:
@@ -613,7 +632,8 @@ class _Builder:
                     return None
                 return sa(env) if x else sb(env)
 
-        return self._fold(_Node(a.kind, f, f"where({c.text}, {a.text}, {b.text})", scalar=scalar), c, a, b)
+        return self._fold(_Node(a.kind, f, f"where({c.text}, {a.text}, {b.text})", scalar=scalar,
+                                quiet=c.quiet and a.quiet and b.quiet), c, a, b)
 
     def _same(self, node: ast.AST, nodes: list[_Node], what: str) -> list[_Node]:
         kinds = {n.kind for n in nodes}
@@ -660,7 +680,7 @@ class _Builder:
         for a in args[1:]:
             out = self._binary(a.kind, "", out, a, ufunc)
         return _Node(out.kind, out.fn, f"{name}({', '.join(a.text for a in args)})", out.const, out.is_const,
-                     out.nullable, scalar=out.scalar, positive=out.positive)
+                     out.nullable, scalar=out.scalar, floor=out.floor, quiet=out.quiet)
 
     def _fn_min(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._reduce(node, args, "min", np.minimum)
@@ -671,7 +691,7 @@ class _Builder:
     def _unary_fn(self, node: ast.Call, args: list[_Node], name: str, kinds: Sequence[Kind], out: Kind | None,
                   op: Callable[[Any], Any], domain: Callable[[Any], Any] | None = None,
                   const_domain_error: str | None = None, sop: Callable[[Any], Any] | None = None,
-                  sdomain: Callable[[Any], bool] | None = None) -> _Node:
+                  sdomain: Callable[[Any], bool] | None = None, quiet: bool = False) -> _Node:
         """`op(x)` for all rows, null where x is (or `domain` says so); `sop` / `sdomain` their scalar
         forms (no scalar without `sop`, or with a `domain` but no `sdomain`)."""
         self._arity(node, name, 1, 1)
@@ -698,11 +718,11 @@ class _Builder:
         elif sop is not None and sdomain is not None:
             scalar = _lift1(x.scalar, lambda v: None if sdomain(v) else sop(v))
         return self._fold(_Node(kind, f, f"{name}({x.text})", nullable=x.nullable or domain is not None,
-                                scalar=scalar), x)
+                                scalar=scalar, quiet=quiet and x.quiet), x)
 
     def _fn_abs(self, node: ast.Call, args: list[_Node]) -> _Node:
         sop = (lambda v: _wrap(abs(v))) if args and args[0].kind is Kind.INT else abs
-        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs, sop=sop)
+        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs, sop=sop, quiet=True)
 
     def _fn_log(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._unary_fn(node, args, "log", _NUMERIC, Kind.FLOAT, np.log, lambda v: np.less_equal(v, 0),
@@ -730,7 +750,8 @@ class _Builder:
         (x,) = args
         self._want(node.args[0], x, _NUMERIC, f"{name}()")
         if x.kind is Kind.INT:
-            return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable, scalar=x.scalar)
+            return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable, scalar=x.scalar,
+                         quiet=x.quiet)
 
         def conv(v: Any) -> Any:  # NaN and +-inf have no int: null
             return np.asarray(op(np.where(np.isfinite(v), v, 0)), dtype=np.int64)
@@ -750,7 +771,7 @@ class _Builder:
         inner = self._binary(x.kind, "", x, lo, np.maximum)
         out = self._binary(x.kind, "", inner, hi, np.minimum)
         return _Node(out.kind, out.fn, f"clip({x.text}, {lo.text}, {hi.text})", out.const, out.is_const,
-                     out.nullable, scalar=out.scalar, positive=out.positive)
+                     out.nullable, scalar=out.scalar, floor=out.floor, quiet=out.quiet)
 
     def _fn_coalesce(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "coalesce", 2, None)
@@ -783,7 +804,7 @@ class _Builder:
                 return None
 
         return _Node(kind, f, f"coalesce({', '.join(a.text for a in args)})",
-                     nullable=all(a.nullable for a in args), scalar=scalar)
+                     nullable=all(a.nullable for a in args), scalar=scalar, quiet=all(a.quiet for a in args))
 
     def _fn_is_null(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "is_null", 1, 1)
@@ -804,7 +825,7 @@ class _Builder:
                 v = sx(env)
                 return v is None or (floats and v != v)
 
-        return _Node(Kind.BOOL, f, f"is_null({x.text})", nullable=False, scalar=scalar)
+        return _Node(Kind.BOOL, f, f"is_null({x.text})", nullable=False, scalar=scalar, quiet=x.quiet)
 
     def _time_part(self, node: ast.Call, args: list[_Node], name: str, op: Callable[[Any], Any],
                    sop: Callable[[int], int] | None = None) -> _Node:
@@ -893,7 +914,7 @@ def _interval_test(text: str, slot: int, where: Intervals, nullable: bool) -> _N
         x = env[slot]
         return None if x is None else answers[bisect.bisect_right(edges, x)]
 
-    return _Node(Kind.BOOL, f, text, nullable=nullable, scalar=scalar, bound=(slot, where))
+    return _Node(Kind.BOOL, f, text, nullable=nullable, scalar=scalar, bound=(slot, where), quiet=True)
 
 
 def _calendar(us: Any, unit: str, within: str) -> Any:
@@ -1082,6 +1103,8 @@ class Program:
         """The derived outputs with text values (no number for a model vector)."""
         self._fills = tuple(None if st.default.stored is None else st.default.stored for st in steps)
         self._ones = tuple(st.compiled.one for st in steps)
+        self.quiet = all(st.compiled.quiet for st in steps)
+        """Whether no step can raise a floating-point warning (`run` then skips np.errstate, 2 us)."""
         self.has_one = all(one is not None for one in self._ones)
         """Whether every step has a one-row form (`run_one`): expressions without log, exp, ** nor
         day/month, and no UDF."""
@@ -1094,18 +1117,23 @@ class Program:
 
     def run(self, inputs: Mapping[int, Column], n: int) -> list[Column]:
         """Every step's raw result (values, null) for `n` rows (see the class docstring)."""
+        if self.quiet:
+            return self._run(inputs, n)
+        with np.errstate(all="ignore"):  # overflow and the like: results are defined, not warned
+            return self._run(inputs, n)
+
+    def _run(self, inputs: Mapping[int, Column], n: int) -> list[Column]:
         slots: dict[int, Column] = dict(inputs)
         out: list[Column] = []
         n_base = self.n_base
-        with np.errstate(all="ignore"):  # overflow and the like: results are defined below, not warned
-            for i, st in enumerate(self.steps):
-                values, null = st.compiled.run([slots[s] for s in st.slots], n)
-                out.append((values, null))
-                fill = self._fills[i]
-                if fill is not None and null is not None:  # readers see the default where it is null
-                    slots[n_base + i] = (np.where(null, fill, values), None)
-                else:
-                    slots[n_base + i] = (values, null)
+        for i, st in enumerate(self.steps):
+            values, null = st.compiled.run([slots[s] for s in st.slots], n)
+            out.append((values, null))
+            fill = self._fills[i]
+            if fill is not None and null is not None:  # readers see the default where it is null
+                slots[n_base + i] = (np.where(null, fill, values), None)
+            else:
+                slots[n_base + i] = (values, null)
         return out
 
     def run_one(self, inputs: Mapping[int, Any]) -> list[Any] | None:

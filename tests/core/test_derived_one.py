@@ -5,6 +5,7 @@ expressions and random rows: nulls, defaults, NaN, infinities, -0.0 and int64 ov
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -251,6 +252,65 @@ def test_any_and_or_not_of_tests_of_one_int_input_is_the_comparisons(expr):
         got = None if null is not None and null[r] else bool(values[r])
         assert got == want, (expr, x, got, want)
         assert c.one([x]) == want
+
+
+EDGES = {Kind.INT: [-(2**63), 2**63 - 1, 0, -1, 3], Kind.FLOAT: [1e308, -1e308, math.inf, -math.inf, math.nan, 0.0,
+                                                                 -0.0, 5e-324, 0.5]}
+
+
+def _edge_rows(n: int) -> st.SearchStrategy[dict[str, list]]:
+    """n rows of the values where numpy warns if anything does (overflow, inf - inf, 0 * inf, x / 0)."""
+    return st.fixed_dictionaries({name: st.lists(st.one_of(st.none(), st.sampled_from(EDGES[k]) if k in EDGES
+                                                           else VALUES[k]), min_size=n, max_size=n)
+                                  for name, k in KINDS.items()})
+
+
+def _numbers_of_quiet_ops(depth: int) -> st.SearchStrategy[str]:
+    """Numeric expressions of the operations that may be quiet (and of some that are not)."""
+    leaf = st.one_of(st.sampled_from(["i", "j", "f", "g"]), INT_CONSTS, FLOAT_CONSTS)
+    if depth == 0:
+        return leaf
+    sub = _numbers_of_quiet_ops(depth - 1)
+    return st.one_of(
+        leaf,
+        st.tuples(sub, st.sampled_from(["+", "-", "*", "/"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["min", "max", "coalesce"]), sub, sub).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(st.sampled_from(["abs", "-"]), sub).map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(sub, sub, sub).map(lambda t: f"({t[0]} if {t[1]} > {t[2]} else {t[1]})"),
+    )
+
+
+_QUIET_TOPS = st.tuples(_numbers_of_quiet_ops(1), st.sampled_from(["+", "-", "*", "/"]), _numbers_of_quiet_ops(2))
+QUIETISH = st.one_of(EXPRESSIONS, _QUIET_TOPS.map(lambda t: (f"{t[0]} {t[1]} {t[2]}", "float64")),
+                     _QUIET_TOPS.map(lambda t: (f"max({t[0]}, {t[2]}) {t[1]} {t[2]} >= 1", "bool")))
+
+
+@settings(max_examples=400, deadline=None)
+@given(expr=QUIETISH, data=st.data())
+def test_an_expression_said_quiet_raises_no_floating_point_warning(expr, data):
+    """`Compiled.quiet` lets Program.run skip np.errstate: no input may then make numpy warn."""
+    text, dtype = expr
+    try:
+        c = compile_expression(text, _kind, DType(dtype))
+    except ExpressionError:
+        assume(False)
+    if not c.quiet:
+        return
+    n = data.draw(st.integers(1, 8))
+    rows = data.draw(st.one_of(_rows(n), _edge_rows(n)))
+    columns = [_column(KINDS[a], rows[a]) for a in c.args]
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        c.run(columns, n)
+
+
+@pytest.mark.parametrize(("expr", "dtype", "quiet"), [
+    ("(i >= 7 and i < 10) or (i >= 16 and i < 19)", "bool", True), ("j / max(f, 0.5)", "float64", True),
+    ("i / j", "float64", True), ("i * 3 - abs(j)", "int64", True), ("coalesce(f, 1.0) > g", "bool", True),
+    ("f * 2", "float64", False), ("i / f", "float64", False), ("i / max(f, 1e-320)", "float64", False),
+    ("log(f) > 0", "bool", False), ("int(f) > 0", "bool", False)])
+def test_which_expressions_are_quiet(expr, dtype, quiet):
+    assert compile_expression(expr, _kind, DType(dtype)).quiet is quiet
 
 
 def test_folded_constants_are_plain_python_values_in_the_one_row_form():
