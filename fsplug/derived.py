@@ -1096,8 +1096,8 @@ class Program:
         self.n_base = n_base
         self.needed = tuple(sorted({s for st in steps for s in st.slots if s < n_base}))
         """The base column indexes the steps read."""
-        self.outputs = tuple((st.output, i) for i, st in enumerate(steps) if st.output >= 0)
-        """(output position, step index) of each derived output column."""
+        self.outputs = tuple(sorted((st.output, i) for i, st in enumerate(steps) if st.output >= 0))
+        """(output position, step index) of each derived output column, by position."""
         self.dtypes = dtypes
         self.text_outputs = tuple(st.ref for st in steps if st.output >= 0 and st.compiled.kind is Kind.STR)
         """The derived outputs with text values (no number for a model vector)."""

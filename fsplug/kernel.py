@@ -684,15 +684,16 @@ class Kernel:
         return out
 
     def inputs_from_numbers(self, numbers: Callable[[int], np.ndarray], request: Mapping[int, Sequence[Any]],
-                            columns: tuple[int, ...], requests_too: bool = False
-                            ) -> dict[int, tuple[np.ndarray, Any]] | None:
+                            columns: tuple[int, ...], requests_too: bool = False,
+                            lists: Sequence[list[Any]] | None = None) -> dict[int, tuple[np.ndarray, Any]] | None:
         """`inputs`, from a form already computed: `numbers(i)` gives stored column i as float64 with
         values that are not PRESENT as the default's number (NaN without one) — a column of `numpy(...,
         fill_defaults=True)`, or `python`'s values as float64 (None as NaN) — so NaN is exactly "null
         without a default", as in `inputs`. Only for int64, float64 and bool stored columns (None when
         another one is needed: `inputs` then answers); request columns as in `inputs`, or, with
         `requests_too` (`numbers` is a matrix's column, cheaper than the request's list), those of
-        these dtypes from `numbers` too."""
+        these dtypes from `numbers` too. `lists`: `python`'s values, of which a column that cannot be
+        null (it has a default) is taken as it is, in its own dtype (exact, nothing to check)."""
         recipe = self._from_numbers.get(columns, False)
         if recipe is False:
             recipe = self._from_numbers[columns] = self._from_numbers_recipe(columns)
@@ -702,6 +703,9 @@ class Kernel:
         for i, request_dtype, dtype, nullable, numeric in recipe:
             if request_dtype is not None and not (requests_too and numeric):
                 out[i] = (np.asarray(request[i], dtype=request_dtype), None)
+                continue
+            if lists is not None and not nullable:
+                out[i] = (np.array(lists[i], dtype=dtype or np.float64), None)
                 continue
             values = numbers(i)
             null = None

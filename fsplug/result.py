@@ -93,14 +93,14 @@ class OnlineResult:
                                      prog.needed, self.now_us)
         return prog.run(inputs, self.n)
 
-    def _derived_from(self, numbers: Any, requests_too: bool = False) -> list[Any]:
+    def _derived_from(self, numbers: Any, requests_too: bool = False, lists: Any = None) -> list[Any]:
         """`_derived`, its inputs taken from a form already computed (`Kernel.inputs_from_numbers`) when
         it is not computed yet and they can be: the same values, fewer operations."""
         done = self.__dict__.get("_derived")
         if done is not None:
             return done
         prog = self._program
-        inputs = self._kernel.inputs_from_numbers(numbers, self._request, prog.needed, requests_too)
+        inputs = self._kernel.inputs_from_numbers(numbers, self._request, prog.needed, requests_too, lists)
         if inputs is None:
             return self._derived
         # (kept for the other forms: a result that is an input as it is would be a view of `numbers`'
@@ -167,18 +167,26 @@ class OnlineResult:
         return self._columns_of(arrays, lambda si, c: self._program.array(si, c.dtype, self._derived[si]))
 
     def _columns_of(self, base: list[Any], derived: Any) -> dict[str, Any]:
-        """Output name -> value: the base outputs from `base` (in base order), each derived column from
-        `derived(step, column)`."""
-        prog = self._program
-        if prog is None:
+        """Output name -> value: the base outputs from `base` (in base order; the kernel's columns, which
+        may go on with inputs read only for derived features), each derived column from `derived(step,
+        column)`."""
+        if self._program is None:
             return dict(zip(self.plan.names, base, strict=True))
+        return dict(zip(self.plan.names, self._merged(base, derived), strict=True))
+
+    def _merged(self, base: list[Any], derived: Any) -> list[Any]:
+        """`_columns_of`'s values, in plan order, as a list."""
         cols = self.plan.columns
-        out: list[Any] = [None] * len(cols)
+        if self.plan.base_first:  # (the derived outputs after the base ones: the usual layout)
+            out = base[:len(self.plan.base_positions)]  # (base also holds inputs read only for derived ones)
+            out.extend(derived(si, cols[p]) for p, si in self._program.outputs)
+            return out
+        out = [None] * len(cols)
         for j, p in enumerate(self.plan.base_positions):
             out[p] = base[j]
-        for p, si in prog.outputs:
+        for p, si in self._program.outputs:
             out[p] = derived(si, cols[p])
-        return dict(zip(self.plan.names, out, strict=True))
+        return out
 
     @_lazy
     def event_timestamps(self) -> dict[str, np.ndarray]:
@@ -199,10 +207,10 @@ class OnlineResult:
         prog = self._program
         if prog is None:
             return values, codes
-        self._derived_from(lambda i: np.array(values[i], dtype=np.float64))  # (None -> NaN)
-        out = self._columns_of(values, lambda si, c: prog.python(si, c.dtype, self._derived[si]))
-        out_codes = self._columns_of(codes, lambda si, c: _derived_codes(self._derived[si][1]))
-        return list(out.values()), list(out_codes.values())
+        self._derived_from(lambda i: np.array(values[i], dtype=np.float64), lists=values)  # (None -> NaN)
+        derived = self._derived
+        return (self._merged(values, lambda si, c: prog.python(si, c.dtype, derived[si])),
+                self._merged(codes, lambda si, c: _derived_codes(derived[si][1])))
 
     def event_times_us(self) -> dict[str, list[int | None]]:
         """Per view: the event time of each row read as plain ints (microseconds since the epoch),

@@ -233,6 +233,8 @@ feature_services:
     features: [act:trips_today, trip_context:*, more:busy]
   - name: numbers
     features: [trip_context:is_peak_hour, trip_context:trips_per_hour, more:busy]
+  - name: reordered
+    features: [act:trips_today, more:busy, trip_context:trips_per_hour, trip_context:is_peak_hour]
 """
 
 UDF = """\
@@ -303,6 +305,20 @@ def test_every_form_serves_the_same_values(derived_repo):
         assert res.to_arrow().column("trips_per_hour").to_pylist() == d["trips_per_hour"]
         with pytest.raises(UserInputError, match="label: text features have no number"):
             store.get_online_features(service="svc", entities=ENTITIES).to_numpy()
+
+
+def test_derived_outputs_listed_out_of_their_computing_order_land_in_their_columns(derived_repo):
+    """`busy` reads `trips_per_hour`, which is computed first: every form still follows the service."""
+    with FeatureStore(derived_repo) as store:
+        want = store.get_online_features(service="svc", entities=ENTITIES).to_dict(include_statuses=True)
+        res = store.get_online_features(service="reordered", entities=ENTITIES)
+        names = ["trips_today", "busy", "trips_per_hour", "is_peak_hour"]
+        assert list(res.to_dict()) == names
+        assert res.to_dict(include_statuses=True) == {k: want[k] for k in names + [f"{n}__status" for n in names]}
+        m = res.to_numpy()
+        assert m[:, 2].tolist() == want["trips_per_hour"]
+        assert m[:, 3].tolist() == [float(v) for v in want["is_peak_hour"]]
+        assert res.columns["busy"].tolist() == want["busy"]
 
 
 def test_event_time_of_a_derived_view_is_its_inputs(derived_repo):
