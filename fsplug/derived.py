@@ -83,6 +83,9 @@ DERIVED_DTYPES = tuple(KIND_OF)
 _NUMERIC = (Kind.INT, Kind.FLOAT)
 _NP = {Kind.INT: np.int64, Kind.FLOAT: np.float64, Kind.BOOL: np.bool_, Kind.STR: object, Kind.TS: np.int64}
 _DTYPES = {k: np.dtype(t) for k, t in _NP.items()}  # (builtin dtypes are singletons: `is` before `!=`)
+_PLACEHOLDER = {Kind.INT: 0, Kind.FLOAT: math.nan, Kind.BOOL: False, Kind.STR: "", Kind.TS: 0}
+_NULL_ONE = np.ones(1, dtype=bool)
+_NULL_ONE.flags.writeable = False  # (shared by every null row of one)
 
 Column = tuple[Any, Any]
 """(values, null): a numpy array (or a scalar, for constants) and a bool mask or None (no nulls)."""
@@ -1153,6 +1156,17 @@ class Program:
                 slots[n_base + i] = self._fills[i] if v is None else v  # readers see the default where null
         except _NoScalar:
             return None
+        return out
+
+    def one_columns(self, results: Sequence[Any]) -> list[Column]:
+        """`run_one`'s results as `run`'s columns of one row (a null holds a placeholder)."""
+        out: list[Column] = []
+        for st, v in zip(self.steps, results, strict=True):
+            kind = st.compiled.kind
+            if v is None:
+                out.append((np.array([_PLACEHOLDER[kind]], dtype=_DTYPES[kind]), _NULL_ONE))
+            else:
+                out.append((np.array([v], dtype=_DTYPES[kind]), None))
         return out
 
     # ---- output forms of one derived column (values, null) ----------------------------------------

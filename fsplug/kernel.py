@@ -762,19 +762,27 @@ class Kernel:
                    ) -> dict[int, Any] | None:
         """`vector_inputs` as plain Python values for `Program.run_one` (None where null), from one row's
         values (as `vector` or `fast_values` give them: a stored or request value, or the default's
-        number where not PRESENT) and statuses (None: all PRESENT), for plain-number columns. Ints go
+        number where not PRESENT) and statuses, for plain-number columns. Without statuses (a row of
+        `numpy(fill_defaults=True)` or of `python`'s lists), a column with no default is null where
+        the row holds None or NaN. Ints go
         through a float64, as in `vector_inputs`; None when one's magnitude reaches 2**53, where a float64
-        may have rounded it (`ints_exact`: the exact path then answers)."""
-        recipe = self._one.get(columns)
-        if recipe is None:
+        may have rounded it (`ints_exact`: the exact path then answers), or a column is not a plain
+        number."""
+        recipe = self._one.get(columns, False)
+        if recipe is False:
+            ok = all(self.columns[i].dtype in _ONE_CONVERT for i in columns)
             recipe = self._one[columns] = tuple(
-                (i, _ONE_CONVERT[self.columns[i].dtype], self.columns[i].default.stored is None) for i in columns)
+                (i, _ONE_CONVERT[self.columns[i].dtype], self.columns[i].default.stored is None) for i in columns
+            ) if ok else None
+        if recipe is None:
+            return None  # (a column that is not a plain number)
         out: dict[int, Any] = {}
         for i, conv, nullable in recipe:
-            if nullable and statuses is not None and statuses[i] != PRESENT:
+            v = values[i]
+            # (without statuses, a column with no default is null where it holds None or NaN)
+            if nullable and (v is None or v != v if statuses is None else statuses[i] != PRESENT):
                 out[i] = None
                 continue
-            v = values[i]
             if conv is int:
                 v = float(v)
                 if not -_F53 < v < _F53:  # (NaN too)

@@ -100,6 +100,13 @@ class OnlineResult:
         if done is not None:
             return done
         prog = self._program
+        if self.n == 1 and prog.has_one:  # one row: the plain-Python form, as get_feature_vector
+            row = [c[0] for c in lists] if lists is not None else numbers(None)
+            one = self._kernel.one_inputs(row, None, prog.needed)
+            results = None if one is None else prog.run_one(one)
+            if results is not None:
+                out = self.__dict__["_derived"] = prog.one_columns(results)
+                return out
         inputs = self._kernel.inputs_from_numbers(numbers, self._request, prog.needed, requests_too, lists)
         if inputs is None:
             return self._derived
@@ -152,7 +159,9 @@ class OnlineResult:
         whole = plan.base_first and len(plan.base_columns) == len(plan.base_positions)
         base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults,
                        len(plan.columns) if whole else None)
-        computed = self._derived_from(lambda i: base[:, i], True) if fill_defaults else self._derived
+        # (numbers(None): the row of a result of one, as plain floats)
+        computed = (self._derived_from(lambda i: base[0].tolist() if i is None else base[:, i], True)
+                    if fill_defaults else self._derived)
         if whole:
             for p, si in prog.outputs:
                 prog.put_numbers(base, p, si, computed[si], fill_defaults)

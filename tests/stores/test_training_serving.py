@@ -133,7 +133,8 @@ _counter = itertools.count()
 
 def _numeric_forms(store, service, cart):
     """to_numpy() of a fresh result, to_numpy() then to_dict() of another (the result keeps what it
-    computed), and get_feature_vector of each customer: (values, statuses)."""
+    computed), get_feature_vector of each customer: (values, statuses), and to_numpy() of a read of
+    each customer alone (a result of one row computes derived features in plain Python)."""
     entities = {"customer_id": CUSTOMERS, **cart}
     matrix = store.get_online_features(service=service, entities=entities).to_numpy()
     res = store.get_online_features(service=service, entities=entities)
@@ -141,12 +142,14 @@ def _numeric_forms(store, service, cart):
     after = res.to_dict()
     plain = store.get_online_features(service=service, entities=entities).to_dict()
     assert all(all(_same(a, b) for a, b in zip(plain[k], after[k], strict=True)) for k in plain), (plain, after)
-    vectors = []
+    vectors, rows = [], []
     for i, customer in enumerate(CUSTOMERS):
         request = {"cart_value": cart["cart_value"][i]} if cart else None
         v = store.get_feature_vector(service, request=request, customer_id=customer)
         vectors.append((v.values.tolist(), v.statuses.tolist()))
-    return matrix, matrix_first, vectors
+        one = {"customer_id": [customer], **({"cart_value": [cart["cart_value"][i]]} if cart else {})}
+        rows.append(store.get_online_features(service=service, entities=one).to_numpy()[0].tolist())
+    return matrix, matrix_first, vectors, rows
 
 
 def _same(a, b) -> bool:
@@ -197,22 +200,29 @@ def test_training_rows_equal_what_serving_serves(tmp_path_factory, store_kind, r
                     {"customer_id": CUSTOMERS, "event_timestamp": pa.array([t] * len(CUSTOMERS), ts),
                      **cart, "label": list(range(len(CUSTOMERS)))},
                     service=service, include_statuses=True).to_pydict()
-                compared.append((service, served, training))
+                singles = [store.get_online_features(service=service, entities={
+                    "customer_id": [c], **({"cart_value": [carts[i]]} if cart else {})}).to_dict(include_statuses=True)
+                    for i, c in enumerate(CUSTOMERS)]
+                compared.append((service, served, training, singles))
                 if service in ("derived_only", "derived_numbers"):  # numbers only: every numeric form too
                     forms.append((service, served, _numeric_forms(store, service, cart)))
         finally:
             store.teardown()
-    for service, served, (matrix, matrix_first, vectors) in forms:
+    for service, served, (matrix, matrix_first, vectors, rows) in forms:
         # to_numpy (alone, and before to_dict on the same result) and get_feature_vector serve the
         # values to_dict serves: defaults in place, NaN where to_dict has None
         for j, name in enumerate(served_names := [k for k in served if not k.endswith("__status")]):
             want = [math.nan if v is None else float(v) for v in served[name]]
-            for got in (matrix[:, j].tolist(), matrix_first[:, j].tolist(), [v[0][j] for v in vectors]):
+            for got in (matrix[:, j].tolist(), matrix_first[:, j].tolist(), [v[0][j] for v in vectors],
+                        [r[j] for r in rows]):
                 assert all(_same(a, b) for a, b in zip(want, got, strict=True)), (service, derived, name, want, got)
             statuses = [v[1][j] for v in vectors]
             assert [STATUS_NAMES[s] for s in statuses] == served[f"{name}__status"], (service, derived, name)
         assert len(served_names) == matrix.shape[1]
-    for service, served, training in compared:
+    for service, served, training, singles in compared:
+        for name, values in served.items():  # each entity read alone: its row of the read of all
+            alone = [one[name][0] for one in singles]
+            assert all(_same(a, b) for a, b in zip(values, alone, strict=True)), (service, derived, name, values, alone)
         assert training["label"] == list(range(len(CUSTOMERS)))  # extra columns pass through
         assert set(served) <= set(training), (service, set(served) - set(training))
         for name, values in served.items():
