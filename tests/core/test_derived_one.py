@@ -121,14 +121,20 @@ def _same(one, vec_value, vec_null) -> bool:
         or one != 0)
 
 
+def _compiled(text: str, dtype: str):
+    """The expression compiled, or the example dropped when it is refused (a constant division by zero
+    or the like: refused at apply anyway)."""
+    try:
+        return compile_expression(text, _kind, DType(dtype))
+    except ExpressionError:
+        assume(False)
+
+
 @settings(max_examples=400, deadline=None)
 @given(expr=EXPRESSIONS, data=st.data())
 def test_one_row_form_equals_the_vectorized_form(expr, data):
     text, dtype = expr
-    try:
-        c = compile_expression(text, _kind, DType(dtype))
-    except ExpressionError:  # a constant division by zero or the like: refused at apply anyway
-        assume(False)
+    c = _compiled(text, dtype)
     uses_numpy_only = any(fn in text for fn in ("log(", "exp(", "**"))
     if c.one is None:  # only for functions computed by numpy alone (folded constants have one anyway)
         assert uses_numpy_only, text
@@ -289,11 +295,7 @@ QUIETISH = st.one_of(EXPRESSIONS, _QUIET_TOPS.map(lambda t: (f"{t[0]} {t[1]} {t[
 @given(expr=QUIETISH, data=st.data())
 def test_an_expression_said_quiet_raises_no_floating_point_warning(expr, data):
     """`Compiled.quiet` lets Program.run skip np.errstate: no input may then make numpy warn."""
-    text, dtype = expr
-    try:
-        c = compile_expression(text, _kind, DType(dtype))
-    except ExpressionError:
-        assume(False)
+    c = _compiled(*expr)
     if not c.quiet:
         return
     n = data.draw(st.integers(1, 8))
