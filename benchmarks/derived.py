@@ -18,7 +18,9 @@ ratio v2 / v1. Results go to `benchmarks/results/derived_<stamp>.json`.
 machine, unlike wall-clock; see benchmarks/instructions.py): each case and service runs `--calls` times
 (default 200 there) in a child process after a warm-up. `--code DIR` (repeatable) runs the child with
 the fsplug package of another checkout (an unpacked `git archive` of an older commit, say) on the same
-repo and data, so versions compare case by case.
+repo and data, so versions compare case by case. `--cache` adds callgrind's cache simulation: level-1
+instruction- and data-cache misses per call (where the derived features' time goes beyond their
+instructions).
 """
 
 from __future__ import annotations
@@ -93,19 +95,30 @@ def _child(repo: Path, n_drivers: int, calls: int) -> None:
             time.sleep(0)
 
 
-def instructions(repo: Path, n_drivers: int, calls: int, codes: list[Path]) -> dict[str, dict[str, Any]]:
-    """Per checkout in `codes`: per case, instructions per call of each service and the ratio v2 / v1."""
-    from benchmarks.instructions import callgrind
+def instructions(repo: Path, n_drivers: int, calls: int, codes: list[Path],
+                 cache: bool = False) -> dict[str, dict[str, Any]]:
+    """Per checkout in `codes`: per case, instructions per call of each service and the ratio v2 / v1;
+    with `cache`, also level-1 instruction- and data-cache misses per call (`i1`, `d1`: the same)."""
+    from benchmarks.instructions import callgrind_events
 
     out = {}
     for code in codes:
-        totals = callgrind([sys.executable, str(Path(__file__).resolve()), "--child", str(repo), "--drivers",
-                            str(n_drivers), "--calls", str(calls)], len(CASES) * len(SERVICES), ROOT, code.resolve())
-        per = iter(t / calls for t in totals)
-        table = {}
+        totals = callgrind_events([sys.executable, str(Path(__file__).resolve()), "--child", str(repo), "--drivers",
+                                   str(n_drivers), "--calls", str(calls)], len(CASES) * len(SERVICES), ROOT,
+                                  code.resolve(), cache)
+        per = iter(totals)
+        table: dict[str, Any] = {}
         for case in CASES:
-            row = {s: round(next(per)) for s in SERVICES}
-            table[case] = {**row, "ratio": round(row[SERVICES[1]] / row[SERVICES[0]], 3)}
+            events = {s: next(per) for s in SERVICES}
+            counts = {"Ir": lambda e: e["Ir"], "i1": lambda e: e["I1mr"], "d1": lambda e: e["D1mr"] + e["D1mw"]}
+            row: dict[str, Any] = {}
+            for key, get in counts.items():
+                if key != "Ir" and not cache:
+                    continue
+                vals = {s: round(get(events[s]) / calls) for s in SERVICES}
+                ratio = round(vals[SERVICES[1]] / vals[SERVICES[0]], 3)
+                row.update({**vals, "ratio": ratio} if key == "Ir" else {key: {**vals, "ratio": ratio}})
+            table[case] = row
         out[str(code)] = table
     return out
 
@@ -144,6 +157,15 @@ def _report_instructions(args: argparse.Namespace, ds: Any, results: dict[str, d
         for case, row in table.items():
             print(f"| {case} | {row[SERVICES[0]]:,} | {row[SERVICES[1]]:,} | {row['ratio']} |")
         print()
+        if "i1" in next(iter(table.values())):
+            print("level-1 cache misses per call (callgrind's simulation), instruction / data:\n")
+            print("| case | v1 I1 | v2 I1 | v2 / v1 | v1 D1 | v2 D1 | v2 / v1 |")
+            print("|---|---:|---:|---:|---:|---:|---:|")
+            for case, row in table.items():
+                i1, d1 = row["i1"], row["d1"]
+                print(f"| {case} | {i1[SERVICES[0]]:,} | {i1[SERVICES[1]]:,} | {i1['ratio']} "
+                      f"| {d1[SERVICES[0]]:,} | {d1[SERVICES[1]]:,} | {d1['ratio']} |")
+            print()
     return 0
 
 
@@ -158,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--instructions", action="store_true",
                     help="count instructions per call under callgrind instead of timing (needs valgrind)")
+    ap.add_argument("--cache", action="store_true",
+                    help="with --instructions: also simulate the caches and report level-1 misses per call")
     ap.add_argument("--code", type=Path, action="append",
                     help="with --instructions: an fsplug checkout whose package runs the calls (repeatable; "
                          "default this one)")
@@ -180,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             store.materialize_incremental(datetime.now(UTC), progress=False)
             if args.instructions:
                 return _report_instructions(args, ds, instructions(repo, args.drivers, args.calls,
-                                                                  args.code or [ROOT]))
+                                                                  args.code or [ROOT], args.cache))
             runs = []
             for r in range(args.runs):
                 runs.append(run_once(store, ids, args.calls, args.rounds, args.warmup, seed=r))

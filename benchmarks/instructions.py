@@ -70,20 +70,30 @@ def _child(repo: Path, calls: int) -> None:
 def callgrind(argv: list[str], phases: int, cwd: Path, pythonpath: Path) -> list[int]:
     """Run `argv` (a Python program that calls `time.sleep(0)` after its start-up and after each phase)
     under callgrind and return the instructions of each of its `phases` phases."""
+    return [events["Ir"] for events in callgrind_events(argv, phases, cwd, pythonpath)]
+
+
+def callgrind_events(argv: list[str], phases: int, cwd: Path, pythonpath: Path,
+                     cache: bool = False) -> list[dict[str, int]]:
+    """`callgrind`, each phase's totals of every event callgrind counted: `Ir` (instructions) and, with
+    `cache` (its cache simulation: 32 KB level-1 caches here), `I1mr` (level-1 instruction-cache
+    misses), `D1mr` / `D1mw` (level-1 data-cache read / write misses) and the last-level ones."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(pythonpath)}  # no BLAS threads spinning
         subprocess.run(["valgrind", "--tool=callgrind", "--dump-before=time_sleep", f"--callgrind-out-file={out}",
-                        *argv], cwd=cwd, env=env, check=True, capture_output=True)
+                        *(["--cache-sim=yes"] if cache else []), *argv],
+                       cwd=cwd, env=env, check=True, capture_output=True)
         totals = []
         for i in range(2, 2 + phases):
             text = Path(f"{out}.{i}").read_text()
-            m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-            if m is None:
+            names = re.search(r"^events: (.+)$", text, re.M)
+            m = re.search(r"^(?:summary|totals): ([\d ]+)$", text, re.M)
+            if m is None or names is None:
                 raise SystemExit(f"no totals in callgrind dump {i}")
-            totals.append(int(m.group(1)))
+            totals.append(dict(zip(names.group(1).split(), map(int, m.group(1).split()), strict=False)))
     return totals
 
 
