@@ -321,6 +321,33 @@ def test_derived_outputs_listed_out_of_their_computing_order_land_in_their_colum
         assert res.columns["busy"].tolist() == want["busy"]
 
 
+@pytest.mark.parametrize("service", ["numbers", "svc", "reordered"])
+def test_a_read_of_one_entity_serves_its_row_of_the_read_of_all(derived_repo, service):
+    """A result of one row computes derived features in plain Python (or, for text, UDFs and
+    timestamps, with numpy): every form equals that entity's row of the read of all, missing, stale
+    and null inputs included, with a request int beyond 2**53 and a NaN request float."""
+    entities = {**ENTITIES, "hour_of_day": [8, 12, 2**53 + 1, 8, 3], "surge": [1.5, math.nan, 2.0, 1.0, 3.0]}
+    with FeatureStore(derived_repo) as store:
+        if service == "numbers":
+            store.get_online_features(service=service, entities=entities).to_numpy()  # (a text-free service)
+        every = store.get_online_features(service=service, entities=entities)
+        want = every.to_dict(include_statuses=True)
+        numbers = every.to_numpy() if service == "numbers" else None
+        for j in range(len(entities["driver_id"])):
+            one = {k: [v[j]] for k, v in entities.items()}
+            got = store.get_online_features(service=service, entities=one).to_dict(include_statuses=True)
+            for name, values in want.items():
+                a, b = values[j], got[name][0]
+                assert a == b or (a != a and b != b), (service, j, name, a, b)
+            alone = store.get_online_features(service=service, entities=one)
+            assert alone.statuses.tolist() == [every.statuses[j].tolist()]
+            if numbers is not None:
+                np.testing.assert_array_equal(alone.to_numpy()[0], numbers[j])
+            for name, col in alone.columns.items():
+                a, b = col[0], every.columns[name][j]
+                assert a == b or (a != a and b != b), (service, j, name, a, b)
+
+
 def test_event_time_of_a_derived_view_is_its_inputs(derived_repo):
     with FeatureStore(derived_repo) as store:
         res = store.get_online_features(service="svc", entities=ENTITIES)
