@@ -93,16 +93,17 @@ class OnlineResult:
                                      prog.needed, self.now_us)
         return prog.run(inputs, self.n)
 
-    def _derived_from(self, numbers: Any, requests_too: bool = False, lists: Any = None) -> list[Any]:
+    def _derived_from(self, numbers: Any, requests_too: bool = False, lists: Any = None,
+                      row: Any = None) -> list[Any]:
         """`_derived`, its inputs taken from a form already computed (`Kernel.inputs_from_numbers`) when
-        it is not computed yet and they can be: the same values, fewer operations."""
+        it is not computed yet and they can be: the same values, fewer operations. A result of one row
+        takes them from `row` (that form's first row), or else from `lists`' first values."""
         done = self.__dict__.get("_derived")
         if done is not None:
             return done
         prog = self._program
         if self.n == 1 and prog.has_one:  # one row: the plain-Python form, as get_feature_vector
-            row = [c[0] for c in lists] if lists is not None else numbers(None)
-            one = self._kernel.one_inputs(row, None, prog.needed)
+            one = self._kernel.one_inputs(row if row is not None else [c[0] for c in lists], None, prog.needed)
             results = None if one is None else prog.run_one(one)
             if results is not None:
                 out = self.__dict__["_derived"] = prog.one_columns(results)
@@ -159,9 +160,7 @@ class OnlineResult:
         whole = plan.base_first and len(plan.base_columns) == len(plan.base_positions)
         base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults,
                        len(plan.columns) if whole else None)
-        # (numbers(None): the row of a result of one, as plain floats)
-        computed = (self._derived_from(lambda i: base[0].tolist() if i is None else base[:, i], True)
-                    if fill_defaults else self._derived)
+        computed = self._derived_from(lambda i: base[:, i], True, row=base[0]) if fill_defaults else self._derived
         if whole:
             for p, si in prog.outputs:
                 prog.put_numbers(base, p, si, computed[si], fill_defaults)
