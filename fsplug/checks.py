@@ -3,7 +3,9 @@
 `apply` compares every view's source schema (Parquet metadata only: no data is scanned) with
 what the view declares — join key columns, the timestamp fields, every feature's column and
 dtype — and reports all mismatches at once, each at the YAML node that declares the column.
-`materialize` runs `check_view_sources` on every selected view before its first write.
+`materialize` runs `check_view_sources` on every selected view before its first write. A source that
+is a Spark catalog table is not checked at apply (only a Spark session knows it); the Spark engine
+checks its schema from the catalog before a job, the local engine refuses it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fsplug.config import resolve_repo_path
 from fsplug.errors import ConfigError, Problem, SourceDataError
 from fsplug.types import DType
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from fsplug.definitions import LoadedRepo
+    from fsplug.engines.spark import SparkEngine
     from fsplug.registry import FeatureView, Registry
 
 __all__ = ["Mismatch", "view_mismatches", "source_problems", "check_view_sources"]
@@ -88,10 +90,12 @@ def source_problems(registry: Registry, repo: LoadedRepo, root: Path) -> list[Pr
     reported: set[tuple[str, str, str]] = set()
     for view in registry.feature_views.values():
         src = view.source
+        if src.table:  # a Spark catalog table: no Spark here; the Spark engine checks it before each job
+            continue
         source_at = sources_at[src.name]
         if src.name not in opened:
             try:
-                opened[src.name] = open_source(resolve_repo_path(root, src.path))
+                opened[src.name] = open_source(src.local_path(root))
             except (SourceDataError, ConfigError) as exc:
                 opened[src.name] = None
                 problems.append(source_at.problem(f"source {src.name!r}: {exc}", "path"))
@@ -113,17 +117,23 @@ def source_problems(registry: Registry, repo: LoadedRepo, root: Path) -> list[Pr
     return problems
 
 
-def check_view_sources(registry: Registry, views: Sequence[FeatureView], root: Path) -> None:
-    """Raise SourceDataError listing every mismatch of every view in `views` (before any write)."""
+def check_view_sources(registry: Registry, views: Sequence[FeatureView], root: Path,
+                       engine: SparkEngine | None = None) -> None:
+    """Raise SourceDataError listing every mismatch of every view in `views` (before any write).
+
+    A Spark catalog table is checked through `engine` (its schema, from the catalog); without one
+    (the local engine) it is a ConfigError naming the Spark engine."""
     from fsplug.offline.parquet import open_source
 
     lines: list[str] = []
     for view in views:
+        src = view.source
         try:
-            dataset = open_source(resolve_repo_path(root, view.source.path))
+            dataset = (engine.open_table(src.table) if src.table and engine is not None
+                       else open_source(src.local_path(root)))
         except SourceDataError as exc:
             lines.append(f"feature view {view.name!r}: {exc}")
             continue
-        lines += [m.describe(view.name) for m in view_mismatches(registry, view, dataset, view.source.path)]
+        lines += [m.describe(view.name) for m in view_mismatches(registry, view, dataset, src.location)]
     if lines:
         raise SourceDataError("\n".join(dict.fromkeys(lines)) + "\nnothing was written")

@@ -43,6 +43,7 @@ BIN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_BIN_BYTES = 15
 MAX_SET_BYTES = 63
 RESERVED_BIN_PREFIX = "_ts_"
+TABLE_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,2}$")
 class Spec(BaseModel):
     """Base of every YAML spec: unknown keys are errors, values are immutable.
 
@@ -145,16 +146,37 @@ class EntitySpec(Spec):
 
 
 class SourceSpec(Spec):
-    """An offline Parquet source: a file or a directory of files (hive partitions allowed)."""
+    """An offline source: Parquet (`path`: a file or a directory of files, hive partitions allowed), or a
+    table of the Spark catalog (`type: spark_table`, `table: [catalog.]db.name`), which only the Spark
+    engine reads."""
 
     _kind: ClassVar[str] = "source name"
 
     name: str
-    type: Literal["parquet"] = "parquet"
-    path: str
+    type: Literal["parquet", "spark_table"] = "parquet"
+    path: str | None = None
+    table: str | None = None
     timestamp_field: str
     created_timestamp_field: str | None = None
     description: str = ""
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str | None) -> str | None:
+        if v is not None and not TABLE_RE.match(v):
+            raise ValueError(f"table {v!r} must be a Spark catalog table name: `name`, `db.name` or "
+                             "`catalog.db.name`, each part letters, digits and '_'")
+        return v
+
+    @model_validator(mode="after")
+    def _location(self) -> SourceSpec:
+        needs, other = ("table", "path") if self.type == "spark_table" else ("path", "table")
+        if getattr(self, other) is not None:
+            raise ValueError(f"a {self.type} source takes `{needs}:`, not `{other}:`"
+                             + (" (or set `type: spark_table`)" if other == "table" else ""))
+        if getattr(self, needs) is None:
+            raise ValueError(f"required field {needs!r} is missing (a {self.type} source reads its {needs})")
+        return self
 
 
 

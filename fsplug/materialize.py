@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 from pathlib import Path
 
-from fsplug.config import resolve_repo_path
 from fsplug.errors import FsplugError, SourceDataError, UserInputError
 from fsplug.online.base import OnlineStore, WriteBatch
 from fsplug.registry import FeatureView, Registry
@@ -187,7 +186,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _write_latest_spark(engine: SparkEngine, registry: Registry, online: OnlineStore, view: FeatureView,
-                        path: Path, start: datetime | None, end: datetime, report: ViewReport) -> None:
+                        path: Path | None, start: datetime | None, end: datetime, report: ViewReport) -> None:
     entity = registry.entity(view.entity)
     stats = engine.write_latest(online, view, {k.name: k.dtype for k in entity.join_keys}, path, start, end)
     report.rows_read, report.entities, report.written = stats.rows_read, stats.entities, stats.written
@@ -227,7 +226,7 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
         engine.check_store(online)  # before anything runs: SQLite takes no writes from executors
     from fsplug.checks import check_view_sources
 
-    check_view_sources(registry, selected, repo_root)  # every view, before anything is written
+    check_view_sources(registry, selected, repo_root, engine)  # every view, before anything is written
     states = load_states(online, [v.name for v in selected])
     report = MaterializeReport()
     t_all = time.monotonic()
@@ -243,11 +242,10 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
             continue
         t0 = time.monotonic()
         try:
-            path = resolve_repo_path(repo_root, view.source.path)
             if engine is None:
-                _write_latest(registry, online, view, path, s, end, r, show, t0)
+                _write_latest(registry, online, view, view.source.local_path(repo_root), s, end, r, show, t0)
             else:
-                _write_latest_spark(engine, registry, online, view, path, s, end, r)
+                _write_latest_spark(engine, registry, online, view, view.source.spark_path(repo_root), s, end, r)
             r.seconds = time.monotonic() - t0
             show.show(r, t0, force=True)
             show.done()

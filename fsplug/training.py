@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fsplug.config import resolve_repo_path
 from fsplug.errors import RequestFeatureError, UserInputError
 from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, derived_input, view_codes_array
 from fsplug.result import STATUS_NAMES
@@ -97,7 +96,7 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
     rules (Spark joins, then `finish_rows` runs on each batch of joined rows); with `output_path` it is
     written there as Parquet first and the returned DataFrame reads it.
     """
-    joins = view_joins(plan, registry, repo_root)
+    joins = view_joins(plan, registry, repo_root, spark=engine is not None)
     finish = functools.partial(finish_rows, plan, event_timestamp_column=event_timestamp_column,
                                fill_defaults=fill_defaults, include_statuses=include_statuses)
     if engine is not None:
@@ -122,10 +121,10 @@ def historical_features(plan: RetrievalPlan, registry: Registry, repo_root: Path
     return out
 
 
-def view_joins(plan: RetrievalPlan, registry: Registry, repo_root: Path) -> list[ViewJoin]:
+def view_joins(plan: RetrievalPlan, registry: Registry, repo_root: Path, *, spark: bool = False) -> list[ViewJoin]:
     """What the point-in-time join brings per view of `plan`: its value columns and its event time, under
     the internal names `finish_rows` reads (no ttl: the kernel's rule tells a stale value from a
-    missing one)."""
+    missing one). Not `spark` (the local engine): a Spark catalog table is a ConfigError."""
     from fsplug.offline.pit import ViewJoin
 
     base_columns = plan.base_columns  # the outputs that are not derived, then what only derived ones read
@@ -137,7 +136,8 @@ def view_joins(plan: RetrievalPlan, registry: Registry, repo_root: Path) -> list
             feats = [view.feature(c.feature) for c in cols]
             joins.append(ViewJoin(
                 name=view.name,
-                path=resolve_repo_path(repo_root, view.source.path),
+                path=view.source.spark_path(repo_root) if spark else view.source.local_path(repo_root),
+                table=view.source.table,
                 join_keys=g.join_keys,
                 timestamp_field=view.source.timestamp_field,
                 created_timestamp_field=view.source.created_timestamp_field,

@@ -64,15 +64,15 @@ def sources_page(ctx: PageContext) -> bytes:
     """Every batch source and request source."""
     reg, idx = ctx.registry, ctx.index
     names, note = _shown(ctx, "source", list(reg.sources))
-    rows = [[link("sources", n), s.type, el("code", s.path), s.timestamp_field, s.created_timestamp_field or "-",
+    rows = [[link("sources", n), s.type, el("code", s.location), s.timestamp_field, s.created_timestamp_field or "-",
              s.description, _links("views", idx.views_of_source.get(n, []))]
             for n in names for s in [reg.sources[n]]]
     rnames, rnote = _shown(ctx, "request source", list(reg.request_sources))
     rrows = [[link("sources", n), join(f"{f.name}: {f.dtype.value}" for f in r.features), r.description]
              for n in rnames for r in [reg.request_sources[n]]]
     body = [_search_form("sources", ctx.q("q"), "sources"), el("h2", "Batch sources"), note,
-            table(["source", "type", "path", "event time", "created time", "description", "feature views"], rows,
-                  id="sources"),
+            table(["source", "type", "path or table", "event time", "created time", "description", "feature views"],
+                  rows, id="sources"),
             el("h2", "Request sources"), rnote,
             table(["request source", "features", "description"], rrows, id="request-sources")]
     return page("Sources", "sources", body, reg.project, ctx.q("q"))

@@ -46,7 +46,7 @@ class RegistryIndex:
             keys = " ".join(k.name for k in e.join_keys)
             self.text.append(("entity", e.name, f"{e.name} {keys} {e.description}".lower()))
         for src in registry.sources.values():
-            self.text.append(("source", src.name, f"{src.name} {src.path} {src.description}".lower()))
+            self.text.append(("source", src.name, f"{src.name} {src.location} {src.description}".lower()))
         for r in registry.request_sources.values():
             feats = " ".join(f"{f.name} {f.description}" for f in r.features)
             self.text.append(("request source", r.name, f"{r.name} {r.description} {feats}".lower()))

@@ -16,6 +16,11 @@ groups, in scan order, each row with a row id (its position in the scan order). 
    winners' columns from its splits, casts them and writes them from the executor through the
    store's own `write` (the newer-wins guard, the bins, the timestamp bins).
 
+A source that is a table of the Spark catalog (`type: spark_table`) is read by Spark (`spark.table`),
+its rows numbered by the file's rank in path order and the row's index in the file: stage 1 runs a
+task per partition of Spark's scan, stage 2 is the same, and stage 3 joins the winners' row ids back to
+the table's rows and writes them as above.
+
 The rows move as lz4-compressed Arrow IPC streams in a binary column (few, large Spark rows): Spark
 shuffles bytes and never converts the rows itself. Each writing task builds its store object from the
 store's config, so the store must accept writes from many processes (`Capabilities.multi_process_writes`:
@@ -55,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from fsplug.config import SparkConfig
-from fsplug.errors import ConfigError, EngineError, EntityKeyError, UserInputError
+from fsplug.errors import ConfigError, EngineError, EntityKeyError, SourceDataError, UserInputError
 from fsplug.extras import require
 from fsplug.online.base import OnlineStore, WriteBatch
 from fsplug.types import DType
@@ -78,7 +83,8 @@ _ROWS_PER_TASK = 4_000_000
 _BLOB_ROWS = 1 << 17  # compact rows per Arrow IPC blob moved between stages
 _WRITE_ROWS = 65536  # rows per store write, as the local engine's batches
 _SAMPLE_ROWS = 65536  # rows of a split sampled to decide whether a pick within the split pays
-_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:/*"  # `file:`, `file://`: Spark writes both forms of one path
+# `file:`, `file://`: Spark writes both forms of one path; a catalog table's files may be on another host
+_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?/*"
 # settings of a local-mode session the engine starts itself (a `conf` entry overrides them): the shuffles
 # stay on this machine, and materialization's rows move as lz4-compressed Arrow blobs already, which
 # Spark's own lz4 would compress again (on 10M drivers, ~1.5 s less JVM CPU on one core without it)
@@ -158,22 +164,48 @@ class SparkEngine:
 
     # -- reading sources -----------------------------------------------------------------------
 
-    def _source_frame(self, path: str | Path, needed: Mapping[str, DType], ts_fields: Sequence[str]) -> Any:
-        """The source's rows with `__file` (its file's rank in path order) and `__row` (its index in the
-        file), its timestamp columns `ts_fields` as `__us_<name>` microseconds (bigint) and the `needed`
-        columns cast to their dtypes' Spark types, under their own names."""
+    def _table(self, name: str) -> Any:
+        """The Spark catalog table `name`; SourceDataError naming it when the session's catalog lacks it."""
+        try:
+            return self.session().table(name)
+        except Exception as exc:  # AnalysisException, of pyspark's classic or Connect flavour
+            raise SourceDataError(
+                f"table {name!r}: not found in the Spark session's catalog ({_cause(exc)}); the session's catalog is "
+                "set by materialization.spark.conf (spark.sql.catalogImplementation, spark.sql.warehouse.dir) or "
+                "by the session that spark-submit gives") from exc
+
+    def open_table(self, name: str) -> Any:
+        """An empty pyarrow dataset with the schema of the catalog table `name` (as Spark hands its rows to
+        Arrow): what `check_columns` reads to check a view's columns before a job."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        schema = to_arrow_schema(self._table(name).schema, timezone="UTC")
+        return ds.dataset(pa.Table.from_batches([], schema=schema))
+
+    def _source_frame(self, path: str | Path | None, needed: Mapping[str, DType], ts_fields: Sequence[str],
+                      table: str = "") -> Any:
+        """The source's rows (the Parquet at `path`, or the catalog `table` when `path` is None) with
+        `__file` (its file's rank in path order) and `__row` (its index in the file), its timestamp
+        columns `ts_fields` as `__us_<name>` microseconds (bigint) and the `needed` columns cast to their
+        dtypes' Spark types, under their own names."""
         from pyspark.sql import functions as F
 
         from fsplug.offline.parquet import open_source
 
         spark = self.session()
-        dataset = open_source(path)  # the same listing (and errors) as the local engine
-        files = [os.path.abspath(f) for f in dataset.files]
+        if path is None:
+            df = self._table(table)
+            files = sorted(os.path.normpath(unquote(urlparse(uri).path)) for uri in df.inputFiles())
+        else:
+            dataset = open_source(path)  # the same listing (and errors) as the local engine
+            files = [os.path.abspath(f) for f in dataset.files]
+            reader = spark.read
+            if Path(path).is_dir():
+                reader = reader.option("basePath", os.path.abspath(path))
+            df = reader.parquet(*files)
         rank = {os.path.normpath(f): i for i, f in enumerate(files)}
-        reader = spark.read
-        if Path(path).is_dir():
-            reader = reader.option("basePath", os.path.abspath(path))
-        df = reader.parquet(*files)
         # the map from Spark's spelling of each path to its rank: Spark percent-encodes (a space is %20)
         mapping: list[Any] = []
         for uri in df.inputFiles() if len(files) > 1 else []:
@@ -182,8 +214,8 @@ class SparkEngine:
             if local in rank:
                 mapping += [F.lit("/" + raw.lstrip("/")), F.lit(rank[local])]
         if len(files) > 1 and len(mapping) != 2 * len(files):  # ties would be broken by another order
-            raise EngineError(f"{path}: Spark lists other files than fsplug's reader ({len(mapping) // 2} of "
-                              f"{len(files)} matched), so ties between files could not be broken by path order")
+            raise EngineError(f"{path or table}: Spark lists other files than fsplug's reader ({len(mapping) // 2} "
+                              f"of {len(files)} matched), so ties between files could not be broken by path order")
         file_key = F.regexp_replace(F.col("_metadata.file_path"), _SCHEME, "/")
         file_rank = F.element_at(F.create_map(*mapping), file_key) if mapping else F.lit(0)
         cols = [file_rank.cast("int").alias("__file"), F.col("_metadata.row_index").alias("__row")]
@@ -192,47 +224,72 @@ class SparkEngine:
             cols.append(_micros(name, types[name]).alias(f"__us_{name}"))
         for name, dtype in needed.items():
             cols.append(_cast(name, types[name], dtype).alias(name))
-        return df.select(*cols)
+        try:
+            return df.select(*cols)
+        except Exception as exc:  # a table of another format: no row index, so no scan order for ties
+            if path is not None:
+                raise
+            raise SourceDataError(f"table {table!r}: the Spark engine reads catalog tables stored as Parquet files "
+                                  f"(ties go to the last row in scan order: files in path order, rows in file "
+                                  f"order); Spark said: {_cause(exc)}") from exc
 
     # -- materialization -----------------------------------------------------------------------
 
     def write_latest(self, store: OnlineStore, view: FeatureView, key_types: Mapping[str, DType],
-                     path: str | Path, start: datetime | None, end: datetime) -> ViewWriteStats:
+                     path: str | Path | None, start: datetime | None, end: datetime) -> ViewWriteStats:
         """Write the latest row per entity of `view` with start <= event time < end into `store`'s
-        storage, from the executors. Raises SourceDataError for a source that does not match the view,
+        storage, from the executors. `path`: the view's Parquet source; None when the source is a catalog
+        table (`view.source.table`). Raises SourceDataError for a source that does not match the view,
         EngineError when the job fails (rows already written are whole rows; writing again completes
         the work).
 
         Three stages (see the module docstring): splits of the source pick their latest rows per
         entity, buckets of entities pick the winners, splits write their winners; Spark runs the tasks
-        and moves the compact rows between them, the local engine's functions do the work.
+        and moves the compact rows between them, the local engine's functions do the work. A catalog
+        table's rows come from Spark instead: its partitions pick, and the winners are joined back to
+        the table's rows by row id to be written.
         """
         from fsplug.offline.parquet import check_columns, open_source
 
         self.check_store(store)
         spark = self.session()
         ts, created = view.source.timestamp_field, view.source.created_timestamp_field
-        dataset = open_source(os.path.abspath(path))
+        table = view.source.table
+        dataset = self.open_table(table) if path is None else open_source(os.path.abspath(path))
         columns = {fe.column: fe.dtype for fe in view.features}
-        check_columns(dataset, source=str(path), join_keys=key_types, timestamp_field=ts,
+        check_columns(dataset, source=table or str(path), join_keys=key_types, timestamp_field=ts,
                       created_timestamp_field=created, columns=columns)
-        splits = _splits(dataset)
-        total = sum(sp.rows for sp in splits)
-        if not splits:
+        times = [ts, *([created] if created else [])]
+        splits = [] if path is None else _splits(dataset)
+        src = None if path is not None else self._source_frame(
+            None, {**key_types, **{c: dt for c, dt in columns.items() if c not in key_types and c not in times}},
+            times, table=table)
+        total = src.count() if src is not None else sum(sp.rows for sp in splits)
+        if not total:
             return ViewWriteStats()
         cores = spark.sparkContext.defaultParallelism
         job = _Job(schema=dataset.schema, splits=splits, key_types=dict(key_types), ts_field=ts, created_field=created,
                    columns=columns, start=start, end=end, view=view,
                    buckets=self.config.partitions or max(cores, -(-total // _ROWS_PER_BUCKET)))
-        writers = self.config.partitions or min(len(splits), max(cores, -(-total // _ROWS_PER_TASK)))
         writer = functools.partial(
-            _write_splits, job=job, store_cls=type(store), config=store.config, repo_root=store.repo_root,
-            project=store.project, fail_marker=os.environ.get(FAIL_ONCE_ENV))
-        picked = spark.range(len(splits), numPartitions=len(splits)).mapInArrow(
-            functools.partial(_pick_splits, job=job), _SHUFFLED)
+            _write_splits if src is None else _write_rows, job=job, store_cls=type(store), config=store.config,
+            repo_root=store.repo_root, project=store.project, fail_marker=os.environ.get(FAIL_ONCE_ENV))
+        if src is None:
+            picked = spark.range(len(splits), numPartitions=len(splits)).mapInArrow(
+                functools.partial(_pick_splits, job=job), _SHUFFLED)
+        else:  # a task per partition of Spark's scan of the table
+            picked = _table_rows(src, job, [*key_types, *times]).mapInArrow(
+                functools.partial(_pick_rows, job=job), _SHUFFLED)
         winners = _by_part(picked, job.buckets).mapInArrow(functools.partial(_pick_buckets, job=job), _SHUFFLED)
+        if src is None:
+            writers = self.config.partitions or min(len(splits), max(cores, -(-total // _ROWS_PER_TASK)))
+            written = _by_part(winners, writers).mapInArrow(writer, _COUNTS)
+        else:  # the winners' rows, joined back by row id (and a row of counts that no source row matches)
+            rows_of = _table_rows(src, job, list(dict.fromkeys([*key_types, ts, *columns])))
+            written = rows_of.join(winners.mapInArrow(_winner_rids, _WINNERS), "__rid", "right").mapInArrow(
+                writer, _COUNTS)
         try:
-            rows = _by_part(winners, writers).mapInArrow(writer, _COUNTS).collect()
+            rows = written.collect()
         except Exception as exc:
             raise EngineError(f"the Spark job of view {view.name!r} failed: {_cause(exc)}") from exc
         stats = ViewWriteStats()
@@ -306,7 +363,7 @@ class SparkEngine:
             created = v.created_timestamp_field
             feats = dict(zip(v.columns, v.dtypes, strict=True))
             needed = {**key_types, **{c: dt for c, dt in feats.items() if c not in key_types}}
-            src = self._source_frame(v.path, needed, [v.timestamp_field, *([created] if created else [])])
+            src = self._source_frame(v.path, needed, [v.timestamp_field, *([created] if created else [])], v.table)
             st = F.col(f"__us_{v.timestamp_field}")
             keys = [F.col(k).alias(f"__k{i}") for i, k in enumerate(key_types)]
             value_struct = F.struct(*(F.col(c).alias(o) for c, o in zip(v.columns, v.output_names, strict=True)),
@@ -340,7 +397,8 @@ class SparkEngine:
     def _check_view(self, v: ViewJoin, key_types: Mapping[str, DType]) -> None:
         from fsplug.offline.parquet import check_columns, open_source
 
-        check_columns(open_source(v.path), source=str(v.path), join_keys=key_types,
+        dataset = self.open_table(v.table) if v.path is None else open_source(v.path)
+        check_columns(dataset, source=v.table or str(v.path), join_keys=key_types,
                       timestamp_field=v.timestamp_field, created_timestamp_field=v.created_timestamp_field,
                       columns=dict(zip(v.columns, v.dtypes, strict=True)))
 
@@ -492,10 +550,37 @@ def _received(batches: Iterator[pa.RecordBatch]) -> tuple[list[tuple[int, pa.Tab
 
 
 def _pick_splits(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
-    """Stage 1, one task per split: its rows in the window with non-null keys as compact rows, only the
-    latest per entity within the split when that pays (`_worth_prepicking`; the local engine's pick, and
-    a row that loses within the split loses overall), addressed to their entity's bucket (the local
-    engine's key hash)."""
+    """Stage 1, one task per split: the split's keys and times, its rows numbered by their place in the
+    scan order, as `_candidates`."""
+    import numpy as np
+    import pyarrow as pa
+
+    cols = list(dict.fromkeys([*job.key_types, job.ts_field, *([job.created_field] if job.created_field else [])]))
+    for ids in batches:
+        for sid in ids.column(0).to_pylist():
+            split = job.splits[sid]
+            table = pa.Table.from_batches(list(job.read(split, cols)), schema=pa.schema(
+                [job.schema.field(c) for c in cols]))
+            _check_rows(split, table.num_rows)
+            yield _candidates(table.append_column("__rid", pa.array(np.arange(split.first, split.first + split.rows))),
+                              job)
+
+
+def _pick_rows(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
+    """Stage 1 of a catalog table, one task per partition of Spark's scan of it: the partition's rows
+    (keys, times, `__rid`), picked and addressed as `_pick_splits` does with a split's."""
+    import pyarrow as pa
+
+    received = list(batches)
+    if received:
+        yield _candidates(pa.Table.from_batches(received), job)
+
+
+def _candidates(table: pa.Table, job: _Job) -> pa.RecordBatch:
+    """Rows of one task of stage 1 (keys, times, row ids in `__rid`): those in the window with non-null
+    keys as compact rows, only the latest per entity within them when that pays (`_worth_prepicking`; the
+    local engine's pick, and a row that loses here loses overall), addressed to their entity's bucket
+    (the local engine's key hash), with the counts."""
     import numpy as np
     import pyarrow as pa
 
@@ -504,28 +589,17 @@ def _pick_splits(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.Re
     from fsplug.offline.spill import hash_keys
 
     keys = list(job.key_types)
-    cols = list(dict.fromkeys([*keys, job.ts_field, *([job.created_field] if job.created_field else [])]))
-    flt = time_filter(job.ts_field, job.schema.field(job.ts_field).type, job.start, job.end)
-    for ids in batches:
-        for sid in ids.column(0).to_pylist():
-            split = job.splits[sid]
-            table = pa.Table.from_batches(list(job.read(split, cols)), schema=pa.schema(
-                [job.schema.field(c) for c in cols]))
-            _check_rows(split, table.num_rows)
-            table = table.append_column("__rid", pa.array(np.arange(split.first, split.first + split.rows)))
-            table = table.filter(flt)
-            compact, null_keys = compact_rows(table, keys, job.ts_field, job.created_field,
-                                              table.column("__rid").to_numpy())
-            bucket = None
-            if compact is not None:
-                hashes = hash_keys(compact.columns[:len(keys)])
-                if _worth_prepicking(hashes):
-                    rids = np.sort(latest_rids(pa.Table.from_batches([compact]), len(keys),
-                                               job.created_field is not None))
-                    at = np.searchsorted(compact.column("rid").to_numpy(), rids)
-                    compact, hashes = compact.take(pa.array(at)), hashes[at]
-                bucket = hashes % np.uint64(job.buckets)
-            yield _shuffled(compact, bucket, table.num_rows, null_keys)
+    table = table.filter(time_filter(job.ts_field, table.schema.field(job.ts_field).type, job.start, job.end))
+    compact, null_keys = compact_rows(table, keys, job.ts_field, job.created_field, table.column("__rid").to_numpy())
+    bucket = None
+    if compact is not None:
+        hashes = hash_keys(compact.columns[:len(keys)])
+        if _worth_prepicking(hashes):
+            rids = np.sort(latest_rids(pa.Table.from_batches([compact]), len(keys), job.created_field is not None))
+            at = np.searchsorted(compact.column("rid").to_numpy(), rids)
+            compact, hashes = compact.take(pa.array(at)), hashes[at]
+        bucket = hashes % np.uint64(job.buckets)
+    return _shuffled(compact, bucket, table.num_rows, null_keys)
 
 
 def _worth_prepicking(hashes: Any) -> bool:
@@ -560,7 +634,8 @@ def _pick_buckets(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.R
         tables.clear()
         rids = latest_rids(compact, len(job.key_types), job.created_field is not None)
         winners = pa.table({"rid": pa.array(rids, pa.int64())})
-        split_of = np.searchsorted(job.firsts, rids, side="right") - 1
+        # a catalog table's winners are joined back to its rows: no split to address them to
+        split_of = np.searchsorted(job.firsts, rids, side="right") - 1 if job.splits else np.zeros(len(rids), int)
     yield _shuffled(winners, split_of, rows, null_keys)
 
 
@@ -572,65 +647,137 @@ def _check_rows(split: _Split, rows: int) -> None:
                               f"({split.rows} rows, then {rows})")
 
 
-def _write_splits(batches: Iterator[pa.RecordBatch], *, job: _Job, store_cls: type[OnlineStore], config: Any,
-                  repo_root: Path, project: str, fail_marker: str | None) -> Iterator[pa.RecordBatch]:
+class _Writer:
+    """Stage 3's writes in one task: rows cast by the local engine's own function (`finish_batch`), gathered
+    into batches of about _WRITE_ROWS and written through the store's own `write` (the store object is
+    made from its config at the first write); the counts for the driver."""
+
+    def __init__(self, job: _Job, store_cls: type[OnlineStore], config: Any, repo_root: Path, project: str,
+                 fail_marker: str | None):
+        self.job, self.fail_marker = job, fail_marker
+        self.make_store = functools.partial(store_cls, config, repo_root, project)
+        self.store: OnlineStore | None = None
+        self.keys = list(job.key_types)
+        self.names = list(dict.fromkeys([*self.keys, job.ts_field, *job.columns]))
+        self.pending: list[pa.RecordBatch] = []
+        self.entities = self.written = 0
+        self.newest: int | None = None
+
+    def add(self, rows: pa.RecordBatch, source: str) -> None:
+        """Winning rows read from `source` (named in cast errors): cast now, written once enough wait."""
+        from fsplug.offline.parquet import finish_batch
+
+        job = self.job
+        self.pending.append(finish_batch(rows, source, self.names, job.ts_field, job.key_types, job.columns))
+        if sum(b.num_rows for b in self.pending) >= _WRITE_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if not self.pending:
+            return
+        if self.store is None:
+            self.store = self.make_store()
+        for out in pa.Table.from_batches(self.pending).combine_chunks().to_batches():
+            wb = WriteBatch.from_arrow(self.job.view, self.keys, out)
+            self.written += self.store.write(wb)
+            self.entities += out.num_rows
+            top = int(wb.event_ts_us.max())
+            self.newest = top if self.newest is None else max(self.newest, top)
+            if self.fail_marker:
+                _fail_once(self.fail_marker)
+        self.pending.clear()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def counts(self, rows: int, null_keys: int) -> pa.RecordBatch:
+        import pyarrow as pa
+
+        return pa.RecordBatch.from_pydict({"rows": [rows], "entities": [self.entities], "written": [self.written],
+                                           "null_keys": [null_keys], "newest": pa.array([self.newest], pa.int64())})
+
+
+def _write_splits(batches: Iterator[pa.RecordBatch], **writer: Any) -> Iterator[pa.RecordBatch]:
     """Stage 3, each task a share of the splits: the winners' rows read from the split (all the
-    view's columns), cast by the local engine's own function and written through the store's own
-    `write` in batches of about _WRITE_ROWS; yields one row of counts."""
+    view's columns) and written by a `_Writer`; yields one row of counts."""
     import numpy as np
     import pyarrow as pa
 
-    from fsplug.offline.parquet import finish_batch
-
+    out = _Writer(**writer)
+    job = out.job
     tables, rows, null_keys = _received(batches)
     by_split: dict[int, list[Any]] = {}
     for part, t in tables:
         by_split.setdefault(part, []).append(t.column("rid").to_numpy())
     tables.clear()
-    keys = list(job.key_types)
-    names = list(dict.fromkeys([*keys, job.ts_field, *job.columns]))
-    entities = written = 0
-    newest: int | None = None
-    store: OnlineStore | None = None
-    pending: list[pa.RecordBatch] = []
-
-    def flush() -> None:
-        nonlocal store, entities, written, newest
-        if not pending:
-            return
-        if store is None:
-            store = store_cls(config, repo_root, project)
-        for out in pa.Table.from_batches(pending).combine_chunks().to_batches():
-            wb = WriteBatch.from_arrow(job.view, keys, out)
-            written += store.write(wb)
-            entities += out.num_rows
-            top = int(wb.event_ts_us.max())
-            newest = top if newest is None else max(newest, top)
-            if fail_marker:
-                _fail_once(fail_marker)
-        pending.clear()
-
     try:
         for sid in sorted(by_split):
             split = job.splits[sid]
             at = np.sort(np.concatenate(by_split.pop(sid))) - split.first
             base = 0
-            for batch in job.read(split, names, batch_size=65536):
+            for batch in job.read(split, out.names, batch_size=65536):
                 lo, hi = np.searchsorted(at, [base, base + batch.num_rows])
                 if hi > lo:
-                    kept = batch.take(pa.array(at[lo:hi] - base))
-                    pending.append(finish_batch(kept, split.fragment.path, names, job.ts_field, job.key_types,
-                                                job.columns))
-                    if sum(b.num_rows for b in pending) >= _WRITE_ROWS:
-                        flush()
+                    out.add(batch.take(pa.array(at[lo:hi] - base)), split.fragment.path)
                 base += batch.num_rows
             _check_rows(split, base)
-        flush()
+        out.flush()
     finally:
-        if store is not None:
-            store.close()
-    yield pa.RecordBatch.from_pydict({"rows": [rows], "entities": [entities], "written": [written],
-                                      "null_keys": [null_keys], "newest": pa.array([newest], pa.int64())})
+        out.close()
+    yield out.counts(rows, null_keys)
+
+
+_WINNERS = "__rid long, rows long, null_keys long"
+
+
+def _winner_rids(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Stage 2's blobs of a catalog table's winners as rows of row ids, and the counts on a row of their
+    own (row id -1: no source row has it)."""
+    import pyarrow as pa
+
+    tables, rows, null_keys = _received(batches)
+    for _, t in tables:
+        n = t.num_rows
+        yield pa.RecordBatch.from_pydict({"__rid": t.column("rid").combine_chunks(),
+                                          "rows": pa.array([0] * n, pa.int64()),
+                                          "null_keys": pa.array([0] * n, pa.int64())})
+    yield pa.RecordBatch.from_pydict({"__rid": pa.array([-1], pa.int64()), "rows": pa.array([rows], pa.int64()),
+                                      "null_keys": pa.array([null_keys], pa.int64())})
+
+
+def _write_rows(batches: Iterator[pa.RecordBatch], **writer: Any) -> Iterator[pa.RecordBatch]:
+    """Stage 3 of a catalog table: the winners' rows, joined back by row id, written by a `_Writer`
+    (the counts ride on rows that match no source row); yields one row of counts."""
+    import pyarrow.compute as pc
+
+    out = _Writer(**writer)
+    rows = null_keys = 0
+    try:
+        for b in batches:
+            rows += int(pc.sum(b.column("rows")).as_py() or 0)
+            null_keys += int(pc.sum(b.column("null_keys")).as_py() or 0)
+            winners = b.filter(pc.greater_equal(b.column("__rid"), 0))
+            if winners.num_rows:
+                out.add(winners, out.job.view.source.table)
+        out.flush()
+    finally:
+        out.close()
+    yield out.counts(rows, null_keys)
+
+
+def _table_rows(src: Any, job: _Job, names: list[str]) -> Any:
+    """Driver side: a catalog table's `names` columns with `__rid` (its row id: the file's rank in path
+    order, then the row's index in the file, as a split numbers its rows), the event and created times
+    as Spark timestamps (microseconds, UTC)."""
+    from pyspark.sql import functions as F
+
+    times = [job.ts_field, *([job.created_field] if job.created_field else [])]
+    rid = F.col("__file").cast("long") * F.lit(1 << 40) + F.col("__row")
+    return src.select(rid.alias("__rid"), *(F.timestamp_micros(F.col(f"__us_{n}")).alias(n) if n in times
+                                            else F.col(f"`{n}`") for n in names))
 
 
 def _fail_once(marker: str) -> None:

@@ -57,7 +57,8 @@ class ViewJoin:
     """One feature view to join: where its rows are and which columns to bring, under what names."""
 
     name: str
-    path: str | Path
+    path: str | Path | None
+    """The Parquet source; None for a Spark catalog table (`table`), which only the Spark engine joins."""
     join_keys: tuple[str, ...]
     timestamp_field: str
     created_timestamp_field: str | None
@@ -69,6 +70,8 @@ class ViewJoin:
     """Declared types; source columns are checked against them and cast."""
     ttl: timedelta | None
     """Maximum age of a value at the entity row's time (inclusive); None = never stale."""
+    table: str = ""
+    """The Spark catalog table the rows are in, when `path` is None."""
 
     def __post_init__(self) -> None:
         if not (len(self.columns) == len(self.output_names) == len(self.dtypes)):
@@ -151,6 +154,7 @@ def _join_view(
             )
         key_types[k] = _key_dtype(view, k, entity.schema.field(k).type)
 
+    assert view.path is not None  # a catalog table is joined by the Spark engine only (training.view_joins)
     dataset = open_source(view.path)
     for k, dt in key_types.items():
         i = dataset.schema.get_field_index(k)

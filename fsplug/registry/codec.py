@@ -6,7 +6,8 @@ file takes its default; a field the class does not know is an error (a file from
 
 The rules reproduce the format fsplug has always written:
 
-- a dataclass is an object of its fields (all of them, defaults included);
+- a dataclass is an object of its fields (all of them, defaults included, but for a field marked
+  `omit_empty` in its metadata, left out when empty: a field added later keeps older files' hashes);
 - an Enum (DType) is its value; a tuple (`tuple[X, ...]` or `tuple[A, B]`) is a list;
 - `dict[str, X]` where X is a dataclass with a `name` field is the list of its values, in order (the
   key is each value's name); any other dict is an object;
@@ -59,7 +60,8 @@ def encode(tp: Any, value: Any) -> Any:
         return encode(_optional_arg(tp), value)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = _hints(tp)
-        return {f.name: encode(hints[f.name], getattr(value, f.name)) for f in dataclasses.fields(tp)}
+        return {f.name: encode(hints[f.name], getattr(value, f.name)) for f in dataclasses.fields(tp)
+                if not (f.metadata.get("omit_empty") and not getattr(value, f.name))}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return value.value
     origin, args = typing.get_origin(tp), typing.get_args(tp)

@@ -120,7 +120,10 @@ def _sources(items: list[Located], root: Path, check_paths: bool, problems: list
     sources: dict[str, Source] = {}
     for n, i in _by_name(items).items():
         s = i.spec
-        sources[n] = Source(n, s.path, s.timestamp_field, s.created_timestamp_field, s.description, s.type)
+        sources[n] = Source(n, s.path or "", s.timestamp_field, s.created_timestamp_field, s.description, s.type,
+                            s.table or "")
+        if s.table:  # a catalog table: only a Spark session knows it (the Spark engine checks it before a job)
+            continue
         try:
             full = resolve_repo_path(root, s.path)
         except ConfigError as exc:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from fsplug.config import resolve_repo_path
 from fsplug.definitions import MAX_BIN_BYTES, RESERVED_BIN_PREFIX
-from fsplug.errors import ReferenceNotFoundError, RegistryError, did_you_mean
+from fsplug.errors import ConfigError, ReferenceNotFoundError, RegistryError, did_you_mean
 from fsplug.registry.codec import decode, encode
 from fsplug.types import DType
 
@@ -39,8 +41,8 @@ FORMAT_VERSION = 1
 """Version of the registry file's layout; a file of another version must be re-applied."""
 
 _NOT_DEFINITION = {"definition": False}  # field metadata: not hashed, not diffed
-_OMIT_EMPTY = {"omit_empty": True}  # field metadata: left out of the hash and the file when empty, so
-# registries written before the field existed keep their hash
+_OMIT_EMPTY = {"omit_empty": True}  # field metadata: left out of the hash and the file when empty (codec.py),
+# so registries written before the field existed keep their hash
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ class Entity:
 
 @dataclass(frozen=True)
 class Source:
-    """An offline Parquet source; `path` is relative to the repo as written in the YAML."""
+    """An offline source: Parquet at `path` (relative to the repo as written in the YAML), or, with type
+    `spark_table`, the Spark catalog table `table` (`path` empty), which only the Spark engine reads."""
 
     name: str
     path: str
@@ -70,6 +73,25 @@ class Source:
     created_timestamp_field: str | None = None
     description: str = ""
     type: str = "parquet"
+    table: str = field(default="", metadata=_OMIT_EMPTY)
+
+    @property
+    def location(self) -> str:
+        """The path or the table, as written: what messages and listings show."""
+        return self.table or self.path
+
+    def local_path(self, repo_root: Path) -> Path:
+        """The Parquet file or directory this process reads; ConfigError for a catalog table, which only
+        the Spark engine can read."""
+        if self.table:
+            raise ConfigError(
+                f"source {self.name!r} is the Spark catalog table {self.table!r}, which only the Spark engine "
+                "reads: run it with `--engine spark` (engine=\"spark\"), or set materialization.engine: spark")
+        return resolve_repo_path(repo_root, self.path)
+
+    def spark_path(self, repo_root: Path) -> Path | None:
+        """Where the Spark engine reads the source: its Parquet path, or None for a catalog table."""
+        return None if self.table else self.local_path(repo_root)
 
 
 @dataclass(frozen=True)
@@ -208,11 +230,7 @@ class Registry:
 
     # ---- persistence -------------------------------------------------------------------
     def _encoded(self) -> dict[str, Any]:
-        data = encode(Registry, self)
-        for f in fields(Registry):
-            if f.metadata.get("omit_empty") and not data[f.name]:
-                del data[f.name]
-        return data
+        return encode(Registry, self)
 
     def definitions(self) -> dict[str, Any]:
         """The definitions as canonical JSON-ready data (what `hash` is computed over and `diff` compares)."""

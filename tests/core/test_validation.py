@@ -22,6 +22,10 @@ sources:
 """
 
 
+PATH = "    path: data/stats.parquet\n"
+TABLE = "    type: spark_table\n    table: lake.stats\n"
+
+
 def view(features: str = "      - {name: trips, dtype: int64}\n", extra: str = "", name: str = "driver_stats") -> str:
     return (
         "feature_views:\n"
@@ -121,6 +125,16 @@ CASES = [
      "defs.yaml:7:11", ["source 'stats': path 'data/stats.parquet' does not exist"]),
     ("source-path-escapes", {"defs.yaml": GOOD.replace("data/stats.parquet", "../../etc/passwd")},
      "defs.yaml:7:11", ["escapes the feature repo"]),
+    ("table-source-with-path", {"defs.yaml": GOOD.replace(PATH, TABLE + PATH)},
+     "defs.yaml:6:5", ["sources[0]: a spark_table source takes `table:`, not `path:`"]),
+    ("table-source-without-table", {"defs.yaml": GOOD.replace(PATH, "    type: spark_table\n")},
+     "defs.yaml:6:5", ["required field 'table' is missing (a spark_table source reads its table)"]),
+    ("table-source-bad-name", {"defs.yaml": GOOD.replace(PATH, TABLE.replace("lake.stats", "lake.stats-v2"))},
+     "defs.yaml:8:12", ["table 'lake.stats-v2' must be a Spark catalog table name: `name`, `db.name`"]),
+    ("parquet-source-with-table", {"defs.yaml": GOOD.replace(PATH, PATH + "    table: lake.stats\n")},
+     "defs.yaml:6:5", ["a parquet source takes `path:`, not `table:` (or set `type: spark_table`)"]),
+    ("unknown-source-type", {"defs.yaml": GOOD.replace(PATH, "    type: delta\n" + PATH)},
+     "defs.yaml:7:11", ["sources[0].type", "'parquet' or 'spark_table'"]),
 ]
 
 

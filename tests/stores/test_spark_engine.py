@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fsplug.errors import ConfigError, DefinitionError, EngineError
+from fsplug.errors import ConfigError, DefinitionError, EngineError, SourceDataError
 from fsplug.store import FeatureStore
 from tests.conftest import write_repo
 from tests.stores.conftest import store_config
@@ -554,3 +555,112 @@ def test_a_missing_or_unusable_java_is_a_clear_error(tmp_path, aerospike_address
     finally:
         with FeatureStore(root) as store:
             store.teardown()
+
+
+# ---- sources that are tables of the Spark catalog ------------------------------------------------
+
+TABLES = {"trips_src": "fsplug_t.trips", "zone_src": "fsplug_t.zone"}
+
+
+def _as_tables(defs: str) -> str:
+    """DEFS with the sources of TABLES declared as catalog tables instead of their Parquet paths."""
+    for name, table in TABLES.items():
+        line = next(s for s in defs.splitlines() if f"name: {name}," in s)
+        defs = defs.replace(line, line.replace(line[line.index("path:"):line.index("timestamp_field")],
+                                               f"type: spark_table, table: {table}, "))
+    return defs
+
+
+@pytest.fixture
+def table_repos(tmp_path, aerospike_address, spark):
+    """Two applied repos, engine spark, on the same generated data: `parquet` reads every source from its
+    Parquet files, `table` reads trips and zone from catalog tables written with saveAsTable from those
+    files' rows in scan order (so ties are broken alike: one file per hive partition holding its files'
+    rows in order)."""
+    spark.sql(f"CREATE DATABASE fsplug_t LOCATION '{tmp_path / 'warehouse'}'")
+    out = {}
+    for name, defs in (("parquet", DEFS), ("table", _as_tables(DEFS))):
+        extra = "materialization:\n  engine: spark\n  spark: {partitions: 3}\n"
+        out[name] = write_repo(tmp_path / name, {"defs.yaml": defs},
+                               config=store_config("aerospike", aerospike_address, extra))
+        _write_data(out[name])
+    data = out["parquet"] / "data"
+    trips = pa.concat_tables(pq.read_table(f).append_column("part", pa.array([f.parent.name[5:]] * pq.read_metadata(
+        f).num_rows)) for f in sorted((data / "trips").glob("*/*.parquet")))
+    spark.createDataFrame(trips).coalesce(1).write.partitionBy("part").saveAsTable(TABLES["trips_src"])
+    zone = pa.concat_tables(pq.read_table(f) for f in sorted((data / "zone").glob("*.parquet")))
+    spark.createDataFrame(zone).coalesce(1).write.saveAsTable(TABLES["zone_src"])
+    for root in out.values():
+        with FeatureStore(root) as store:
+            store.apply()
+    yield out
+    for root in out.values():
+        with FeatureStore(root) as store:
+            store.teardown()
+    spark.sql("DROP DATABASE fsplug_t CASCADE")
+
+
+def test_a_catalog_table_materializes_as_its_parquet_source(table_repos):
+    """The same rows as a catalog table and as Parquet files: the Spark engine stores the same records (every
+    bin and timestamp bin), serves the same values and reports the same counts."""
+    reports = {}
+    for name, root in table_repos.items():
+        with FeatureStore(root) as store:
+            first = store.materialize(T0 - timedelta(days=2), T0 + timedelta(hours=1), views=["trips", "zone_stats"],
+                                      progress=False)
+            second = store.materialize_incremental(END, views=["trips", "zone_stats"], progress=False)
+        reports[name] = [(v.view, v.rows_read, v.entities, v.written, v.skipped_null_keys, v.newest_event)
+                         for r in (first, second) for v in r.views]
+    assert reports["table"] == reports["parquet"]
+    assert all(v[2] for v in reports["table"][:2]) and any(v[4] for v in reports["table"])
+    _assert_same_bins(_bins(table_repos["table"]), _bins(table_repos["parquet"]))
+    _compare_served(_served(table_repos["parquet"]), _served(table_repos["table"]))
+    assert _state(table_repos["table"]) == _state(table_repos["parquet"])
+
+
+def test_training_data_from_a_catalog_table_equals_that_from_its_parquet_source(table_repos):
+    rng = np.random.default_rng(5)
+    n = 300
+    entity = pa.table({
+        "row": pa.array(range(n), pa.int64()),
+        "driver_id": pa.array(rng.choice([*DRIVERS, 999], n), pa.int64()),
+        "event_timestamp": _ts([T0 + timedelta(minutes=int(m)) for m in rng.integers(-60, 300, n)]),
+    })
+    zones = pa.table({"row": pa.array(range(37)), "city": pa.array([c for c in CITIES for _ in range(12)] + [None]),
+                      "zone_id": pa.array([z for _ in CITIES for z in range(-1, 11)] + [1]),
+                      "event_timestamp": _ts([T0 + timedelta(hours=z % 4) for z in range(37)])})
+    got = {}
+    for name, root in table_repos.items():
+        with FeatureStore(root) as store:
+            got[name] = [store.get_historical_features(rows, service=svc, include_statuses=True).toArrow()
+                         .sort_by("row").to_pydict() for rows, svc in ((entity, "drivers"), (zones, "zones"))]
+    for table, parquet in zip(got["table"], got["parquet"], strict=True):
+        _assert_same_rows(parquet, table)
+    assert "PRESENT" in got["table"][0]["n_trips__status"] and "PRESENT" in got["table"][1]["demand__status"]
+
+
+def test_a_catalog_table_the_session_does_not_know_is_named_before_anything_is_written(table_repos, spark):
+    spark.sql(f"DROP TABLE {TABLES['zone_src']}")
+    with FeatureStore(table_repos["table"]) as store:
+        with pytest.raises(SourceDataError, match="table 'fsplug_t.zone': not found in the Spark session's catalog"):
+            store.materialize(None, END, views=["trips", "zone_stats"], progress=False)
+        assert store.materialization_state() == {}
+
+
+def test_the_local_engine_refuses_a_catalog_table_and_names_the_spark_engine(tmp_path):
+    """No Spark needed: apply takes the table's word (its name is checked, not its columns), and every job
+    of the local engine stops at the table before it reads or writes anything."""
+    root = write_repo(tmp_path / "r", {"defs.yaml": _as_tables(DEFS)}, config=store_config("sqlite", None))
+    _write_data(root)
+    message = ("source 'trips_src' is the Spark catalog table 'fsplug_t.trips', which only the Spark engine reads: "
+               "run it with `--engine spark`")
+    with FeatureStore(root) as store:
+        store.apply()
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            store.materialize(None, END, progress=False)
+        assert store.materialization_state() == {}
+        entity = {"driver_id": [1], "event_timestamp": _ts([END])}
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            store.get_historical_features(entity, service="drivers")
+        riders = store.get_historical_features({"rider_id": ["r1"], "event_timestamp": _ts([END])}, service="riders")
+        assert riders.num_rows == 1  # its Parquet sources still run here
