@@ -175,13 +175,16 @@ def _write_data(root: Path, seed: int = 7) -> None:
 
 
 @pytest.fixture(scope="module")
-def spark():
+def spark(tmp_path_factory):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers need this venv's packages
     session = (SparkSession.builder.master("local[2,2]").appName("fsplug-tests")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "3")
-               .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+               .config("spark.sql.session.timeZone", "UTC")
+               # the catalog's tables (sources of type spark_table) live here, not in ./spark-warehouse
+               .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("warehouse")))
+               .getOrCreate())
     yield session
     session.stop()
 
@@ -577,7 +580,7 @@ def table_repos(tmp_path, aerospike_address, spark):
     Parquet files, `table` reads trips and zone from catalog tables written with saveAsTable from those
     files' rows in scan order (so ties are broken alike: one file per hive partition holding its files'
     rows in order)."""
-    spark.sql(f"CREATE DATABASE fsplug_t LOCATION '{tmp_path / 'warehouse'}'")
+    spark.sql("CREATE DATABASE fsplug_t")  # in the session's warehouse dir (a temporary one, see `spark`)
     out = {}
     for name, defs in (("parquet", DEFS), ("table", _as_tables(DEFS))):
         extra = "materialization:\n  engine: spark\n  spark: {partitions: 3}\n"
