@@ -151,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="on SIGTERM, seconds requests in flight may still take (default: 30)")
     sp.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
 
+    sp = command("ui", "open the web console (as `feast ui`): a read-only server of its pages",
+                 "Serve the web console at http://HOST:PORT/ui/ (GET / leads there), with the read endpoints "
+                 "of `fsplug serve` and no POST /push. One worker, default port 8888 as `feast ui`. Needs "
+                 "the server extra: pip install 'fsplug[server]'.")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8888, help="TCP port (default: 8888)")
+    sp.add_argument("--registry-poll", type=float, default=5.0, dest="registry_poll_s",
+                    help="seconds between checks for a newly applied registry (0: never; default: 5)")
+    sp.add_argument("--token-env", default="FSPLUG_SERVE_TOKEN",
+                    help="env variable holding the API token (default: FSPLUG_SERVE_TOKEN)")
+    sp.add_argument("--auth-reads", action="store_true", help="require the token (sign-in) for every page")
+
     sp = command("teardown", "delete the project's online data and materialization state",
                  "Remove every record of the project from the online store (every entity's set or table) and "
                  "its materialization state; returns once no node holds any. Asks first unless --yes.")
@@ -303,6 +315,13 @@ def _run(args: argparse.Namespace) -> int:
               body_timeout_s=args.body_timeout_s, registry_poll_s=args.registry_poll_s,
               enable_push=args.enable_push, token_env=args.token_env, auth_reads=args.auth_reads,
               graceful_timeout_s=args.graceful_timeout_s, access_log=args.access_log)
+        return 0
+    if args.command == "ui":
+        from fsplug.server import serve
+
+        print(f"fsplug console: http://{args.host}:{args.port}/ui/ (Ctrl-C stops it)", file=sys.stderr)
+        serve(args.repo, host=args.host, port=args.port, registry_poll_s=args.registry_poll_s,
+              token_env=args.token_env, auth_reads=args.auth_reads)
         return 0
     store = FeatureStore(args.repo)
     if args.command == "plan":

@@ -16,6 +16,7 @@ Endpoints:
   `{"feature_names": [...], "values": [floats], "statuses": [...]}`.
 - `POST /push` (only with `enable_push`, always behind the token): rows for one feature view.
 - `GET /health` (the process answers), `GET /ready` (registry loaded, store reachable), `GET /metrics`.
+- `GET /ui/...`: the web console (fsplug.console); `GET /` leads there (307).
 
 Errors are JSON `{"error": kind, "detail": message}` with the Python API's message: 400 for a body
 that is not the expected JSON shape, 422 for a request the API refuses (unknown feature, wrong key
@@ -269,9 +270,15 @@ class FeatureServerApp:
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path = scope["path"]
         handler = self._routes.get((scope["method"], path))
-        if handler is None and (path == "/ui" or path.startswith("/ui/")) and self.console is not None:
-            await self.console(scope, receive, send)
-            return
+        if handler is None and self.console is not None:
+            if path == "/ui" or path.startswith("/ui/"):
+                await self.console(scope, receive, send)
+                return
+            if path == "/" and scope["method"] in ("GET", "HEAD"):  # the root leads to the console
+                await send({"type": "http.response.start", "status": 307,
+                            "headers": [(b"location", b"/ui/"), (b"content-length", b"0")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
         endpoint = path if path in self._paths else "other"
         m.request_started()
         try:

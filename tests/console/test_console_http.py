@@ -67,6 +67,25 @@ def test_an_open_server_has_an_open_console_that_only_reads(console_server):
         assert httpx.request(method, console_server.url + "/ui/views").status_code == 405
 
 
+def test_the_root_leads_to_the_console(console_server):
+    r = _get(console_server, "/")
+    assert r.status_code == 307 and r.headers["location"] == "/ui/"
+    assert httpx.post(console_server.url + "/", json={}).status_code == 404
+
+
+def test_fsplug_ui_serves_the_console_and_takes_no_writes(console_repo):
+    srv = start(console_repo, command="ui")
+    try:
+        assert _get(srv, "/").headers["location"] == "/ui/"
+        page = _get(srv, "/ui/")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        assert srv.post("/push", {"feature_view": "driver_stats", "df": {}}).json()["error"] == "push_disabled"
+        assert _get(srv, "/ready").json()["status"] == "ready"
+    finally:
+        srv.stop()
+    assert f"fsplug console: http://127.0.0.1:{srv.port}/ui/" in srv.output()
+
+
 def test_unknown_objects_and_pages_answer_404_with_a_hint(console_server):
     r = _get(console_server, "/ui/views/driver_stat")
     assert r.status_code == 404 and "did you mean" in r.text.lower() and "driver_stats" in r.text

@@ -27,9 +27,9 @@ def free_port() -> int:
 
 
 class Server:
-    """One `fsplug serve` process (with its workers) and an HTTP client for it."""
+    """One `fsplug serve` (or `command`: `fsplug ui`) process, with its workers, and an HTTP client for it."""
 
-    def __init__(self, repo: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, repo: Path, *args: str, env: dict[str, str] | None = None, command: str = "serve"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
@@ -43,7 +43,7 @@ class Server:
                 "fsplug.cli",
                 "--repo",
                 str(repo),
-                "serve",
+                command,
                 "--port",
                 str(self.port),
                 *args,
@@ -87,8 +87,8 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start(repo: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    srv = Server(repo, *args, env=env)
+def start(repo: Path, *args: str, env: dict[str, str] | None = None, command: str = "serve") -> Server:
+    srv = Server(repo, *args, env=env, command=command)
     try:
         srv.wait_ready()
     except BaseException:
