@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
+import zlib
 
 import aerospike
 import pytest
@@ -244,16 +246,37 @@ def test_bad_input_does_not_kill_the_server(server, client):
     assert client.get(K1)[2] == {"a": 1}
 
 
-def test_compressed_requests(server):
+def test_compressed_requests_are_enterprise_only(server):
+    # A Community node does not decompress a compressed request (proto type 4): it answers a
+    # plain AS_MSG with code 25 and keeps the connection. Compression is an Enterprise feature.
     cfg = {"hosts": [(server.host, server.port)], "timeout": 1500,
-           "policies": {"write": {"compress": True}, "read": {"compress": True}}}
+           "policies": {"write": {"compress": True, "max_retries": 0},
+                        "read": {"compress": True}}}
     c = aerospike.client(cfg).connect()
     try:
-        c.put(K1, {"a": "x" * 1000})
-        assert c.get(K1)[2] == {"a": "x" * 1000}
+        # The client compresses only commands over 128 bytes: this put is sent compressed.
+        assert error_code(lambda: c.put(K1, {"a": "x" * 1000})) == P.AS_ERR_ENTERPRISE_ONLY
         assert server.stats.get("compressed", 0) >= 1
+        assert server.record_count("test", "f") == 0
+        c.put(K1, {"a": "x"})  # too small to be compressed: stored
+        assert c.get(K1)[2] == {"a": "x"}  # the reply is never compressed
     finally:
         c.close()
+
+
+def test_compressed_request_answer_on_the_wire(server):
+    inner = P.frame(P.PROTO_TYPE_AS_MSG, P.encode_msg(0, info1=P.INFO1_READ | P.INFO1_GET_ALL,
+                                                     fields=[(P.FIELD_NAMESPACE, b"test"),
+                                                             (P.FIELD_DIGEST_RIPE, b"\1" * 20)]))
+    body = struct.pack(">Q", len(inner)) + zlib.compress(inner)
+    with socket.create_connection((server.host, server.port), timeout=2) as s:
+        s.sendall(P.frame(P.PROTO_TYPE_AS_MSG_COMPRESSED, body))
+        reply = s.recv(100)
+        assert P.parse_proto_header(reply) == (2, P.PROTO_TYPE_AS_MSG, 22)
+        m = P.parse_msg(reply[8:])[0]
+        assert (m.result_code, m.info3) == (P.AS_ERR_ENTERPRISE_ONLY, 0)
+        s.sendall(inner)  # the connection stays usable
+        assert P.parse_msg(s.recv(100)[8:])[0].result_code == P.AS_ERR_NOT_FOUND
 
 
 def test_stop_is_prompt_during_long_latency_and_pause(make_client):

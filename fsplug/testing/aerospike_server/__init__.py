@@ -165,8 +165,9 @@ are stored behind the real ordered-map header and KEY_VALUE reads answer the fla
 ...]`` list a real node gives).  Not supported, answered with code 16
 (AEROSPIKE_ERR_UNSUPPORTED_FEATURE): scans, queries, UDFs, other CDT, bit, HLL and expression
 operations, expression calls other than the ones listed (arithmetic, bit operations, regex,
-cond/let...); security messages get code 51 (security not supported), as from a Community
-server.
+cond/let...); security messages get code 51 (security not supported), and compressed requests (proto type 4, a
+client's ``compress`` policy on a command over 128 bytes) code 25 (AEROSPIKE_ERR_ENTERPRISE_ONLY,
+connection kept), as from a Community server, which never compresses a reply either.
 
 Confirmed against a real CE 8.1.2.0 node: the capture (``tests/aerospike_server/test_replay.py``)
 and the measurements in ``real-server-facts.md`` (``test_real_node.py``) for everything above.

@@ -6,7 +6,6 @@ import logging
 import socket
 import threading
 import time
-import zlib
 from collections import Counter
 
 from fsplug.testing.aerospike_server import protocol as P
@@ -310,7 +309,8 @@ class AerospikeTestServer:
         """Counters: commands served by kind (get, put, exists, remove, touch, operate,
         batch_read, batch_write, batch_remove, info, scan, query, udf, security, unsupported),
         ``batch_keys`` (rows over all batches), ``connections_opened``, ``faults_injected``,
-        ``compressed`` (compressed requests), ``truncate``."""
+        ``compressed`` (compressed requests, refused with 25 as on Community Edition),
+        ``truncate``."""
         with self._lock:
             return dict(self._stats)
 
@@ -407,14 +407,11 @@ class AerospikeTestServer:
             self._as_msg(conn, body)
             return
         if ptype == P.PROTO_TYPE_AS_MSG_COMPRESSED:
+            # Client-server compression is an Enterprise feature: a Community node does not
+            # decompress the request and answers a plain AS_MSG with code 25 (proto_ce.c
+            # as_proto_uncompress; the connection stays open). It never compresses a reply either.
             self.count("compressed")
-            inner = _decompress(body)
-            if inner is None:
-                raise Drop
-            _v, inner_type, size = P.parse_proto_header(inner)
-            if inner_type != P.PROTO_TYPE_AS_MSG or size != len(inner) - 8:
-                raise Drop
-            self._as_msg(conn, memoryview(inner)[8:])
+            sock.sendall(self.engine.error_response(P.AS_ERR_ENTERPRISE_ONLY))
             return
         if ptype == P.PROTO_TYPE_SECURITY:
             # A Community server answers every security message "not supported" (code 51).
@@ -484,15 +481,6 @@ def _recv_exact(sock, mv, n: int) -> bool:
             return False
         got += k
     return True
-
-
-def _decompress(body) -> bytes | None:
-    if len(body) < 8:
-        return None
-    try:
-        return zlib.decompress(bytes(body[8:]))
-    except zlib.error:
-        return None
 
 
 def _free_port_outside_ephemeral_range(host: str) -> int:
