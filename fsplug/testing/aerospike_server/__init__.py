@@ -162,12 +162,16 @@ double, string, blob (and language blobs), bool, list, map (stored as sent, byte
 GeoJSON and HLL stored opaquely; the map CDT operations a key-value feature store uses (map
 put/put-items, get by key/key list, nested by map-key context: see ``cdt``; key-ordered maps
 are stored behind the real ordered-map header and KEY_VALUE reads answer the flat ``[k1, v1,
-...]`` list a real node gives).  Not supported, answered with code 16
-(AEROSPIKE_ERR_UNSUPPORTED_FEATURE): scans, queries, UDFs, other CDT, bit, HLL and expression
-operations, expression calls other than the ones listed (arithmetic, bit operations, regex,
-cond/let...); security messages get code 51 (security not supported), and compressed requests (proto type 4, a
-client's ``compress`` policy on a command over 128 bytes) code 25 (AEROSPIKE_ERR_ENTERPRISE_ONLY,
-connection kept), as from a Community server, which never compresses a reply either.
+...]`` list a real node gives); scans and queries without a secondary-index filter (a set or
+the whole namespace, by partition and resume digest, bin selection, metadata only, max records,
+filter expression; records framed as a real node sends them: see ``query``), while a query
+filtered on a bin answers 201 (index not found: there are no secondary indexes).  Not
+supported, answered with code 16 (AEROSPIKE_ERR_UNSUPPORTED_FEATURE): UDFs and background
+queries, other CDT, bit, HLL and expression operations, expression calls other than the ones
+listed (arithmetic, bit operations, regex, cond/let...); security messages get code 51
+(security not supported), and compressed requests (proto type 4, a client's ``compress``
+policy on a command over 128 bytes) code 25 (AEROSPIKE_ERR_ENTERPRISE_ONLY, connection kept),
+as from a Community server, which never compresses a reply either.
 
 Confirmed against a real CE 8.1.2.0 node: the capture (``tests/aerospike_server/test_replay.py``)
 and the measurements in ``real-server-facts.md`` (``test_real_node.py``) for everything above.

@@ -12,6 +12,7 @@ import struct
 
 from fsplug.testing.aerospike_server import cdt
 from fsplug.testing.aerospike_server import protocol as P
+from fsplug.testing.aerospike_server import query
 from fsplug.testing.aerospike_server.expressions import ExpError, ExpUnsupported, compile_filter
 from fsplug.testing.aerospike_server.storage import (
     END_MARK, TTL_DONT_UPDATE, TTL_NAMESPACE_DEFAULT, Namespace, Record,
@@ -170,6 +171,10 @@ class Engine:
             send(P.frame(P.PROTO_TYPE_AS_MSG, bytes(buf)) + _LAST_MSG)
         else:
             send(_LAST_MSG)
+
+    def execute_query(self, msg: P.Msg, send) -> None:
+        """A scan or a query without a secondary-index filter (see query.py)."""
+        query.run_query(self, msg, send, _exp_rc)
 
     # -- one record ----------------------------------------------------------------------------
 

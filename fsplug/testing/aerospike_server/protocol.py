@@ -220,6 +220,7 @@ AS_ERR_OP_NOT_APPLICABLE = 26
 AS_ERR_FILTERED_OUT = 27
 AS_ERR_LOST_CONFLICT = 28
 AS_SEC_ERR_NOT_SUPPORTED = 51
+AS_ERR_SINDEX_NOT_FOUND = 201
 
 # ---------------------------------------------------------------------------------------------
 # Messages

@@ -457,9 +457,15 @@ class AerospikeTestServer:
         if isinstance(action, int):
             sock.sendall(self.engine.error_response(action, last=rows is not None))
             return
-        if kind in ("scan", "query", "udf"):
+        if kind == "udf":
             log.warning("aerospike test server: %s is not supported (answered code 16)", kind)
             sock.sendall(self.engine.error_response(P.AS_ERR_UNSUPPORTED_FEATURE, last=True))
+            return
+        if kind in ("scan", "query"):
+            self.engine.execute_query(msg, (lambda b: None) if action == "drop_after"
+                                      else sock.sendall)
+            if action == "drop_after":
+                raise Drop
             return
         if rows is not None:
             if action == "drop_after":
