@@ -566,6 +566,7 @@ class Kernel:
         """Per column: plain Python values, PRESENT ones converted to the dtype's value, else the default
         (None without one); request values as given. Also per column its status codes, None when every
         value is PRESENT: the same codes as `statuses`, without numpy (small reads answer faster).
+        The columns of a view that hold no null share one codes list (read them, don't change them).
         Per-value Python work happens only for rows that are not PRESENT and dtypes that convert."""
         groups = self._served(tuples, now_us)
         out: list[list[Any]] = []
@@ -582,7 +583,7 @@ class Kernel:
             if view is None:
                 served: Any = col
             else:
-                st = list(view[1])
+                st = view[1]  # (shared by the view's columns; copied below before a change)
                 if view[2] is None:  # the view serves no row
                     out.append([fill] * n)
                     codes.append(st)
@@ -591,8 +592,7 @@ class Kernel:
             vals = list(col)
             # NULL_VALUE: None, or NaN in a number (a C-level sum says whether to look)
             if None in served or (number and (total := sum(served)) != total and any(v != v for v in served)):
-                if st is None:
-                    st = [PRESENT] * n
+                st = [PRESENT] * n if st is None else list(st)
                 null_rows = []
                 for j, v in enumerate(vals):
                     if st[j] == PRESENT and (v is None or v != v):

@@ -236,13 +236,14 @@ class OnlineResult:
 
     def python_columns(self) -> tuple[list[list[Any]], list[list[int] | None]]:
         """Per output column, in plan order: `to_dict`'s values and `status_codes()`, the result's own
-        lists (not copies: for writers that only read them, like the feature server's JSON)."""
+        lists (not copies: for writers that only read them, like the feature server's JSON). Columns
+        whose codes are equal may share one codes list."""
         return self._python
 
     def status_codes(self) -> list[list[int] | None]:
         """Per output column, in plan order: its FieldStatus codes as plain ints, or None when every
         value is PRESENT (the common case, told without a list)."""
-        return list(self._python[1])
+        return [None if c is None else list(c) for c in self._python[1]]
 
     def status_names(self) -> dict[str, list[str]]:
         """Per output column: the FieldStatus names of its values."""

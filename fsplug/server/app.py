@@ -40,6 +40,7 @@ import logging
 import os
 import time
 from datetime import datetime, timedelta, UTC
+from operator import itemgetter
 from typing import Any
 from collections.abc import Awaitable, Callable
 
@@ -579,15 +580,20 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> bytes:
         times = res.event_times_us()
         for v in distinct:
             stamps[v] = orjson.Fragment(orjson.dumps(_iso(times[v])))
-    status_lists: dict[tuple[int, ...], Any] = {}  # the columns of a view mostly share their statuses
+    # the columns of a view without nulls share one codes list; others often have equal codes
+    by_list: dict[int, Any] = {}
+    by_codes: dict[tuple[int, ...], Any] = {}
     for view, vals, st in zip(views, values, codes, strict=True):
         if st is None:  # (always for request columns)
             statuses = present
         else:
-            key = tuple(st)
-            statuses = status_lists.get(key)
+            statuses = by_list.get(id(st))
             if statuses is None:
-                statuses = status_lists[key] = orjson.Fragment(orjson.dumps(list(map(_STATUS_NAME, st))))
+                key = tuple(st)
+                statuses = by_codes.get(key)
+                if statuses is None:
+                    statuses = by_codes[key] = orjson.Fragment(orjson.dumps(_lookup(STATUS_NAMES, key)))
+                by_list[id(st)] = statuses
         results.append({"values": vals, "statuses": statuses, "event_timestamps": stamps[view]})
     return orjson.dumps({"metadata": names, "results": results}, option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -623,26 +629,33 @@ def _constant_lists(n: int) -> tuple[Any, Any]:
 _CONSTANT_LISTS: dict[int, tuple[Any, Any]] = {}
 
 
-def _iso(times: list[int | None]) -> list[str]:
+def _lookup(table: Any, keys: Any) -> Any:
+    """`[table[k] for k in keys]` as a sequence, in one C-level pass (KeyError for a key not in it)."""
+    if len(keys) > 1:
+        return itemgetter(*keys)(table)
+    return [table[k] for k in keys]
+
+
+def _iso(times: list[int | None]) -> Any:
     """RFC 3339 UTC strings of event times in microseconds as Feast writes them (None: the epoch).
 
     Entities of a view share few event times (one per materialization or push), so each distinct
     time is formatted once and cached.
     """
     cache = _TS_CACHE
-    out: list[Any] = list(map(cache.get, times))  # a C-level pass: the texts seen before
-    if None in out:
-        if len(cache) >= 100_000:
-            cache.clear()
-        for j, text in enumerate(out):
-            if text is None:
-                us = times[j]
-                out[j] = cache[us] = _format_us(us)
-    return out
+    try:
+        return _lookup(cache, times)  # the texts seen before
+    except KeyError:
+        pass
+    if len(cache) >= 100_000:
+        cache.clear()
+    for us in times:
+        if us not in cache:
+            cache[us] = _format_us(us)
+    return _lookup(cache, times)
 
 
-_TS_CACHE: dict[int | None, str] = {}
-_STATUS_NAME = STATUS_NAMES.__getitem__
+_TS_CACHE: dict[int | None, str] = {None: _EPOCH}
 _EPOCH_DT = datetime(1970, 1, 1)
 
 

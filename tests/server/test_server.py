@@ -778,14 +778,15 @@ def test_event_times_are_written_as_protobuf_json_timestamps():
         dtype="datetime64[us]",
     )
     times = arr.astype(np.int64).tolist()
-    assert _iso([times[0], None, *times[1:]]) == [
+    assert list(_iso([times[0], None, *times[1:]])) == [
         "2021-12-31T23:00:00Z",
         "1970-01-01T00:00:00Z",
         "2021-12-31T23:00:00.500Z",
         "2021-12-31T23:00:00.000007Z",
         "1969-12-31T23:59:59Z",
     ]
-    assert _iso(times[:1]) == ["2021-12-31T23:00:00Z"]  # the cached text is the same
+    assert list(_iso(times[:1])) == ["2021-12-31T23:00:00Z"]  # the cached text is the same (one: still a list)
+    assert list(_iso([])) == []
 
 
 CLASHING = """\

@@ -98,6 +98,8 @@ def test_statuses_include_outside_max_age(conf_repo):
         assert np.isnan(res.to_numpy()[1]).all()
         values, codes = res.python_columns()  # what the server writes: to_dict's lists, the status codes
         assert values == [[5, None], [0.5, None]] and codes == [[1, 4], [1, 4]] == res.status_codes()
+        res.status_codes()[0][0] = 3  # the caller's copy: the result's codes stay, in every column
+        assert res.status_codes() == [[1, 4], [1, 4]] and res.python_columns()[1] == [[1, 4], [1, 4]]
 
 
 def test_views_of_one_entity_are_written_independently(conf_repo):
