@@ -6,6 +6,7 @@ cluster when FSPLUG_AEROSPIKE_HOSTS is set.
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -83,6 +84,27 @@ def test_round_trip_every_dtype_with_nulls_and_missing(conf_repo):
         arrow = res.to_arrow()
         assert arrow.schema.field("f_emb").type == pa.list_(pa.float64())
         assert arrow.column("f_str").null_count == 2
+
+
+def test_list_with_null_elements_is_written_with_nan_on_every_store(conf_repo):
+    """A list[float64] value holding a null element (Parquet allows one) is stored with NaN there, by
+    materialization and push alike, on every store (Aerospike failed with a TypeError in the client
+    conversion, a traceback from `fsplug materialize`)."""
+    ts = NOW - timedelta(minutes=5)
+    emb = pa.array([[1.0, None, 3.0], [None], []], pa.list_(pa.float64()))
+    pq.write_table(_all_types_rows([1, 2, 3], ts, f_emb=emb), conf_repo / "data" / "all.parquet")
+    with FeatureStore(conf_repo) as store:
+        report = store.materialize(NOW - timedelta(days=1), NOW, views=["all_types"])
+        assert [v.written for v in report.views] == [3]
+        assert store.push("all_types", _all_types_rows([4], ts, f_emb=pa.array([[None, 2.0]],
+                                                                                 pa.list_(pa.float64())))) == 1
+        res = store.get_online_features(features=["all_types:f_emb"], entities={"driver_id": [1, 2, 3, 4]})
+        got = res.to_dict(include_statuses=True)
+        assert got["f_emb__status"] == ["PRESENT"] * 4
+        expected = [[1.0, math.nan, 3.0], [math.nan], [], [math.nan, 2.0]]
+        for value, want in zip(got["f_emb"], expected, strict=True):
+            assert np.array_equal(np.asarray(value, dtype=np.float64), np.asarray(want, dtype=np.float64),
+                                  equal_nan=True)
 
 
 def test_statuses_include_outside_max_age(conf_repo):

@@ -435,12 +435,14 @@ _PLACEHOLDER = -0x5EED_F5F5_1234  # stands for "this row's event timestamp" in t
 
 
 def _to_aerospike(dtype: DType, col: Sequence[Any]) -> list[Any]:
-    """Python/numpy values to what the client writes; None (and NaN) delete the bin (= null)."""
+    """Python/numpy values to what the client writes; None (and NaN) delete the bin (= null); a null
+    element of a list is NaN."""
     vals = col.tolist() if hasattr(col, "tolist") else list(col)
     if dtype in (DType.FLOAT64, DType.FLOAT32):
         return [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in vals]
     if dtype is DType.FLOAT64_LIST:
-        return [None if v is None else [float(x) for x in v] for v in vals]
+        # a null element (Parquet allows one) is NaN, as SQLite's little-endian f8 blob holds it
+        return [None if v is None else [math.nan if x is None else float(x) for x in v] for v in vals]
     if dtype is DType.BYTES:
         return [None if v is None else bytes(v) for v in vals]
     return vals
