@@ -290,7 +290,8 @@ class Kernel:
         self.requests = tuple((i, c, PLAIN_TYPES.get(c.dtype, frozenset()))
                               for i, c in enumerate(self.columns) if c.is_request)
         """Per request column: (position, column, the Python types taken as they are)."""
-        self._request_numeric = tuple((i, c.dtype.is_numeric) for i, c, _ in self.requests)
+        self._request_numbers = tuple((i, c.dtype) for i, c, _ in self.requests)
+        """Per request column: (position, dtype), for `numpy`."""
         self.all_numeric = all(g.numeric for g in self.groups)
         """Every group's bins hold numbers: `numpy` needs no status codes."""
         self.fast: FastVector | None = None
@@ -531,8 +532,13 @@ class Kernel:
             if scale is not None:  # timestamps: microseconds -> seconds
                 vals = vals * scale
             out[:, cols] = np.where(ok, vals, self._group_numbers[gi] if fill_defaults else np.nan)
-        for i, _numeric in self._request_numeric:
-            out[:, i] = request[i]
+        for i, dtype in self._request_numbers:
+            if dtype is DType.TIMESTAMP:  # (read only by derived features: `not_numbers` refuses one served)
+                out[:, i] = [timestamp_us(v) * 1e-6 for v in request[i]]
+            elif dtype.is_numeric:
+                out[:, i] = request[i]
+            else:  # text read only by derived features, which take it from the request
+                out[:, i] = np.nan
         return out
 
     def _served(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int) -> list[tuple[list[Any], list[Any]]]:
@@ -636,7 +642,10 @@ class Kernel:
         """Per column: a typed array (`DType.numpy_dtype`), non-PRESENT values as `Default.array`."""
         out = []
         for i, c in enumerate(self.columns):
-            raw = request[i] if c.is_request else [r[c.value_index] for r in tuples[c.group]]
+            if c.is_request:
+                raw = [timestamp_us(v) for v in request[i]] if c.dtype is DType.TIMESTAMP else request[i]
+            else:
+                raw = [r[c.value_index] for r in tuples[c.group]]
             ok = (statuses[:, i] == PRESENT).tolist()
             out.append(_typed(c.dtype, c.default.array, raw, ok))
         return out

@@ -7,6 +7,7 @@ compiled `RetrievalPlan` (its groups' join keys and its request columns).
 from __future__ import annotations
 
 from array import array as _array
+from datetime import datetime, timedelta, UTC
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator, Mapping, Sequence
@@ -151,11 +152,19 @@ def check_keys(name: str, dtype: DType, values: Sequence[Any], n: int) -> list[A
 
 
 def check_request_value(c: OutputColumn, v: Any) -> Any:
-    """One value of request column `c` as served (None -> its default); raises RequestFeatureError."""
+    """One value of request column `c` as served (None -> its default); raises RequestFeatureError.
+
+    A timestamp is served as a UTC datetime (microseconds), whatever form it came in: a datetime
+    (naive = UTC; pandas' Timestamp is one), an ISO-8601 string (JSON's form) or a numpy datetime64.
+    """
+    if c.dtype is DType.TIMESTAMP and v is not None and v != v:  # NaT (numpy's or pandas'): null
+        v = None
     if v is None:
         if c.default is None:
             raise RequestFeatureError(f"request feature {c.feature!r} is null and has no default")
-        return c.default
+        return _timestamp(c, c.default) if c.dtype is DType.TIMESTAMP else c.default
+    if c.dtype is DType.TIMESTAMP:
+        return _timestamp(c, v)
     if c.dtype.is_numeric:
         if isinstance(v, (int, float, np.integer, np.floating)) and not (
             isinstance(v, (bool, np.bool_)) and c.dtype is not DType.BOOL
@@ -167,3 +176,26 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
     if c.dtype is DType.STRING and not isinstance(v, str):
         raise RequestFeatureError(f"request feature {c.feature!r} is string; got {v!r} ({type(v).__name__})")
     return v
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(c: OutputColumn, v: Any) -> datetime:
+    """A timestamp request value as a UTC datetime; raises RequestFeatureError for what is no time."""
+    if isinstance(v, np.datetime64):
+        return _EPOCH + timedelta(microseconds=int(v.astype("datetime64[us]").astype(np.int64)))
+    t = v
+    if isinstance(v, str):
+        try:
+            t = datetime.fromisoformat(v)
+        except ValueError:
+            raise RequestFeatureError(f"request feature {c.feature!r} is timestamp; {v!r} is not an ISO-8601 "
+                                      "time (like '2026-12-01T08:30:00Z'; naive = UTC)") from None
+    if not isinstance(t, datetime):
+        raise RequestFeatureError(f"request feature {c.feature!r} is timestamp; got {v!r} ({type(v).__name__}): "
+                                  "give a datetime, a numpy datetime64 or an ISO-8601 string (naive = UTC)")
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    d = t - _EPOCH  # (a pandas Timestamp gives a Timedelta: the same fields, nanoseconds dropped)
+    return _EPOCH + timedelta(days=d.days, seconds=d.seconds, microseconds=d.microseconds)
