@@ -108,7 +108,8 @@ class RepoConfig(BaseModel):
         import re
 
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", v or ""):
-            raise ValueError(f"project {v!r} must be a name of letters, digits, '_' and '-'")
+            raise ValueError(f"project {v!r} must start with an ASCII letter or '_', then ASCII letters, digits, "
+                             "'_' and '-'")
         return v
 
 

@@ -185,6 +185,16 @@ def test_bad_feature_store_yaml(make_repo):
     assert "feature_store.yaml:3:9" in msg and "did you mean 'sqlite'?" in msg
 
 
+@pytest.mark.parametrize("project", ["-rank", "1st", "Rängé", "a.b"])
+def test_a_bad_project_name_says_the_rule(make_repo, project):
+    """The rule is a first letter or '_', then letters, digits, '_' and '-' (ASCII): '-rank' used to be
+    refused with a message saying only "letters, digits, '_' and '-'", which it is made of."""
+    repo = make_repo({}, config=f"project: {project}\nonline_store:\n  type: sqlite\n")
+    with pytest.raises(DefinitionError, match=r"feature_store.yaml:1:10: .*must start with an ASCII letter or '_', "
+                                              r"then ASCII letters, digits, '_' and '-'"):
+        FeatureStore(repo).changes()
+
+
 def test_bad_store_option_is_located(make_repo):
     repo = make_repo({}, config="project: x\nonline_store:\n  type: sqlite\n  pth: a.db\n")
     with pytest.raises(DefinitionError) as info:
