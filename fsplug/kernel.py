@@ -673,8 +673,9 @@ class Kernel:
                 out[i] = (np.asarray(given, dtype=_INPUT_DTYPES.get(c.dtype, object)), None)
                 continue
             if c.dtype in _SCALE:
-                raw = matrices[c.group][:, c.value_index]
+                raw = number = matrices[c.group][:, c.value_index]
                 if c.dtype is DType.INT64 and (np.abs(raw) >= _F53).any():  # float64 may have rounded them
+                    # (a null row holds 0 here: the PRESENT mask below comes from the float column's NaN)
                     raw = np.array([v if type(v) is int else 0 for v in map(itemgetter(c.value_index),
                                                                             tuples[c.group])], dtype=np.int64)
                 if self.groups[c.group].numeric:  # PRESENT: a time within the ttl, a value that is not NaN
@@ -682,7 +683,7 @@ class Kernel:
                     if view_ok is None:
                         ti, ttl = self._views[c.group][c.view]
                         view_ok = served[(c.group, c.view)] = (now_us - matrices[c.group][:, ti]) <= ttl
-                    ok = view_ok & (raw == raw)
+                    ok = view_ok & (number == number)
                 else:
                     ok = statuses()[:, i] == PRESENT
             else:

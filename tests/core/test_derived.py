@@ -497,3 +497,63 @@ def test_a_text_derived_feature_has_no_number_in_a_vector(derived_repo):
             store.get_feature_vector("words", driver_id=1, request={"hour_of_day": 8})
         vec = store.get_feature_vector("plain", driver_id=1)
         assert vec.values.tolist() == [6.0, 1.0]
+
+
+BIG_INTS = """\
+entities:
+  - {name: item, join_key: item_id, dtype: int64}
+sources:
+  - {name: items, path: data/items.parquet, timestamp_field: ts}
+feature_views:
+  - name: pop
+    entity: item
+    source: items
+    ttl: none
+    features:
+      - {name: p, dtype: int64}
+      - {name: pd, dtype: int64, default: -9223372036854775808}
+derived_views:
+  - name: d
+    inputs: [pop]
+    features:
+      - {name: p1, dtype: int64, expr: "p + 1"}
+      - {name: pd1, dtype: int64, expr: "pd + 1"}
+      - {name: p_null, dtype: bool, expr: "is_null(p)"}
+feature_services:
+  - {name: svc, features: ["pop:p", "pop:pd", "d:*"]}
+"""
+
+
+def test_a_null_int_beside_ints_beyond_2_53_stays_null(make_repo):
+    """Derived features read int64 inputs beyond 2**53 again exactly from the rows; a null row there
+    became 0 and PRESENT (so `p + 1` served 1 where p is null, and a default was not applied) in
+    to_numpy(), get_feature_vector's batch fallback and a to_dict() that follows to_numpy(), while
+    training data and a plain to_dict() served null / the default."""
+    root = make_repo({"defs.yaml": BIG_INTS})
+    (root / "data").mkdir()
+    now = datetime.now(UTC)
+    pq.write_table(pa.table({
+        "item_id": pa.array([1, 2, 3], pa.int64()),
+        "ts": pa.array([now - timedelta(minutes=5)] * 3, pa.timestamp("us", tz="UTC")),
+        "p": pa.array([2**62, None, 5], pa.int64()),
+        "pd": pa.array([2**62, None, 5], pa.int64()),
+    }), root / "data" / "items.parquet")
+    want = {"p1": [2**62 + 1, None, 6, None], "pd1": [2**62 + 1, -(2**63) + 1, 6, -(2**63) + 1],
+            "p_null": [F, T, F, T]}
+    with FeatureStore(root) as store:
+        store.apply()
+        store.materialize_incremental(now, progress=False)
+        ents = {"item_id": [1, 2, 3, 4]}
+        res = store.get_online_features(service="svc", entities=ents)
+        m = res.to_numpy()
+        d = res.to_dict(include_statuses=True)
+        assert {k: d[k] for k in want} == want
+        assert d["p1__status"] == ["PRESENT", "NULL_VALUE", "PRESENT", "NULL_VALUE"]
+        assert m[:, 2].tolist()[0] == float(2**62 + 1) and np.isnan(m[1, 2]) and np.isnan(m[3, 2])
+        assert m[:, 3].tolist() == [float(v) for v in want["pd1"]]
+        assert {k: store.get_online_features(service="svc", entities=ents).to_dict()[k] for k in want} == want
+        assert res.columns["pd1"].tolist() == want["pd1"]
+        training = store.get_historical_features(
+            {"item_id": [1, 2, 3, 4], "event_timestamp": pa.array([now] * 4, pa.timestamp("us", tz="UTC"))},
+            service="svc").to_pydict()
+        assert {k: training[k] for k in want} == want
