@@ -100,6 +100,7 @@ class _NoScalar(Exception):
 
 
 _I64 = 2**63
+_I64F = float(_I64)
 
 
 def _wrap(v: int) -> int:
@@ -756,17 +757,14 @@ class _Builder:
             return _Node(Kind.INT, x.fn, f"{name}({x.text})", x.const, x.is_const, x.nullable, scalar=x.scalar,
                          quiet=x.quiet)
 
-        def conv(v: Any) -> Any:  # NaN and +-inf have no int: null
-            return np.asarray(op(np.where(np.isfinite(v), v, 0)), dtype=np.int64)
+        def conv(v: Any) -> Any:
+            return np.asarray(op(v), dtype=np.int64)
 
-        def sconv(v: float) -> int:
-            r = sop(v)
-            if not -_I64 <= r < _I64:  # (numpy's cast of such a float is the platform's business)
-                raise _NoScalar(f"{name}({v!r}) is outside int64")
-            return r
-
-        return self._unary_fn(node, args, name, _NUMERIC, Kind.INT, conv, lambda v: ~np.isfinite(v), sop=sconv,
-                              sdomain=lambda v: not math.isfinite(v))
+        # NaN, +-inf and a float outside int64 have no int: null (numpy's cast of one would be the
+        # platform's business). The float bounds are exact, and op() cannot cross them.
+        return self._unary_fn(node, args, name, _NUMERIC, Kind.INT, conv,
+                              lambda v: ~((np.asarray(v) >= -_I64F) & (np.asarray(v) < _I64F)), sop=sop,
+                              sdomain=lambda v: not -_I64F <= v < _I64F)
 
     def _fn_clip(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "clip", 3, 3)
