@@ -12,7 +12,7 @@ Every problem carries the `file:line:column` of the YAML node it is about.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -398,6 +398,9 @@ class LoadedRepo:
 
     root: Path
     objects: dict[str, list[Located]]
+    invalid: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Names of the objects (of any kind) left out for problems of their own, already reported (a
+    reference to one is not reported again as unknown), with the feature names they list."""
 
 
 def _describe_input(value: Any) -> str:
@@ -520,6 +523,7 @@ def load_repo_definitions(root: Path, problems: list[Problem] | None = None) -> 
     own = problems is None
     problems = [] if problems is None else problems
     objects: dict[str, list[Located]] = {kind: [] for kind in KINDS}
+    invalid: dict[str, frozenset[str]] = {}
     for path in definition_files(root):
         display = path.relative_to(root).as_posix()
         doc = load_yaml(path, display, problems)
@@ -554,8 +558,13 @@ def load_repo_definitions(root: Path, problems: list[Problem] | None = None) -> 
                         loc: Any = err["loc"]
                         err["loc"] = (key, i, *loc)
                         problems.append(format_validation_error(err, doc))
+                    if isinstance(item, dict) and isinstance(item.get("name"), str):
+                        feats = item.get("features")
+                        invalid[item["name"]] = frozenset(
+                            f["name"] for f in (feats if isinstance(feats, list) else [])
+                            if isinstance(f, dict) and isinstance(f.get("name"), str))
                     continue
                 objects[key].append(Located(spec, doc, (key, i)))
     if own and problems:
         raise DefinitionError(problems)
-    return LoadedRepo(root=root, objects=objects)
+    return LoadedRepo(root=root, objects=objects, invalid=invalid)

@@ -8,6 +8,7 @@ entity share one record), and source paths. Every problem is collected, located,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,12 @@ def compile_repo(repo: LoadedRepo, project: str, *, check_paths: bool, problems:
     requests_l = _by_name(objs["request_sources"])
     entities = _entities(objs["entities"])
     sources = _sources(objs["sources"], repo.root, check_paths, problems, warnings)
-    views = _views(views_l, entities, sources, problems)
+    invalid = repo.invalid  # objects with problems of their own: not reported again where they are named
+    views = _views(views_l, entities, sources, problems, invalid)
     requests = _request_sources(requests_l, problems)
     derived_l = _by_name(objs["derived_views"])
-    derived = _derived_views(derived_l, views_l, requests_l, repo.root, problems)
-    services = _services(objs["feature_services"], views_l, requests_l, problems, derived_l)
+    derived = _derived_views(derived_l, views_l, requests_l, repo.root, problems, invalid)
+    services = _services(objs["feature_services"], views_l, requests_l, problems, derived_l, invalid)
     if problems:
         raise DefinitionError(problems)
     reg = Registry(project, entities, sources, views, requests, services, derived)
@@ -62,17 +64,21 @@ def compile_repo(repo: LoadedRepo, project: str, *, check_paths: bool, problems:
 
 
 def check_ref(ref: str, views: dict[str, Any], requests: dict[str, Any],
-              derived: dict[str, Any] | None = None) -> str | None:
+              derived: dict[str, Any] | None = None,
+              invalid: Mapping[str, frozenset[str]] | None = None) -> str | None:
     """Why `ref` (`view:feature` or `view:*`) does not resolve, or None when it does.
 
     `views`/`requests`/`derived` map names to compiled objects or to Located specs (anything with
-    `features`); the view of a ref may be a feature view, a request source or a derived view.
+    `features`); the view of a ref may be a feature view, a request source or a derived view. A view
+    named in `invalid` (left out for problems of its own, already reported) gives None.
     """
     if not isinstance(ref, str) or ref.count(":") != 1:
         return f"feature ref {ref!r} must look like 'view:feature' or 'view:*'"
     view, feat = ref.split(":")
     derived = derived or {}
     target = views.get(view) or requests.get(view) or derived.get(view)
+    if target is None and view in (invalid or {}):
+        return None
     if target is None:
         names = list(views) + list(requests) + list(derived)
         return f"unknown feature view {view!r} in {ref!r}{did_you_mean(view, names)}"
@@ -155,30 +161,33 @@ class _BinClaims:
 
 
 def _views(views_l: dict[str, Located], entities: dict[str, Entity], sources: dict[str, Source],
-           problems: list[Problem]) -> dict[str, FeatureView]:
+           problems: list[Problem],
+           invalid: Mapping[str, frozenset[str]] | None = None) -> dict[str, FeatureView]:
     claims = _BinClaims()
     views: dict[str, FeatureView] = {}
     for n, i in views_l.items():
         found = len(problems)
-        _check_view_refs(n, i, entities, sources, problems)
+        resolved = _check_view_refs(n, i, entities, sources, problems, invalid or {})
         _check_feature_names(n, i, problems)
         _claim_bins(n, i, claims, problems)
-        if len(problems) == found:
+        if len(problems) == found and resolved:
             views[n] = _view(n, i.spec, sources[i.spec.source])
     return views
 
 
 def _check_view_refs(n: str, i: Located, entities: dict[str, Entity], sources: dict[str, Source],
-                     problems: list[Problem]) -> None:
+                     problems: list[Problem], invalid: Mapping[str, frozenset[str]]) -> bool:
+    """Whether the view's entity and source resolve (one left out for its own problems is not reported)."""
     s = i.spec
-    if s.entity not in entities:
+    if s.entity not in entities and s.entity not in invalid:
         problems.append(i.problem(
             f"feature view {n!r}: unknown entity {s.entity!r}{did_you_mean(s.entity, list(entities))}",
             "entity"))
-    if s.source not in sources:
+    if s.source not in sources and s.source not in invalid:
         problems.append(i.problem(
             f"feature view {n!r}: unknown source {s.source!r}{did_you_mean(s.source, list(sources))}",
             "source"))
+    return s.entity in entities and s.source in sources
 
 
 def _check_feature_names(n: str, i: Located, problems: list[Problem], what: str = "feature view") -> None:
@@ -241,12 +250,13 @@ def _request_sources(requests_l: dict[str, Located], problems: list[Problem]) ->
 
 
 def _services(items: list[Located], views_l: dict[str, Located], requests_l: dict[str, Located],
-              problems: list[Problem], derived_l: dict[str, Located]) -> dict[str, FeatureService]:
+              problems: list[Problem], derived_l: dict[str, Located],
+              invalid: Mapping[str, frozenset[str]] | None = None) -> dict[str, FeatureService]:
     services: dict[str, FeatureService] = {}
     for i in items:
         s = i.spec
         for j, ref in enumerate(s.features):
-            err = check_ref(ref, views_l, requests_l, derived_l)
+            err = check_ref(ref, views_l, requests_l, derived_l, invalid)
             if err:
                 problems.append(i.problem(f"feature service {s.name!r}: {err}", "features", j))
         services.setdefault(s.name, FeatureService(s.name, tuple(s.features), s.description, s.owner,
@@ -259,15 +269,24 @@ def _services(items: list[Located], views_l: dict[str, Located], requests_l: dic
 class _Inputs:
     """The features one derived view may read by name: its inputs' and its own (fsplug.derived)."""
 
-    def __init__(self, name: str, item: Located, tables: dict[str, dict[str, Any]], problems: list[Problem]):
+    def __init__(self, name: str, item: Located, tables: dict[str, dict[str, Any]], problems: list[Problem],
+                 invalid: Mapping[str, frozenset[str]] | None = None):
         self.name = name
         self.features: list[tuple[str, dict[str, Any]]] = []  # (input, feature -> dtype), in `inputs` order
+        self.left_out: set[str] = set()
+        """Features of the inputs left out for problems of their own: names not reported as unknown."""
+        self.unresolved = False
+        """Set by `resolve` when a name is one of `left_out` (the feature is not reported)."""
+        invalid = invalid or {}
         for j, inp in enumerate(item.spec.inputs):
             if inp == name or inp in [n for n, _ in self.features]:
                 problems.append(item.problem(f"derived view {name!r}: input {inp!r} is listed twice"
                                              if inp != name else
                                              f"derived view {name!r}: it reads its own features without listing "
                                              "itself; remove it from inputs", "inputs", j))
+                continue
+            if inp not in tables and inp in invalid:
+                self.left_out |= invalid[inp]
                 continue
             if inp not in tables:
                 problems.append(item.problem(
@@ -289,6 +308,8 @@ class _Inputs:
         if not hits:
             if name == reader:
                 raise ExpressionError(f"{name!r} reads itself")
+            if name in self.left_out:
+                self.unresolved = True
             names = sorted({f for _, t in own for f in t} - {reader})
             inputs = ", ".join(v for v, _ in own[:-1]) or "none"
             raise ExpressionError(f"unknown name {name!r}{did_you_mean(name, names)} (inputs: {inputs})")
@@ -303,14 +324,15 @@ class _Inputs:
 
 
 def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], requests_l: dict[str, Located],
-                   root: Path, problems: list[Problem]) -> dict[str, DerivedView]:
+                   root: Path, problems: list[Problem],
+                   invalid: Mapping[str, frozenset[str]] | None = None) -> dict[str, DerivedView]:
     tables = {n: {f.name: f.dtype for f in i.spec.features}
               for n, i in (*views_l.items(), *requests_l.items(), *derived_l.items())}
     out: dict[str, DerivedView] = {}
     reads_at: dict[str, tuple[Located, tuple[Any, ...], tuple[str, ...]]] = {}  # derived ref -> where, reads
     for n, i in derived_l.items():
         found = len(problems)
-        inputs = _Inputs(n, i, tables, problems)
+        inputs = _Inputs(n, i, tables, problems, invalid)
         features = []
         _check_feature_names(n, i, problems, "derived view")
         for j, f in enumerate(i.spec.features):
@@ -323,6 +345,7 @@ def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], r
                 reads[name] = ref
                 return KIND_OF[dtype]
 
+            inputs.unresolved = False
             try:
                 if f.expr is not None:
                     compile_expression(f.expr, kind_of, f.dtype)
@@ -331,6 +354,8 @@ def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], r
                     params = udf_parameters(fn, f.udf)
                     compile_udf(f.udf, fn, params, [kind_of(p) for p in params], f.dtype)
             except ExpressionError as exc:
+                if inputs.unresolved:  # a feature of an input left out for its own problems: not built
+                    continue
                 problem = i.problem(f"derived feature {n}:{f.name}: {exc}", "features", j, key)
                 if key == "expr" and exc.col is not None:
                     problem = _at_token(problem, root, f.expr, exc.col)
@@ -339,7 +364,7 @@ def _derived_views(derived_l: dict[str, Located], views_l: dict[str, Located], r
             features.append(DerivedFeature(f.name, f.dtype, f.expr, f.udf, tuple(reads.items()), f.default,
                                            f.description))
             reads_at[f"{n}:{f.name}"] = (i, ("features", j, key), tuple(reads.values()))
-        if len(problems) == found:
+        if len(problems) == found and not inputs.left_out:
             s = i.spec
             out[n] = DerivedView(n, tuple(s.inputs), tuple(features), s.description, s.owner,
                                  tuple(sorted(s.tags.items())))

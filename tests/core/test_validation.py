@@ -167,6 +167,58 @@ def test_all_problems_reported_at_once(make_repo):
     assert str(info.value).startswith("3 problems in the feature repo:")
 
 
+CASCADE = """\
+entities:
+  - {name: merchant, join_key: merchant_id, dtype: int64, colour: red}
+sources:
+  - {name: merchants, path: data/m.parquet, timestamp_field: ts, colour: red}
+feature_views:
+  - name: profile
+    entity: merchant
+    source: merchants
+    ttl: 24
+    features:
+      - {name: mcc, dtype: int64}
+  - name: other
+    entity: merchant
+    source: merchants
+    ttl: 1d
+    features:
+      - {name: rate, dtype: float64}
+request_sources:
+  - name: req
+    features:
+      - {name: amount, dtype: flot64}
+derived_views:
+  - name: ctx
+    inputs: [profile, req]
+    features:
+      - {name: m1, dtype: int64, expr: "mcc + 1"}
+      - {name: a2, dtype: float64, expr: "amount * 2"}
+      - {name: bad, dtype: int64, expr: "nope + 1"}
+feature_services:
+  - {name: svc, features: ["profile:mcc", "req:amount", "ctx:*", "other:rat"]}
+"""
+
+
+def test_an_invalid_object_is_reported_once_not_as_unknown_where_it_is_used(make_repo):
+    """An object with problems of its own (an unknown field, a bad ttl or dtype) was also reported as
+    unknown wherever it was named ("unknown source 'merchants'", "unknown input 'profile'; did you
+    mean ...", "unknown name 'mcc'", "unknown feature view 'req'"), though it is defined a few lines
+    up. Only its own problems are reported now, and the problems that do not depend on it."""
+    repo = make_repo({"defs.yaml": CASCADE})
+    with pytest.raises(DefinitionError) as info:
+        FeatureStore(repo).changes()
+    messages = [str(p) for p in info.value.problems]
+    assert not [m for m in messages if "unknown entity" in m or "unknown source" in m or "unknown input" in m
+                or "unknown feature view" in m or "unknown name 'mcc'" in m or "unknown name 'amount'" in m]
+    assert [m.split(": ", 1)[0] for m in messages] == [
+        "defs.yaml:2:59", "defs.yaml:4:66", "defs.yaml:9:10", "defs.yaml:21:31", "defs.yaml:28:42", "defs.yaml:30:66"]
+    assert "unknown field 'colour' in entities[0]" in messages[0] and "ttl 24 has no unit" in messages[2]
+    assert "unknown name 'nope'" in messages[4]  # (a problem of its own: still reported)
+    assert "has no feature 'rat'; did you mean 'rate'?" in messages[5]
+
+
 def test_plan_warns_about_missing_source_but_apply_refuses(make_repo):
     repo = make_repo({"defs.yaml": GOOD})
     store = FeatureStore(repo)
