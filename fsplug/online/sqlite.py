@@ -166,8 +166,12 @@ class SQLiteOnlineStore(OnlineStore):
                 conn.execute(f"DROP TABLE IF EXISTS {_q(self.table(ent))}")
                 out.append(f"dropped table {self.table(ent)}")
             if self._state_exists(conn):
+                # (the published registry's rows, `:registry`..., are no view's state)
+                views = conn.execute("SELECT COUNT(*) FROM fsplug_state WHERE project = ? AND view NOT LIKE ':%'",
+                                     (self.project,)).fetchone()[0]
                 n = conn.execute("DELETE FROM fsplug_state WHERE project = ?", (self.project,)).rowcount
-                out.append(f"cleared the materialization state of project {self.project!r} ({n} views)")
+                out.append(f"cleared the materialization state of project {self.project!r} ({views} "
+                           f"view{'' if views == 1 else 's'})" + (" and its published registry" if n > views else ""))
         except sqlite3.Error as exc:
             raise translate(exc, "teardown") from exc
         self._sql.clear()

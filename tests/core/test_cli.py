@@ -125,6 +125,8 @@ def test_materialize_serve_teardown(ride_repo, capsys, monkeypatch):
     assert code == 1 and "--yes" in err
     code, out, _ = run(capsys, *repo, "teardown", "--yes")
     assert code == 0 and "dropped table dispatch-driver" in out
+    # the state rows of the materialized views, not the published registry's rows counted as views
+    assert "cleared the materialization state of project 'dispatch' (2 views) and its published registry" in out
 
 
 # ---------------------------------------------------------------------------------------------
