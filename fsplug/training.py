@@ -152,6 +152,37 @@ def view_joins(plan: RetrievalPlan, registry: Registry, repo_root: Path, *, spar
 _VALUE, _TS = "__fsplug_value_", "__fsplug_ts_"
 
 
+def _request_column(c: Any, col: Any) -> Any:
+    """The entity rows' column of request feature `c` in its dtype's Arrow type, checked as online requests
+    are (fsplug.request): timestamps of any unit or zone (naive = UTC) or ISO-8601 strings; numbers cast
+    safely (a fraction is no int64); nulls stay null. RequestFeatureError for a column that does not fit."""
+    import pyarrow as pa
+
+    from fsplug.offline.arrow import to_utc_us
+    from fsplug.request import check_request_value
+
+    target = c.dtype.arrow_type()
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if col.type == target:
+        return col
+    text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+    if c.dtype is DType.TIMESTAMP and pa.types.is_timestamp(col.type):
+        return to_utc_us(col)
+    if c.dtype is DType.TIMESTAMP and text:
+        return pa.array([None if v is None else check_request_value(c, v) for v in col.to_pylist()], target)
+    if (not text or c.dtype is DType.STRING) and c.dtype is not DType.TIMESTAMP and not pa.types.is_timestamp(col.type):
+        try:
+            return col.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise RequestFeatureError(f"request feature {c.feature!r} is {c.dtype.value}; the entity rows' column "
+                                      f"has type {col.type} and does not cast to it ({exc})") from None
+    raise RequestFeatureError(f"request feature {c.feature!r} is {c.dtype.value}; the entity rows' column has "
+                              f"type {col.type}")
+
+
 def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column: str, fill_defaults: bool,
                 include_statuses: bool) -> pa.Table:
     """Joined entity rows (their columns plus the join's internal value and time columns) as training
@@ -172,7 +203,7 @@ def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column
         default = spec.default.python
         arrow_type = c.dtype.arrow_type()
         if c.feature in joined.column_names:
-            col = joined.column(c.feature)
+            col = _request_column(c, joined.column(c.feature))
             if col.null_count and default is not None:
                 col = pc.fill_null(col, pa.scalar(default, arrow_type))
             request_cols[c.name] = col

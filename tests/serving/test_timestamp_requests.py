@@ -153,3 +153,42 @@ def test_the_feast_response_carries_the_normalized_time(store):
     values = dict(zip(body["metadata"]["feature_names"], (r["values"] for r in body["results"]), strict=True))
     assert values["txn_time"] == ["2026-12-01T03:30:00+00:00"]  # as a stored timestamp is written
     assert values["opened_at"] == ["2026-11-01T00:00:00+00:00"] and values["txn_hour"] == [3]
+
+
+@pytest.mark.parametrize("column", [
+    pa.array([TXN], pa.timestamp("us", tz="UTC")),
+    pa.array([TXN.replace(tzinfo=None)], pa.timestamp("ms")),  # naive = UTC, another unit
+    pa.array([TXN], pa.timestamp("s", tz="Europe/Paris")),
+    pa.array([TXN.replace(tzinfo=None)], pa.timestamp("ns")),
+    pa.array(["2026-12-01T05:30:00+02:00"]),  # ISO strings, as online
+    [TXN],
+], ids=["us-utc", "ms-naive", "s-paris", "ns-naive", "iso-string", "datetime"])
+def test_training_data_takes_a_timestamp_request_column_of_any_unit(store, column):
+    """The entity rows' request columns were passed through as they came: a timestamp column in another
+    unit than microseconds was read as microseconds by derived features (a naive ms column gave
+    hour(txn_time) 18 for 03:30) and served in its own type; an ISO string column failed with a
+    ValueError. They are cast to the declared dtype now (strings parsed as online)."""
+    t = datetime.now(UTC)
+    rows = {"card_id": ["c1"], "event_timestamp": pa.array([t], pa.timestamp("us", tz="UTC")),
+            "txn_time": column, "amount": pa.array([12], pa.int32())}
+    out = store.get_historical_features(rows, service="everything")
+    assert out.schema.field("txn_time").type == pa.timestamp("us", tz="UTC")
+    assert out.schema.field("amount").type == pa.float64()  # the declared dtype, not the column's int32
+    got = out.to_pylist()[0]
+    assert got["txn_time"] == TXN and got["amount"] == 12.0
+    assert got["txn_hour"] == 3 and got["since_open"] == EXPECTED[2]
+
+
+@pytest.mark.parametrize("column, says", [
+    (pa.array(["yesterday"]), "'yesterday' is not an ISO-8601 time"),
+    (pa.array([1.5]), "request feature 'txn_time' is timestamp; the entity rows' column has type double"),
+])
+def test_training_data_refuses_a_request_column_that_does_not_fit(store, column, says):
+    rows = {"card_id": ["c1"], "event_timestamp": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+            "txn_time": column, "amount": [1.0]}
+    with pytest.raises(RequestFeatureError, match=re.escape(says)):
+        store.get_historical_features(rows, service="everything")
+    rows = {"card_id": ["c1"], "event_timestamp": rows["event_timestamp"], "txn_time": [TXN], "amount": [1.5]}
+    with pytest.raises(RequestFeatureError, match="request feature 'amount' is float64; the entity rows' column "
+                                                  "has type string"):
+        store.get_historical_features({**rows, "amount": ["1.5"]}, service="everything")
