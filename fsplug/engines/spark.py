@@ -85,10 +85,18 @@ _WRITE_ROWS = 65536  # rows per store write, as the local engine's batches
 _SAMPLE_ROWS = 65536  # rows of a split sampled to decide whether a pick within the split pays
 # `file:`, `file://`: Spark writes both forms of one path; a catalog table's files may be on another host
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?/*"
-# settings of a local-mode session the engine starts itself (a `conf` entry overrides them): the shuffles
-# stay on this machine, and materialization's rows move as lz4-compressed Arrow blobs already, which
-# Spark's own lz4 would compress again (on 10M drivers, ~1.5 s less JVM CPU on one core without it)
-_LOCAL_DEFAULTS = {"spark.shuffle.compress": "false"}
+# settings of a local-mode session the engine starts itself (a `conf` entry overrides them):
+# - the shuffles stay on this machine, and materialization's rows move as lz4-compressed Arrow blobs
+#   already, which Spark's own lz4 would compress again (on 10M drivers, ~1.5 s less JVM CPU on one core
+#   without it);
+# - the JVM (in local mode the driver and the executor) compiles with C1 only: it moves byte strings and
+#   Arrow batches while the Python workers do the work, and C2's compiler threads cost more CPU than
+#   their code saves (10M drivers on local[1]: ~13.5 s of JVM CPU cold and ~5 s warm with C2, ~7.5 s
+#   and ~3.5 s with C1 only, and no more than C2's by the sixth run in one JVM). Spark prepends
+#   `spark.driver.defaultJavaOptions` to `spark.driver.extraJavaOptions`, so JVM options the user gives
+#   there (or with --driver-java-options) are kept, and theirs come last and win
+#   (`-XX:TieredStopAtLevel=4` brings C2 back); it is left out when spark-defaults.conf sets it too.
+_LOCAL_DEFAULTS = {"spark.shuffle.compress": "false", "spark.driver.defaultJavaOptions": "-XX:TieredStopAtLevel=1"}
 
 
 @dataclass
@@ -100,6 +108,27 @@ class ViewWriteStats:
     written: int = 0
     null_key_rows: int = 0
     newest_us: int | None = None
+
+
+def _spark_defaults_keys() -> set[str]:
+    """The keys set in the spark-defaults.conf that spark-submit reads when pyspark starts the JVM
+    (`$SPARK_CONF_DIR`, else `$SPARK_HOME/conf`, else the pyspark package's `conf`): the engine's local
+    defaults leave those alone, as a `conf` entry of the command line would override the file's."""
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    if not conf_dir:
+        home = os.environ.get("SPARK_HOME")
+        if not home:
+            import pyspark
+
+            home = os.path.dirname(pyspark.__file__)
+        conf_dir = os.path.join(home, "conf")
+    try:
+        with open(os.path.join(conf_dir, "spark-defaults.conf"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return set()
+    words = (re.split(r"[\s=:]", line.strip(), maxsplit=1)[0] for line in lines)
+    return {word for word in words if word and not word.startswith(("#", "!"))}
 
 
 def is_spark_frame(obj: Any) -> bool:
@@ -138,8 +167,9 @@ class SparkEngine:
             builder = builder.master(master)
         if (master or "").startswith("local"):  # the workers run this interpreter (it has fsplug), not `python3`
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            preset = _spark_defaults_keys()
             for key, setting in _LOCAL_DEFAULTS.items():
-                if key not in cfg.conf:
+                if key not in cfg.conf and key not in preset:
                     builder = builder.config(key, setting)
         for key, value in cfg.conf.items():
             builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))

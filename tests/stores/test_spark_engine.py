@@ -667,3 +667,74 @@ def test_the_local_engine_refuses_a_catalog_table_and_names_the_spark_engine(tmp
             store.get_historical_features(entity, service="drivers")
         riders = store.get_historical_features({"rider_id": ["r1"], "event_timestamp": _ts([END])}, service="riders")
         assert riders.num_rows == 1  # its Parquet sources still run here
+
+
+_JVM_PROBE = """
+import json, sys
+from fsplug.config import SparkConfig
+from fsplug.engines.spark import SparkEngine
+spark = SparkEngine(SparkConfig(master="local[1]", conf=json.loads(sys.argv[1]))).session()
+mx = spark._jvm.java.lang.management.ManagementFactory
+hotspot = mx.getPlatformMXBean(spark._jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+print(json.dumps({"level": hotspot.getVMOption("TieredStopAtLevel").getValue(),
+                  "args": list(mx.getRuntimeMXBean().getInputArguments()),
+                  "compress": spark.sparkContext.getConf().get("spark.shuffle.compress")}))
+spark.stop()
+"""
+
+
+def test_a_local_session_the_engine_starts_compiles_with_c1_only_and_keeps_the_users_java_options(tmp_path):
+    """In a fresh interpreter (this module's JVM is running already): the JVM of a local-mode session the
+    engine starts runs with -XX:TieredStopAtLevel=1 (C1 only) and the shuffle uncompressed, and JVM options
+    the user gives in `spark.driver.extraJavaOptions` are there too, after the engine's."""
+    import json
+
+    env = {**os.environ, "SPARK_CONF_DIR": str(tmp_path)}  # no spark-defaults.conf
+    done = subprocess.run([sys.executable, "-c", _JVM_PROBE, json.dumps(
+        {"spark.ui.enabled": "false", "spark.driver.extraJavaOptions": "-Dfsplug.probe=1"})],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["level"] == "1"
+    assert got["args"].index("-XX:TieredStopAtLevel=1") < got["args"].index("-Dfsplug.probe=1")
+    assert got["compress"] == "false"
+
+
+def _local_options(monkeypatch, conf: dict, master: str = "local[1]") -> dict:
+    """The settings the engine gives the session builder (no JVM starts)."""
+    from types import SimpleNamespace
+
+    from pyspark.sql import SparkSession
+
+    from fsplug.config import SparkConfig
+    from fsplug.engines.spark import SparkEngine
+
+    seen: dict = {}
+
+    def get_or_create(builder):
+        seen.update(builder._options)
+        return SimpleNamespace(conf=SimpleNamespace(set=lambda key, value: None))
+
+    monkeypatch.setattr(SparkSession.Builder, "getOrCreate", get_or_create)
+    SparkEngine(SparkConfig(master=master, conf=conf)).session()
+    return seen
+
+
+def test_the_local_defaults_leave_the_users_settings_alone(tmp_path, monkeypatch):
+    """The engine's JVM options go in spark.driver.defaultJavaOptions, which Spark puts before the user's
+    spark.driver.extraJavaOptions; a `conf` entry or a spark-defaults.conf line for a key wins over the
+    engine's default, and a session that is not local gets none of them."""
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    opts = _local_options(monkeypatch, {"spark.driver.extraJavaOptions": "-Dx=1"})
+    assert opts["spark.driver.defaultJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    assert opts["spark.driver.extraJavaOptions"] == "-Dx=1"
+    assert opts["spark.shuffle.compress"] == "false"
+    opts = _local_options(monkeypatch, {"spark.driver.defaultJavaOptions": "-Dmine=1", "spark.shuffle.compress": True})
+    assert opts["spark.driver.defaultJavaOptions"] == "-Dmine=1" and opts["spark.shuffle.compress"] == "true"
+    (tmp_path / "spark-defaults.conf").write_text("# admin\nspark.driver.defaultJavaOptions  -Dadmin=1\n"
+                                                  "spark.shuffle.compress=true\n")
+    opts = _local_options(monkeypatch, {})
+    assert "spark.driver.defaultJavaOptions" not in opts and "spark.shuffle.compress" not in opts
+    (tmp_path / "spark-defaults.conf").unlink()
+    opts = _local_options(monkeypatch, {}, master="spark://nowhere:7077")
+    assert "spark.driver.defaultJavaOptions" not in opts and "spark.shuffle.compress" not in opts
