@@ -16,6 +16,12 @@ Memory: `driver_peak_mib` is the child's own peak RSS (VmHWM: the Python driver,
 engine everything); for Spark, `jvm_peak_mib` is the sampled peak RSS of the JVM (in local mode it is
 the Spark driver and the executor threads) and `workers_peak_mib` the sampled peak of the summed RSS of
 the Python workers (where the store writes run), sampled every 0.2 s.
+
+CPU: `cpu_seconds` (and `warm_cpu_seconds`) is the CPU time (user + system) the job took in the child
+and every process under it: the local engine's threads; for Spark the Python driver, the JVM (task
+threads, and its JIT compiler and garbage collector threads, on whichever core they ran) and the Python
+workers. On a shared machine it moves far less than wall time, and it is the per-core cost: entities
+per CPU-second (`entities_per_cpu_s`) is the engine's rate per core.
 """
 
 from __future__ import annotations
@@ -89,6 +95,24 @@ def _descendants(root: int) -> dict[int, str]:
     return out
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process (all its threads) and of every process under it (each
+    one's own and that of the children it reaped: Spark's Python workers): the JVM's compiler and
+    collector threads included, whichever core they ran on."""
+    total = time.process_time()
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / _TICK  # utime, stime, cutime, cstime
+    return total
+
+
 class _Sampler(threading.Thread):
     """Peak RSS of this process's JVM and of its Python workers (summed), sampled every 0.2 s."""
 
@@ -122,16 +146,18 @@ def _child(repo: Path, end: datetime, warm: bool) -> dict[str, Any]:
 
     sampler = _Sampler()
     sampler.start()
-    t0 = time.perf_counter()
+    c0, t0 = _cpu_seconds(), time.perf_counter()
     report = store.materialize(None, end, progress=False)
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     out = {"seconds": round(secs, 2), "entities": report.entities,
-           "rows_read": sum(v.rows_read for v in report.views), "entities_per_s": round(report.entities / secs)}
+           "rows_read": sum(v.rows_read for v in report.views), "entities_per_s": round(report.entities / secs),
+           "cpu_seconds": round(cpu, 2), "entities_per_cpu_s": round(report.entities / cpu)}
     if warm:  # the same job again in the same process: a warm JVM, Python workers already started
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_seconds(), time.perf_counter()
         again = store.materialize(None, end, progress=False)
-        secs = time.perf_counter() - t0
-        out.update(warm_seconds=round(secs, 2), warm_entities_per_s=round(again.entities / secs))
+        secs, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+        out.update(warm_seconds=round(secs, 2), warm_entities_per_s=round(again.entities / secs),
+                   warm_cpu_seconds=round(cpu, 2), warm_entities_per_cpu_s=round(again.entities / cpu))
     sampler.stop.set()
     sampler.join()
     out["driver_peak_mib"] = round(peak_rss_bytes() / 2**20)
@@ -202,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(results: list[dict[str, Any]]) -> str:
-    keys = ["seconds", "entities_per_s", "warm_seconds", "warm_entities_per_s", "driver_peak_mib", "jvm_peak_mib",
-            "workers_peak_mib"]
+    keys = ["seconds", "entities_per_s", "warm_seconds", "warm_entities_per_s", "cpu_seconds", "warm_cpu_seconds",
+            "driver_peak_mib", "jvm_peak_mib", "workers_peak_mib"]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["drivers"], r["engine"], r["master"]), []).append(r)
