@@ -25,7 +25,7 @@ def _entity(e: Entity, reg: Registry) -> dict[str, Any]:
 
 
 def _source(s: Source, reg: Registry) -> dict[str, Any]:
-    return {"kind": "source", "name": s.name, "type": s.type, "path": s.path or None, "table": s.table or None,
+    return {"kind": "source", "name": s.name, "type": s.type, **({"table": s.table} if s.table else {"path": s.path}),
             "description": s.description,
             "timestamp_field": s.timestamp_field, "created_timestamp_field": s.created_timestamp_field,
             "feature_views": [v.name for v in reg.feature_views.values() if v.source.name == s.name]}

@@ -207,7 +207,7 @@ def _one_line(item: dict[str, Any]) -> str:
     elif kind == "feature service":
         detail = f"{len(item['features'])} refs: {', '.join(item['features'])}"
     elif kind == "source":
-        detail = f"{item['type']} {item['path']}, event time {item['timestamp_field']}"
+        detail = f"{item['type']} {item.get('table') or item['path']}, event time {item['timestamp_field']}"
     elif kind == "derived view":
         detail = f"derived view of {', '.join(item['inputs']) or 'no inputs'}, {len(item['features'])} features"
     else:

@@ -71,7 +71,7 @@ class RegistryDiff:
 
 
 def _show(v: Any) -> str:
-    if v is None:
+    if v is None or v == "":
         return "(none)"
     if isinstance(v, str):
         return v

@@ -230,3 +230,30 @@ def test_a_project_change_is_shown_and_applied(applied_ride_repo, capsys):
     assert code == 0 and "~ project: dispatch -> dispatch_v2" in out and " written to " in out
     code, out, _ = run(capsys, "plan", "--repo", str(applied_ride_repo))
     assert out.startswith("No changes")
+
+
+def test_a_catalog_table_source_is_listed_described_and_diffed_by_its_table(applied_ride_repo, capsys):
+    """No Spark needed to apply and list a `spark_table` source: `list` names its table, `describe` gives the
+    one of `path` / `table` that applies, and `plan` shows the emptied one as (none) when a source switches."""
+    repo = str(applied_ride_repo)
+    drivers = applied_ride_repo / "features" / "driver.yaml"
+    parquet = drivers.read_text()
+    drivers.write_text(parquet.replace("    path: data/driver_stats.parquet\n",
+                                       "    type: spark_table\n    table: lake.driver_stats\n"))
+    code, out, _ = run(capsys, "plan", "--repo", repo)
+    assert code == 0 and "    path: data/driver_stats.parquet -> (none)\n" in out, out
+    assert "    table: (none) -> lake.driver_stats\n" in out
+    assert run(capsys, "apply", "--repo", repo)[0] == 0
+    code, out, _ = run(capsys, "list", "sources", "--repo", repo)
+    assert code == 0 and ("driver_stats_daily: spark_table lake.driver_stats, event time event_timestamp"
+                          in out.splitlines()[0]), out
+    assert out.splitlines()[1].startswith("driver_activity_hourly: parquet data/driver_activity.parquet")
+    code, out, _ = run(capsys, "describe", "driver_stats_daily", "--repo", repo, "--json")
+    (table,) = json.loads(out)
+    code, out, _ = run(capsys, "describe", "driver_activity_hourly", "--repo", repo, "--json")
+    (parquet_source,) = json.loads(out)
+    assert table["table"] == "lake.driver_stats" and "path" not in table
+    assert parquet_source["path"] == "data/driver_activity.parquet" and "table" not in parquet_source
+    drivers.write_text(parquet)
+    code, out, _ = run(capsys, "plan", "--repo", repo)
+    assert code == 0 and "    path: (none) -> data/driver_stats.parquet\n" in out, out
