@@ -118,11 +118,12 @@ def source_problems(registry: Registry, repo: LoadedRepo, root: Path) -> list[Pr
 
 
 def check_view_sources(registry: Registry, views: Sequence[FeatureView], root: Path,
-                       engine: SparkEngine | None = None) -> None:
+                       engine: SparkEngine | None = None, *, spark_store: str = "") -> None:
     """Raise SourceDataError listing every mismatch of every view in `views` (before any write).
 
     A Spark catalog table is checked through `engine` (its schema, from the catalog); without one
-    (the local engine) it is a ConfigError naming the Spark engine."""
+    (the local engine) it is a ConfigError naming the Spark engine, and `spark_store` (why the online
+    store keeps the Spark engine out, if it does)."""
     from fsplug.offline.parquet import open_source
 
     lines: list[str] = []
@@ -130,7 +131,7 @@ def check_view_sources(registry: Registry, views: Sequence[FeatureView], root: P
         src = view.source
         try:
             dataset = (engine.open_table(src.table) if src.table and engine is not None
-                       else open_source(src.local_path(root)))
+                       else open_source(src.local_path(root, spark_store)))
         except SourceDataError as exc:
             lines.append(f"feature view {view.name!r}: {exc}")
             continue

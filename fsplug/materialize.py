@@ -222,11 +222,15 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
         raise UserInputError(f"materialize: start {start.isoformat()} is not before end {end.isoformat()}")
     check_end(end)
     selected = _select_views(registry, views)
+    from fsplug.checks import check_view_sources
+    from fsplug.engines.spark import SparkEngine
+
     if engine is not None:
         engine.check_store(online)  # before anything runs: SQLite takes no writes from executors
-    from fsplug.checks import check_view_sources
-
-    check_view_sources(registry, selected, repo_root, engine)  # every view, before anything is written
+    # every view, before anything is written (a catalog table's refusal by the local engine names the store
+    # when the Spark engine could not write into it either)
+    check_view_sources(registry, selected, repo_root, engine,
+                       spark_store="" if engine is not None else SparkEngine.store_problem(online))
     states = load_states(online, [v.name for v in selected])
     report = MaterializeReport()
     t_all = time.monotonic()

@@ -184,13 +184,20 @@ class SparkEngine:
         return spark
 
     @staticmethod
-    def check_store(store: OnlineStore) -> None:
+    def store_problem(store: OnlineStore) -> str:
+        """Why the Spark engine cannot write into `store` (a store that takes no writes from many processes,
+        SQLite); "" when it can."""
+        if store.capabilities.multi_process_writes:
+            return ""
+        return (f"the Spark engine writes from its executors, and the {store.config.type!r} online store does not "
+                "accept writes from many processes")
+
+    @classmethod
+    def check_store(cls, store: OnlineStore) -> None:
         """Refuse a store that cannot take writes from many processes (SQLite), before anything runs."""
-        if not store.capabilities.multi_process_writes:
-            raise ConfigError(
-                f"the Spark engine writes from its executors, and the {store.config.type!r} online store does not "
-                "accept writes from many processes; materialize it with the local engine (`--engine local`, or "
-                "materialization.engine: local), or use a store that does (aerospike)")
+        if problem := cls.store_problem(store):
+            raise ConfigError(f"{problem}; materialize it with the local engine (`--engine local`, or "
+                              "materialization.engine: local), or use a store that does (aerospike)")
 
     # -- reading sources -----------------------------------------------------------------------
 

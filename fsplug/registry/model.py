@@ -80,13 +80,15 @@ class Source:
         """The path or the table, as written: what messages and listings show."""
         return self.table or self.path
 
-    def local_path(self, repo_root: Path) -> Path:
+    def local_path(self, repo_root: Path, spark_store: str = "") -> Path:
         """The Parquet file or directory this process reads; ConfigError for a catalog table, which only
-        the Spark engine can read."""
+        the Spark engine can read (`spark_store`: why the online store keeps that engine out, if it does)."""
         if self.table:
-            raise ConfigError(
-                f"source {self.name!r} is the Spark catalog table {self.table!r}, which only the Spark engine "
-                "reads: run it with `--engine spark` (engine=\"spark\"), or set materialization.engine: spark")
+            fix = (f"; {spark_store}: materialize it into a store that takes writes from the Spark engine's "
+                   "executors (aerospike), with `--engine spark`" if spark_store else
+                   ": run it with `--engine spark` (engine=\"spark\"), or set materialization.engine: spark")
+            raise ConfigError(f"source {self.name!r} is the Spark catalog table {self.table!r}, which only the "
+                              f"Spark engine reads{fix}")
         return resolve_repo_path(repo_root, self.path)
 
     def spark_path(self, repo_root: Path) -> Path | None:

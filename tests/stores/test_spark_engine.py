@@ -652,14 +652,19 @@ def test_a_catalog_table_the_session_does_not_know_is_named_before_anything_is_w
 
 def test_the_local_engine_refuses_a_catalog_table_and_names_the_spark_engine(tmp_path):
     """No Spark needed: apply takes the table's word (its name is checked, not its columns), and every job
-    of the local engine stops at the table before it reads or writes anything."""
+    of the local engine stops at the table before it reads or writes anything. Materialization into SQLite
+    names the store the Spark engine needs (one that takes writes from its executors)."""
     root = write_repo(tmp_path / "r", {"defs.yaml": _as_tables(DEFS)}, config=store_config("sqlite", None))
     _write_data(root)
-    message = ("source 'trips_src' is the Spark catalog table 'fsplug_t.trips', which only the Spark engine reads: "
-               "run it with `--engine spark`")
+    table = "source 'trips_src' is the Spark catalog table 'fsplug_t.trips', which only the Spark engine reads"
+    message = f"{table}: run it with `--engine spark`"
     with FeatureStore(root) as store:
         store.apply()
-        with pytest.raises(ConfigError, match=re.escape(message)):
+        # the store is SQLite, which the Spark engine does not write into either: the message says so
+        with pytest.raises(ConfigError, match=re.escape(
+                f"{table}; the Spark engine writes from its executors, and the 'sqlite' online store does not accept "
+                "writes from many processes: materialize it into a store that takes writes from the Spark engine's "
+                "executors (aerospike), with `--engine spark`")):
             store.materialize(None, END, progress=False)
         assert store.materialization_state() == {}
         entity = {"driver_id": [1], "event_timestamp": _ts([END])}
