@@ -121,17 +121,17 @@ def check_view_sources(registry: Registry, views: Sequence[FeatureView], root: P
                        engine: SparkEngine | None = None, *, spark_store: str = "") -> None:
     """Raise SourceDataError listing every mismatch of every view in `views` (before any write).
 
-    A Spark catalog table is checked through `engine` (its schema, from the catalog); without one
-    (the local engine) it is a ConfigError naming the Spark engine, and `spark_store` (why the online
-    store keeps the Spark engine out, if it does)."""
+    A Spark catalog table is checked through `engine` (its schema, from the catalog: a table the engine
+    cannot read is a mismatch too); without one (the local engine) it is a ConfigError naming the Spark
+    engine, and `spark_store` (why the online store keeps the Spark engine out, if it does)."""
     from fsplug.offline.parquet import open_source
 
     lines: list[str] = []
     for view in views:
         src = view.source
         try:
-            dataset = (engine.open_table(src.table) if src.table and engine is not None
-                       else open_source(src.local_path(root, spark_store)))
+            dataset = (engine.open_table(src.table, [c for _, _, c, _ in _needed(registry, view)])
+                       if src.table and engine is not None else open_source(src.local_path(root, spark_store)))
         except SourceDataError as exc:
             lines.append(f"feature view {view.name!r}: {exc}")
             continue

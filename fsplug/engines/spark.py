@@ -17,9 +17,10 @@ groups, in scan order, each row with a row id (its position in the scan order). 
    store's own `write` (the newer-wins guard, the bins, the timestamp bins).
 
 A source that is a table of the Spark catalog (`type: spark_table`) is read by Spark (`spark.table`),
-its rows numbered by the file's rank in path order and the row's index in the file: stage 1 runs a
-task per partition of Spark's scan, stage 2 is the same, and stage 3 joins the winners' row ids back to
-the table's rows and writes them as above.
+its rows numbered by the file's rank in path order and the row's index in the file (a file the scan
+meets that was not listed when the job began fails the job: the table changed while it was read): stage 1
+runs a task per partition of Spark's scan, stage 2 is the same, and stage 3 joins the winners' row ids back
+to the table's rows and writes them as above.
 
 The rows move as lz4-compressed Arrow IPC streams in a binary column (few, large Spark rows): Spark
 shuffles bytes and never converts the rows itself. Each writing task builds its store object from the
@@ -52,7 +53,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -202,24 +203,63 @@ class SparkEngine:
     # -- reading sources -----------------------------------------------------------------------
 
     def _table(self, name: str) -> Any:
-        """The Spark catalog table `name`; SourceDataError naming it when the session's catalog lacks it."""
+        """The Spark catalog table `name`, resolved (its schema read); SourceDataError naming it when the
+        session's catalog does not know it or cannot read it."""
+        spark = self.session()
         try:
-            return self.session().table(name)
+            df = spark.table(name)
+            df.schema  # noqa: B018 (a Connect session resolves the table only when asked)
         except Exception as exc:  # AnalysisException, of pyspark's classic or Connect flavour
+            if getattr(exc, "getCondition", lambda: None)() != "TABLE_OR_VIEW_NOT_FOUND":  # pyspark 4's errors
+                raise SourceDataError(f"table {name!r}: cannot be read: {_cause(exc)}") from exc
             raise SourceDataError(
                 f"table {name!r}: not found in the Spark session's catalog ({_cause(exc)}); the session's catalog is "
                 "set by materialization.spark.conf (spark.sql.catalogImplementation, spark.sql.warehouse.dir) or "
                 "by the session that spark-submit gives") from exc
+        return df
 
-    def open_table(self, name: str) -> Any:
+    def open_table(self, name: str, reads: Collection[str]) -> Any:
         """An empty pyarrow dataset with the schema of the catalog table `name` (as Spark hands its rows to
-        Arrow): what `check_columns` reads to check a view's columns before a job."""
+        Arrow): what `check_columns` reads to check a view's columns before a job. SourceDataError when the
+        table is not stored as Parquet files (no row index in its files: ties could not be broken by scan
+        order), or when one of the columns it `reads` has a type Arrow has no form for (an ANSI year-month
+        interval); such a column that is not read is typed null (no view reads it, so its type is no matter)."""
         import pyarrow as pa
         import pyarrow.dataset as ds
+        from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import to_arrow_schema
+        from pyspark.sql.types import StructType
 
-        schema = to_arrow_schema(self._table(name).schema, timezone="UTC")
-        return ds.dataset(pa.Table.from_batches([], schema=schema))
+        df = self._table(name)
+        try:
+            df.select(F.col("_metadata.row_index")).schema  # noqa: B018 (resolved now, not in a job)
+        except Exception as exc:  # a table of another format (ORC, ...): no row index, so no scan order for ties
+            raise SourceDataError(f"table {name!r}: the Spark engine reads catalog tables stored as Parquet files "
+                                  f"(ties go to the last row in scan order: files in path order, rows in file "
+                                  f"order); Spark said: {_cause(exc)}") from exc
+        fields = []
+        for field in df.schema.fields:
+            try:
+                fields.append(to_arrow_schema(StructType([field]), timezone="UTC").field(0))
+            except Exception as exc:  # PySparkTypeError: UNSUPPORTED_DATA_TYPE_FOR_ARROW_CONVERSION
+                if field.name in reads:
+                    raise SourceDataError(
+                        f"table {name!r}: column '{field.name}' has type {field.dataType.simpleString()}, which "
+                        f"Spark cannot hand to Arrow, so the Spark engine cannot read it ({_cause(exc)})") from exc
+                fields.append(pa.field(field.name, pa.null()))
+        return ds.dataset(pa.Table.from_batches([], schema=pa.schema(fields)))
+
+    def _checked_source(self, path: str | Path | None, table: str, key_types: Mapping[str, DType], ts: str,
+                        created: str | None, columns: Mapping[str, DType]) -> Any:
+        """The source's pyarrow dataset (the Parquet at `path`, or the schema of the catalog `table` when
+        `path` is None), the columns a view reads checked against it (SourceDataError)."""
+        from fsplug.offline.parquet import check_columns, open_source
+
+        reads = [*key_types, ts, *([created] if created else []), *columns]
+        dataset = self.open_table(table, reads) if path is None else open_source(os.path.abspath(path))
+        check_columns(dataset, source=table or str(path), join_keys=key_types, timestamp_field=ts,
+                      created_timestamp_field=created, columns=columns)
+        return dataset
 
     def _source_frame(self, path: str | Path | None, needed: Mapping[str, DType], ts_fields: Sequence[str],
                       table: str = "") -> Any:
@@ -234,7 +274,8 @@ class SparkEngine:
         spark = self.session()
         if path is None:
             df = self._table(table)
-            files = sorted(os.path.normpath(unquote(urlparse(uri).path)) for uri in df.inputFiles())
+            listed = df.inputFiles()
+            files = sorted(os.path.normpath(unquote(urlparse(uri).path)) for uri in listed)
         else:
             dataset = open_source(path)  # the same listing (and errors) as the local engine
             files = [os.path.abspath(f) for f in dataset.files]
@@ -242,33 +283,31 @@ class SparkEngine:
             if Path(path).is_dir():
                 reader = reader.option("basePath", os.path.abspath(path))
             df = reader.parquet(*files)
+            listed = df.inputFiles()
         rank = {os.path.normpath(f): i for i, f in enumerate(files)}
         # the map from Spark's spelling of each path to its rank: Spark percent-encodes (a space is %20)
         mapping: list[Any] = []
-        for uri in df.inputFiles() if len(files) > 1 else []:
+        for uri in listed:
             raw = urlparse(uri).path
             local = os.path.normpath(unquote(raw))
             if local in rank:
                 mapping += [F.lit("/" + raw.lstrip("/")), F.lit(rank[local])]
-        if len(files) > 1 and len(mapping) != 2 * len(files):  # ties would be broken by another order
+        if len(mapping) != 2 * len(files):  # ties would be broken by another order
             raise EngineError(f"{path or table}: Spark lists other files than fsplug's reader ({len(mapping) // 2} "
                               f"of {len(files)} matched), so ties between files could not be broken by path order")
         file_key = F.regexp_replace(F.col("_metadata.file_path"), _SCHEME, "/")
-        file_rank = F.element_at(F.create_map(*mapping), file_key) if mapping else F.lit(0)
+        file_rank = F.element_at(F.create_map(*mapping), file_key)
+        # a file the scan lists and the listing above did not (a table's new partition): its rows have no row ids
+        file_rank = F.when(file_rank.isNotNull(), file_rank).otherwise(F.raise_error(F.concat(
+            F.lit(f"{path or table}: changed while it was read (file "), file_key,
+            F.lit(" was added after the job listed its files); run again"))))
         cols = [file_rank.cast("int").alias("__file"), F.col("_metadata.row_index").alias("__row")]
         types = dict(df.dtypes)
         for name in ts_fields:
             cols.append(_micros(name, types[name]).alias(f"__us_{name}"))
         for name, dtype in needed.items():
             cols.append(_cast(name, types[name], dtype).alias(name))
-        try:
-            return df.select(*cols)
-        except Exception as exc:  # a table of another format: no row index, so no scan order for ties
-            if path is not None:
-                raise
-            raise SourceDataError(f"table {table!r}: the Spark engine reads catalog tables stored as Parquet files "
-                                  f"(ties go to the last row in scan order: files in path order, rows in file "
-                                  f"order); Spark said: {_cause(exc)}") from exc
+        return df.select(*cols)
 
     # -- materialization -----------------------------------------------------------------------
 
@@ -286,16 +325,12 @@ class SparkEngine:
         table's rows come from Spark instead: its partitions pick, and the winners are joined back to
         the table's rows by row id to be written.
         """
-        from fsplug.offline.parquet import check_columns, open_source
-
         self.check_store(store)
         spark = self.session()
         ts, created = view.source.timestamp_field, view.source.created_timestamp_field
         table = view.source.table
-        dataset = self.open_table(table) if path is None else open_source(os.path.abspath(path))
         columns = {fe.column: fe.dtype for fe in view.features}
-        check_columns(dataset, source=table or str(path), join_keys=key_types, timestamp_field=ts,
-                      created_timestamp_field=created, columns=columns)
+        dataset = self._checked_source(path, table, key_types, ts, created, columns)
         times = [ts, *([created] if created else [])]
         splits = [] if path is None else _splits(dataset)
         src = None if path is not None else self._source_frame(
@@ -432,12 +467,8 @@ class SparkEngine:
         return current
 
     def _check_view(self, v: ViewJoin, key_types: Mapping[str, DType]) -> None:
-        from fsplug.offline.parquet import check_columns, open_source
-
-        dataset = self.open_table(v.table) if v.path is None else open_source(v.path)
-        check_columns(dataset, source=v.table or str(v.path), join_keys=key_types,
-                      timestamp_field=v.timestamp_field, created_timestamp_field=v.created_timestamp_field,
-                      columns=dict(zip(v.columns, v.dtypes, strict=True)))
+        self._checked_source(v.path, v.table, key_types, v.timestamp_field, v.created_timestamp_field,
+                             dict(zip(v.columns, v.dtypes, strict=True)))
 
     @staticmethod
     def map_batches(df: Any, fn: Callable[[pa.Table], pa.Table]) -> Any:
@@ -608,7 +639,7 @@ def _pick_rows(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.Reco
     (keys, times, `__rid`), picked and addressed as `_pick_splits` does with a split's."""
     import pyarrow as pa
 
-    received = list(batches)
+    received = [_unpacked(b) for b in batches]
     if received:
         yield _candidates(pa.Table.from_batches(received), job)
 
@@ -767,7 +798,8 @@ def _write_splits(batches: Iterator[pa.RecordBatch], **writer: Any) -> Iterator[
     yield out.counts(rows, null_keys)
 
 
-_WINNERS = "__rid long, rows long, null_keys long"
+# the winners' side of stage 3's join: no user column is at the top level of either side (`_table_rows`)
+_WINNERS = "__rid long, __rows long, __null_keys long"
 
 
 def _winner_rids(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -779,26 +811,31 @@ def _winner_rids(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for _, t in tables:
         n = t.num_rows
         yield pa.RecordBatch.from_pydict({"__rid": t.column("rid").combine_chunks(),
-                                          "rows": pa.array([0] * n, pa.int64()),
-                                          "null_keys": pa.array([0] * n, pa.int64())})
-    yield pa.RecordBatch.from_pydict({"__rid": pa.array([-1], pa.int64()), "rows": pa.array([rows], pa.int64()),
-                                      "null_keys": pa.array([null_keys], pa.int64())})
+                                          "__rows": pa.array([0] * n, pa.int64()),
+                                          "__null_keys": pa.array([0] * n, pa.int64())})
+    yield pa.RecordBatch.from_pydict({"__rid": pa.array([-1], pa.int64()), "__rows": pa.array([rows], pa.int64()),
+                                      "__null_keys": pa.array([null_keys], pa.int64())})
 
 
 def _write_rows(batches: Iterator[pa.RecordBatch], **writer: Any) -> Iterator[pa.RecordBatch]:
     """Stage 3 of a catalog table: the winners' rows, joined back by row id, written by a `_Writer`
-    (the counts ride on rows that match no source row); yields one row of counts."""
+    (the counts ride on rows that match no source row); yields one row of counts. A winner that matches
+    no row of the table (the table changed since stage 1 read it) is a SourceDataError."""
     import pyarrow.compute as pc
 
     out = _Writer(**writer)
+    table = out.job.view.source.table
     rows = null_keys = 0
     try:
         for b in batches:
-            rows += int(pc.sum(b.column("rows")).as_py() or 0)
-            null_keys += int(pc.sum(b.column("null_keys")).as_py() or 0)
+            rows += int(pc.sum(b.column("__rows")).as_py() or 0)
+            null_keys += int(pc.sum(b.column("__null_keys")).as_py() or 0)
             winners = b.filter(pc.greater_equal(b.column("__rid"), 0))
+            if winners.column("__v").null_count:
+                raise SourceDataError(f"table {table!r}: changed while it was read (a row picked from it is no "
+                                      "longer in it); run again")
             if winners.num_rows:
-                out.add(winners, out.job.view.source.table)
+                out.add(_unpacked(winners), table)
         out.flush()
     finally:
         out.close()
@@ -806,15 +843,24 @@ def _write_rows(batches: Iterator[pa.RecordBatch], **writer: Any) -> Iterator[pa
 
 
 def _table_rows(src: Any, job: _Job, names: list[str]) -> Any:
-    """Driver side: a catalog table's `names` columns with `__rid` (its row id: the file's rank in path
-    order, then the row's index in the file, as a split numbers its rows), the event and created times
-    as Spark timestamps (microseconds, UTC)."""
+    """Driver side: a catalog table's rows as `__rid` (the row id: the file's rank in path order, then the
+    row's index in the file, as a split numbers its rows) and `__v`, a struct of the `names` columns (so
+    that no user column meets stage 3's internal columns), the event and created times as Spark
+    timestamps (microseconds, UTC)."""
     from pyspark.sql import functions as F
 
     times = [job.ts_field, *([job.created_field] if job.created_field else [])]
     rid = F.col("__file").cast("long") * F.lit(1 << 40) + F.col("__row")
-    return src.select(rid.alias("__rid"), *(F.timestamp_micros(F.col(f"__us_{n}")).alias(n) if n in times
-                                            else F.col(f"`{n}`") for n in names))
+    values = F.struct(*(F.timestamp_micros(F.col(f"__us_{n}")).alias(n) if n in times else F.col(f"`{n}`")
+                        for n in names))
+    return src.select(rid.alias("__rid"), values.alias("__v"))
+
+
+def _unpacked(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of `_table_rows` as the rows' own columns and `__rid`."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_struct_array(batch.column("__v")).append_column("__rid", batch.column("__rid"))
 
 
 def _fail_once(marker: str) -> None:

@@ -743,3 +743,166 @@ def test_the_local_defaults_leave_the_users_settings_alone(tmp_path, monkeypatch
     (tmp_path / "spark-defaults.conf").unlink()
     opts = _local_options(monkeypatch, {}, master="spark://nowhere:7077")
     assert "spark.driver.defaultJavaOptions" not in opts and "spark.shuffle.compress" not in opts
+
+
+# ---- catalog tables: names, formats, types and changes the engine must not trip over -------------
+
+SMALL_DEFS = """\
+entities:
+  - {name: driver, join_key: driver_id, dtype: int64}
+sources:
+  - {name: pq_src, path: data/t.parquet, timestamp_field: ts}
+  - {name: tab_src, type: spark_table, table: fsplug_x.t, timestamp_field: ts}
+feature_views:
+  - name: pq_view
+    entity: driver
+    source: pq_src
+    ttl: none
+    features:
+      - {name: rows, dtype: int64, bin: p_rows}
+      - {name: null_keys, dtype: int64, bin: p_null_keys}
+  - name: tab_view
+    entity: driver
+    source: tab_src
+    ttl: none
+    features:
+      - {name: rows, dtype: int64, bin: t_rows}
+      - {name: null_keys, dtype: int64, bin: t_null_keys}
+"""
+
+# a driver's rows: later ones win; driver 3's two rows tie (the last in scan order wins); a null key
+SMALL = pa.table({"driver_id": pa.array([1, 1, 2, 3, 3, None], pa.int64()),
+                  "ts": _ts([T0, T0 + timedelta(minutes=5), T0, T0, T0, T0]),
+                  "rows": pa.array([10, 11, 20, 30, 31, 99], pa.int64()),
+                  "null_keys": pa.array([100, 110, 200, 300, 310, 990], pa.int64())})
+
+
+@pytest.fixture
+def small_repo(tmp_path, aerospike_address, spark):
+    """An applied repo, engine spark: `pq_view` reads SMALL from Parquet, `tab_view` the catalog table
+    fsplug_x.t, which each test creates (one Parquet file, partitioned by `part`, unless it says otherwise)."""
+    spark.sql("CREATE DATABASE fsplug_x")
+    extra = "materialization:\n  engine: spark\n  spark: {partitions: 2}\n"
+    root = write_repo(tmp_path / "r", {"defs.yaml": SMALL_DEFS}, config=store_config("aerospike", aerospike_address,
+                                                                                     extra))
+    (root / "data").mkdir()
+    pq.write_table(SMALL, root / "data" / "t.parquet")
+    with FeatureStore(root) as store:
+        store.apply()
+    yield root
+    with FeatureStore(root) as store:
+        store.teardown()
+    spark.sql("DROP DATABASE fsplug_x CASCADE")
+
+
+def _small_table(spark, rows: pa.Table = SMALL, part: str = "a") -> None:
+    spark.createDataFrame(rows.append_column("part", pa.array([part] * rows.num_rows))).coalesce(1).write \
+        .partitionBy("part").saveAsTable("fsplug_x.t")
+
+
+def _small_served(root: Path) -> dict:
+    with FeatureStore(root) as store:
+        return store.get_online_features(features=["pq_view:rows", "pq_view:null_keys", "tab_view:rows",
+                                                   "tab_view:null_keys"],
+                                         entities={"driver_id": [1, 2, 3, 4]}, full_feature_names=True).to_dict()
+
+
+def test_feature_columns_named_like_the_engines_counts_materialize_from_a_table_and_parquet(small_repo, spark):
+    """Columns `rows` and `null_keys` (the names of the engine's counts) are features like any other, read
+    from Parquet and from a catalog table alike, and the counts stay right."""
+    _small_table(spark)
+    with FeatureStore(small_repo) as store:
+        report = store.materialize(None, END, progress=False)
+    assert [(v.view, v.rows_read, v.entities, v.skipped_null_keys) for v in report.views] == [
+        ("pq_view", 6, 3, 1), ("tab_view", 6, 3, 1)]
+    got = _small_served(small_repo)
+    for view in ("pq_view", "tab_view"):
+        assert got[f"{view}__rows"] == [11, 20, 31, None], got
+        assert got[f"{view}__null_keys"] == [110, 200, 310, None], got
+
+
+def test_a_table_partition_added_while_the_job_reads_stops_it(small_repo, spark, monkeypatch):
+    """The engine numbers the table's rows from the files it listed: a partition inserted after that (here
+    as soon as the job's frame is made, from one file to two) would give rows the row ids of others. The
+    job stops, says the table changed, and no state moves."""
+    from fsplug.engines.spark import SparkEngine
+
+    _small_table(spark)
+    made = SparkEngine._source_frame
+
+    def then_insert(self, *args, **kwargs):
+        frame = made(self, *args, **kwargs)
+        spark.createDataFrame(SMALL.append_column("part", pa.array(["b"] * SMALL.num_rows))).select(
+            "driver_id", "ts", "rows", "null_keys", "part").write.insertInto("fsplug_x.t")
+        return frame
+
+    monkeypatch.setattr(SparkEngine, "_source_frame", then_insert)
+    with FeatureStore(small_repo) as store:
+        with pytest.raises(EngineError, match=r"fsplug_x\.t: changed while it was read \(file .*part=b.* was added "
+                                              r"after the job listed its files\); run again"):
+            store.materialize(None, END, views=["tab_view"], progress=False)
+        assert store.materialization_state() == {}
+
+
+def test_a_winner_that_matches_no_table_row_is_an_error_not_a_row_of_nulls():
+    """Stage 3 of a table: a winner's row id that no row of the table has (the table lost the row since
+    stage 1 read it) stops the task with SourceDataError instead of writing nulls."""
+    from types import SimpleNamespace
+
+    from fsplug.engines.spark import _write_rows
+
+    job = SimpleNamespace(key_types={"driver_id": None}, ts_field="ts", columns={"rows": None},
+                          view=SimpleNamespace(source=SimpleNamespace(table="db.t")))
+    values = pa.array([None], pa.struct([("driver_id", pa.int64()), ("ts", pa.timestamp("us", "UTC")),
+                                         ("rows", pa.int64())]))
+    batch = pa.RecordBatch.from_pydict({"__rid": pa.array([7], pa.int64()), "__v": values,
+                                        "__rows": pa.array([0], pa.int64()), "__null_keys": pa.array([0], pa.int64())})
+    with pytest.raises(SourceDataError, match=r"table 'db.t': changed while it was read \(a row picked from it is no "
+                                              r"longer in it\); run again"):
+        next(_write_rows(iter([batch]), job=job, store_cls=object, config=None, repo_root=Path("."), project="p",
+                         fail_marker=None))
+
+
+def test_a_table_column_arrow_cannot_hold_matters_only_to_a_view_that_reads_it(small_repo, spark):
+    """An ANSI year-month interval has no Arrow form: a table holding one materializes the views that do not
+    read it, and a view that reads it is refused by name before anything is written."""
+    spark.sql("CREATE TABLE fsplug_x.t USING parquet AS SELECT driver_id, ts, `rows`, null_keys, INTERVAL '1' YEAR iv "
+              "FROM VALUES (1L, TIMESTAMP'2024-01-01 00:00:00', 5L, 6L) AS v(driver_id, ts, `rows`, null_keys)")
+    with FeatureStore(small_repo) as store:
+        report = store.materialize(None, END, views=["tab_view"], progress=False)
+        assert [(v.view, v.entities) for v in report.views] == [("tab_view", 1)]
+    assert _small_served(small_repo)["tab_view__rows"] == [5, None, None, None]
+    defs = SMALL_DEFS + "      - {name: iv, dtype: int64, bin: t_iv}\n"
+    (small_repo / "defs.yaml").write_text(defs)
+    with FeatureStore(small_repo) as store:
+        store.apply()
+        before = store.materialization_state()
+        with pytest.raises(SourceDataError, match=r"feature view 'tab_view': table 'fsplug_x.t': column 'iv' has "
+                                                  r"type interval year, which Spark cannot hand to Arrow"):
+            store.materialize_incremental(END, progress=False)
+        assert store.materialization_state() == before
+
+
+def test_a_table_not_stored_as_parquet_is_refused_before_any_view_is_written(small_repo, spark):
+    """An ORC table has no row index, so ties could not be broken by scan order: the run stops at the check
+    of every view's source, before the Parquet view declared first is written."""
+    spark.sql("CREATE TABLE fsplug_x.t USING orc AS SELECT driver_id, ts, `rows`, null_keys FROM VALUES "
+              "(1L, TIMESTAMP'2024-01-01 00:00:00', 5L, 6L) AS v(driver_id, ts, `rows`, null_keys)")
+    with FeatureStore(small_repo) as store:
+        with pytest.raises(SourceDataError, match=r"feature view 'tab_view': table 'fsplug_x.t': the Spark engine "
+                                                  r"reads catalog tables stored as Parquet files"):
+            store.materialize(None, END, progress=False)
+        assert store.materialization_state() == {}
+    assert _small_served(small_repo)["pq_view__rows"] == [None] * 4
+
+
+def test_a_table_the_catalog_cannot_read_is_not_called_missing(small_repo, spark):
+    """A view of the catalog whose query no longer resolves: the catalog has it but cannot read it."""
+    spark.sql("CREATE TABLE fsplug_x.base USING parquet AS SELECT 1L AS a")
+    spark.sql("CREATE VIEW fsplug_x.t AS SELECT a FROM fsplug_x.base")
+    spark.sql("DROP TABLE fsplug_x.base")
+    spark.sql("CREATE TABLE fsplug_x.base USING parquet AS SELECT 1L AS c")
+    with FeatureStore(small_repo) as store:
+        with pytest.raises(SourceDataError, match=r"table 'fsplug_x.t': cannot be read: \[UNRESOLVED_COLUMN"):
+            store.materialize(None, END, views=["tab_view"], progress=False)
+        assert store.materialization_state() == {}
