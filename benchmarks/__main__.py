@@ -1,4 +1,4 @@
-"""`python -m benchmarks run|scan|aggregate|serve|derived ...`: see `python -m benchmarks run --help`."""
+"""`python -m benchmarks run|scan|aggregate|serve|serve-cost|derived ...`: see `python -m benchmarks run --help`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import serve
 
         return serve.main(argv[1:])
+    if argv and argv[0] == "serve-cost":
+        from benchmarks import serve_cost
+
+        return serve_cost.main(argv[1:])
     if argv and argv[0] == "console":
         from benchmarks import console
 

@@ -9,6 +9,7 @@ threads and processes proceed while a materialization writes. Each thread gets i
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -112,6 +113,12 @@ class SQLiteOnlineStore(OnlineStore):
                     conn.execute(pragma)
             except sqlite3.Error as exc:
                 raise translate(exc, f"open {self.path}") from exc
+            # A read's budget: SQLite calls the handler every 1000 VM steps and interrupts the statement
+            # once it returns true. Installed once; a read with a budget sets this connection's deadline
+            # (setting and removing a handler per read cost more than a small read).
+            deadline = [math.inf]
+            conn.set_progress_handler(lambda: time.monotonic() > deadline[0], 1000)
+            self._local.deadline = deadline
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -273,9 +280,8 @@ class SQLiteOnlineStore(OnlineStore):
         conn = self.connection()
         out: list[list[Any]] = []
         if timeout_ms is not None:
-            deadline = time.monotonic() + timeout_ms / 1000
-            # SQLite calls this every N VM steps; a non-zero return interrupts the query.
-            conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+            deadline = self._local.deadline
+            deadline[0] = time.monotonic() + timeout_ms / 1000
         try:
             max_params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 before SQLite 3.32
             for g, keys in zip(plan.groups, keys_by_group, strict=True):
@@ -293,21 +299,33 @@ class SQLiteOnlineStore(OnlineStore):
                     rows += conn.execute(self._read_sql(g, len(chunk)), flat_keys(chunk)).fetchall()
                 out.append(rows)
         except sqlite3.Error as exc:
-            if timeout_ms is not None and "interrupted" in str(exc):
-                raise StoreTimeoutError(f"SQLite read exceeded its {timeout_ms} ms budget") from exc
-            raise translate(exc, "read") from exc
+            raise self._read_error(exc, timeout_ms) from exc
         finally:
             if timeout_ms is not None:
-                conn.set_progress_handler(None, 0)
+                deadline[0] = math.inf
         return out
 
     def read_one(self, plan: RetrievalPlan, key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
-        if timeout_ms is not None:
-            return self.read(plan, [[key]], timeout_ms)[0][0]
+        conn = self.connection()
+        if timeout_ms is None:
+            try:
+                return conn.execute(self._read_sql(plan.groups[0], 1), key).fetchone()
+            except sqlite3.Error as exc:
+                raise translate(exc, "read") from exc
+        deadline = self._local.deadline
+        deadline[0] = time.monotonic() + timeout_ms / 1000
         try:
-            return self.connection().execute(self._read_sql(plan.groups[0], 1), key).fetchone()
+            return conn.execute(self._read_sql(plan.groups[0], 1), key).fetchone()
         except sqlite3.Error as exc:
-            raise translate(exc, "read") from exc
+            raise self._read_error(exc, timeout_ms) from exc
+        finally:
+            deadline[0] = math.inf
+
+    @staticmethod
+    def _read_error(exc: sqlite3.Error, timeout_ms: int | None) -> Exception:
+        if timeout_ms is not None and "interrupted" in str(exc):
+            return StoreTimeoutError(f"SQLite read exceeded its {timeout_ms} ms budget")
+        return translate(exc, "read")
 
     def _read_sql(self, g: Any, n: int) -> str:
         # Keyed by the group's identity (hashing the frozen dataclass walks all its fields on every

@@ -59,3 +59,41 @@ def test_rows_come_back_in_request_order_even_when_sqlite_is_told_to_reverse(tmp
             got = store.get_online_features(features=["zone_stats:demand"],
                                             entities={"city": [c for c, _ in zs], "zone_id": [z for _, z in zs]})
             assert got.to_dict()["demand"] == [float(z) if c != "nowhere" else None for c, z in zs]
+
+
+def test_a_read_past_its_budget_is_interrupted_and_the_next_reads_are_not(tmp_path, monkeypatch):
+    """A read with `timeout_ms` that runs past it stops with StoreTimeoutError (SQLite interrupts the
+    statement); the connection's deadline goes with it, so reads after it, with or without a budget,
+    run whole (one entity's fast path included)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    import fsplug.online.sqlite as sqlite_store
+    from fsplug.errors import StoreTimeoutError
+
+    root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
+    write_empty_sources(root)
+    n = 10_000
+    now = datetime.now(UTC)
+    with FeatureStore(root) as store:
+        store.apply()
+        store.push("zone_stats", {"city": ["c"] * n, "zone_id": list(range(n)),
+                                  "ts": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+                                  "demand": [float(i) for i in range(n)]})
+        entities = {"city": ["c"] * n, "zone_id": list(range(n))}
+        clock = [0.0]
+
+        def jumping() -> float:  # the store's clock: 1 s later at each look, so the budget has passed
+            clock[0] += 1.0
+            return clock[0]
+
+        with monkeypatch.context() as mp:
+            mp.setattr(sqlite_store, "time", SimpleNamespace(monotonic=jumping))
+            with pytest.raises(StoreTimeoutError, match="exceeded its 100 ms budget"):
+                store.get_online_features(features=["zone_stats:demand"], entities=entities, timeout_ms=100)
+        for budget in (None, 60_000):
+            res = store.get_online_features(features=["zone_stats:demand"], entities=entities, timeout_ms=budget)
+            assert res.columns["demand"].tolist() == [float(i) for i in range(n)]
+        plan = store.plan(["zone_stats:demand"])
+        assert store.online_store.read_one(plan, ("c", 7), timeout_ms=60_000)[0] == 7.0
