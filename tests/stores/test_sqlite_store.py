@@ -12,18 +12,23 @@ from tests.conftest import write_empty_sources, write_repo
 from tests.stores.conftest import ALL_TYPES, store_config
 
 
+def _zones(tmp_path, n: int) -> FeatureStore:
+    """A SQLite store with `zone_stats` applied and n zones of city "c" pushed (demand = zone_id)."""
+    root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
+    write_empty_sources(root)
+    store = FeatureStore(root)
+    store.apply()
+    store.push("zone_stats", {"city": ["c"] * n, "zone_id": list(range(n)),
+                              "ts": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
+                              "demand": [float(i) for i in range(n)]})
+    return store
+
+
 def test_reads_stay_within_sqlites_parameter_limit(tmp_path):
     """SQLite before 3.32 allows 999 parameters per statement and each composite key binds two:
     10,000 keys in chunks of read_batch_keys (5,000) would overflow it; the store splits further."""
-    root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
-    write_empty_sources(root)
     n = 10_000
-    now = datetime.now(UTC)
-    with FeatureStore(root) as store:
-        store.apply()
-        store.push("zone_stats", {"city": ["c"] * n, "zone_id": list(range(n)),
-                                  "ts": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-                                  "demand": [float(i) for i in range(n)]})
+    with _zones(tmp_path, n) as store:
         store.online_store.connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as an old SQLite
         keys = list(range(n - 1, -1, -1))
         res = store.get_online_features(features=["zone_stats:demand"],
@@ -72,15 +77,8 @@ def test_a_read_past_its_budget_is_interrupted_and_the_next_reads_are_not(tmp_pa
     import fsplug.online.sqlite as sqlite_store
     from fsplug.errors import StoreTimeoutError
 
-    root = write_repo(tmp_path / "r", {"defs.yaml": ALL_TYPES}, config=store_config("sqlite", None))
-    write_empty_sources(root)
     n = 10_000
-    now = datetime.now(UTC)
-    with FeatureStore(root) as store:
-        store.apply()
-        store.push("zone_stats", {"city": ["c"] * n, "zone_id": list(range(n)),
-                                  "ts": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-                                  "demand": [float(i) for i in range(n)]})
+    with _zones(tmp_path, n) as store:
         entities = {"city": ["c"] * n, "zone_id": list(range(n))}
         clock = [0.0]
 
