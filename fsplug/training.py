@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fsplug.errors import RequestFeatureError, UserInputError
-from fsplug.kernel import NOT_FOUND, PRESENT, column_codes_array, derived_input, view_codes_array
+from fsplug.kernel import NOT_FOUND, NULL_VALUE, PRESENT, column_codes_array, derived_input, view_codes_array
 from fsplug.result import STATUS_NAMES
 from fsplug.types import DType
 
@@ -241,8 +241,10 @@ def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column
                 statuses[c.name] = st
                 raw[i] = (arr, st)
     for c in plan.request_columns:
-        out_cols[c.name] = request_cols[c.name]
+        out_cols[c.name] = col = request_cols[c.name]
         statuses[c.name] = np.full(n, PRESENT, dtype=np.uint8)
+        if col.null_count:  # a value left null, without a default: NULL_VALUE (online refuses the request)
+            statuses[c.name][~col.is_valid().to_numpy(zero_copy_only=False)] = NULL_VALUE
         raw[base_columns.index(c)] = (request_cols[c.name], statuses[c.name])
     if plan.program is not None:
         _derived_columns(plan, raw, n, fill_defaults, out_cols, statuses)

@@ -192,3 +192,16 @@ def test_training_data_refuses_a_request_column_that_does_not_fit(store, column,
     with pytest.raises(RequestFeatureError, match="request feature 'amount' is float64; the entity rows' column "
                                                   "has type string"):
         store.get_historical_features({**rows, "amount": ["1.5"]}, service="everything")
+
+
+def test_training_data_marks_a_null_request_value_without_a_default_null_value(store):
+    """Online, a request without a value for a request feature that has no default is refused; in
+    training data such a row's value is null, and its status says so (it said PRESENT)."""
+    t = pa.array([datetime.now(UTC)] * 2, pa.timestamp("us", tz="UTC"))
+    rows = {"card_id": ["c1", "c1"], "event_timestamp": t, "txn_time": [TXN, None], "amount": [None, 12.5]}
+    out = store.get_historical_features(rows, service="everything", include_statuses=True).to_pylist()
+    assert [r["amount"] for r in out] == [None, 12.5]
+    assert [r["amount__status"] for r in out] == ["NULL_VALUE", "PRESENT"]
+    assert [r["txn_time__status"] for r in out] == ["PRESENT", "NULL_VALUE"]
+    assert [r["channel__status"] for r in out] == ["PRESENT", "PRESENT"]  # left out: its default
+    assert out[1]["txn_hour"] is None and out[1]["txn_hour__status"] == "NULL_VALUE"
