@@ -13,6 +13,7 @@ from typing import Any
 from collections.abc import Sequence
 
 from fsplug.errors import EntityKeyError, FsplugError
+from fsplug.types import as_utc
 
 __all__ = ["main"]
 
@@ -22,11 +23,10 @@ def _parse_time(text: str) -> datetime:
     if text == "now":
         return datetime.now(UTC)
     try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
+        return as_utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO-8601 time like 2026-11-01T00:00:00 or 'now'") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _entity(text: str) -> tuple[str, str]:

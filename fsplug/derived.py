@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from fsplug.errors import DerivedFeatureError, UserInputError, did_you_mean
-from fsplug.kernel import EPOCH, NULL_VALUE, PRESENT, Default
-from fsplug.types import DType
+from fsplug.kernel import NULL_VALUE, PRESENT, Default
+from fsplug.types import EPOCH, DType
 
 __all__ = ["ExpressionError", "DerivedFeatureError", "Kind", "FUNCTIONS", "Column", "Compiled",
            "compile_expression", "load_udf", "udf_parameters", "compile_udf", "KIND_OF", "DERIVED_DTYPES",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +28,7 @@ import numpy as np
 
 from fsplug.errors import UserInputError
 from fsplug.request import PLAIN_TYPES
-from fsplug.types import DType
+from fsplug.types import EPOCH, DType, as_utc
 
 __all__ = ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "NEVER_STALE", "Default", "make_default",
            "ColumnSpec", "ViewSpec", "GroupSpec", "Kernel", "FastVector", "view_status", "column_status",
@@ -40,7 +40,6 @@ PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = 1, 2, 3, 4
 NEVER_STALE = math.inf
 """The ttl (in microseconds) of a view whose values never expire."""
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def view_status(ts: Any, ttl_us: float, now_us: int) -> int:
@@ -120,9 +119,7 @@ _PYTHON_NUMBER: dict[DType, Any] = {DType.INT64: int, DType.FLOAT64: float, DTyp
 def timestamp_us(text: str | datetime) -> int:
     """UTC microseconds of an ISO timestamp (or datetime); naive means UTC, an offset is applied."""
     t = text if isinstance(text, datetime) else datetime.fromisoformat(text)
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    d = t - EPOCH
+    d = as_utc(t) - EPOCH
     return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 

@@ -23,6 +23,7 @@ from fsplug.errors import FsplugError, SourceDataError, UserInputError
 from fsplug.online.base import OnlineStore, WriteBatch
 from fsplug.registry import FeatureView, Registry
 from fsplug.state import MAX_CLOCK_SKEW, LastRun, ViewState, load_states, save_state
+from fsplug.types import EPOCH, as_utc
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -109,11 +110,6 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
 
 class _Progress:
     """A one-line progress display on a terminal; silent otherwise."""
@@ -179,10 +175,8 @@ def _write_latest(registry: Registry, online: OnlineStore, view: FeatureView, so
     if not report.rows_read:
         report.rows_read = getattr(stats, "rows_read", 0) or report.rows_read
     if newest_us is not None:
-        report.newest_event = _EPOCH + timedelta(microseconds=newest_us)
+        report.newest_event = EPOCH + timedelta(microseconds=newest_us)
 
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _write_latest_spark(engine: SparkEngine, registry: Registry, online: OnlineStore, view: FeatureView,
@@ -192,7 +186,7 @@ def _write_latest_spark(engine: SparkEngine, registry: Registry, online: OnlineS
     report.rows_read, report.entities, report.written = stats.rows_read, stats.entities, stats.written
     report.skipped_null_keys = stats.null_key_rows
     if stats.newest_us is not None:
-        report.newest_event = _EPOCH + timedelta(microseconds=stats.newest_us)
+        report.newest_event = EPOCH + timedelta(microseconds=stats.newest_us)
 
 
 def check_end(end: datetime) -> None:
@@ -216,8 +210,8 @@ def materialize(registry: Registry, online: OnlineStore, repo_root: Path, start:
     and writes each view's rows (None: this process, the local engine); the state is handled here
     either way, so it moves only after a view's job succeeded.
     """
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    start = _utc(start)
+    end = as_utc(end)
+    start = None if start is None else as_utc(start)
     if start is not None and start >= end:
         raise UserInputError(f"materialize: start {start.isoformat()} is not before end {end.isoformat()}")
     check_end(end)

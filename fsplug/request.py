@@ -7,7 +7,7 @@ compiled `RetrievalPlan` (its groups' join keys and its request columns).
 from __future__ import annotations
 
 from array import array as _array
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, timedelta
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +16,7 @@ import numpy as np
 
 from fsplug.definitions import did_you_mean
 from fsplug.errors import EntityKeyError, RequestFeatureError
-from fsplug.types import DType
+from fsplug.types import EPOCH, DType, as_utc
 
 if TYPE_CHECKING:
     from fsplug.plan import OutputColumn, RetrievalPlan
@@ -178,13 +178,11 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
     return v
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 def _timestamp(c: OutputColumn, v: Any) -> datetime:
     """A timestamp request value as a UTC datetime; raises RequestFeatureError for what is no time."""
     if isinstance(v, np.datetime64):
-        return _EPOCH + timedelta(microseconds=int(v.astype("datetime64[us]").astype(np.int64)))
+        return EPOCH + timedelta(microseconds=int(v.astype("datetime64[us]").astype(np.int64)))
     t = v
     if isinstance(v, str):
         try:
@@ -195,7 +193,5 @@ def _timestamp(c: OutputColumn, v: Any) -> datetime:
     if not isinstance(t, datetime):
         raise RequestFeatureError(f"request feature {c.feature!r} is timestamp; got {v!r} ({type(v).__name__}): "
                                   "give a datetime, a numpy datetime64 or an ISO-8601 string (naive = UTC)")
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    d = t - _EPOCH  # (a pandas Timestamp gives a Timedelta: the same fields, nanoseconds dropped)
-    return _EPOCH + timedelta(days=d.days, seconds=d.seconds, microseconds=d.microseconds)
+    d = as_utc(t) - EPOCH  # (a pandas Timestamp gives a Timedelta: the same fields, nanoseconds dropped)
+    return EPOCH + timedelta(days=d.days, seconds=d.seconds, microseconds=d.microseconds)

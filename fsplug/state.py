@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fsplug.errors import StoreError
+from fsplug.types import as_utc
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -96,7 +97,7 @@ def _time(text: Any) -> Any:
     if text is None:
         return None
     t = datetime.fromisoformat(text)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return as_utc(t)
 
 
 def load_states(store: OnlineStore, views: Iterable[str]) -> dict[str, ViewState]:

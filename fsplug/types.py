@@ -1,5 +1,6 @@
 """Feature value types: the dtype vocabulary of feature repos and how each maps to storage, plus the
-value helpers every layer shares: `parse_ttl` (durations) and `check_default` (defaults per dtype).
+value helpers every layer shares: `parse_ttl` (durations), `check_default` (defaults per dtype) and
+`as_utc` / `EPOCH` (times: every time fsplug takes is read by one rule, naive = UTC).
 
 | dtype          | numpy (results)   | Arrow (offline)            | Aerospike bin         | SQLite column |
 |----------------|-------------------|----------------------------|-----------------------|---------------|
@@ -19,13 +20,20 @@ from __future__ import annotations
 
 import difflib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DType", "parse_dtype", "DTYPE_NAMES", "parse_ttl", "check_default"]
+__all__ = ["DType", "parse_dtype", "DTYPE_NAMES", "parse_ttl", "check_default", "as_utc", "EPOCH"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def as_utc(t: datetime) -> datetime:
+    """`t` as an aware UTC datetime: a naive one is taken as UTC, an aware one converted (the same instant)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 class DType(StrEnum):

@@ -6,13 +6,13 @@ comparisons are at microsecond precision, output is ``timestamp[us, UTC]`` (nano
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from fsplug.types import DType
+from fsplug.types import EPOCH, DType, as_utc
 
 __all__ = [
     "UTC_US",
@@ -22,7 +22,6 @@ __all__ = [
     "to_utc_us",
     "cast_to_dtype",
     "ts_micros",
-    "to_utc_datetime",
     "time_filter",
     "comparable",
     "first_line",
@@ -98,17 +97,13 @@ def ts_micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return us.fill_null(INT64_MIN).to_numpy()
 
 
-def to_utc_datetime(dt: datetime) -> datetime:
-    """`dt` in UTC; a naive datetime is taken as UTC."""
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
 
 _UNIT_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def _ceil_in_unit(dt: datetime, unit: str) -> int:
     """The smallest integer count of `unit` since the epoch that is >= dt (dt tz-aware)."""
-    delta = to_utc_datetime(dt) - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = as_utc(dt) - EPOCH
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     per_s = _UNIT_PER_S[unit]
     if per_s >= 1_000_000:

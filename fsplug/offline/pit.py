@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +45,9 @@ from fsplug.offline.arrow import (
     ts_micros,
 )
 from fsplug.offline.parquet import check_columns, open_source
-from fsplug.types import DType
+from fsplug.types import EPOCH, DType
 
 __all__ = ["ViewJoin", "point_in_time_join"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -183,8 +181,8 @@ def _join_view(
     # Read only what can match: time range of the entity rows (less ttl), and their keys.
     lo, hi = int(left_ts[live].min()), int(left_ts[live].max())
     ts_type = dataset.schema.field(view.timestamp_field).type
-    start = None if ttl_us is None else _EPOCH + timedelta(microseconds=lo - ttl_us)
-    flt = time_filter(view.timestamp_field, ts_type, start, _EPOCH + timedelta(microseconds=hi + 1))
+    start = None if ttl_us is None else EPOCH + timedelta(microseconds=lo - ttl_us)
+    flt = time_filter(view.timestamp_field, ts_type, start, EPOCH + timedelta(microseconds=hi + 1))
     if len(view.join_keys) == 1:
         (k,) = view.join_keys
         src_t = dataset.schema.field(k).type

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 
 from fsplug.errors import RecordTooBigError, RegistryError
 from fsplug.registry.model import Registry
+from fsplug.types import as_utc
 
 if TYPE_CHECKING:
     from fsplug.online.base import OnlineStore
@@ -134,7 +135,7 @@ def published_applied_at(store: OnlineStore, registry_hash: str) -> datetime | N
         at = datetime.fromisoformat(when)
     except ValueError:
         return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return as_utc(at)
 
 
 class OnlineRegistryStore:

@@ -39,7 +39,7 @@ import hmac
 import logging
 import os
 import time
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 from collections.abc import Awaitable, Callable
@@ -58,6 +58,7 @@ from fsplug.errors import (
 from fsplug.result import STATUS_NAMES
 from fsplug.server import metrics as m
 from fsplug.server.config import ServerConfig
+from fsplug.types import as_utc
 
 __all__ = ["FeatureServerApp", "create_app", "app_from_env"]
 
@@ -689,17 +690,10 @@ def _push_table(df: dict[str, Any], view: Any) -> Any:
                 parsed = [None if v is None else datetime.fromisoformat(v) for v in values]
             except (TypeError, ValueError) as exc:
                 raise SourceDataError(f"push: df[{name!r}]: not an ISO-8601 time ({exc})") from None
-            cols[name] = pa.array([_utc(t) for t in parsed], type=pa.timestamp("us", tz="UTC"))
+            cols[name] = pa.array([None if t is None else as_utc(t) for t in parsed], type=pa.timestamp("us", tz="UTC"))
         else:
             cols[name] = values
     return cols
-
-
-def _utc(t: datetime | None) -> datetime | None:
-
-    if t is None:
-        return None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def create_app(config: ServerConfig) -> FeatureServerApp:

@@ -257,3 +257,25 @@ def test_a_catalog_table_source_is_listed_described_and_diffed_by_its_table(appl
     drivers.write_text(parquet)
     code, out, _ = run(capsys, "plan", "--repo", repo)
     assert code == 0 and "    path: (none) -> data/driver_stats.parquet\n" in out, out
+
+
+def test_times_are_read_as_utc_by_one_rule(capsys):
+    """CLI times, materialize windows and stored state all go through `as_utc`: naive is UTC, an offset is
+    converted, so the same instant gives the same datetime whichever way it was written."""
+    from datetime import datetime, timedelta, timezone
+
+    from fsplug.cli import _parse_time
+    from fsplug.types import EPOCH, as_utc
+
+    want = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    for text in ("2026-11-01T00:00:00", "2026-11-01T00:00:00Z", "2026-11-01T02:00:00+02:00",
+                 "2026-10-31T19:00:00-05:00"):
+        got = _parse_time(text)
+        assert got == want and got.utcoffset() == timedelta(0), text
+        assert str(got) == "2026-11-01 00:00:00+00:00", text
+    aware = datetime(1970, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert as_utc(aware) == EPOCH and as_utc(aware).tzinfo is UTC
+    assert as_utc(datetime(1970, 1, 1)) == EPOCH
+    with pytest.raises(SystemExit) as info:  # past the last year once in UTC: a usage error, not a traceback
+        main(["materialize", "2026-11-01", "9999-12-31T23:59:59-05:00"])
+    assert info.value.code == 2 and "is not an ISO-8601 time" in capsys.readouterr().err
