@@ -538,17 +538,19 @@ class Kernel:
                 out[:, i] = np.nan
         return out
 
-    def _served(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int) -> list[tuple[list[Any], list[Any]]]:
+    def _served(self, tuples: Sequence[list[tuple[Any, ...]]], now_us: int,
+                read_times: dict[str, Sequence[Any]]) -> list[tuple[list[Any], list[Any]]]:
         """Per group: the rows transposed (one tuple per bin) and, per view, None when it serves every
         row, else `(skip, codes, served)`: the rows it does not serve with their `view_status` (no or
         a NaN event time, or now - ts > ttl), every row's code (PRESENT where served) and a getter of
-        the served rows' values from a column. The common case (every row fresh) is C-level passes."""
+        the served rows' values from a column. The common case (every row fresh) is C-level passes.
+        Each view's event times as read go into `read_times`."""
         out = []
         for g, rows in zip(self.groups, tuples, strict=True):
             cols = list(zip(*rows, strict=True)) if rows else [()] * g.width
             views: list[Any] = []
             for v in g.views:
-                times = cols[v.ts_index]
+                times = read_times[v.name] = cols[v.ts_index]
                 oldest = now_us - v.ttl_us  # -inf when never stale; `not t >= oldest` holds for NaN
                 if not times or (None not in times and not _has_nan(times) and min(times) >= oldest):
                     views.append(None)
@@ -565,13 +567,16 @@ class Kernel:
         return out
 
     def python(self, tuples: Sequence[list[tuple[Any, ...]]], request: Mapping[int, Sequence[Any]], n: int,
-               now_us: int) -> tuple[list[list[Any]], list[list[int] | None]]:
+               now_us: int) -> tuple[list[list[Any]], list[list[int] | None], dict[str, Sequence[Any]]]:
         """Per column: plain Python values, PRESENT ones converted to the dtype's value, else the default
         (None without one); request values as given. Also per column its status codes, None when every
         value is PRESENT: the same codes as `statuses`, without numpy (small reads answer faster).
         The columns of a view that hold no null share one codes list (read them, don't change them).
-        Per-value Python work happens only for rows that are not PRESENT and dtypes that convert."""
-        groups = self._served(tuples, now_us)
+        Per-value Python work happens only for rows that are not PRESENT and dtypes that convert.
+        Third, per view its rows' event times as read (for `event_times_us`, which then need not
+        take them from the rows again)."""
+        read_times: dict[str, Sequence[Any]] = {}
+        groups = self._served(tuples, now_us, read_times)
         out: list[list[Any]] = []
         codes: list[list[int] | None] = []
         for i, (is_request, group, view_i, value_index, fill, number, conv) in enumerate(self._py):
@@ -619,15 +624,17 @@ class Kernel:
                     vals[j] = fill
             out.append(vals)
             codes.append(st)
-        return out, codes
+        return out, codes, read_times
 
-    def event_times_us(self, tuples: Sequence[list[tuple[Any, ...]]]) -> dict[str, list[int | None]]:
+    def event_times_us(self, tuples: Sequence[list[tuple[Any, ...]]],
+                       read_times: Mapping[str, Sequence[Any]] | None = None) -> dict[str, list[int | None]]:
         """Per view: the event time of each row read in microseconds since the epoch, None where there
-        is none (NOT_FOUND); `event_times` without numpy."""
+        is none (NOT_FOUND); `event_times` without numpy. `read_times`: `python`'s third result, the
+        same times already taken from the rows."""
         out = {}
         for g, rows in zip(self.groups, tuples, strict=True):
             for v in g.views:
-                times = list(map(itemgetter(v.ts_index), rows))
+                times = list(map(itemgetter(v.ts_index), rows) if read_times is None else read_times[v.name])
                 if type(sum(filter(None, times))) is int:  # ints and None (no float, so no NaN): as they are
                     out[v.name] = times
                 else:

@@ -72,6 +72,7 @@ class OnlineResult:
         self.n = n
         self.now_us = now_us
         self.errors = errors
+        self._read_times: dict[str, Any] | None = None  # set with `_python`: per view, its rows' event times
 
     @_lazy
     def _tuples(self) -> list[list[tuple[Any, ...]]]:
@@ -211,7 +212,7 @@ class OnlineResult:
     @_lazy
     def _python(self) -> tuple[list[list[Any]], list[list[int] | None]]:
         """Per output column: plain Python values and status codes (None: all PRESENT)."""
-        values, codes = self._kernel.python(self._tuples, self._request, self.n, self.now_us)
+        values, codes, self._read_times = self._kernel.python(self._tuples, self._request, self.n, self.now_us)
         prog = self._program
         if prog is None:
             return values, codes
@@ -225,7 +226,7 @@ class OnlineResult:
         None where the view has no record (NOT_FOUND): `event_timestamps` for JSON writers. A derived
         view's is the newest of the stored views its features read (None when they read only request
         values)."""
-        times = self._kernel.event_times_us(self._tuples)
+        times = self._kernel.event_times_us(self._tuples, self._read_times)
         for name, views in self.plan.derived_event_views.items():
             newest: list[int | None] = [None] * self.n
             for v in views:

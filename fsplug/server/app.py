@@ -42,7 +42,7 @@ import time
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
@@ -580,7 +580,7 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> bytes:
     if distinct:
         times = res.event_times_us()
         for v in distinct:
-            stamps[v] = orjson.Fragment(orjson.dumps(_iso(times[v])))
+            stamps[v] = orjson.Fragment(_iso(times[v]))
     # the columns of a view without nulls share one codes list; others often have equal codes
     by_list: dict[int, Any] = {}
     by_codes: dict[tuple[int, ...], Any] = {}
@@ -637,26 +637,29 @@ def _lookup(table: Any, keys: Any) -> Any:
     return [table[k] for k in keys]
 
 
-def _iso(times: list[int | None]) -> Any:
-    """RFC 3339 UTC strings of event times in microseconds as Feast writes them (None: the epoch).
+def _iso(times: Sequence[int | None]) -> bytes:
+    """The JSON list of RFC 3339 UTC strings of event times in microseconds, as Feast writes them (None:
+    the epoch).
 
     Entities of a view share few event times (one per materialization or push), so each distinct
-    time is formatted once and cached.
+    time is formatted and encoded once and cached; a list is the cached texts joined (one C-level
+    lookup pass and one join).
     """
     cache = _TS_CACHE
     try:
-        return _lookup(cache, times)  # the texts seen before
+        return b"[" + b",".join(_lookup(cache, times)) + b"]"  # the texts seen before
     except KeyError:
         pass
     if len(cache) >= 100_000:
         cache.clear()
+        cache[None] = orjson.dumps(_EPOCH)
     for us in times:
         if us not in cache:
-            cache[us] = _format_us(us)
-    return _lookup(cache, times)
+            cache[us] = orjson.dumps(_format_us(us))
+    return b"[" + b",".join(_lookup(cache, times)) + b"]"
 
 
-_TS_CACHE: dict[int | None, str] = {None: _EPOCH}
+_TS_CACHE: dict[int | None, bytes] = {None: orjson.dumps(_EPOCH)}
 _EPOCH_DT = datetime(1970, 1, 1)
 
 

@@ -343,10 +343,14 @@ def check_all_forms(plan, rows, request, n):
 
     times = OnlineResult(plan, rows, request, n, NOW).event_timestamps
     plain = OnlineResult(plan, rows, request, n, NOW).event_times_us()
+    after_dict = OnlineResult(plan, rows, request, n, NOW)
+    after_dict.to_dict()  # (then the times come from the rows `to_dict` already transposed)
+    reused = after_dict.event_times_us()
     for view, expect in event_times(plan, rows, n).items():
         assert all(_same(a, b) for a, b in zip(times[view], expect, strict=True)), (view, times[view], expect)
         as_us = [None if np.isnat(t) else int(np.datetime64(t, "us").astype(np.int64)) for t in expect]
         assert plain[view] == as_us, (view, plain[view], as_us)
+        assert reused[view] == as_us, (view, reused[view], as_us)
 
     for k in range(n if not no_number else 0):  # one entity at a time: the general one-row path
         one = [[grows[k]] for grows in rows]
