@@ -297,7 +297,7 @@ def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
         values = np.asarray(values, dtype=want)
     if values.shape != (n,):
         values = np.broadcast_to(values, (n,)).copy()
-    if null is not None and np.shape(null) != (n,):
+    if null is not None and (type(null) is not np.ndarray or null.shape != (n,)):
         null = np.broadcast_to(null, (n,)).copy()
     if kind is Kind.FLOAT:
         nan = np.isnan(values)
