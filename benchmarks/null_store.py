@@ -30,7 +30,7 @@ class NullOnlineStore(OnlineStore):
     def write(self, batch: WriteBatch) -> int:
         return len(batch)
 
-    def read(self, plan: Any, keys_by_group: Any, timeout_ms: int | None = None) -> list[list[Any]]:
+    def read(self, plan: Any, keys_by_group: Any, timeout_ms: float | None = None) -> list[list[Any]]:
         raise NotImplementedError("the null store keeps nothing to read")
 
     def teardown(self, registry: Any) -> list[str]:

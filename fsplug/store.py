@@ -315,7 +315,7 @@ class FeatureStore:
         entities: Mapping[str, Sequence[Any]] | None = None,
         full_feature_names: bool = False,
         partial_results: bool = False,
-        timeout_ms: int | None = None,
+        timeout_ms: float | None = None,
     ) -> OnlineResult:
         """Feature values for many entities in one store read.
 
@@ -347,7 +347,7 @@ class FeatureStore:
         return self._read(plan, cols, n, partial_results, timeout_ms)
 
     def _read(self, plan: RetrievalPlan, cols: Mapping[str, Sequence[Any]], n: int,
-              partial: bool = False, timeout_ms: int | None = None) -> OnlineResult:
+              partial: bool = False, timeout_ms: float | None = None) -> OnlineResult:
         if n > MAX_ENTITIES_PER_REQUEST:
             raise UserInputError(f"{n} entities in one request; the limit is {MAX_ENTITIES_PER_REQUEST}")
         _check_timeout(timeout_ms)
@@ -367,7 +367,7 @@ class FeatureStore:
         return OnlineResult(plan, rows, request, n, now_us(), errors)
 
     def get_feature_vector(self, service: str, request: Mapping[str, Any] | None = None,
-                           timeout_ms: int | None = None, **entity_key: Any) -> FeatureVector:
+                           timeout_ms: float | None = None, **entity_key: Any) -> FeatureVector:
         """The model-ready vector of one entity for a feature service: the fastest serving path.
 
         `get_feature_vector("decline_model_v1", driver_id=42, request={"pickup_distance_km": 1.2})`.

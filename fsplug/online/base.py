@@ -144,7 +144,7 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def read(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
-             timeout_ms: int | None = None) -> list[list[Any]]:
+             timeout_ms: float | None = None) -> list[list[Any]]:
         """Read every entity group of `plan` for its keys, in one call to the store where it can.
 
         `timeout_ms` caps this call (StoreTimeoutError past it); None uses the store's configured budget.
@@ -154,7 +154,7 @@ class OnlineStore(ABC):
         entity has no record, else a tuple aligned to `group.bins` (None for nulls).
         """
 
-    def read_one(self, plan: RetrievalPlan, key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
+    def read_one(self, plan: RetrievalPlan, key: tuple[Any, ...], timeout_ms: float | None = None) -> Any:
         """The row of one key of a single-group plan (get_feature_vector's path): None or a tuple aligned
         to the group's bins.
 
@@ -163,7 +163,7 @@ class OnlineStore(ABC):
         return self.read(plan, [[key]], timeout_ms)[0][0]
 
     def read_partial(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
-                     timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
+                     timeout_ms: float | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
         """Like `read`, plus per-group lists of per-key errors (None = fine); a failed key's row is None.
 
         Only for stores whose `capabilities.partial_results` is True.

@@ -269,7 +269,7 @@ class SQLiteOnlineStore(OnlineStore):
 
     # ---- reads ---------------------------------------------------------------------------
     def read(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
-             timeout_ms: int | None = None) -> list[list[Any]]:
+             timeout_ms: float | None = None) -> list[list[Any]]:
         # One statement per group (per chunk of read_batch_keys): the keys are a VALUES list LEFT
         # JOINed to the table, so SQLite returns exactly one row per key, in request order (an
         # all-NULL row for a missing entity) and Python does no per-row work. It is also faster in
@@ -305,7 +305,7 @@ class SQLiteOnlineStore(OnlineStore):
                 deadline[0] = math.inf
         return out
 
-    def read_one(self, plan: RetrievalPlan, key: tuple[Any, ...], timeout_ms: int | None = None) -> Any:
+    def read_one(self, plan: RetrievalPlan, key: tuple[Any, ...], timeout_ms: float | None = None) -> Any:
         conn = self.connection()
         if timeout_ms is None:
             try:
@@ -322,7 +322,7 @@ class SQLiteOnlineStore(OnlineStore):
             deadline[0] = math.inf
 
     @staticmethod
-    def _read_error(exc: sqlite3.Error, timeout_ms: int | None) -> Exception:
+    def _read_error(exc: sqlite3.Error, timeout_ms: float | None) -> Exception:
         if timeout_ms is not None and "interrupted" in str(exc):
             return StoreTimeoutError(f"SQLite read exceeded its {timeout_ms} ms budget")
         return translate(exc, "read")

@@ -320,7 +320,7 @@ class AerospikeOnlineStore(OnlineStore):
                 keys += [(ns, s, encode_key(k)) for k in group_keys]
         return keys, bins
 
-    def _batch_read(self, keys: list, bins: list[str], timeout_ms: int | None = None,
+    def _batch_read(self, keys: list, bins: list[str], timeout_ms: float | None = None,
                     partial: bool = False) -> tuple[list[Any], int, int]:
         """Every key's BatchRecord in order, the first non-zero batch result code, and the budget (ms).
 
@@ -360,7 +360,7 @@ class AerospikeOnlineStore(OnlineStore):
         return out, batch_code, budget
 
     def read(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
-             timeout_ms: int | None = None) -> list[list[Any]]:
+             timeout_ms: float | None = None) -> list[list[Any]]:
         keys, bins = self._keys(plan, keys_by_group)
         recs, batch_code, budget = self._batch_read(keys, bins, timeout_ms)
         out = []
@@ -380,7 +380,7 @@ class AerospikeOnlineStore(OnlineStore):
         return out
 
     def read_partial(self, plan: RetrievalPlan, keys_by_group: Sequence[Sequence[tuple[Any, ...]]],
-                     timeout_ms: int | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
+                     timeout_ms: float | None = None) -> tuple[list[list[Any]], list[list[Any]]]:
         """Like `read`, but a key whose node failed gets an error entry instead of failing the batch.
 
         The client splits a batch by node and reports a failed node's keys per record (it does not
