@@ -45,7 +45,7 @@ CASES = ("online_1", "online_50", "online_1+to_numpy", "online_50+to_numpy", "on
 
 def _requests(ids: list[int], calls: int, per: int, seed: int) -> list[dict[str, list[Any]]]:
     rng = random.Random(f"{seed}:{per}")
-    out = []
+    out: list[dict[str, list[Any]]] = []
     for _ in range(calls):
         keys = rng.sample(ids, per)
         out.append({"driver_id": keys, "pickup_distance_km": [round(rng.uniform(0.2, 6), 2) for _ in keys],

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| entities | read (us) | + Feast JSON (us) | JSON bytes | + Arrow IPC (us) | Arrow bytes |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in (1, 50, 500):
-        ent = {"driver_id": list(range(1000, 1000 + n)), "pickup_distance_km": [1.5] * n,
-               "surge_multiplier": [1.0] * n, "hour_of_day": [8] * n}
+        ent: dict[str, list[Any]] = {"driver_id": list(range(1000, 1000 + n)), "pickup_distance_km": [1.5] * n,
+                                     "surge_multiplier": [1.0] * n, "hour_of_day": [8] * n}
 
         def read(ent: dict[str, list[Any]] = ent) -> Any:
             return store.get_online_features(service=SERVICE, entities=ent)

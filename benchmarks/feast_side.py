@@ -99,11 +99,13 @@ class FeastSystem:
         self.proc = subprocess.Popen([str(venv_python()), str(WORKER), "serve", "--spec", str(path)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, cwd=ROOT)
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are PIPEs
+        self._stdin, self._stdout = self.proc.stdin, self.proc.stdout
         hello = self._read()
         self.version = hello.get("feast_version")
 
     def _read(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()
+        line = self._stdout.readline()
         if not line:
             raise RuntimeError(f"the Feast worker exited (code {self.proc.poll()})")
         msg = json.loads(line)
@@ -112,8 +114,8 @@ class FeastSystem:
         return msg
 
     def _call(self, **msg: Any) -> dict[str, Any]:
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
+        self._stdin.write(json.dumps(msg) + "\n")
+        self._stdin.flush()
         return self._read()
 
     def supports(self, case: str) -> bool:
@@ -133,8 +135,8 @@ class FeastSystem:
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-                self.proc.stdin.flush()
+                self._stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self._stdin.flush()
                 self.proc.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()

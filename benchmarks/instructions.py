@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 PHASES = ("read", "read+numpy", "read+numpy+statuses", "score", "dispatch")
 SERVICE = "decline_model_v1"
@@ -44,8 +45,8 @@ def _child(repo: Path, calls: int) -> None:
     rng = random.Random(7)
     ids = rng.sample(range(1000, 6000), 50)
     n = len(ids)
-    entities = {"driver_id": ids, "pickup_distance_km": [1.5] * n, "surge_multiplier": [1.0] * n,
-                "hour_of_day": [8] * n}
+    entities: dict[str, list[Any]] = {"driver_id": ids, "pickup_distance_km": [1.5] * n,
+                                      "surge_multiplier": [1.0] * n, "hour_of_day": [8] * n}
     req = RideRequest("r", 8, 1.0, {d: rng.random() * 5 for d in ids})
     x = store.get_online_features(service=SERVICE, entities=entities).to_numpy()
 

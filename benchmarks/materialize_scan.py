@@ -81,6 +81,8 @@ def generate(path: Path, n: int, snapshots: int, chunk: int = 1_000_000) -> None
                     schema = table.schema
                     writer = pq.ParquetWriter(tmp, schema, compression="snappy")
                 writer.write_table(table.cast(schema), row_group_size=256 * 1024)
+        if writer is None:
+            raise ValueError(f"nothing to write: {n} entities x {snapshots} snapshots")
         writer.close()
         tmp.rename(path)
     finally:

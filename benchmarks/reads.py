@@ -62,7 +62,7 @@ def workload(case: str, driver_ids: Sequence[int], calls: int, seed: int) -> Wor
 
 def _timed(fn: Callable[[int], Any], lo: int, hi: int) -> list[int]:
     clock = time.perf_counter_ns
-    out = []
+    out: list[int] = []
     append = out.append
     for i in range(lo, hi):
         t0 = clock()
@@ -104,8 +104,9 @@ class FsplugSystem:
             req = REQUEST
             return _timed(lambda i: store.get_feature_vector(SERVICE, request=req, driver_id=keys[i][0]), lo, hi)
         if case.startswith("fifty"):
-            ents = [{"driver_id": k, "pickup_distance_km": d, "surge_multiplier": [1.0] * len(k),
-                     "hour_of_day": [8] * len(k)} for k, d in zip(keys[lo:hi], dist[lo:hi], strict=True)]
+            ents: list[dict[str, Sequence[Any]]] = [
+                {"driver_id": k, "pickup_distance_km": d, "surge_multiplier": [1.0] * len(k),
+                 "hour_of_day": [8] * len(k)} for k, d in zip(keys[lo:hi], dist[lo:hi], strict=True)]
             get = store.get_online_features
             if case == "fifty":
                 return _timed(lambda i: get(service=SERVICE, entities=ents[i - lo]), lo, hi)
@@ -113,6 +114,8 @@ class FsplugSystem:
                 return _timed(lambda i: get(service=SERVICE, entities=ents[i - lo]).to_numpy(), lo, hi)
             return _timed(lambda i: get(service=SERVICE, entities=ents[i - lo]).to_dict(), lo, hi)
         svc = self.svc
+        if svc is None:  # supports() offers predict and dispatch only with a model
+            raise ValueError(f"case {case!r} needs a model: FsplugSystem(repo, model_path)")
         if case == "predict":
             req = REQUEST
             return _timed(lambda i: svc.predict_decline_risk(keys[i][0], req), lo, hi)

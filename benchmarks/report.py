@@ -170,9 +170,9 @@ def histogram(result: dict[str, Any], path: Path, store: str | None = None) -> s
     ax.set_xlabel("latency per call (us, log scale)")
     ax.set_ylabel("calls")
     ds = base["dataset"]
-    label = (result["stores"].get(store) or {}).get("label")
+    store_label = (result["stores"].get(store) or {}).get("label")
     ax.set_title(f"50 entities x 11 stored features, {store}, {ds['drivers']:,} drivers "
-                 f"({result['meta']['started'][:10]})" + (f"\n{label}" if label else ""))
+                 f"({result['meta']['started'][:10]})" + (f"\n{store_label}" if store_label else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -111,9 +111,15 @@ def _parse_wrk(text: str) -> dict[str, Any]:
         assert m, v
         return float(m.group(1)) * _UNITS[m.group(2)]
 
+    def found(pattern: str) -> re.Match[str]:
+        m = re.search(pattern, text)
+        if m is None:
+            raise RuntimeError(f"wrk's output has no {pattern!r}:\n{text}")
+        return m
+
     pct = {int(p): micros(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    total = int(re.search(r"(\d+) requests in", text).group(1))
+    rps = float(found(r"Requests/sec:\s+([\d.]+)").group(1))
+    total = int(found(r"(\d+) requests in").group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     return {
@@ -173,14 +179,14 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, p
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited before it was ready ({proc.args})")
+            raise RuntimeError(f"the server exited before it was ready ({proc.args!r})")
         try:
             with urllib.request.urlopen(url + path, timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"the server was not ready in time ({proc.args})")
+    raise RuntimeError(f"the server was not ready in time ({proc.args!r})")
 
 
 def _canned_rows(
@@ -414,12 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for r in rows:
         inproc = r["in_process_p50_us"]
-        ref = f"{inproc:.0f}" if inproc else "-"
+        inproc_s = f"{inproc:.0f}" if inproc else "-"
         gap = f"{r['p50_us'] - inproc:,.0f}" if inproc and r["connections"] == 1 else "-"  # 8: queueing
         md.append(
             f"| {r['system']} | `{r['endpoint']}` | {r['entities']} | {r['connections']} | "
             f"{r['requests_per_s']:,.0f} | "
-            f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} | {r['non_2xx'] + r['socket_errors']} | {ref} | {gap} |"
+            f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} | {r['non_2xx'] + r['socket_errors']} | {inproc_s} | {gap} |"
         )
     (RESULTS / f"serve_{stamp}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

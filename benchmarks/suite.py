@@ -134,6 +134,7 @@ def _repo_for(opts: Options, store: str, ds: D.Dataset, target: AerospikeTarget 
     if store == "sqlite":
         cfg = {"type": "sqlite", "path": "data/online.db"}
     else:
+        assert target is not None  # the other store, aerospike, always comes with its target (run)
         cfg = target.store_config(f"bench_{ds.n_drivers}")
     return repo, cfg
 
@@ -224,7 +225,11 @@ def _feast_prepare(opts: Options, ds: D.Dataset, store: str, target: AerospikeTa
     from benchmarks import feast_side
 
     repo = opts.out_dir / "work" / f"feast_{store}_{ds.key}"
-    online = {"type": "sqlite"} if store == "sqlite" else target.feast_config()
+    if store == "sqlite":
+        online = {"type": "sqlite"}
+    else:
+        assert target is not None  # the other store, aerospike, always comes with its target (run)
+        online = target.feast_config()
     spec = feast_side.spec_for(ds, repo, online)
     log(f"  Feast materialize {ds.n_drivers:,} drivers into {store} (child process, Feast venv) ...")
     try:
@@ -253,7 +258,8 @@ def bench_dataset(opts: Options, store: str, ds: D.Dataset, target: AerospikeTar
     marker = repo / "data" / "bench_materialized.json"
     # --reuse applies to the scale data sets over 100k drivers of a real store (the base set and the
     # sets Feast also materializes are always re-materialized, so their ratios come from one run)
-    reuse = opts.reuse and not train and ds.n_drivers > REUSE_ABOVE and (store == "sqlite" or target.real)
+    reuse = opts.reuse and not train and ds.n_drivers > REUSE_ABOVE and (
+        store == "sqlite" or (target is not None and target.real))
     if not (reuse and marker.exists()):
         D.make_fsplug_repo(repo, ds, cfg)
     out: dict[str, Any] = {"drivers": ds.n_drivers, "dataset": ds.describe(), "repo": str(repo),
@@ -284,6 +290,7 @@ def bench_dataset(opts: Options, store: str, ds: D.Dataset, target: AerospikeTar
         systems += [RawSQLite(db, D.ENTITY_TABLE, bins), RawSQLiteIn(db, D.ENTITY_TABLE, bins),
                     RawSQLiteNumpy(db, D.ENTITY_TABLE, bins), RawSQLiteVectorFloor(db, D.ENTITY_TABLE, bins)]
     else:
+        assert target is not None  # the other store, aerospike, always comes with its target (run)
         systems.append(RawAerospike(target.hosts, target.namespace, cfg["sets"]["driver"], bins,
                                     cfg.get("read_total_timeout_ms", 50), cfg.get("read_socket_timeout_ms", 20)))
     feast = None
@@ -348,14 +355,15 @@ def _get(d: dict, *path: str) -> Any:
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of issue 6 with the measured ratio and whether it is met (one run, one machine)."""
-    out = []
+    out: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, limit: float, op: str, store: str, note: str = "",
             reference: bool = False) -> None:
         """`reference`: not a target, the same measure of a baseline (what the hardware allows).
         Figures of a store labelled functional only (the test server) are never judged."""
-        judged = value is not None and not reference and not functional
-        met = (value >= limit if op == ">=" else value <= limit) if judged else None
+        met: bool | None = None  # not judged
+        if value is not None and not reference and not functional:
+            met = value >= limit if op == ">=" else value <= limit
         out.append({"target": name, "store": store, "value": value, "limit": limit, "op": op, "met": met,
                     "note": note})
 
@@ -446,7 +454,7 @@ def run(opts: Options, log: Log | None = None) -> dict[str, Any]:
                                          train=True)
             model_from = Path(sres["base"]["repo"]) / "data" / "models" / f"{D.SERVICE}.joblib"
             sizes = list(opts.scale_sizes)
-            if store == "aerospike" and not target.real:
+            if target is not None and not target.real:  # the test server (store aerospike)
                 sizes = [s for s in sizes if s <= 100_000]
                 sres["scale_note"] = "test server: scale runs limited to 100k drivers (an in-memory Python server)"
             for n in sizes:

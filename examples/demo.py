@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
     _step("5. predict_decline_risk for a few drivers")
     for d in [drivers[0], drivers[1], drivers[len(drivers) // 2], 10**9]:
-        req = {"pickup_distance_km": round(rng.uniform(0.2, 6), 2), "surge_multiplier": 1.0,
-               "hour_of_day": end.hour}
-        r = svc.predict_decline_risk(d, req)
+        req_values = {"pickup_distance_km": round(rng.uniform(0.2, 6), 2), "surge_multiplier": 1.0,
+                      "hour_of_day": end.hour}
+        r = svc.predict_decline_risk(d, req_values)
         tag = f"  [fallback: {r.fallback}]" if r.fallback else ""
         present = sum(1 for s in r.statuses.values() if s == "PRESENT")
         print(f"   driver {d:>10}: P(decline) = {r.probability:.3f}  ({present}/{len(r.statuses)} values present, "
