@@ -10,7 +10,7 @@ Endpoints:
 - `POST /get-online-features`: Feast's request and response (`features` or `feature_service`,
   `entities` with request-feature values as further columns, `full_feature_names`); `results` holds
   one entry per output column, join keys first, each with `values`, `statuses` and
-  `event_timestamps` per entity, in request order.
+  `event_timestamps` per entity, in request order (`bytes` values as base64 text, as Feast writes them).
 - `POST /get-feature-vector`: one entity of a feature service (`FeatureStore.get_feature_vector`),
   `{"feature_service": s, "entity": {key: value}, "request": {...}}` ->
   `{"feature_names": [...], "values": [floats], "statuses": [...]}`.
@@ -33,6 +33,7 @@ reference, so no request fails or mixes two registries.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import hmac
@@ -56,6 +57,7 @@ from fsplug.errors import (
     UserInputError,
 )
 from fsplug.result import STATUS_NAMES
+from fsplug.types import DType
 from fsplug.server import metrics as m
 from fsplug.server.config import ServerConfig
 from fsplug.types import as_utc
@@ -572,7 +574,7 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> bytes:
         view's event times (shared by its columns), all-PRESENT statuses and statuses columns share.
     """
     plan = res.plan
-    names, views, distinct = _layout(plan)
+    names, views, distinct, encoders = _layout(plan)
     present, epoch = _constant_lists(res.n)
     results = [{"values": entities[key], "statuses": present, "event_timestamps": epoch} for key in plan.join_keys]
     values, codes = res.python_columns()
@@ -584,7 +586,8 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> bytes:
     # the columns of a view without nulls share one codes list; others often have equal codes
     by_list: dict[int, Any] = {}
     by_codes: dict[tuple[int, ...], Any] = {}
-    for view, vals, st in zip(views, values, codes, strict=True):
+    for view, column, st, encode in zip(views, values, codes, encoders, strict=True):
+        vals = column if encode is None else encode(column)
         if st is None:  # (always for request columns)
             statuses = present
         else:
@@ -599,22 +602,30 @@ def feast_response(res: Any, entities: dict[str, list[Any]]) -> bytes:
     return orjson.dumps({"metadata": names, "results": results}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _layout(plan: Any) -> tuple[Any, tuple[str | None, ...], tuple[str, ...]]:
+def _layout(plan: Any) -> tuple[Any, tuple[str | None, ...], tuple[str, ...], tuple[Any, ...]]:
     """Per plan: its response's metadata, pre-encoded; per output column the view whose event times it
-    answers with (None: a request column, answered with the epoch); and those views, once each."""
+    answers with (None: a request column, answered with the epoch); those views, once each; and per
+    output column the function that makes its values JSON (None: orjson writes them as they are)."""
     hit = _LAYOUTS.get(id(plan))
     if hit is not None and hit[0] is plan:
         return hit[1:]
     names = orjson.Fragment(orjson.dumps({"feature_names": [*plan.join_keys, *(c.name for c in plan.columns)]}))
     views = tuple(None if c.is_request else c.view for c in plan.columns)
     distinct = tuple(dict.fromkeys(v for v in views if v is not None))
+    encoders = tuple(_base64_values if c.dtype is DType.BYTES else None for c in plan.columns)
     if len(_LAYOUTS) >= 1024:
         _LAYOUTS.clear()
-    _LAYOUTS[id(plan)] = (plan, names, views, distinct)  # (the plan is kept: its id is not reused meanwhile)
-    return names, views, distinct
+    # (the plan is kept: its id is not reused meanwhile)
+    _LAYOUTS[id(plan)] = (plan, names, views, distinct, encoders)
+    return names, views, distinct, encoders
 
 
-_LAYOUTS: dict[int, tuple[Any, Any, tuple[str | None, ...], tuple[str, ...]]] = {}
+_LAYOUTS: dict[int, tuple[Any, Any, tuple[str | None, ...], tuple[str, ...], tuple[Any, ...]]] = {}
+
+
+def _base64_values(values: list[bytes | None]) -> list[str | None]:
+    """A bytes column's values as JSON holds them: base64 text (RFC 4648), as Feast's server writes them."""
+    return [None if v is None else base64.b64encode(v).decode("ascii") for v in values]
 
 
 def _constant_lists(n: int) -> tuple[Any, Any]:

@@ -883,3 +883,85 @@ def test_a_udf_missing_on_the_serving_host_is_reported_at_startup(tmp_path):
         assert "srv_udfs" in bad.json()["detail"]
     finally:
         srv.stop()
+
+
+# ---- values of every dtype in Feast's JSON (the app called in process) ------------------------
+EVERY_DTYPE = """\
+entities:
+  - {name: thing, join_key: thing_id, dtype: string}
+sources:
+  - {name: things, path: data/things.parquet, timestamp_field: ts}
+feature_views:
+  - name: every
+    entity: thing
+    source: things
+    ttl: 0
+    features:
+      - {name: i, dtype: int64}
+      - {name: f, dtype: float64}
+      - {name: f32, dtype: float32}
+      - {name: s, dtype: string}
+      - {name: b, dtype: bool}
+      - {name: raw, dtype: bytes}
+      - {name: t, dtype: timestamp}
+      - {name: v, dtype: "list[float64]"}
+"""
+
+
+@pytest.fixture
+def every_dtype_app(tmp_path, monkeypatch):
+    """The server app, started in process, of a repo with a view holding a feature of every dtype."""
+    from fsplug.server.app import create_app
+    from fsplug.server.config import ServerConfig
+    from tests.conftest import write_empty_sources
+
+    repo = write_repo(tmp_path / "every", {"defs.yaml": EVERY_DTYPE}, config=SQLITE_YAML)
+    write_empty_sources(repo)
+    with FeatureStore(repo) as fs:
+        fs.apply()
+    monkeypatch.setenv("FSPLUG_SERVE_TOKEN", TOKEN)
+    app = create_app(ServerConfig(repo=str(repo), registry_poll_s=0, enable_push=True))
+    app.startup()
+    yield app
+    app.shutdown()
+
+
+def call_app(app, path: str, body: dict) -> tuple[int, dict]:
+    """POST `body` (JSON) to `path` of the in-process app, with the token: (status, decoded JSON body)."""
+    import asyncio
+    import json
+
+    async def run() -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+        async def send(msg: dict) -> None:
+            sent.append(msg)
+
+        headers = [(b"authorization", f"Bearer {TOKEN}".encode())]
+        await app({"type": "http", "method": "POST", "path": path, "headers": headers}, receive, send)
+        return sent
+
+    start_msg, body_msg = asyncio.run(run())
+    return start_msg["status"], json.loads(body_msg["body"])
+
+
+def test_bytes_features_are_served_as_base64_as_feasts_server_does(every_dtype_app):
+    import pyarrow as pa
+
+    ts = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    every_dtype_app.store.push("every", {
+        "thing_id": ["a", "b"], "ts": pa.array([ts, ts], pa.timestamp("us", tz="UTC")),
+        "i": [1, 2], "f": [1.5, 2.5], "f32": pa.array([1.5, 2.5], pa.float32()), "s": ["x", "y"],
+        "b": [True, False], "raw": pa.array([b"\x00\xff\x10", None], pa.binary()),
+        "t": pa.array([ts, ts], pa.timestamp("us", tz="UTC")),
+        "v": pa.array([[1.0], [2.0]], pa.list_(pa.float64())),
+    })
+    status, body = call_app(every_dtype_app, "/get-online-features",
+                            {"features": ["every:raw", "every:i"], "entities": {"thing_id": ["a", "b", "zz"]}})
+    assert status == 200, body
+    raw = columns(body)["raw"]
+    assert raw["values"] == ["AP8Q", None, None]  # base64 of b"\x00\xff\x10"; null, then not found
+    assert raw["statuses"] == ["PRESENT", "NULL_VALUE", "NOT_FOUND"]
