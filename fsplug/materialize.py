@@ -299,7 +299,7 @@ def push(registry: Registry, online: OnlineStore, view_name: str, table: Any) ->
     if converted is None:
         raise UserInputError(f"push to {view_name!r}: expected a pyarrow Table, a pandas DataFrame or a dict of "
                              f"columns, got {type(table).__name__}")
-    table = converted
+    table = _typed_nulls(registry, view, converted)
     if table.num_rows == 0:
         return 0
     created = view.source.created_timestamp_field
@@ -312,3 +312,19 @@ def push(registry: Registry, online: OnlineStore, view_name: str, table: Any) ->
     except SourceDataError as exc:  # it names "<dataset>": say which push it was
         raise SourceDataError(f"push to view {view_name!r}: " + str(exc).replace("<dataset>: ", "")) from None
     return r.written
+
+
+def _typed_nulls(registry: Registry, view: FeatureView, table: pa.Table) -> pa.Table:
+    """`table` with each column that holds only nulls (Arrow type null: a dict or DataFrame column of
+    None) cast to the type the view declares for it: a column without values fits every dtype."""
+    import pyarrow as pa
+
+    declared = {k.name: k.dtype.arrow_type() for k in registry.entity(view.entity).join_keys}
+    for name in (view.source.timestamp_field, view.source.created_timestamp_field):
+        if name:
+            declared[name] = pa.timestamp("us", tz="UTC")
+    declared.update((f.column, f.dtype.arrow_type()) for f in view.features)
+    for i, fld in enumerate(table.schema):
+        if pa.types.is_null(fld.type) and fld.name in declared:
+            table = table.set_column(i, fld.name, table.column(i).cast(declared[fld.name]))
+    return table

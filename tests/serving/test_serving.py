@@ -220,6 +220,25 @@ def test_push_then_serve_fresh_values(pipeline_repo):
         assert v2["trips_today"] == 11  # an older push does not roll the value back
 
 
+def test_push_takes_a_column_of_nulls_only(pipeline_repo):
+    """A dict column of None (Arrow type null, as a streaming push of one row with a missing value
+    builds it) is a column of the declared type with no values, not a type mismatch."""
+    root, _ = pipeline_repo
+    with FeatureStore(root) as store:
+        d = DRIVER_ID_BASE + 8
+        written = store.push("driver_activity", {
+            "driver_id": [d], "event_timestamp": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+            "trips_today": [None], "hours_on_shift": [None], "consecutive_trips": [3],
+            "acceptance_rate_1h": [0.5], "declines_1h": [None]})
+        assert written == 1
+        res = store.get_online_features(
+            features=["driver_activity:trips_today", "driver_activity:hours_on_shift",
+                      "driver_activity:consecutive_trips"], entities={"driver_id": [d]})
+        got = res.to_dict(include_statuses=True)
+        assert got["trips_today__status"] == got["hours_on_shift__status"] == ["NULL_VALUE"]
+        assert got["consecutive_trips"] == [3]
+
+
 def test_a_join_key_in_request_is_refused(pipeline_repo):
     root, _ = pipeline_repo
     with FeatureStore(root) as store, \
