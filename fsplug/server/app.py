@@ -688,7 +688,8 @@ def _format_us(us: int | None) -> str:
 
 
 def _push_table(df: dict[str, Any], view: Any) -> Any:
-    """A pyarrow table of pushed JSON columns: event-time columns parsed from ISO-8601 strings."""
+    """A pyarrow table of pushed JSON columns: event-time columns parsed from ISO-8601 strings, whole
+    numbers of float features as floats."""
     import pyarrow as pa
 
     from fsplug.errors import SourceDataError
@@ -696,6 +697,8 @@ def _push_table(df: dict[str, Any], view: Any) -> Any:
     cols: dict[str, Any] = {}
     times = {view.source.timestamp_field, view.source.created_timestamp_field}
     times |= {f.column for f in view.features if f.dtype.value == "timestamp"}
+    floats = {f.column for f in view.features if f.dtype in (DType.FLOAT64, DType.FLOAT32)}
+    float_lists = {f.column for f in view.features if f.dtype is DType.FLOAT64_LIST}
     for name, values in df.items():
         if type(values) is not list:
             raise UserInputError(f"push: df[{name!r}] must be a list of values, one per row")
@@ -705,9 +708,18 @@ def _push_table(df: dict[str, Any], view: Any) -> Any:
             except (TypeError, ValueError) as exc:
                 raise SourceDataError(f"push: df[{name!r}]: not an ISO-8601 time ({exc})") from None
             cols[name] = pa.array([None if t is None else as_utc(t) for t in parsed], type=pa.timestamp("us", tz="UTC"))
+        elif name in floats:
+            cols[name] = _json_floats(values)
+        elif name in float_lists:
+            cols[name] = [_json_floats(v) if type(v) is list else v for v in values]
         else:
             cols[name] = values
     return cols
+
+
+def _json_floats(values: list[Any]) -> list[Any]:
+    """JSON numbers meant as floats: whole ones (JSON writes 2.0 as 2 in many languages) as floats."""
+    return [float(v) if type(v) is int else v for v in values]
 
 
 def create_app(config: ServerConfig) -> FeatureServerApp:

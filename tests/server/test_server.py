@@ -965,3 +965,20 @@ def test_bytes_features_are_served_as_base64_as_feasts_server_does(every_dtype_a
     raw = columns(body)["raw"]
     assert raw["values"] == ["AP8Q", None, None]  # base64 of b"\x00\xff\x10"; null, then not found
     assert raw["statuses"] == ["PRESENT", "NULL_VALUE", "NOT_FOUND"]
+
+
+def test_push_takes_whole_numbers_for_float_features(every_dtype_app):
+    """JSON has one number type: a client in JavaScript writes 2.0 as 2, so a float feature (and a
+    list[float64] element) takes whole numbers, as it takes them in a request."""
+    status, body = call_app(every_dtype_app, "/push", {"feature_view": "every", "df": {
+        "thing_id": ["n"], "ts": ["2026-11-30T12:00:00Z"], "i": [7], "f": [2], "f32": [3], "s": ["x"],
+        "b": [True], "raw": [None], "t": ["2026-11-30T11:00:00Z"], "v": [[1, 2.5]]}})
+    assert status == 200, body
+    got = every_dtype_app.store.get_online_features(
+        features=["every:f", "every:f32", "every:v", "every:i"], entities={"thing_id": ["n"]}).to_dict()
+    assert got == {"f": [2.0], "f32": [3.0], "v": [[1.0, 2.5]], "i": [7]}
+    assert type(got["f"][0]) is float
+    status, body = call_app(every_dtype_app, "/push", {"feature_view": "every", "df": {
+        "thing_id": ["n"], "ts": ["2026-11-30T12:00:00Z"], "i": [7.5], "f": [2], "f32": [3], "s": ["x"],
+        "b": [True], "raw": [None], "t": ["2026-11-30T11:00:00Z"], "v": [[1]]}})
+    assert status == 422 and "column 'i' has type double; feature 'i' declares int64" in body["detail"], body
