@@ -689,7 +689,7 @@ def _format_us(us: int | None) -> str:
 
 def _push_table(df: dict[str, Any], view: Any) -> Any:
     """A pyarrow table of pushed JSON columns: event-time columns parsed from ISO-8601 strings, whole
-    numbers of float features as floats."""
+    numbers of float features as floats, bytes features decoded from base64 (as the responses give them)."""
     import pyarrow as pa
 
     from fsplug.errors import SourceDataError
@@ -699,6 +699,7 @@ def _push_table(df: dict[str, Any], view: Any) -> Any:
     times |= {f.column for f in view.features if f.dtype.value == "timestamp"}
     floats = {f.column for f in view.features if f.dtype in (DType.FLOAT64, DType.FLOAT32)}
     float_lists = {f.column for f in view.features if f.dtype is DType.FLOAT64_LIST}
+    raw = {f.column for f in view.features if f.dtype is DType.BYTES}
     for name, values in df.items():
         if type(values) is not list:
             raise UserInputError(f"push: df[{name!r}] must be a list of values, one per row")
@@ -712,6 +713,11 @@ def _push_table(df: dict[str, Any], view: Any) -> Any:
             cols[name] = _json_floats(values)
         elif name in float_lists:
             cols[name] = [_json_floats(v) if type(v) is list else v for v in values]
+        elif name in raw:
+            try:
+                cols[name] = [base64.b64decode(v, validate=True) if type(v) is str else v for v in values]
+            except ValueError as exc:
+                raise SourceDataError(f"push: df[{name!r}]: not base64 text ({exc})") from None
         else:
             cols[name] = values
     return cols

@@ -982,3 +982,17 @@ def test_push_takes_whole_numbers_for_float_features(every_dtype_app):
         "thing_id": ["n"], "ts": ["2026-11-30T12:00:00Z"], "i": [7.5], "f": [2], "f32": [3], "s": ["x"],
         "b": [True], "raw": [None], "t": ["2026-11-30T11:00:00Z"], "v": [[1]]}})
     assert status == 422 and "column 'i' has type double; feature 'i' declares int64" in body["detail"], body
+
+
+def test_push_takes_bytes_as_base64_as_the_response_gives_them(every_dtype_app):
+    row = {"thing_id": ["r"], "ts": ["2026-11-30T12:00:00Z"], "i": [1], "f": [1.5], "f32": [1.5], "s": ["x"],
+           "b": [True], "raw": ["AP8Q"], "t": ["2026-11-30T11:00:00Z"], "v": [[1.0]]}
+    status, body = call_app(every_dtype_app, "/push", {"feature_view": "every", "df": row})
+    assert status == 200, body
+    got = every_dtype_app.store.get_online_features(features=["every:raw"], entities={"thing_id": ["r"]})
+    assert got.to_dict()["raw"] == [b"\x00\xff\x10"]
+    status, body = call_app(every_dtype_app, "/get-online-features",
+                            {"features": ["every:raw"], "entities": {"thing_id": ["r"]}})
+    assert columns(body)["raw"]["values"] == ["AP8Q"]  # the round trip
+    status, body = call_app(every_dtype_app, "/push", {"feature_view": "every", "df": {**row, "raw": ["not base64!"]}})
+    assert status == 422 and "df['raw']: not base64 text" in body["detail"], body
