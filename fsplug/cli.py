@@ -341,11 +341,18 @@ def _run(args: argparse.Namespace) -> int:
         print(res.diff.render(), file=out)
         for line in res.store_actions:
             print(f"online store: {line}", file=out)
-        if res.written:
-            print(f"Registry {res.registry.hash[:12]} written to {store.config.registry_path}", file=out)
+        from fsplug.registry.published import ONLINE
+
+        if store.config.config.registry == ONLINE:  # no file: the registry lives in the online store only
+            where = f"in the online store {store.online_store.address()}"
+            done = f"published {where}"
         else:
-            print(f"Registry {res.registry.hash[:12]} at {store.config.registry_path} is up to date (not rewritten)",
-                  file=out)
+            where = f"at {store.config.registry_path}"
+            done = f"written to {store.config.registry_path}"
+        if res.written:
+            print(f"Registry {res.registry.hash[:12]} {done}", file=out)
+        else:
+            print(f"Registry {res.registry.hash[:12]} {where} is up to date (not rewritten)", file=out)
         return 0
     if args.command in ("list", "describe"):
         from fsplug import catalog

@@ -203,6 +203,20 @@ def test_apply_says_whether_it_wrote_and_has_a_short_repr(applied_ride_repo, cap
     assert not res.written and len(repr(res)) < 120 and "project 'dispatch'" in repr(res)
 
 
+def test_apply_with_an_online_registry_says_where_it_went(applied_ride_repo, capsys):
+    """`registry: online` keeps no file: apply named a file `<repo>/online` that it never wrote."""
+    cfg = applied_ride_repo / "feature_store.yaml"
+    cfg.write_text(cfg.read_text().replace("registry: data/registry.json", "registry: online"))
+    code, out, _ = run(capsys, "apply", "--repo", str(applied_ride_repo))
+    db = applied_ride_repo / "data" / "online.db"
+    assert code == 0 and f"in the online store {db} is up to date (not rewritten)" in out, out
+    assert str(applied_ride_repo / "online") not in out and not (applied_ride_repo / "online").exists()
+    (applied_ride_repo / "features" / "rider.yaml").write_text(
+        "entities: [{name: rider, join_key: rider_id, dtype: int64}]\n")
+    code, out, _ = run(capsys, "apply", "--repo", str(applied_ride_repo))
+    assert code == 0 and f"published in the online store {db}" in out, out
+
+
 def test_only_definition_files_are_read(applied_ride_repo, capsys):
     """A copy of feature_store.yaml broke plan and apply (read as definitions); .fsplugignore skips more."""
     repo = applied_ride_repo
