@@ -519,6 +519,10 @@ class FeatureServerApp:
                 "invalid_request",
                 'give "feature_view": name and "df": {column: [values]} (event times as ISO-8601 strings)',
             )
+        if req.get("to", "online") != "online":  # Feast's push modes: online, offline, online_and_offline
+            raise HTTPError(
+                400, "invalid_request", f'"to": {req["to"]!r}: fsplug\'s /push writes the online store only ("online")'
+            )
         try:
             view_obj = self.store.registry.view(view)
             table = _push_table(df, view_obj)

@@ -996,3 +996,17 @@ def test_push_takes_bytes_as_base64_as_the_response_gives_them(every_dtype_app):
     assert columns(body)["raw"]["values"] == ["AP8Q"]  # the round trip
     status, body = call_app(every_dtype_app, "/push", {"feature_view": "every", "df": {**row, "raw": ["not base64!"]}})
     assert status == 422 and "df['raw']: not base64 text" in body["detail"], body
+
+
+def test_push_to_the_offline_store_is_refused_not_written_online(every_dtype_app):
+    """Feast's push request names where it goes (`to`); fsplug writes only the online store, so a push
+    meant for the offline store alone was written online instead."""
+    row = {"thing_id": ["o"], "ts": ["2026-11-30T12:00:00Z"], "i": [1], "f": [1.5], "f32": [1.5], "s": ["x"],
+           "b": [True], "raw": [None], "t": ["2026-11-30T11:00:00Z"], "v": [[1.0]]}
+    for to in ("offline", "online_and_offline", 1):
+        status, body = call_app(every_dtype_app, "/push", {"push_source_name": "every", "df": row, "to": to})
+        assert status == 400 and "writes the online store only" in body["detail"], body
+    got = every_dtype_app.store.get_online_features(features=["every:i"], entities={"thing_id": ["o"]})
+    assert got.status_names()["i"] == ["NOT_FOUND"]
+    status, body = call_app(every_dtype_app, "/push", {"push_source_name": "every", "df": row, "to": "online"})
+    assert status == 200 and body == {"written": 1}, body
