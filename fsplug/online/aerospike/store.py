@@ -2,7 +2,8 @@
 
 Layout (see design.md): an entity's record lives in the set `<project>-<entity>` (or the `sets`
 override), so projects sharing a namespace never share records; keyed by its join key value (int
-or string; composite keys are encoded as the compact JSON array of the values, e.g. `[42,"sfo"]`).
+or string; composite keys are encoded as the compact JSON array of the values, e.g. `[42,"sfo"]`;
+a string holding a NUL goes by its digest, see `client_key`).
 Every feature view writes its own bins plus its timestamp bin `_ts_<view>` (event time in
 microseconds) into that record, so views never clobber each other. Keys are sent with writes
 (POLICY_KEY_SEND) so records can be inspected with standard tools.
@@ -20,6 +21,7 @@ failure becomes an fsplug error in one place (errors.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -47,6 +49,23 @@ def encode_key(values: tuple[Any, ...]) -> Any:
     if len(values) == 1:
         return values[0]
     return json.dumps(list(values), separators=(",", ":"), ensure_ascii=False)
+
+
+def client_key(ns: str, set_name: str, user_key: Any) -> tuple[Any, ...]:
+    """The client's key tuple of a record.
+
+    A string key holding a NUL character goes by its digest, computed here: the client cuts a string
+    key at its first NUL ('u\\x00x' would be the record of 'u'), while the digest of the whole string is
+    the one other client libraries compute for it (RIPEMD-160 of the set name, the string type and the
+    UTF-8 bytes). Such a record is stored without its user key.
+    """
+    if type(user_key) is str and "\x00" in user_key:
+        h = hashlib.new("ripemd160", set_name.encode() + _STRING_KEY_TYPE + user_key.encode())
+        return (ns, set_name, None, bytearray(h.digest()))
+    return (ns, set_name, user_key)
+
+
+_STRING_KEY_TYPE = b"\x03"  # (the particle type of a string key in the digest)
 
 
 
@@ -264,9 +283,10 @@ class AerospikeOnlineStore(OnlineStore):
         bins = [f.bin for f in view.features]
         ts_list = batch.event_ts_us.tolist() if hasattr(batch.event_ts_us, "tolist") else list(batch.event_ts_us)
         key_cols = [k.tolist() if hasattr(k, "tolist") else list(k) for k in batch.keys]
-        keys = [encode_key(t) for t in zip(*key_cols, strict=True)]
+        keys = [client_key(ns, set_name, encode_key(t)) for t in zip(*key_cols, strict=True)]
         write_op = aerospike.OPERATOR_WRITE
-        send_key = aerospike.POLICY_KEY_SEND
+        # (a key that goes by its digest alone has no user key to send: the client crashes on KEY_SEND there)
+        key_policy = {3: aerospike.POLICY_KEY_SEND, 4: aerospike.POLICY_KEY_DIGEST}
         written = 0
         step = self.config.write_batch_size
         n = len(keys)
@@ -279,8 +299,8 @@ class AerospikeOnlineStore(OnlineStore):
                 expr = list(guard)
                 t = expr[slot]
                 expr[slot] = (t[0], t[1], {"val": ts}, t[3])
-                recs.append(Write((ns, set_name, keys[i]), ops,
-                                  policy={"key": send_key, "expressions": expr, "ttl": ttl}))
+                recs.append(Write(keys[i], ops,
+                                  policy={"key": key_policy[len(keys[i])], "expressions": expr, "ttl": ttl}))
             res = self._call(f"batch_write of view {view.name!r}", cl.batch_write, BatchRecords(recs),
                              {"total_timeout": self.config.write_total_timeout_ms,
                               "socket_timeout": self.config.write_socket_timeout_ms,
@@ -315,7 +335,10 @@ class AerospikeOnlineStore(OnlineStore):
         for g, s, group_keys in zip(plan.groups, sets, keys_by_group, strict=True):
             if len(g.join_keys) == 1:
                 col = group_keys.columns[0] if type(group_keys) is KeyList else [k[0] for k in group_keys]
-                keys += [(ns, s, k) for k in col]
+                if g.key_dtypes[0] is DType.STRING and "\x00" in "".join(col):  # (rare: see client_key)
+                    keys += [client_key(ns, s, k) for k in col]
+                else:
+                    keys += [(ns, s, k) for k in col]
             else:
                 keys += [(ns, s, encode_key(k)) for k in group_keys]
         return keys, bins
