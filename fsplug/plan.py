@@ -121,6 +121,8 @@ class RetrievalPlan:
     """Stored and request features that only derived features read (not in the output)."""
     derived: tuple[DerivedStep, ...] = ()
     """The derived features to compute, in run order (fsplug.derived)."""
+    offline_views: tuple[str, ...] = ()
+    """The views read that are offline only (`online: false`): training data reads them, online reads cannot."""
 
     @cached_property
     def names(self) -> tuple[str, ...]:
@@ -186,6 +188,14 @@ class RetrievalPlan:
             steps.append(Step(d.ref, d.output, make_default(d.dtype, d.default),
                               *compile_step(d.ref, d.dtype, d.expr, d.udf, dict(d.args), kinds)))
         return Program(tuple(steps), len(base), tuple(c.dtype for c in self.columns))
+
+    def check_online(self) -> None:
+        """Refuse an online read of this plan when it reads offline-only views (UserInputError)."""
+        if self.offline_views:
+            names = ", ".join(repr(v) for v in self.offline_views)
+            views, are = ("feature view", "is") if len(self.offline_views) == 1 else ("feature views", "are")
+            raise UserInputError(f"{views} {names} {are} offline only (online: false), with no online values: "
+                                 "read it with get_historical_features, or set online: true and materialize it")
 
     @cached_property
     def join_keys(self) -> tuple[str, ...]:
@@ -501,8 +511,9 @@ def compile_plan(
         numeric = all(c.dtype.is_numeric for c in base if c.group == len(built))
         built.append(EntityGroup(entity, tuple(k.name for k in ent.join_keys),
                                  tuple(k.dtype for k in ent.join_keys), tuple(bins), tuple(views), numeric))
+    offline = tuple(v.name for g in built for v in g.views if not registry.feature_views[v.name].online)
     return RetrievalPlan(registry.hash, tuple(refs), service, full_feature_names, tuple(columns), tuple(built),
-                         tuple(inputs), tuple(derived))
+                         tuple(inputs), tuple(derived), offline)
 
 
 def _base_column(registry: Registry, view: str, feat: str, out_name: str, groups: dict[str, dict[str, Any]]

@@ -338,11 +338,13 @@ class FeatureStore:
         Raises:
             ReferenceNotFoundError / UserInputError: unknown features or service, a request column that
                 is no join key or request feature, more than MAX_ENTITIES_PER_REQUEST entities,
-                partial_results on a store that cannot.
+                partial_results on a store that cannot, a view that is offline only (`online: false`).
             EntityKeyError / RequestFeatureError: a missing or mistyped key or request value.
             StoreError: the store failed (StoreTimeoutError past the budget).
         """
         plan = self.plan(features, service, full_feature_names)
+        if plan.offline_views:
+            plan.check_online()
         cols, n = _columnar(entity_rows, entities, plan)
         return self._read(plan, cols, n, partial_results, timeout_ms)
 
@@ -389,6 +391,8 @@ class FeatureStore:
                 get_online_features; StoreError: the store failed.
         """
         plan = self._service_plan(service)
+        if plan.offline_views:
+            plan.check_online()
         if timeout_ms is not None:
             _check_timeout(timeout_ms)
         store = self._online or self.online_store

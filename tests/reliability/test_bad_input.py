@@ -537,6 +537,41 @@ def test_retrieval_case(served_repo, kwargs, error, needle):
         assert store.get_online_features(features=["stats:a"], entities=E).to_dict()["a"] == [10, 20]
 
 
+OFFLINE_VIEW = """\
+entities:
+  - {name: driver, join_key: driver_id, dtype: int64}
+sources:
+  - {name: stats, path: data/stats.parquet, timestamp_field: ts}
+  - {name: history, path: data/history.parquet, timestamp_field: ts}
+feature_views:
+  - {name: live, entity: driver, source: stats, ttl: 1d, features: [{name: a, dtype: int64}]}
+  - {name: yearly, entity: driver, source: history, online: false, features: [{name: km, dtype: float64}]}
+feature_services:
+  - {name: mixed, features: ["live:a", "yearly:km"]}
+"""
+
+
+def test_an_offline_view_is_refused_by_online_reads(tmp_path):
+    """`online: false` views have no online data: reading one failed inside the store (SQLite: `no such
+    column`, a StoreError and a 500 from the server; Aerospike: NOT_FOUND forever)."""
+    from tests.conftest import write_empty_sources, write_repo
+
+    repo = write_repo(tmp_path / "offline", {"defs.yaml": OFFLINE_VIEW})
+    write_empty_sources(repo)
+    with FeatureStore(repo) as store:
+        store.apply()
+        for kwargs in (dict(features=["yearly:km"]), dict(service="mixed")):
+            with pytest.raises(UserInputError, match="'yearly' is offline only \\(online: false\\)"):
+                store.get_online_features(**kwargs, entities=E)
+        with pytest.raises(UserInputError, match="'yearly' is offline only"):
+            store.get_feature_vector("mixed", driver_id=1)
+        assert store.get_online_features(features=["live:a"], entities=E).status_names() == {
+            "a": ["NOT_FOUND", "NOT_FOUND"]}
+        rows = {"driver_id": [1], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC"))}
+        training = store.get_historical_features(rows, service="mixed", event_timestamp_column="ts")
+        assert training.column_names == ["driver_id", "ts", "a", "km"]  # training data reads it
+
+
 def test_retrieval_rules(served_repo):
     with FeatureStore(served_repo) as store:
         # the batch limit itself is accepted
