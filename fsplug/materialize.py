@@ -137,8 +137,17 @@ class _Progress:
 
 def _select_views(registry: Registry, views: Sequence[str] | None) -> list[FeatureView]:
     if views:
-        return [registry.view(v) for v in dict.fromkeys(views)]
+        return [_online_view(registry, v) for v in dict.fromkeys(views)]
     return [v for v in registry.feature_views.values() if v.online]
+
+
+def _online_view(registry: Registry, name: str) -> FeatureView:
+    """The feature view `name`, refused (UserInputError) when it is offline only: it has no online data."""
+    view = registry.view(name)
+    if not view.online:
+        raise UserInputError(f"feature view {name!r} is offline only (online: false): nothing to write to the "
+                             "online store (set online: true to serve it)")
+    return view
 
 
 def to_write_batch(view: FeatureView, key_names: Sequence[str], batch: pa.RecordBatch) -> WriteBatch:
@@ -294,7 +303,7 @@ def push(registry: Registry, online: OnlineStore, view_name: str, table: Any) ->
 
     from fsplug.offline.arrow import as_table
 
-    view = registry.view(view_name)
+    view = _online_view(registry, view_name)
     converted = as_table(table, f"push to {view_name!r}")
     if converted is None:
         raise UserInputError(f"push to {view_name!r}: expected a pyarrow Table, a pandas DataFrame or a dict of "

@@ -572,6 +572,27 @@ def test_an_offline_view_is_refused_by_online_reads(tmp_path):
         assert training.column_names == ["driver_id", "ts", "a", "km"]  # training data reads it
 
 
+def test_an_offline_view_is_neither_materialized_nor_pushed(tmp_path):
+    """Naming an `online: false` view in `materialize --views` (or pushing to it) wrote into the online
+    store: SQLite stopped half-way with `table ... has no column named km`, Aerospike wrote bins that
+    online reads never serve."""
+    from tests.conftest import write_empty_sources, write_repo
+
+    repo = write_repo(tmp_path / "offline", {"defs.yaml": OFFLINE_VIEW})
+    write_empty_sources(repo)
+    with FeatureStore(repo) as store:
+        store.apply()
+        with pytest.raises(UserInputError, match="'yearly' is offline only \\(online: false\\): nothing to"):
+            store.materialize(NOW - timedelta(days=1), NOW, views=["live", "yearly"], progress=False)
+        with pytest.raises(UserInputError, match="'yearly' is offline only"):
+            store.materialize_incremental(NOW, views=["yearly"], progress=False)
+        with pytest.raises(UserInputError, match="'yearly' is offline only"):
+            store.push("yearly", {"driver_id": [1], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                                  "km": [1.0]})
+        assert store.materialization_state() == {}  # nothing ran
+        assert [v.view for v in store.materialize_incremental(NOW, progress=False).views] == ["live"]
+
+
 def test_retrieval_rules(served_repo):
     with FeatureStore(served_repo) as store:
         # the batch limit itself is accepted
