@@ -37,7 +37,10 @@ def _entity(text: str) -> tuple[str, str]:
 
 
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:  # (`--views "$VIEWS"` with VIEWS unset would otherwise mean every view)
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing: give comma-separated names")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:

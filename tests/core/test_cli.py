@@ -217,6 +217,17 @@ def test_apply_with_an_online_registry_says_where_it_went(applied_ride_repo, cap
     assert code == 0 and f"published in the online store {db}" in out, out
 
 
+@pytest.mark.parametrize("command", [["materialize", "2000-01-01", "now"], ["materialize-incremental", "now"],
+                                     ["status"]])
+def test_an_empty_views_list_is_a_usage_error_not_all_views(applied_ride_repo, capsys, command):
+    """`--views "$VIEWS"` with VIEWS unset materialized every view: an empty list read as no list."""
+    for empty in ("", ",", " , "):
+        with pytest.raises(SystemExit) as info:
+            main([*command, "--repo", str(applied_ride_repo), "--views", empty])
+        assert info.value.code == 2
+        assert "argument --views: " in (err := capsys.readouterr().err) and "names nothing" in err
+
+
 def test_only_definition_files_are_read(applied_ride_repo, capsys):
     """A copy of feature_store.yaml broke plan and apply (read as definitions); .fsplugignore skips more."""
     repo = applied_ride_repo
