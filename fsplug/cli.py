@@ -402,7 +402,7 @@ def _run(args: argparse.Namespace) -> int:
                                            full_feature_names=args.full_feature_names)
         data: dict[str, Any] = {**cols, **online.to_dict()}
         data["statuses"] = online.status_names()
-        json.dump(data, out, indent=2, default=str)
+        json.dump(data, out, indent=2, default=_json_default)
         out.write("\n")
         return 0
     if args.command == "teardown":
@@ -418,6 +418,17 @@ def _run(args: argparse.Namespace) -> int:
             print(line, file=out)
         return 0
     raise AssertionError(args.command)
+
+
+def _json_default(value: Any) -> Any:
+    """JSON of a value `json` cannot write: bytes as base64 text and times in ISO-8601, as `fsplug serve`."""
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

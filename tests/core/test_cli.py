@@ -11,7 +11,7 @@ import pytest
 
 from fsplug.cli import main
 from tests.conftest import write_empty_sources
-from datetime import UTC
+from datetime import UTC, datetime
 
 
 def run(capsys, *argv):
@@ -304,3 +304,30 @@ def test_times_are_read_as_utc_by_one_rule(capsys):
     with pytest.raises(SystemExit) as info:  # past the last year once in UTC: a usage error, not a traceback
         main(["materialize", "2026-11-01", "9999-12-31T23:59:59-05:00"])
     assert info.value.code == 2 and "is not an ISO-8601 time" in capsys.readouterr().err
+
+
+def test_get_online_features_prints_bytes_and_times_as_the_server_writes_them(tmp_path, capsys):
+    """The values went through `default=str`: bytes as Python's repr ("b'\\\\x00\\\\xff'"), which no JSON
+    reader can turn back into the bytes, and times as "2026-11-30 12:00:00+00:00"."""
+    import pyarrow as pa
+
+    from fsplug.store import FeatureStore
+    from tests.conftest import write_repo
+
+    repo = write_repo(tmp_path / "r", {"defs.yaml": """\
+        entities: [{name: thing, join_key: thing_id, dtype: string}]
+        sources: [{name: things, path: data/things.parquet, timestamp_field: ts}]
+        feature_views:
+          - {name: v, entity: thing, source: things, ttl: 0,
+             features: [{name: raw, dtype: bytes}, {name: at, dtype: timestamp}]}
+        """})
+    write_empty_sources(repo)
+    ts = pa.array([datetime(2026, 11, 30, 12, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
+    with FeatureStore(repo) as fs:
+        fs.apply()
+        fs.push("v", {"thing_id": ["a"], "ts": ts, "raw": pa.array([b"\x00\xff\x10"]), "at": ts})
+    code, out, err = run(capsys, "get-online-features", "--repo", str(repo), "--features", "v:*",
+                         "--entity", "thing_id=a")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["raw"] == ["AP8Q"] and data["at"] == ["2026-11-30T12:00:00+00:00"]
