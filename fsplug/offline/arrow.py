@@ -165,7 +165,7 @@ def as_table(data: object, what: str) -> pa.Table | None:
     if isinstance(data, dict):
         try:
             return pa.table(data)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:  # (an int beyond int64)
             from fsplug.errors import SourceDataError
 
             raise SourceDataError(f"{what}: cannot build a table from the columns: {first_line(exc)}") from None

@@ -445,6 +445,10 @@ def test_push_with_bad_columns_is_refused(sqlite_repo):
             store.push("stats", stats_table([1], [NOW], a=pa.array(["x"])))
         with pytest.raises(UserInputError, match="expected a pyarrow Table, a pandas DataFrame or a dict"):
             store.push("stats", [1, 2])
+        # an int beyond int64 in a dict column (a JSON push too) was a bare OverflowError (a 500 from the server)
+        with pytest.raises(SourceDataError, match="cannot build a table from the columns: .*too large"):
+            store.push("stats", {"driver_id": [1], "ts": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+                                 "a": [2**63], "b": [0.5], "c": ["x"]})
         with pytest.raises(ReferenceNotFoundError, match="did you mean 'stats'"):
             store.push("stat", stats_table([1], [NOW]))
         res = store.get_online_features(features=["stats:a"], entities={"driver_id": [1]})
