@@ -18,7 +18,15 @@ import numpy as np
 from fsplug.config import LoadedConfig
 from fsplug.online.factory import load_config
 from fsplug.definitions import load_repo_definitions
-from fsplug.errors import ConfigError, DefinitionError, EntityKeyError, FsplugError, Problem, UserInputError
+from fsplug.errors import (
+    ConfigError,
+    DefinitionError,
+    EntityKeyError,
+    FsplugError,
+    Problem,
+    RegistryError,
+    UserInputError,
+)
 from fsplug.plan import RetrievalPlan, compile_plan, now_us
 from fsplug.registry import Registry, RegistryDiff, RegistryStore, compile_repo, diff
 from fsplug.result import OnlineResult
@@ -201,7 +209,20 @@ class FeatureStore:
             DefinitionError: the YAML has problems (all of them, located).
         """
         new, warnings = self.compile(check_paths=False)
-        return diff(self.registry_store.load_or_none(), new), warnings
+        return diff(self._replaced_registry(self.registry_store)[0], new), warnings
+
+    def _replaced_registry(self, store: Any) -> tuple[Registry | None, bool]:
+        """The registry `apply` replaces, and whether its file must be written even when unchanged: the
+        applied one or, when its file cannot be read (truncated, corrupt), the one `apply` last
+        published in the online store (None without one), since `apply` writes the file anew."""
+        from fsplug.registry.published import ONLINE, load_published
+
+        try:
+            return store.load_or_none(), False
+        except RegistryError:
+            if self.config.config.registry == ONLINE:
+                raise
+            return load_published(self.online_store), True
 
     def apply(self) -> ApplyResult:
         """Compile the YAML, write the registry (atomically, under a lock) and update the online store.
@@ -220,13 +241,13 @@ class FeatureStore:
         new, warnings = self.compile(check_paths=True)
         store = self.registry_store
         with store.locked():
-            old = store.load_or_none()
+            old, damaged = self._replaced_registry(store)
             d = diff(old, new)
             actions = self.online_store.apply(new, d)
             gone = [v for v in (old.feature_views if old is not None else ()) if v not in new.feature_views]
             if gone:  # a view created again later starts from the beginning
                 self.online_store.delete_state(gone)
-            written = bool(d) or old is None or old.hash != new.hash or old.to_json() != new.to_json()
+            written = damaged or bool(d) or old is None or old.hash != new.hash or old.to_json() != new.to_json()
             if written:
                 store.save(new)
             from fsplug.registry.published import publish

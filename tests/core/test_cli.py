@@ -228,6 +228,21 @@ def test_an_empty_views_list_is_a_usage_error_not_all_views(applied_ride_repo, c
         assert "argument --views: " in (err := capsys.readouterr().err) and "names nothing" in err
 
 
+@pytest.mark.parametrize("damage", [b"garbage{", b"", b"\xff\xfe"])
+def test_an_unreadable_registry_file_is_rewritten_by_apply(applied_ride_repo, capsys, damage):
+    """A truncated or corrupt registry file stopped plan and apply alike with "... is unreadable; run
+    `fsplug apply` again", which failed the same way: the file had to be deleted by hand. apply (and
+    plan) now compare with the registry apply last published in the online store."""
+    registry = applied_ride_repo / "data" / "registry.json"
+    registry.write_bytes(damage)
+    code, out, err = run(capsys, "plan", "--repo", str(applied_ride_repo))
+    assert code == 0 and out.startswith("No changes"), err
+    code, out, err = run(capsys, "apply", "--repo", str(applied_ride_repo))
+    assert code == 0 and out.startswith("No changes") and " written to " in out, err
+    code, out, err = run(capsys, "list", "views", "--repo", str(applied_ride_repo))
+    assert code == 0 and "driver_stats" in out, err
+
+
 def test_only_definition_files_are_read(applied_ride_repo, capsys):
     """A copy of feature_store.yaml broke plan and apply (read as definitions); .fsplugignore skips more."""
     repo = applied_ride_repo
