@@ -248,8 +248,11 @@ def finish_rows(plan: RetrievalPlan, joined: pa.Table, *, event_timestamp_column
         raw[base_columns.index(c)] = (request_cols[c.name], statuses[c.name])
     if plan.program is not None:
         _derived_columns(plan, raw, n, fill_defaults, out_cols, statuses)
+    outputs = set(plan.names)  # (entity columns named like an output are replaced by it)
+    if include_statuses:
+        outputs.update(f"{name}__status" for name in plan.names)
     entity_cols = [name for name in joined.column_names
-                   if name not in plan.names and not name.startswith((_VALUE, _TS))]
+                   if name not in outputs and not name.startswith((_VALUE, _TS))]
     result = joined.select(entity_cols)
     for name in plan.names:
         result = result.append_column(name, out_cols[name])

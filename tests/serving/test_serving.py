@@ -55,6 +55,19 @@ def test_historical_features_with_request_columns(pipeline_repo):
             store.get_historical_features(offers.drop(["pickup_distance_km"]), service="decline_model_v1")
 
 
+def test_training_rows_with_statuses_can_be_entity_rows_again(pipeline_repo):
+    """Entity rows holding a previous run's output (features and their `__status` columns): the
+    features were replaced, but each status column came out twice (a pass-through one, then the new)."""
+    root, _ = pipeline_repo
+    with FeatureStore(root) as store:
+        offers = pq.read_table(root / "data" / "offers.parquet").slice(0, 50)
+        first = store.get_historical_features(offers, service="decline_model_v1", include_statuses=True)
+        again = store.get_historical_features(first, service="decline_model_v1", include_statuses=True)
+        assert again.column_names == first.column_names
+        assert len(set(again.column_names)) == len(again.column_names)
+        assert again.equals(first)
+
+
 def test_predictor_matches_sklearn(pipeline_repo):
     root, _ = pipeline_repo
     with FeatureStore(root) as store:
