@@ -27,7 +27,6 @@ __all__ = ["KeyList", "PLAIN_TYPES", "keys_by_group", "request_values", "check_k
 # check_request_value, which also handles None, numpy scalars and integral floats for int64).
 PLAIN_TYPES: dict[DType, frozenset[type]] = {
     DType.FLOAT64: frozenset({float, int}),
-    DType.FLOAT32: frozenset({float, int}),
     DType.INT64: frozenset({int}),
     DType.STRING: frozenset({str}),
 }
@@ -156,6 +155,8 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
 
     A timestamp is served as a UTC datetime (microseconds), whatever form it came in: a datetime
     (naive = UTC; pandas' Timestamp is one), an ISO-8601 string (JSON's form) or a numpy datetime64.
+    A number is served as its dtype holds it, as training data casts it: a float32 one rounded to
+    float32, a bool one as a bool, an int64 one as an int.
     """
     if c.dtype is DType.TIMESTAMP and v is not None and v != v:  # NaT (numpy's or pandas'): null
         v = None
@@ -171,12 +172,19 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
         ):
             if c.dtype is DType.INT64 and isinstance(v, (float, np.floating)) and not float(v).is_integer():
                 raise RequestFeatureError(f"request feature {c.feature!r} is int64; got {v!r}")
-            return v
+            if c.dtype is DType.FLOAT32:
+                with np.errstate(over="ignore"):  # (beyond float32's range: inf, as Arrow's cast gives)
+                    return float(np.float32(v))
+            conv = _NUMBER.get(c.dtype)
+            return v if conv is None else conv(v)
         raise RequestFeatureError(f"request feature {c.feature!r} is {c.dtype.value}; got {v!r} ({type(v).__name__})")
     if c.dtype is DType.STRING and not isinstance(v, str):
         raise RequestFeatureError(f"request feature {c.feature!r} is string; got {v!r} ({type(v).__name__})")
     return v
 
+
+_NUMBER: dict[DType, Any] = {DType.INT64: int, DType.BOOL: bool}
+"""The Python type a request value of these dtypes is served as (others: as given)."""
 
 
 def _timestamp(c: OutputColumn, v: Any) -> datetime:

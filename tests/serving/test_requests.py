@@ -87,3 +87,51 @@ def test_registry_swaps_keep_only_the_served_registrys_plans(store, tmp_path):
         assert store.get_feature_vector("fraud", customer_id="c1", request={"cart_value": 1.0}).names
         assert {k[0] for k in store._plans} == {reg.hash}
         assert all(hit[0] is reg for hit in store._by_service.values())
+
+
+TYPED = """\
+entities:
+  - {name: customer, join_key: customer_id, dtype: string}
+sources:
+  - {name: txn_src, path: data/txn.parquet, timestamp_field: event_ts}
+feature_views:
+  - {name: txn, entity: customer, source: txn_src, ttl: 0, features: [{name: total, dtype: float64, default: 1.0}]}
+request_sources:
+  - name: checkout
+    features:
+      - {name: ratio, dtype: float32}
+      - {name: vip, dtype: bool}
+      - {name: items, dtype: int64}
+derived_views:
+  - name: ctx
+    inputs: [txn, checkout]
+    features:
+      - {name: scaled, dtype: float64, expr: "total * 10 + ratio"}
+      - {name: vip_items, dtype: int64, expr: "items if vip else 0"}
+feature_services:
+  - {name: typed, features: ["checkout:*", "ctx:*"]}
+"""
+
+
+def test_request_values_are_served_as_their_dtype_as_in_training_data(tmp_path):
+    """A float32 request feature was served at float64 precision (0.1, where training data casts it to
+    float32: 0.10000000149011612, and so did every derived feature reading it), a bool one as the
+    number given (2) and an int64 one as the float given (3.0)."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    root = write_repo(tmp_path / "typed", {"defs.yaml": TYPED})
+    write_empty_sources(root)
+    with FeatureStore(root) as store:
+        store.apply()
+        ents = {"customer_id": ["a", "b"], "ratio": [0.1, 1e300], "vip": [2, 0], "items": [3.0, 4]}
+        online = store.get_online_features(service="typed", entities=ents).to_dict()
+        rows = {**ents, "event_timestamp": pa.array([datetime.now(UTC)] * 2, pa.timestamp("us", tz="UTC"))}
+        training = store.get_historical_features(rows, service="typed").to_pydict()
+        for name in ("ratio", "vip", "items", "scaled", "vip_items"):
+            assert online[name] == training[name], name
+        assert online["ratio"] == [0.10000000149011612, float("inf")] and online["vip"] == [True, False]
+        assert [type(v) for v in online["items"]] == [int, int]
+        vec = store.get_feature_vector("typed", customer_id="a", request={"ratio": 0.1, "vip": 2, "items": 3.0})
+        assert vec.values.tolist() == [0.10000000149011612, 1.0, 3.0, 10.100000001490116, 3.0]
