@@ -34,6 +34,8 @@ __all__ = ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "NEVER_STALE
            "ColumnSpec", "ViewSpec", "GroupSpec", "Kernel", "FastVector", "view_status", "column_status",
            "view_codes_array", "column_codes_array", "to_python", "derived_input"]
 
+_TWO_63 = 2**63
+
 # status codes (FieldStatus's numbers, as plain ints for the hot paths)
 PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = 1, 2, 3, 4
 
@@ -388,8 +390,8 @@ class Kernel:
                 request = {}
             for name, types, default in fast.request:
                 v = request.get(name, default)
-                if type(v) not in types:
-                    return None
+                if type(v) not in types or (type(v) is int and not -_TWO_63 <= v < _TWO_63):
+                    return None  # (`vector` refuses an int64 one beyond int64)
                 req.append(v)
         if row is None:
             row = fast.empty_row

@@ -110,7 +110,7 @@ def request_values(plan: RetrievalPlan, entities: Mapping[str, Sequence[Any]],
             if len(vals) != n:
                 raise RequestFeatureError(f"request feature {name!r} has {len(vals)} values for {n} rows")
             if set(map(type, vals)) <= plain:  # plain values of the right kind: as given
-                out[i] = vals
+                out[i] = _int64_checked(name, vals) if c.dtype is DType.INT64 else vals
                 continue
         elif c.default.python is not None:
             out[i] = [c.default.python] * n  # checked against the dtype when the repo was compiled
@@ -176,7 +176,8 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
                 with np.errstate(over="ignore"):  # (beyond float32's range: inf, as Arrow's cast gives)
                     return float(np.float32(v))
             conv = _NUMBER.get(c.dtype)
-            return v if conv is None else conv(v)
+            v = v if conv is None else conv(v)
+            return _int64_checked(c.feature, [v])[0] if c.dtype is DType.INT64 else v
         raise RequestFeatureError(f"request feature {c.feature!r} is {c.dtype.value}; got {v!r} ({type(v).__name__})")
     if c.dtype is DType.STRING and not isinstance(v, str):
         raise RequestFeatureError(f"request feature {c.feature!r} is string; got {v!r} ({type(v).__name__})")
@@ -185,6 +186,16 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
 
 _NUMBER: dict[DType, Any] = {DType.INT64: int, DType.BOOL: bool}
 """The Python type a request value of these dtypes is served as (others: as given)."""
+
+
+def _int64_checked(name: str, vals: list[int]) -> list[int]:
+    """`vals`, an int64 request feature's ints, when all are within int64; RequestFeatureError otherwise."""
+    try:
+        _array("q", vals)  # the range check, in C
+    except OverflowError:
+        bad = next(v for v in vals if not -_INT64_MAX - 1 <= v <= _INT64_MAX)
+        raise RequestFeatureError(f"request feature {name!r} is int64; {bad} is out of its range") from None
+    return vals
 
 
 def _timestamp(c: OutputColumn, v: Any) -> datetime:

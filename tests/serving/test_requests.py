@@ -110,6 +110,7 @@ derived_views:
       - {name: vip_items, dtype: int64, expr: "items if vip else 0"}
 feature_services:
   - {name: typed, features: ["checkout:*", "ctx:*"]}
+  - {name: vec, features: ["txn:total", "checkout:items"]}
 """
 
 
@@ -135,3 +136,23 @@ def test_request_values_are_served_as_their_dtype_as_in_training_data(tmp_path):
         assert [type(v) for v in online["items"]] == [int, int]
         vec = store.get_feature_vector("typed", customer_id="a", request={"ratio": 0.1, "vip": 2, "items": 3.0})
         assert vec.values.tolist() == [0.10000000149011612, 1.0, 3.0, 10.100000001490116, 3.0]
+
+
+def test_an_int64_request_value_beyond_int64_is_refused(tmp_path):
+    """It was taken: echoed as given, and a derived feature reading it failed with a bare OverflowError
+    (a 500 from the server); training data cannot cast it either."""
+    from fsplug.errors import RequestFeatureError
+
+    root = write_repo(tmp_path / "typed", {"defs.yaml": TYPED})
+    write_empty_sources(root)
+    with FeatureStore(root) as store:
+        store.apply()
+        for bad in (2**63, -(2**63) - 1, 1e30):
+            for features in (["checkout:items", "checkout:vip"], ["ctx:vip_items"]):
+                with pytest.raises(RequestFeatureError, match="request feature 'items' is int64; .* out of its range"):
+                    store.get_online_features(features=features, entities={"items": [1, bad], "vip": [True, True]})
+            with pytest.raises(RequestFeatureError, match="out of its range"):  # the one-entity path too
+                store.get_feature_vector("vec", customer_id="a", request={"items": bad})
+        ok = store.get_online_features(features=["checkout:items"], entities={"items": [2**63 - 1, -(2**63)]})
+        assert ok.to_dict() == {"items": [2**63 - 1, -(2**63)]}
+        assert store.get_feature_vector("vec", customer_id="a", request={"items": 5}).values.tolist() == [1.0, 5.0]
