@@ -627,9 +627,10 @@ def _layout(plan: Any) -> tuple[Any, tuple[str | None, ...], tuple[str, ...], tu
 _LAYOUTS: dict[int, tuple[Any, Any, tuple[str | None, ...], tuple[str, ...], tuple[Any, ...]]] = {}
 
 
-def _base64_values(values: list[bytes | None]) -> list[str | None]:
-    """A bytes column's values as JSON holds them: base64 text (RFC 4648), as Feast's server writes them."""
-    return [None if v is None else base64.b64encode(v).decode("ascii") for v in values]
+def _base64_values(values: list[Any]) -> list[Any]:
+    """A bytes column's values as JSON holds them: base64 text (RFC 4648), as Feast's server writes them
+    (a request feature's value given as text in the request is written as it came)."""
+    return [base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for v in values]
 
 
 def _constant_lists(n: int) -> tuple[Any, Any]:

@@ -905,6 +905,8 @@ feature_views:
       - {name: raw, dtype: bytes}
       - {name: t, dtype: timestamp}
       - {name: v, dtype: "list[float64]"}
+request_sources:
+  - {name: req, features: [{name: tag, dtype: bytes, default: "x"}]}
 """
 
 
@@ -965,6 +967,13 @@ def test_bytes_features_are_served_as_base64_as_feasts_server_does(every_dtype_a
     raw = columns(body)["raw"]
     assert raw["values"] == ["AP8Q", None, None]  # base64 of b"\x00\xff\x10"; null, then not found
     assert raw["statuses"] == ["PRESENT", "NULL_VALUE", "NOT_FOUND"]
+    # a bytes request feature: its default is bytes; a value given in JSON is text, written as it came
+    status, body = call_app(every_dtype_app, "/get-online-features",
+                            {"features": ["req:tag", "every:i"], "entities": {"thing_id": ["a"]}})
+    assert status == 200 and columns(body)["tag"]["values"] == ["eA=="], body
+    status, body = call_app(every_dtype_app, "/get-online-features",
+                            {"features": ["req:tag"], "entities": {"tag": ["abc"]}})
+    assert status == 200 and columns(body)["tag"]["values"] == ["abc"], body
 
 
 def test_push_takes_whole_numbers_for_float_features(every_dtype_app):
