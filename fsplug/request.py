@@ -163,6 +163,8 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
     if v is None:
         if c.default is None:
             raise RequestFeatureError(f"request feature {c.feature!r} is null and has no default")
+        if c.dtype is DType.BYTES:  # (declared as text, served as bytes: as when the column is left out)
+            return c.default.encode()
         return _timestamp(c, c.default) if c.dtype is DType.TIMESTAMP else c.default
     if c.dtype is DType.TIMESTAMP:
         return _timestamp(c, v)

@@ -156,3 +156,21 @@ def test_an_int64_request_value_beyond_int64_is_refused(tmp_path):
         ok = store.get_online_features(features=["checkout:items"], entities={"items": [2**63 - 1, -(2**63)]})
         assert ok.to_dict() == {"items": [2**63 - 1, -(2**63)]}
         assert store.get_feature_vector("vec", customer_id="a", request={"items": 5}).values.tolist() == [1.0, 5.0]
+
+
+def test_a_null_bytes_request_value_takes_the_default_as_bytes(tmp_path):
+    """Left out of the request, a bytes request feature's default was served as bytes; left null in
+    a row, as the declared text ('x' instead of b'x')."""
+    root = write_repo(tmp_path / "b", {"defs.yaml": DEFS.replace(
+        "      - {name: surge, dtype: float64, default: 1.0}",
+        "      - {name: surge, dtype: float64, default: 1.0}\n      - {name: tag, dtype: bytes, default: x}")})
+    write_empty_sources(root)
+    with FeatureStore(root) as store:
+        store.apply()
+        left_out = store.get_online_features(features=["checkout:tag"], entities={"tag": [b"y"]})
+        assert left_out.to_dict() == {"tag": [b"y"]}
+        null = store.get_online_features(features=["checkout:tag"], entities={"tag": [None, b"y"]})
+        assert null.to_dict() == {"tag": [b"x", b"y"]}
+        default = store.get_online_features(features=["checkout:tag", "txn:txn_count_24h"],
+                                            entities={"customer_id": ["a"]})
+        assert default.to_dict()["tag"] == [b"x"]
