@@ -211,6 +211,20 @@ class FeatureStore:
         new, warnings = self.compile(check_paths=False)
         return diff(self._replaced_registry(self.registry_store)[0], new), warnings
 
+    def _refuse_emptying(self, old: Registry | None, new: Registry) -> None:
+        """Refuse an apply from a folder without definition files that would delete every object of an
+        applied project (a serving host's folder, holding only feature_store.yaml)."""
+        from fsplug.definitions import definition_files
+
+        if old is None or not old.feature_views or new.feature_views or definition_files(self.repo_path):
+            return
+        raise UserInputError(
+            f"no definition files in {self.repo_path}: apply would delete every object of project "
+            f"{old.project!r} ({len(old.feature_views)} feature views) from the registry it serves; run apply "
+            "from the feature repo (a serving host needs only feature_store.yaml), or `fsplug teardown` to "
+            "remove the project"
+        )
+
     def _replaced_registry(self, store: Any) -> tuple[Registry | None, bool]:
         """The registry `apply` replaces, and whether its file must be written even when unchanged: the
         applied one or, when its file cannot be read (truncated, corrupt), the one `apply` last
@@ -236,12 +250,14 @@ class FeatureStore:
 
         Raises:
             DefinitionError: problems in the YAML or mismatches with the sources (all, located).
+            UserInputError: no definition files, where applying would delete every object of the project.
             StoreError: the online store could not be prepared.
         """
         new, warnings = self.compile(check_paths=True)
         store = self.registry_store
         with store.locked():
             old, damaged = self._replaced_registry(store)
+            self._refuse_emptying(old, new)
             d = diff(old, new)
             actions = self.online_store.apply(new, d)
             gone = [v for v in (old.feature_views if old is not None else ()) if v not in new.feature_views]

@@ -346,3 +346,22 @@ def test_get_online_features_prints_bytes_and_times_as_the_server_writes_them(tm
     assert code == 0, err
     data = json.loads(out)
     assert data["raw"] == ["AP8Q"] and data["at"] == ["2026-11-30T12:00:00+00:00"]
+
+
+def test_apply_from_a_folder_without_definitions_deletes_nothing(applied_ride_repo, capsys, tmp_path):
+    """A serving host's folder holds only feature_store.yaml (`registry: online`); `fsplug apply` run there,
+    as a Feast user runs `feast apply`, published an empty registry (every serving host swapped to it)
+    and deleted every view's materialization state."""
+    from fsplug.store import FeatureStore
+
+    cfg = applied_ride_repo / "feature_store.yaml"
+    cfg.write_text(cfg.read_text().replace("registry: data/registry.json", "registry: online")
+                   .replace("path: data/online.db", f"path: {applied_ride_repo / 'data' / 'online.db'}"))
+    assert run(capsys, "apply", "--repo", str(applied_ride_repo))[0] == 0
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "feature_store.yaml").write_text(cfg.read_text())
+    code, out, err = run(capsys, "apply", "--repo", str(host))
+    assert code == 1 and "no definition files" in err and "fsplug teardown" in err, err
+    with FeatureStore(host) as fs:
+        assert "driver_stats" in fs.registry.feature_views
