@@ -932,6 +932,7 @@ def call_app(app, path: str, body: dict) -> tuple[int, dict]:
     """POST `body` (JSON) to `path` of the in-process app, with the token: (status, decoded JSON body)."""
     import asyncio
     import json
+    from concurrent.futures import ThreadPoolExecutor
 
     async def run() -> list[dict]:
         sent: list[dict] = []
@@ -946,7 +947,8 @@ def call_app(app, path: str, body: dict) -> tuple[int, dict]:
         await app({"type": "http", "method": "POST", "path": path, "headers": headers}, receive, send)
         return sent
 
-    start_msg, body_msg = asyncio.run(run())
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own, whatever the test process's thread holds
+        start_msg, body_msg = pool.submit(asyncio.run, run()).result()
     return start_msg["status"], json.loads(body_msg["body"])
 
 
