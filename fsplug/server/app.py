@@ -616,7 +616,7 @@ def _layout(plan: Any) -> tuple[Any, tuple[str | None, ...], tuple[str, ...], tu
     names = orjson.Fragment(orjson.dumps({"feature_names": [*plan.join_keys, *(c.name for c in plan.columns)]}))
     views = tuple(None if c.is_request else c.view for c in plan.columns)
     distinct = tuple(dict.fromkeys(v for v in views if v is not None))
-    encoders = tuple(_base64_values if c.dtype is DType.BYTES else None for c in plan.columns)
+    encoders = tuple(_ENCODERS.get(c.dtype) for c in plan.columns)
     if len(_LAYOUTS) >= 1024:
         _LAYOUTS.clear()
     # (the plan is kept: its id is not reused meanwhile)
@@ -631,6 +631,17 @@ def _base64_values(values: list[Any]) -> list[Any]:
     """A bytes column's values as JSON holds them: base64 text (RFC 4648), as Feast's server writes them
     (a request feature's value given as text in the request is written as it came)."""
     return [base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for v in values]
+
+
+def _epoch_seconds(values: list[Any]) -> list[Any]:
+    """Timestamp values as Feast's server writes them (its `unix_timestamp_val`): whole seconds since the
+    epoch, so Feast's clients read them back (Feast's remote online store takes them with `int()`)."""
+    return [int(v.timestamp()) if isinstance(v, datetime) else v for v in values]
+
+
+_ENCODERS: dict[DType, Callable[[list[Any]], list[Any]]] = {DType.BYTES: _base64_values,
+                                                             DType.TIMESTAMP: _epoch_seconds}
+"""Per dtype whose Python values JSON has no form for: the function that writes a column's values."""
 
 
 def _constant_lists(n: int) -> tuple[Any, Any]:

@@ -978,6 +978,29 @@ def test_bytes_features_are_served_as_base64_as_feasts_server_does(every_dtype_a
     assert status == 200 and columns(body)["tag"]["values"] == ["abc"], body
 
 
+def test_timestamp_features_are_served_as_feasts_server_writes_them(every_dtype_app):
+    """Feast writes a timestamp value (its unix_timestamp_val) as whole seconds since the epoch, and its
+    remote online store reads it back with int(): an ISO string would break Feast's clients."""
+    import pyarrow as pa
+
+    ts = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    at = datetime(2026, 11, 30, 11, 59, 58, 750_000, tzinfo=UTC)
+    every_dtype_app.store.push("every", {
+        "thing_id": ["a", "b"], "ts": pa.array([ts, ts], pa.timestamp("us", tz="UTC")),
+        "i": [1, 2], "f": [1.5, 2.5], "f32": pa.array([1.5, 2.5], pa.float32()), "s": ["x", "y"],
+        "b": [True, False], "raw": pa.array([None, None], pa.binary()),
+        "t": pa.array([at, None], pa.timestamp("us", tz="UTC")),
+        "v": pa.array([[1.0], [2.0]], pa.list_(pa.float64())),
+    })
+    status, body = call_app(every_dtype_app, "/get-online-features",
+                            {"features": ["every:t"], "entities": {"thing_id": ["a", "b", "zz"]}})
+    assert status == 200, body
+    t = columns(body)["t"]
+    assert t["values"] == [int(at.timestamp()), None, None] and type(t["values"][0]) is int
+    assert t["statuses"] == ["PRESENT", "NULL_VALUE", "NOT_FOUND"]
+    assert t["event_timestamps"][0] == "2026-11-30T12:00:00Z"  # the event time stays RFC 3339, as Feast's
+
+
 def test_push_takes_whole_numbers_for_float_features(every_dtype_app):
     """JSON has one number type: a client in JavaScript writes 2.0 as 2, so a float feature (and a
     list[float64] element) takes whole numbers, as it takes them in a request."""

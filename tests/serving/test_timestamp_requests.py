@@ -151,8 +151,9 @@ def test_the_feast_response_carries_the_normalized_time(store):
     ents = {"card_id": ["c1"], "txn_time": ["2026-12-01T05:30:00+02:00"], "amount": [1.0]}
     body = orjson.loads(feast_response(store.get_online_features(service="everything", entities=ents), ents))
     values = dict(zip(body["metadata"]["feature_names"], (r["values"] for r in body["results"]), strict=True))
-    assert values["txn_time"] == ["2026-12-01T03:30:00+00:00"]  # as a stored timestamp is written
-    assert values["opened_at"] == ["2026-11-01T00:00:00+00:00"] and values["txn_hour"] == [3]
+    # as Feast's server writes a timestamp value (unix_timestamp_val): whole seconds since the epoch
+    assert values["txn_time"] == [int(datetime(2026, 12, 1, 3, 30, tzinfo=UTC).timestamp())]
+    assert values["opened_at"] == [int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())] and values["txn_hour"] == [3]
 
 
 @pytest.mark.parametrize("column", [
