@@ -15,6 +15,8 @@ Endpoints:
   `{"feature_service": s, "entity": {key: value}, "request": {...}}` ->
   `{"feature_names": [...], "values": [floats], "statuses": [...]}`.
 - `POST /push` (only with `enable_push`, always behind the token): rows for one feature view.
+- `POST /write-to-online-store` (as `/push`): Feast's form of it, which Feast's remote online store
+  writes through (`feature_view_name`, and Feast's column names).
 - `GET /health` (the process answers), `GET /ready` (registry loaded, store reachable), `GET /metrics`.
 - `GET /ui/...`: the web console (fsplug.console); `GET /` leads there (307).
 
@@ -129,6 +131,7 @@ class FeatureServerApp:
             ("POST", "/get-online-features"): self._get_online_features,
             ("POST", "/get-feature-vector"): self._get_feature_vector,
             ("POST", "/push"): self._push,
+            ("POST", "/write-to-online-store"): self._write_to_online_store,
             ("GET", "/health"): self._health,
             ("GET", "/ready"): self._ready,
             ("GET", "/metrics"): self._metrics,
@@ -506,11 +509,7 @@ class FeatureServerApp:
         return 200, body, _JSON
 
     async def _push(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
-        if not self.config.enable_push:
-            raise HTTPError(404, "push_disabled", "POST /push is off; start the server with --enable-push")
-        self._authorize(scope)
-        t0 = time.perf_counter()
-        req = await self._body(scope, receive)
+        req = await self._write_request(scope, receive)
         view = req.get("feature_view", req.get("push_source_name"))
         df = req.get("df")
         if type(view) is not str or type(df) is not dict:
@@ -523,13 +522,36 @@ class FeatureServerApp:
             raise HTTPError(
                 400, "invalid_request", f'"to": {req["to"]!r}: fsplug\'s /push writes the online store only ("online")'
             )
+        return self._write("/push", view, df, lambda v: df)
+
+    async def _write_to_online_store(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
+        """Feast's `/write-to-online-store`, which Feast's remote online store writes through: rows whose
+        columns are the join keys, the feature names, `event_timestamp` and `created` (Feast's names)."""
+        req = await self._write_request(scope, receive)
+        view = req.get("feature_view_name")
+        df = req.get("df")
+        if type(view) is not str or type(df) is not dict:
+            raise HTTPError(400, "invalid_request", 'give "feature_view_name": name and "df": {column: [values]}')
+        return self._write("/write-to-online-store", view, df, lambda v: _source_columns(df, v))
+
+    async def _write_request(self, scope: dict[str, Any], receive: Receive) -> Any:
+        """The body of a write request, once the server takes writes and the token is right."""
+        if not self.config.enable_push:
+            raise HTTPError(404, "push_disabled", f"POST {scope['path']} is off; start the server with --enable-push")
+        self._authorize(scope)
+        return await self._body(scope, receive)
+
+    def _write(self, endpoint: str, view: str, df: dict[str, Any],
+               columns: Callable[[Any], dict[str, Any]]) -> tuple[int, bytes, list[Any]]:
+        """Push `columns(view)` (the source's columns of `df`) into the view's online rows."""
+        t0 = time.perf_counter()
         try:
             view_obj = self.store.registry.view(view)
-            table = _push_table(df, view_obj)
+            table = _push_table(columns(view_obj), view_obj)
             written = self.store.push(view, table)
         except FsplugError as exc:
             raise _error_of(exc) from None
-        m.child(m.REQUEST_SECONDS, "/push", "").observe(time.perf_counter() - t0)
+        m.child(m.REQUEST_SECONDS, endpoint, "").observe(time.perf_counter() - t0)
         return 200, orjson.dumps({"written": written}), _JSON
 
     async def _health(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, list[Any]]:
@@ -701,6 +723,21 @@ def _format_us(us: int | None) -> str:
     if not frac % 1000:
         return f"{base}.{frac // 1000:03d}Z"
     return f"{base}.{frac:06d}Z"
+
+
+def _source_columns(df: dict[str, Any], view: Any) -> dict[str, Any]:
+    """Feast's write columns under the view's source names: `event_timestamp` -> the source's timestamp
+    field, `created` -> its created-timestamp field (dropped without one), a feature's name -> its column."""
+    src = view.source
+    names = {"event_timestamp": src.timestamp_field, **{f.name: f.column for f in view.features}}
+    if src.created_timestamp_field:
+        names["created"] = src.created_timestamp_field
+    out = {}
+    for name, values in df.items():
+        if name == "created" and name not in names:
+            continue
+        out[names.get(name, name)] = values
+    return out
 
 
 def _push_table(df: dict[str, Any], view: Any) -> Any:

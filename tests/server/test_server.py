@@ -1001,6 +1001,27 @@ def test_timestamp_features_are_served_as_feasts_server_writes_them(every_dtype_
     assert t["event_timestamps"][0] == "2026-11-30T12:00:00Z"  # the event time stays RFC 3339, as Feast's
 
 
+def test_feasts_remote_online_store_writes_through_write_to_online_store(every_dtype_app):
+    """Feast's remote online store posts rows to /write-to-online-store under Feast's names: the join keys,
+    the feature names, `event_timestamp` (naive UTC ISO) and `created` (None without one); the view's
+    source names its time column `ts` here."""
+    import numpy as np
+
+    df = {"thing_id": ["w"], "i": [5], "f": [0.25], "f32": [0.5], "s": ["z"], "b": [False], "raw": [None],
+          "t": [None], "v": [[3.0]], "event_timestamp": ["2026-11-30T10:00:00"], "created": [None]}
+    status, body = call_app(every_dtype_app, "/write-to-online-store",
+                            {"feature_view_name": "every", "df": df, "allow_registry_cache": False})
+    assert status == 200 and body == {"written": 1}, body
+    res = every_dtype_app.store.get_online_features(features=["every:i", "every:f", "every:v"],
+                                                    entities={"thing_id": ["w"]})
+    assert res.to_dict() == {"i": [5], "f": [0.25], "v": [[3.0]]}
+    assert res.event_timestamps["every"][0] == np.datetime64("2026-11-30T10:00:00", "us")
+    status, body = call_app(every_dtype_app, "/write-to-online-store", {"feature_view_name": "nope", "df": df})
+    assert status == 422 and "nope" in body["detail"], body
+    status, body = call_app(every_dtype_app, "/write-to-online-store", {"df": df})
+    assert status == 400, body
+
+
 def test_push_takes_whole_numbers_for_float_features(every_dtype_app):
     """JSON has one number type: a client in JavaScript writes 2.0 as 2, so a float feature (and a
     list[float64] element) takes whole numbers, as it takes them in a request."""
