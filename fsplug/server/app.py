@@ -276,7 +276,9 @@ class FeatureServerApp:
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path = scope["path"]
-        handler = self._routes.get((scope["method"], path))
+        method = scope["method"]
+        # HEAD is GET without the body (uvicorn leaves the body out), as load balancers' health checks send it
+        handler = self._routes.get(("GET" if method == "HEAD" else method, path))
         if handler is None and self.console is not None:
             if path == "/ui" or path.startswith("/ui/"):
                 await self.console(scope, receive, send)
@@ -421,6 +423,8 @@ class FeatureServerApp:
         entities = req.get("entities")
         full = req.get("full_feature_names", False)
         label = "?"
+        if features == [] and service is not None:  # Feast's request model sends its default [] with a service
+            features = None
         if (features is None) == (service is None):
             raise HTTPError(
                 400,

@@ -221,6 +221,11 @@ def test_health_ready_and_routing(server):
     assert server.client.get("/nope").status_code == 404
     r = server.client.get("/get-online-features")
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    for path in ("/health", "/ready"):  # HEAD (load balancers' health checks): GET's status and headers, no body
+        head, get = server.client.head(path), server.client.get(path)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+        assert head.headers["content-type"] == get.headers["content-type"]
+    assert server.client.head("/get-online-features").status_code == 405
 
 
 # ---- errors -----------------------------------------------------------------------------------
@@ -295,6 +300,17 @@ def test_error_table(server, served_repo, name, body, status, kind, expect):
     else:
         assert expect in err["detail"]
     assert "Traceback" not in r.text and 'File "' not in r.text
+
+
+def test_a_service_with_feasts_default_empty_feature_list_is_served(server):
+    """Feast's request model has `features: []` by default: a client serializing it with a feature service
+    sends both keys, and Feast serves the service."""
+    plain = server.post("/get-online-features", service_request([1001, 1002]))
+    with_default = server.post("/get-online-features", {**service_request([1001, 1002]), "features": []})
+    assert with_default.status_code == 200, with_default.text
+    assert columns(with_default.json()) == columns(plain.json())
+    neither = server.post("/get-online-features", {"features": [], "entities": {"driver_id": [1001]}})
+    assert neither.status_code in (400, 422), neither.text  # an empty list alone names nothing
 
 
 def test_did_you_mean_reaches_the_client(server):
