@@ -121,6 +121,7 @@ class FeatureServerApp:
         self.store: Any = None  # FeatureStore, opened in startup()
         self._token = (os.environ.get(config.token_env) or "").encode() or None
         self._marker: Any = None  # what the registry poll compares (published hash or file stamp)
+        self._poll_error: str | None = None  # the registry poll's last failure, logged once
         self._poll_task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None  # cancels requests whose body is late
         self._flush_task: asyncio.Task[None] | None = None  # writes the metrics every FLUSH_S
@@ -196,11 +197,15 @@ class FeatureServerApp:
         try:
             marker = self._registry_marker()
             if marker == self._marker:
+                self._poll_error = None
                 return False
             new = self.store.registry_store.load()
         except FsplugError as exc:
-            log.warning("registry poll failed (still serving %s): %s", self.store.registry.hash[:12], exc)
+            if str(exc) != self._poll_error:  # once per failure, not every poll (a torn-down project: forever)
+                log.warning("registry poll failed (still serving %s): %s", self.store.registry.hash[:12], exc)
+            self._poll_error = str(exc)
             return False
+        self._poll_error = None
         old = self.store.registry
         self._marker = marker
         if new.hash == old.hash:

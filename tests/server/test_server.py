@@ -1038,6 +1038,22 @@ def test_feasts_remote_online_store_writes_through_write_to_online_store(every_d
     assert status == 400, body
 
 
+def test_a_failing_registry_poll_is_logged_once_not_every_poll(every_dtype_app, caplog):
+    import logging
+
+    path = every_dtype_app.store.config.registry_path
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # a registry file cut short: every poll fails the same way
+    with caplog.at_level(logging.WARNING, logger="fsplug.server"):
+        assert [every_dtype_app.poll_registry() for _ in range(3)] == [False] * 3
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1, caplog.text
+    assert "registry poll failed" in caplog.records[0].getMessage() and len(caplog.records) == 1
+    status, body = call_app(every_dtype_app, "/get-online-features",
+                            {"features": ["every:i"], "entities": {"thing_id": ["a"]}})
+    assert status == 200, body  # still serving the registry it has
+    path.write_bytes(good)
+
+
 def test_push_takes_whole_numbers_for_float_features(every_dtype_app):
     """JSON has one number type: a client in JavaScript writes 2.0 as 2, so a float feature (and a
     list[float64] element) takes whole numbers, as it takes them in a request."""
