@@ -216,6 +216,10 @@ class Registry:
     # ---- lookups with helpful errors -------------------------------------------------
     def view(self, name: str) -> FeatureView:
         """The feature view `name`; ReferenceNotFoundError (with a hint) when unknown."""
+        if name in self.derived_views and name not in self.feature_views:
+            raise ReferenceNotFoundError(f"{name!r} is a derived view: its features are computed when they are read "
+                                         "(from the views and request features they name), never stored; there "
+                                         f"is no feature view {name!r} to materialize or push")
         return _lookup(self.feature_views, name, "feature view")
 
     def service(self, name: str) -> FeatureService:

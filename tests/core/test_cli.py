@@ -228,6 +228,12 @@ def test_an_empty_views_list_is_a_usage_error_not_all_views(applied_ride_repo, c
         assert "argument --views: " in (err := capsys.readouterr().err) and "names nothing" in err
 
 
+def test_a_derived_view_named_for_materialize_is_said_to_be_one(applied_ride_repo, capsys):
+    code, _, err = run(capsys, "materialize", "2000-01-01", "now", "--repo", str(applied_ride_repo),
+                       "--views", "trip_context")
+    assert code == 1 and "'trip_context' is a derived view" in err and "never stored" in err, err
+
+
 @pytest.mark.parametrize("damage", [b"garbage{", b"", b"\xff\xfe"])
 def test_an_unreadable_registry_file_is_rewritten_by_apply(applied_ride_repo, capsys, damage):
     """A truncated or corrupt registry file stopped plan and apply alike with "... is unreadable; run
