@@ -81,11 +81,13 @@ def materialize(spec: dict[str, Any], timeout: float | None = None) -> dict[str,
                      timeout=timeout)
 
 
-def remote_read(spec: dict[str, Any], timeout: float | None = 300) -> dict[str, Any]:
+def remote_read(spec: dict[str, Any], timeout: float | None = 300, env: dict[str, str] | None = None
+                ) -> dict[str, Any]:
     """Feast's own feature-server client (its `remote` online store) reading `spec["keys"]`: the features
-    it named (`features`, "view:feature") and its `to_dict()` (`result`)."""
+    it named (`features`, "view:feature") and its `to_dict()` (`result`); with `spec["write"]`, after writing
+    that row through the same client (see benchmarks/feast_worker.py). `env`: for the worker (a token)."""
     return run_child([str(WORKER), "remote_read", "--spec", str(_write_spec(spec))], python=str(venv_python()),
-                     timeout=timeout)
+                     env=env, timeout=timeout)
 
 
 class FeastSystem:

@@ -21,7 +21,10 @@ Every read is `get_online_features(features=<FeatureService>, entity_rows=[...])
 
 `remote_read` reads the spec's `keys` through Feast's own client for a feature server (the `remote`
 online store whose `path` the spec's `online_store` names) and prints the features it named and its
-`to_dict()` (one JSON line).
+`to_dict()` (one JSON line). With `write` in the spec (`{"view": name, "row": {column: value}}`, the
+event time as `event_timestamp`), it first writes that row through the same client
+(`write_to_online_store`), sending the bearer token of the environment variable `token_env` names (Feast's
+`oidc` client auth with `token_env_var`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def _feature_store_yaml(spec: dict[str, Any]) -> str:
         "offline_store": {"type": "file"},
         "entity_key_serialization_version": 3,
     }
+    if spec.get("token_env"):  # a static bearer token: Feast's oidc client auth sends it as it is
+        cfg["auth"] = {"type": "oidc", "token_env_var": spec["token_env"]}
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
@@ -181,6 +186,13 @@ def remote_read(spec: dict[str, Any]) -> dict[str, Any]:
     at `spec["online_store"]["path"]`), the service's features named one by one: `to_dict()`."""
     store = _open(spec, fresh=True)
     store.apply(_objects(spec))
+    if spec.get("write"):
+        import pandas as pd
+
+        row = dict(spec["write"]["row"])
+        row["event_timestamp"] = datetime.fromisoformat(row["event_timestamp"])
+        row["created"] = row["event_timestamp"]
+        store.write_to_online_store(spec["write"]["view"], pd.DataFrame({k: [v] for k, v in row.items()}))
     features = [f"{v}:{f}" for v, fs in spec["service"]["features"].items() for f in fs]
     res = store.get_online_features(features=features, entity_rows=[{"driver_id": k} for k in spec["keys"]])
     return {"features": features, "result": res.to_dict()}

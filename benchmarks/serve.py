@@ -37,6 +37,9 @@ from typing import Any
 
 from benchmarks.data import RESULTS, ROOT, SERVICE, dataset, fresh_end, make_fsplug_repo
 
+TOKEN_ENV = "FSPLUG_SERVE_TOKEN"  # fsplug serve's default token variable
+TOKEN = "benchmark-token"  # (a benchmark's server on loopback; with --with-feast it takes writes for the client check)
+
 __all__ = ["main"]
 
 _LUA = """\
@@ -225,26 +228,39 @@ def _canned_rows(
     return rows
 
 
+WRITTEN_ROW = {"trips_today": 7, "hours_on_shift": 2.5, "consecutive_trips": 3, "acceptance_rate_1h": 0.5,
+               "declines_1h": 1}
+"""driver_activity's features in the row Feast's client writes through fsplug serve (a new driver)."""
+
+
 def _feast_client_check(ds: Any, ids: list[int], work: Path, url: str, repo: Path) -> dict[str, Any]:
-    """Feast's own client for a feature server (its `remote` online store, run in the Feast venv) reading
-    from `fsplug serve` at `url`: the same values as fsplug's in-process read, for 50 drivers and one
-    that does not exist (a client written for `feast serve` works unchanged)."""
+    """Feast's own client for a feature server (its `remote` online store, run in the Feast venv) against
+    `fsplug serve` at `url`: it writes one row of a new driver (`write_to_online_store`, with the server's
+    token) and reads 50 drivers, that one and one that does not exist; the values must be fsplug's
+    in-process ones, the written row's included (a client written for `feast serve` works unchanged)."""
     from benchmarks.feast_side import ensure_venv, remote_read, spec_for
     from fsplug.store import FeatureStore
 
     ensure_venv()
-    keys = [*random.Random(11).sample(ids, 50), max(ids) + 1]
-    spec = {**spec_for(ds, work / "feast_client_repo", {"type": "remote", "path": url}), "keys": keys}
-    reply = remote_read(spec)
+    new = max(ids) + 2
+    keys = [*random.Random(11).sample(ids, 50), new, max(ids) + 1]
+    written_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0).isoformat()
+    spec = {**spec_for(ds, work / "feast_client_repo", {"type": "remote", "path": url}), "keys": keys,
+            "token_env": TOKEN_ENV,
+            "write": {"view": "driver_activity",
+                      "row": {"driver_id": new, "event_timestamp": written_at, **WRITTEN_ROW}}}
+    reply = remote_read(spec, env={TOKEN_ENV: TOKEN})
     got, features = reply["result"], reply["features"]
     with FeatureStore(repo) as fs:
         want = fs.get_online_features(features=features, entities={"driver_id": keys}).to_dict()
     differ = sorted(name for name, values in want.items() if got.get(name) != values)
-    same = not differ and got.get("driver_id") == keys
-    verdict = "the same values as in-process" if same else "DIFFERENT in " + ", ".join(differ or ["driver_id"])
-    print(f"Feast's own client (remote online store) against fsplug serve, {len(keys)} drivers x {len(want)} "
-          f"features: {verdict}")
-    return {"drivers": len(keys), "features": len(want), "same": same, "differ": differ}
+    written = all(want[name][-2] == value for name, value in WRITTEN_ROW.items())
+    same = not differ and got.get("driver_id") == keys and written
+    verdict = ("the same values as in-process, the row it wrote included" if same
+               else "DIFFERENT in " + ", ".join(differ or (["driver_id"] if written else ["the written row"])))
+    print(f"Feast's own client (remote online store) against fsplug serve, a row written and {len(keys)} "
+          f"drivers x {len(want)} features read: {verdict}")
+    return {"drivers": len(keys), "features": len(want), "written": written, "same": same, "differ": differ}
 
 
 def _feast_rows(
@@ -338,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     ids = list(ds.driver_ids())
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), TOKEN_ENV: TOKEN}  # (the token: for the Feast client's write)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
         [
@@ -354,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.workers),
             "--registry-poll",
             "0",
+            *(["--enable-push"] if args.with_feast else []),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
