@@ -198,6 +198,10 @@ def test_string_keys_that_differ_only_after_a_nul_character_are_different_entiti
                 digest = hashlib.new("ripemd160", set_name.encode() + b"\x03" + b"u\x00x").digest()
                 _, _, bins = online.client().get((online.config.namespace, set_name, None, bytearray(digest)))
                 assert bins["score"] == 1
+                import aerospike  # the formula is the client's own for a string without NUL
+
+                assert bytes(aerospike.calc_digest(online.config.namespace, set_name, "u")) == hashlib.new(
+                    "ripemd160", set_name.encode() + b"\x03" + b"u").digest()
         finally:
             store.teardown()
 

@@ -68,6 +68,14 @@ def client_key(ns: str, set_name: str, user_key: Any) -> tuple[Any, ...]:
 _STRING_KEY_TYPE = b"\x03"  # (the particle type of a string key in the digest)
 
 
+def _has_nul(keys: Sequence[Any]) -> bool:
+    """Whether a column of single keys holds a string with a NUL character (one C-level pass)."""
+    try:
+        return "\x00" in "".join(keys)
+    except TypeError:  # not all strings
+        return any(type(k) is str and "\x00" in k for k in keys)
+
+
 
 class AerospikeOnlineStore(OnlineStore):
     """Online store on an Aerospike cluster."""
@@ -283,7 +291,10 @@ class AerospikeOnlineStore(OnlineStore):
         bins = [f.bin for f in view.features]
         ts_list = batch.event_ts_us.tolist() if hasattr(batch.event_ts_us, "tolist") else list(batch.event_ts_us)
         key_cols = [k.tolist() if hasattr(k, "tolist") else list(k) for k in batch.keys]
-        keys = [client_key(ns, set_name, encode_key(t)) for t in zip(*key_cols, strict=True)]
+        if len(key_cols) == 1 and _has_nul(key_cols[0]):
+            keys = [client_key(ns, set_name, k) for k in key_cols[0]]  # (rare: see client_key)
+        else:
+            keys = [(ns, set_name, encode_key(t)) for t in zip(*key_cols, strict=True)]
         write_op = aerospike.OPERATOR_WRITE
         # (a key that goes by its digest alone has no user key to send: the client crashes on KEY_SEND there)
         key_policy = {3: aerospike.POLICY_KEY_SEND, 4: aerospike.POLICY_KEY_DIGEST}
@@ -335,7 +346,7 @@ class AerospikeOnlineStore(OnlineStore):
         for g, s, group_keys in zip(plan.groups, sets, keys_by_group, strict=True):
             if len(g.join_keys) == 1:
                 col = group_keys.columns[0] if type(group_keys) is KeyList else [k[0] for k in group_keys]
-                if g.key_dtypes[0] is DType.STRING and "\x00" in "".join(col):  # (rare: see client_key)
+                if g.key_dtypes[0] is DType.STRING and _has_nul(col):  # (rare: see client_key)
                     keys += [client_key(ns, s, k) for k in col]
                 else:
                     keys += [(ns, s, k) for k in col]
