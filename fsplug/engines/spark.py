@@ -97,7 +97,12 @@ _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?/*"
 #   `spark.driver.defaultJavaOptions` to `spark.driver.extraJavaOptions`, so JVM options the user gives
 #   there (or with --driver-java-options) are kept, and theirs come last and win
 #   (`-XX:TieredStopAtLevel=4` brings C2 back); it is left out when spark-defaults.conf sets it too.
-_LOCAL_DEFAULTS = {"spark.shuffle.compress": "false", "spark.driver.defaultJavaOptions": "-XX:TieredStopAtLevel=1"}
+# - the Python daemon that forks the workers is `spark_daemon` (pyspark's own daemon importing pyspark
+#   from the installed package, whose compiled modules Python keeps, instead of the pyspark.zip Spark puts
+#   first on the workers' path, whose sources every new daemon and worker compiled again: ~1.1 CPU-seconds
+#   per application); the workers run this interpreter, which has fsplug.
+_LOCAL_DEFAULTS = {"spark.shuffle.compress": "false", "spark.driver.defaultJavaOptions": "-XX:TieredStopAtLevel=1",
+                   "spark.python.daemon.module": "fsplug.engines.spark_daemon"}
 
 
 @dataclass

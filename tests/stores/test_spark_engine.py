@@ -681,9 +681,13 @@ from fsplug.engines.spark import SparkEngine
 spark = SparkEngine(SparkConfig(master="local[1]", conf=json.loads(sys.argv[1]))).session()
 mx = spark._jvm.java.lang.management.ManagementFactory
 hotspot = mx.getPlatformMXBean(spark._jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+def where(_):
+    import pyspark
+    yield pyspark.__file__
 print(json.dumps({"level": hotspot.getVMOption("TieredStopAtLevel").getValue(),
                   "args": list(mx.getRuntimeMXBean().getInputArguments()),
-                  "compress": spark.sparkContext.getConf().get("spark.shuffle.compress")}))
+                  "compress": spark.sparkContext.getConf().get("spark.shuffle.compress"),
+                  "worker_pyspark": spark.sparkContext.parallelize([0], 1).mapPartitions(where).collect()[0]}))
 spark.stop()
 """
 
@@ -703,6 +707,28 @@ def test_a_local_session_the_engine_starts_compiles_with_c1_only_and_keeps_the_u
     assert got["level"] == "1"
     assert got["args"].index("-XX:TieredStopAtLevel=1") < got["args"].index("-Dfsplug.probe=1")
     assert got["compress"] == "false"
+    # the workers' pyspark is the installed package's (compiled once), not the pyspark.zip Spark puts first
+    import pyspark
+
+    assert got["worker_pyspark"] == pyspark.__file__
+
+
+def test_the_worker_daemon_drops_only_the_installed_packages_own_zip(tmp_path):
+    """`spark_daemon` takes off the workers' path the pyspark.zip inside the installed pyspark package (the
+    same sources, compiled); a zip of another Spark (a SPARK_HOME of its own) stays first."""
+    from fsplug.engines.spark_daemon import prefer_installed_pyspark
+
+    site = tmp_path / "site-packages"
+    (site / "pyspark" / "python" / "lib").mkdir(parents=True)
+    (site / "pyspark" / "__init__.py").write_text("")
+    own = str(site / "pyspark" / "python" / "lib" / "pyspark.zip")
+    py4j = str(site / "pyspark" / "python" / "lib" / "py4j-0.10.9.9-src.zip")
+    path = ["/work", own, py4j, "/usr/lib/python311.zip", str(site)]
+    assert prefer_installed_pyspark(path) and path == ["/work", py4j, "/usr/lib/python311.zip", str(site)]
+    other = ["/work", "/opt/spark/python/lib/pyspark.zip", str(site)]
+    assert not prefer_installed_pyspark(other) and other[1] == "/opt/spark/python/lib/pyspark.zip"
+    not_after = [str(site), own]  # the package comes first already, or is not on the path: leave it
+    assert not prefer_installed_pyspark(not_after) and own in not_after
 
 
 def _local_options(monkeypatch, conf: dict, master: str = "local[1]") -> dict:
@@ -734,8 +760,11 @@ def test_the_local_defaults_leave_the_users_settings_alone(tmp_path, monkeypatch
     assert opts["spark.driver.defaultJavaOptions"] == "-XX:TieredStopAtLevel=1"
     assert opts["spark.driver.extraJavaOptions"] == "-Dx=1"
     assert opts["spark.shuffle.compress"] == "false"
-    opts = _local_options(monkeypatch, {"spark.driver.defaultJavaOptions": "-Dmine=1", "spark.shuffle.compress": True})
+    assert opts["spark.python.daemon.module"] == "fsplug.engines.spark_daemon"
+    opts = _local_options(monkeypatch, {"spark.driver.defaultJavaOptions": "-Dmine=1", "spark.shuffle.compress": True,
+                                        "spark.python.daemon.module": "pyspark.daemon"})
     assert opts["spark.driver.defaultJavaOptions"] == "-Dmine=1" and opts["spark.shuffle.compress"] == "true"
+    assert opts["spark.python.daemon.module"] == "pyspark.daemon"
     (tmp_path / "spark-defaults.conf").write_text("# admin\nspark.driver.defaultJavaOptions  -Dadmin=1\n"
                                                   "spark.shuffle.compress=true\n")
     opts = _local_options(monkeypatch, {})
@@ -743,6 +772,7 @@ def test_the_local_defaults_leave_the_users_settings_alone(tmp_path, monkeypatch
     (tmp_path / "spark-defaults.conf").unlink()
     opts = _local_options(monkeypatch, {}, master="spark://nowhere:7077")
     assert "spark.driver.defaultJavaOptions" not in opts and "spark.shuffle.compress" not in opts
+    assert "spark.python.daemon.module" not in opts
 
 
 # ---- catalog tables: names, formats, types and changes the engine must not trip over -------------
