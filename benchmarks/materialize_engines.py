@@ -21,7 +21,12 @@ CPU: `cpu_seconds` (and `warm_cpu_seconds`) is the CPU time (user + system) the 
 and every process under it: the local engine's threads; for Spark the Python driver, the JVM (task
 threads, and its JIT compiler and garbage collector threads, on whichever core they ran) and the Python
 workers. On a shared machine it moves far less than wall time, and it is the per-core cost: entities
-per CPU-second (`entities_per_cpu_s`) is the engine's rate per core.
+per CPU-second (`entities_per_cpu_s`) is the engine's rate per core. For Spark, `cpu_breakdown` (and
+`warm_cpu_breakdown`) splits it by where it ran: the JVM's threads by name (`jvm:Executor task launch
+worker for task`: the executor's task threads; `jvm:Thread`: py4j's threads, where the driver plans the
+queries; `jvm:C1 CompilerThre`: the JIT; `jvm:GC Thread`), `python daemon`, `python workers`, `driver`. A JVM
+thread that ended during the run (the JVM stops compiler threads it no longer needs) is not in it, so the
+groups can add up to less than `cpu_seconds`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import threading
@@ -113,6 +119,43 @@ def _cpu_seconds() -> float:
     return total
 
 
+def _cpu_by_thread() -> dict[str, float]:
+    """CPU seconds so far of the Spark side, by group: `jvm:<thread name>` (digits dropped: "Executor task
+    launch worker for task 3" and its kind are one group, and so are the compiler threads, "C1
+    CompilerThre", the GC's "GC Thread#", py4j's "Thread-"), `python daemon` (pyspark's daemon that forks
+    the workers), `python workers` (the forked workers, where the tasks' Python runs) and `driver` (this
+    process). A difference of two of these is a run's breakdown (`cpu_breakdown` in the JSON)."""
+    out: dict[str, float] = {"driver": time.process_time()}
+    procs = _descendants(os.getpid())
+    jvms = {pid for pid, cmd in procs.items() if "java" in cmd.split(" ")[0]}
+    for pid in procs:
+        jvm = pid in jvms
+        try:
+            if jvm:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                        text = fh.read()
+                    name = re.sub(r"[\d#-]+$", "", text[text.index("(") + 1:text.rindex(")")]).strip()
+                    fields = text.rsplit(")", 1)[1].split()
+                    key = f"jvm:{name}"
+                    out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+                continue
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue
+        # the daemon's parent is the JVM; the workers' is the daemon
+        key = "python daemon" if int(fields[1]) in jvms else "python workers"
+        out[key] = out.get(key, 0.0) + sum(int(f) for f in fields[11:15]) / _TICK
+    return out
+
+
+def _breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """`after - before` by group, groups of at least 0.05 s, largest first."""
+    diff = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in diff.items() if v >= 0.05), key=lambda kv: -kv[1]))
+
+
 class _Sampler(threading.Thread):
     """Peak RSS of this process's JVM and of its Python workers (summed), sampled every 0.2 s."""
 
@@ -146,18 +189,23 @@ def _child(repo: Path, end: datetime, warm: bool) -> dict[str, Any]:
 
     sampler = _Sampler()
     sampler.start()
+    by_thread = _cpu_by_thread() if engine is not None else {}
     c0, t0 = _cpu_seconds(), time.perf_counter()
     report = store.materialize(None, end, progress=False)
     secs, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     out = {"seconds": round(secs, 2), "entities": report.entities,
            "rows_read": sum(v.rows_read for v in report.views), "entities_per_s": round(report.entities / secs),
            "cpu_seconds": round(cpu, 2), "entities_per_cpu_s": round(report.entities / cpu)}
+    if engine is not None:
+        out["cpu_breakdown"] = _breakdown(by_thread, by_thread := _cpu_by_thread())
     if warm:  # the same job again in the same process: a warm JVM, Python workers already started
         c0, t0 = _cpu_seconds(), time.perf_counter()
         again = store.materialize(None, end, progress=False)
         secs, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
         out.update(warm_seconds=round(secs, 2), warm_entities_per_s=round(again.entities / secs),
                    warm_cpu_seconds=round(cpu, 2), warm_entities_per_cpu_s=round(again.entities / cpu))
+        if engine is not None:
+            out["warm_cpu_breakdown"] = _breakdown(by_thread, _cpu_by_thread())
     sampler.stop.set()
     sampler.join()
     out["driver_peak_mib"] = round(peak_rss_bytes() / 2**20)
