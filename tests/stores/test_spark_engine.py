@@ -682,8 +682,8 @@ spark = SparkEngine(SparkConfig(master="local[1]", conf=json.loads(sys.argv[1]))
 mx = spark._jvm.java.lang.management.ManagementFactory
 hotspot = mx.getPlatformMXBean(spark._jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
 def where(_):
-    import pyspark
-    yield pyspark.__file__
+    import os, pyspark
+    yield pyspark.__file__, os.environ.get("MIMALLOC_PURGE_DELAY")
 print(json.dumps({"level": hotspot.getVMOption("TieredStopAtLevel").getValue(),
                   "args": list(mx.getRuntimeMXBean().getInputArguments()),
                   "compress": spark.sparkContext.getConf().get("spark.shuffle.compress"),
@@ -710,7 +710,7 @@ def test_a_local_session_the_engine_starts_compiles_with_c1_only_and_keeps_the_u
     # the workers' pyspark is the installed package's (compiled once), not the pyspark.zip Spark puts first
     import pyspark
 
-    assert got["worker_pyspark"] == pyspark.__file__
+    assert got["worker_pyspark"] == [pyspark.__file__, "-1"]  # and the workers keep the memory they free
 
 
 def test_the_worker_daemon_drops_only_the_installed_packages_own_zip(tmp_path):
@@ -761,10 +761,14 @@ def test_the_local_defaults_leave_the_users_settings_alone(tmp_path, monkeypatch
     assert opts["spark.driver.extraJavaOptions"] == "-Dx=1"
     assert opts["spark.shuffle.compress"] == "false"
     assert opts["spark.python.daemon.module"] == "fsplug.engines.spark_daemon"
+    assert opts["spark.executorEnv.MIMALLOC_PURGE_DELAY"] == "-1"
+    assert opts["spark.executorEnv.MALLOC_MMAP_THRESHOLD_"] == opts["spark.executorEnv.MALLOC_TRIM_THRESHOLD_"]
     opts = _local_options(monkeypatch, {"spark.driver.defaultJavaOptions": "-Dmine=1", "spark.shuffle.compress": True,
-                                        "spark.python.daemon.module": "pyspark.daemon"})
+                                        "spark.python.daemon.module": "pyspark.daemon",
+                                        "spark.executorEnv.MIMALLOC_PURGE_DELAY": 10})
     assert opts["spark.driver.defaultJavaOptions"] == "-Dmine=1" and opts["spark.shuffle.compress"] == "true"
     assert opts["spark.python.daemon.module"] == "pyspark.daemon"
+    assert opts["spark.executorEnv.MIMALLOC_PURGE_DELAY"] == "10"
     (tmp_path / "spark-defaults.conf").write_text("# admin\nspark.driver.defaultJavaOptions  -Dadmin=1\n"
                                                   "spark.shuffle.compress=true\n")
     opts = _local_options(monkeypatch, {})
@@ -772,7 +776,7 @@ def test_the_local_defaults_leave_the_users_settings_alone(tmp_path, monkeypatch
     (tmp_path / "spark-defaults.conf").unlink()
     opts = _local_options(monkeypatch, {}, master="spark://nowhere:7077")
     assert "spark.driver.defaultJavaOptions" not in opts and "spark.shuffle.compress" not in opts
-    assert "spark.python.daemon.module" not in opts
+    assert "spark.python.daemon.module" not in opts and not any(k.startswith("spark.executorEnv.") for k in opts)
 
 
 # ---- catalog tables: names, formats, types and changes the engine must not trip over -------------
