@@ -184,7 +184,10 @@ def test_dispatch_falls_back_to_nearest_when_store_is_down(tmp_path):
             assert down.fallback and "ranked by pickup distance" in down.fallback
             assert down.driver_id == cands[-1]  # the nearest
             assert [r[2] for r in down.ranking] == sorted(dist.values())
-            assert elapsed < 0.030 + 0.250, elapsed  # within the budget plus slack for a loaded 2-core CI machine
+            # within the 30 ms budget plus slack for a loaded machine (it failed at +250 ms with a load average of
+            # 4 to 7 on 2 cores); well under the client's own default read timeout (1000 ms), which an ignored
+            # budget would wait for
+            assert elapsed < 0.030 + 0.6, elapsed
             r = svc.predict_decline_risk(cands[0], {"pickup_distance_km": 1.0, "hour_of_day": 8})
             assert r.fallback and "store unavailable" in r.fallback
             srv.resume()
