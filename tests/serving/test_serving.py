@@ -185,8 +185,8 @@ def test_dispatch_falls_back_to_nearest_when_store_is_down(tmp_path):
             assert down.driver_id == cands[-1]  # the nearest
             assert [r[2] for r in down.ranking] == sorted(dist.values())
             # within the 30 ms budget plus slack for a loaded machine (it failed at +250 ms with a load average of
-            # 4 to 7 on 2 cores); well under the client's own default read timeout (1000 ms), which an ignored
-            # budget would wait for
+            # 4 to 7 on 2 cores); well under the client's default total timeout (1000 ms), which a read that
+            # passed no timeout would wait for on a server that does not answer
             assert elapsed < 0.030 + 0.6, elapsed
             r = svc.predict_decline_risk(cands[0], {"pickup_distance_km": 1.0, "hour_of_day": 8})
             assert r.fallback and "store unavailable" in r.fallback
