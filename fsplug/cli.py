@@ -421,7 +421,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _json_default(value: Any) -> Any:
-    """JSON of a value `json` cannot write: bytes as base64 text and times in ISO-8601, as `fsplug serve`."""
+    """JSON of a value `json` cannot write: bytes as base64 text (as `fsplug serve` writes them) and times in
+    ISO-8601 (`fsplug serve` writes Feast's whole seconds; this output is read by people too)."""
     if isinstance(value, (bytes, bytearray)):
         import base64
 

@@ -43,7 +43,6 @@ NEVER_STALE = math.inf
 """The ttl (in microseconds) of a view whose values never expire."""
 
 
-
 def view_status(ts: Any, ttl_us: float, now_us: int) -> int:
     """The status of every value of one view's record: NOT_FOUND (no record, no or a NaN event time),
     OUTSIDE_MAX_AGE (now - ts > ttl), or 0 when the view serves its values (ts >= now - ttl)."""

@@ -110,7 +110,6 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-
 class _Progress:
     """A one-line progress display on a terminal; silent otherwise."""
 
@@ -185,7 +184,6 @@ def _write_latest(registry: Registry, online: OnlineStore, view: FeatureView, so
         report.rows_read = getattr(stats, "rows_read", 0) or report.rows_read
     if newest_us is not None:
         report.newest_event = EPOCH + timedelta(microseconds=newest_us)
-
 
 
 def _write_latest_spark(engine: SparkEngine, registry: Registry, online: OnlineStore, view: FeatureView,

@@ -209,7 +209,7 @@ class FeatureStore:
             DefinitionError: the YAML has problems (all of them, located).
         """
         new, warnings = self.compile(check_paths=False)
-        return diff(self._replaced_registry(self.registry_store)[0], new), warnings
+        return diff(self._replaced_registry()[0], new), warnings
 
     def _refuse_emptying(self, old: Registry | None, new: Registry) -> None:
         """Refuse an apply from a folder without definition files that would delete every object of an
@@ -225,14 +225,14 @@ class FeatureStore:
             "remove the project"
         )
 
-    def _replaced_registry(self, store: Any) -> tuple[Registry | None, bool]:
+    def _replaced_registry(self) -> tuple[Registry | None, bool]:
         """The registry `apply` replaces, and whether its file must be written even when unchanged: the
         applied one or, when its file cannot be read (truncated, corrupt), the one `apply` last
         published in the online store (None without one), since `apply` writes the file anew."""
         from fsplug.registry.published import ONLINE, load_published
 
         try:
-            return store.load_or_none(), False
+            return self.registry_store.load_or_none(), False
         except RegistryError:
             if self.config.config.registry == ONLINE:
                 raise
@@ -256,7 +256,7 @@ class FeatureStore:
         new, warnings = self.compile(check_paths=True)
         store = self.registry_store
         with store.locked():
-            old, damaged = self._replaced_registry(store)
+            old, damaged = self._replaced_registry()
             self._refuse_emptying(old, new)
             d = diff(old, new)
             actions = self.online_store.apply(new, d)

@@ -97,7 +97,6 @@ def ts_micros(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return us.fill_null(INT64_MIN).to_numpy()
 
 
-
 _UNIT_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 

@@ -59,10 +59,9 @@ from fsplug.errors import (
     UserInputError,
 )
 from fsplug.result import STATUS_NAMES
-from fsplug.types import DType
 from fsplug.server import metrics as m
 from fsplug.server.config import ServerConfig
-from fsplug.types import as_utc
+from fsplug.types import DType, as_utc
 
 __all__ = ["FeatureServerApp", "create_app", "app_from_env"]
 
