@@ -6,6 +6,7 @@ compiled `RetrievalPlan` (its groups' join keys and its request columns).
 
 from __future__ import annotations
 
+import base64
 from array import array as _array
 from datetime import datetime, timedelta
 from itertools import chain
@@ -156,7 +157,8 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
     A timestamp is served as a UTC datetime (microseconds), whatever form it came in: a datetime
     (naive = UTC; pandas' Timestamp is one), an ISO-8601 string (JSON's form) or a numpy datetime64.
     A number is served as its dtype holds it, as training data casts it: a float32 one rounded to
-    float32, a bool one as a bool, an int64 one as an int.
+    float32, a bool one as a bool, an int64 one as an int. A bytes value is bytes (text is read as
+    base64, JSON's form of bytes); a list[float64] one a list of floats.
     """
     if c.dtype is DType.TIMESTAMP and v is not None and v != v:  # NaT (numpy's or pandas'): null
         v = None
@@ -183,6 +185,10 @@ def check_request_value(c: OutputColumn, v: Any) -> Any:
         raise RequestFeatureError(f"request feature {c.feature!r} is {c.dtype.value}; got {v!r} ({type(v).__name__})")
     if c.dtype is DType.STRING and not isinstance(v, str):
         raise RequestFeatureError(f"request feature {c.feature!r} is string; got {v!r} ({type(v).__name__})")
+    if c.dtype is DType.BYTES:
+        return _bytes(c, v)
+    if c.dtype is DType.FLOAT64_LIST:
+        return _float_list(c, v)
     return v
 
 
@@ -198,6 +204,39 @@ def _int64_checked(name: str, vals: list[int]) -> list[int]:
         bad = next(v for v in vals if not -_INT64_MAX - 1 <= v <= _INT64_MAX)
         raise RequestFeatureError(f"request feature {name!r} is int64; {bad} is out of its range") from None
     return vals
+
+
+def _bytes(c: OutputColumn, v: Any) -> bytes:
+    """A bytes request value as bytes: bytes-like as it is, text as base64 (JSON's form of bytes, as the
+    server's responses and `/push` write them); RequestFeatureError for anything else."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, str):
+        try:
+            return base64.b64decode(v, validate=True)
+        except ValueError:
+            raise RequestFeatureError(f"request feature {c.feature!r} is bytes; {v!r} is not base64 text "
+                                      "(give bytes, or their base64 in JSON)") from None
+    raise RequestFeatureError(f"request feature {c.feature!r} is bytes; got {v!r} ({type(v).__name__})")
+
+
+def _float_list(c: OutputColumn, v: Any) -> list[float | None]:
+    """A list[float64] request value as a list of floats (None kept); RequestFeatureError for what is no
+    sequence of numbers (a bool is no number here, as for a float64 feature)."""
+    items = v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v
+    if isinstance(items, (list, tuple)):
+        out: list[float | None] = []
+        for x in items:
+            if x is None:
+                out.append(None)
+            elif isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)):
+                out.append(float(x))
+            else:
+                raise RequestFeatureError(f"request feature {c.feature!r} is list[float64]; its item {x!r} "
+                                          f"({type(x).__name__}) is no number")
+        return out
+    raise RequestFeatureError(f"request feature {c.feature!r} is list[float64]; got {v!r} ({type(v).__name__}): "
+                              "give a list of numbers")
 
 
 def _timestamp(c: OutputColumn, v: Any) -> datetime:

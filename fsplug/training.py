@@ -154,8 +154,9 @@ _VALUE, _TS = "__fsplug_value_", "__fsplug_ts_"
 
 def _request_column(c: Any, col: Any) -> Any:
     """The entity rows' column of request feature `c` in its dtype's Arrow type, checked as online requests
-    are (fsplug.request): timestamps of any unit or zone (naive = UTC) or ISO-8601 strings; numbers cast
-    safely (a fraction is no int64); nulls stay null. RequestFeatureError for a column that does not fit."""
+    are (fsplug.request): timestamps of any unit or zone (naive = UTC) or ISO-8601 strings; bytes as bytes
+    or base64 text; numbers cast safely (a fraction is no int64); nulls stay null. RequestFeatureError for
+    a column that does not fit."""
     import pyarrow as pa
 
     from fsplug.offline.arrow import to_utc_us
@@ -171,7 +172,7 @@ def _request_column(c: Any, col: Any) -> Any:
     text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
     if c.dtype is DType.TIMESTAMP and pa.types.is_timestamp(col.type):
         return to_utc_us(col)
-    if c.dtype is DType.TIMESTAMP and text:
+    if c.dtype in (DType.TIMESTAMP, DType.BYTES) and text:  # ISO-8601 times; base64 bytes
         return pa.array([None if v is None else check_request_value(c, v) for v in col.to_pylist()], target)
     if (not text or c.dtype is DType.STRING) and c.dtype is not DType.TIMESTAMP and not pa.types.is_timestamp(col.type):
         try:

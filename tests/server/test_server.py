@@ -994,13 +994,16 @@ def test_bytes_features_are_served_as_base64_as_feasts_server_does(every_dtype_a
     raw = columns(body)["raw"]
     assert raw["values"] == ["AP8Q", None, None]  # base64 of b"\x00\xff\x10"; null, then not found
     assert raw["statuses"] == ["PRESENT", "NULL_VALUE", "NOT_FOUND"]
-    # a bytes request feature: its default is bytes; a value given in JSON is text, written as it came
+    # a bytes request feature: its default is bytes; a value given in JSON is base64 text, as in responses
     status, body = call_app(every_dtype_app, "/get-online-features",
                             {"features": ["req:tag", "every:i"], "entities": {"thing_id": ["a"]}})
     assert status == 200 and columns(body)["tag"]["values"] == ["eA=="], body
     status, body = call_app(every_dtype_app, "/get-online-features",
+                            {"features": ["req:tag"], "entities": {"tag": ["AP8Q"]}})
+    assert status == 200 and columns(body)["tag"]["values"] == ["AP8Q"], body
+    status, body = call_app(every_dtype_app, "/get-online-features",
                             {"features": ["req:tag"], "entities": {"tag": ["abc"]}})
-    assert status == 200 and columns(body)["tag"]["values"] == ["abc"], body
+    assert status == 422 and "'abc' is not base64 text" in body["detail"], body
 
 
 def test_timestamp_features_are_served_as_feasts_server_writes_them(every_dtype_app):

@@ -174,3 +174,41 @@ def test_a_null_bytes_request_value_takes_the_default_as_bytes(tmp_path):
         default = store.get_online_features(features=["checkout:tag", "txn:txn_count_24h"],
                                             entities={"customer_id": ["a"]})
         assert default.to_dict()["tag"] == [b"x"]
+
+
+def test_bytes_and_list_request_values_are_checked_online_as_training_data_checks_them(tmp_path):
+    """Any value was taken for a bytes or list[float64] request feature online ('abc' for bytes, 'x' for a
+    list) and served as given, where training data refused it or served another value: text for bytes is
+    base64 (JSON's form of bytes) on both paths, a list is floats."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import pyarrow as pa
+
+    from fsplug.errors import RequestFeatureError
+
+    root = write_repo(tmp_path / "b", {"defs.yaml": DEFS.replace(
+        "      - {name: surge, dtype: float64, default: 1.0}",
+        "      - {name: surge, dtype: float64, default: 1.0}\n      - {name: tag, dtype: bytes}\n"
+        '      - {name: weights, dtype: "list[float64]"}')})
+    write_empty_sources(root)
+    with FeatureStore(root) as store:
+        store.apply()
+        refs = ["checkout:tag", "checkout:weights"]
+        ents = {"tag": [b"\x00\xff", "AP8=", bytearray(b"z")], "weights": [[1, 2.5, None], np.array([0.5]), ()]}
+        online = store.get_online_features(features=refs, entities=ents).to_dict()
+        assert online == {"tag": [b"\x00\xff", b"\x00\xff", b"z"], "weights": [[1.0, 2.5, None], [0.5], []]}
+        at = pa.array([datetime.now(UTC)] * 2, pa.timestamp("us", tz="UTC"))
+        training = store.get_historical_features(
+            {"tag": ["AP8=", "eg=="], "weights": [[1, 2], [3]], "event_timestamp": at}, features=refs).to_pydict()
+        assert training["tag"] == [b"\x00\xff", b"z"] and training["weights"] == [[1.0, 2.0], [3.0]]
+        for ents, match in [({"tag": ["abc"], "weights": [[]]}, "'tag' is bytes; 'abc' is not base64"),
+                            ({"tag": [7], "weights": [[]]}, "'tag' is bytes; got 7"),
+                            ({"tag": [b""], "weights": ["x"]}, "'weights' is list.float64.; got 'x'"),
+                            ({"tag": [b""], "weights": [[1, "2"]]}, "its item '2' .str. is no number"),
+                            ({"tag": [b""], "weights": [[True]]}, "its item True .bool. is no number")]:
+            with pytest.raises(RequestFeatureError, match=match):
+                store.get_online_features(features=refs, entities=ents)
+        with pytest.raises(RequestFeatureError, match="'abc' is not base64"):
+            store.get_historical_features({"tag": ["abc"], "weights": [[1.0]], "event_timestamp": at[:1]},
+                                          features=refs)
