@@ -43,6 +43,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.procs import descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,30 +79,6 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _descendants(root: int) -> dict[int, str]:
-    """pid -> command line of every process under `root`."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out: dict[int, str] = {}
-    todo = list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                out[pid] = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        todo.extend(children.get(pid, []))
-    return out
-
-
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -109,7 +87,7 @@ def _cpu_seconds() -> float:
     one's own and that of the children it reaped: Spark's Python workers): the JVM's compiler and
     collector threads included, whichever core they ran on."""
     total = time.process_time()
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
@@ -126,7 +104,7 @@ def _cpu_by_thread() -> dict[str, float]:
     the workers), `python workers` (the forked workers, where the tasks' Python runs) and `driver` (this
     process). A difference of two of these is a run's breakdown (`cpu_breakdown` in the JSON)."""
     out: dict[str, float] = {"driver": time.process_time()}
-    procs = _descendants(os.getpid())
+    procs = descendants(os.getpid())
     jvms = {pid for pid, cmd in procs.items() if "java" in cmd.split(" ")[0]}
     for pid in procs:
         jvm = pid in jvms
@@ -167,7 +145,7 @@ class _Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             jvm = workers = 0
-            for pid, cmd in _descendants(os.getpid()).items():
+            for pid, cmd in descendants(os.getpid()).items():
                 if "java" in cmd.split(" ")[0]:
                     jvm += _rss_kib(pid)
                 elif "python" in cmd:
