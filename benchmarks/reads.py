@@ -140,18 +140,19 @@ def raw_bins(store: Any) -> list[str]:
 
 
 class RawSQLite:
-    """The raw driver call fsplug wraps: the same `sqlite3` statement on the same file, rows fetched."""
+    """The raw driver call fsplug wraps: the same statement through the same driver (APSW) on the same
+    file, rows fetched."""
 
     name = "raw"
 
     def __init__(self, db_path: Path, table: str, bins: Sequence[str]):
-        import sqlite3
+        import apsw
 
         from fsplug.online.sqlite import SQLiteConfig, read_sql
 
-        self.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, cached_statements=512)
+        self.conn = apsw.Connection(str(db_path), statementcachesize=512)
         for pragma in SQLiteConfig().pragmas():  # the same connection settings as fsplug's store
-            self.conn.execute(pragma)
+            self.conn.execute(pragma).fetchall()
         self._sql = {n: read_sql(table, ["driver_id"], bins, n) for n in (1, 50)}
         self.bins = list(bins)
         self.loads: dict[str, Workload] = {}
@@ -237,6 +238,7 @@ class RawSQLiteVectorFloor(RawSQLite):
 
         def vector(service: str, request: dict[str, Any], driver_id: int) -> FeatureVector:
             row = ex(sql, (driver_id,)).fetchone()
+            assert row is not None  # (a LEFT JOIN: one row per key, NULLs when missing)
             return FeatureVector(arr((*row[:-2], *request.values()), dtype=f8), present.copy(), names)
 
         req = REQUEST

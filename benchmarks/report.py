@@ -15,7 +15,7 @@ CASE_TITLES = {
     "dispatch": "`dispatch` (50 candidates)",
 }
 SYSTEM_TITLES = {"fsplug": "fsplug", "raw": "raw driver", "feast": "Feast",
-                 "raw IN": "raw `sqlite3` IN query (hand-written, for reference)",
+                 "raw IN": "raw `apsw` IN query (hand-written, for reference)",
                  "raw+numpy": "raw call + `np.array(rows)` (floor of `to_numpy`)",
                  "floor": "raw call + arrays + result object, no checks (floor of any vector API)"}
 # the baseline each case's "vs raw" column divides by
@@ -31,7 +31,7 @@ def _f(v: Any, digits: int = 1) -> str:
 
 
 def _raw_title(store: str) -> str:
-    return "raw `sqlite3`: fsplug's statement" if store == "sqlite" else "raw `aerospike` batch_read"
+    return "raw `apsw`: fsplug's statement" if store == "sqlite" else "raw `aerospike` batch_read"
 
 
 def reads_table(store: str, reads: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

@@ -83,9 +83,9 @@ def _versions() -> dict[str, str]:
     for pkg in ("fsplug", "aerospike", "numpy", "pyarrow"):
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-    import sqlite3
+    import apsw
 
-    out["sqlite"] = sqlite3.sqlite_version
+    out["apsw"], out["sqlite"] = apsw.apsw_version(), apsw.sqlite_lib_version()  # (the SQLite store's driver)
     return out
 
 
@@ -175,7 +175,7 @@ def _check_agreement(fs: FsplugSystem, raw: Any, feast: Any, keys: list[int], st
     # raw rows, by key
     if isinstance(raw, RawSQLite):  # one row per key, in key order (all NULL for an unknown key)
         fetched = raw.conn.execute(raw._sql[50], keys).fetchall() if len(keys) == 50 else []
-        rows = dict(zip(keys, fetched, strict=True)) if fetched else {}
+        rows: dict[Any, tuple[Any, ...] | None] = dict(zip(keys, fetched, strict=True)) if fetched else {}
     else:
         recs = raw.client.batch_read([(raw.ns, raw.set, k) for k in keys], raw.bins).batch_records
         rows = {k: tuple((r.record[2] or {}).get(b) for b in raw.bins) if r.result == 0 else None

@@ -4,7 +4,7 @@
     store = FeatureStore("feature_repo")
 
 Importing fsplug is cheap: the facade and the model tools load on first use, and store drivers
-(aerospike, sqlite3), pyarrow and scikit-learn only with the code paths that need them.
+(aerospike, apsw for SQLite), pyarrow and scikit-learn only with the code paths that need them.
 """
 
 from typing import Any

@@ -232,10 +232,11 @@ def test_renamed_view_with_data_online_plans_delete_and_create(tmp_path):
         res = store.get_online_features(features=["stats_v2:a"], entities={"driver_id": [1, 2]})
         assert res.status_names()["a"] == ["NOT_FOUND", "NOT_FOUND"]
         # and the old rows are still stored (until teardown)
-        import sqlite3
+        import apsw  # (the store's driver: two SQLite libraries on one file in one process break its locks)
 
-        with sqlite3.connect(repo / "data" / "online.db") as conn:
-            assert conn.execute('SELECT count(*) FROM "rel-driver" WHERE _ts_stats IS NOT NULL').fetchone() == (2,)
+        conn = apsw.Connection(str(repo / "data" / "online.db"))
+        assert conn.execute('SELECT count(*) FROM "rel-driver" WHERE _ts_stats IS NOT NULL').fetchone() == (2,)
+        conn.close()
         store.push("stats_v2", stats_table([1], [now]))
         assert store.get_online_features(features=["stats_v2:a"], entities={"driver_id": [1]}).to_dict()["a"] == [10]
 

@@ -255,7 +255,7 @@ print("done", flush=True)
 @pytest.mark.parametrize("after_writes,delay", [(1, 0.0), (2, 0.005), (3, 0.02)])
 def test_sqlite_materialization_killed_midway_loses_nothing(tmp_path, after_writes, delay):
     """SIGKILL during a materialization: the database is intact, the watermark unchanged, a re-run completes."""
-    import sqlite3
+    import apsw
 
     repo = build_repo(tmp_path / "repo", SQLITE_SMALL_BATCHES)
     n = 300_000  # about 5 write calls of 65,536 rows, each many 500-row transactions
@@ -267,8 +267,9 @@ def test_sqlite_materialization_killed_midway_loses_nothing(tmp_path, after_writ
     time.sleep(delay)
     p.kill()
     p.wait()
-    with sqlite3.connect(repo / "data" / "online.db") as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn = apsw.Connection(str(repo / "data" / "online.db"))
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
     with FeatureStore(repo) as store:
         assert "versions" not in store.materialization_state()  # killed before the end: no watermark
         landed = _versions(store, n)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import apsw
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -29,7 +29,7 @@ def test_reads_stay_within_sqlites_parameter_limit(tmp_path):
     10,000 keys in chunks of read_batch_keys (5,000) would overflow it; the store splits further."""
     n = 10_000
     with _zones(tmp_path, n) as store:
-        store.online_store.connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as an old SQLite
+        store.online_store.connection().limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as an old SQLite
         keys = list(range(n - 1, -1, -1))
         res = store.get_online_features(features=["zone_stats:demand"],
                                         entities={"city": ["c"] * n, "zone_id": keys})
