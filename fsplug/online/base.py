@@ -115,6 +115,13 @@ class OnlineStore(ABC):
         """
         return f"{project}-{entity}"
 
+    @staticmethod
+    def is_default_name(project: str, name: str) -> bool:
+        """Whether `name` is `default_name(project, e)` for some entity e: how teardown finds the
+        sets / tables of the project's entities that a later apply deleted (their data stays)."""
+        entity = name.removeprefix(f"{project}-")
+        return entity != name and entity != "" and "-" not in entity
+
     def location(self, entity: str) -> str:
         """Where this store keeps an entity's records, for people (`fsplug plan --service`)."""
         return f"set/table {self.default_name(self.project, entity)!r}"
@@ -172,8 +179,9 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def teardown(self, registry: Registry) -> list[str]:
-        """Remove everything this store holds for the project: the registry's entities' records and
-        the project's materialization state. Done when it returns (every node agrees)."""
+        """Remove everything this store holds for the project: the registry's entities' records, those
+        of entities an earlier apply deleted (`is_default_name`) and the project's materialization
+        state. Done when it returns (every node agrees)."""
 
     @abstractmethod
     def read_state(self, views: Sequence[str]) -> dict[str, str]:

@@ -173,9 +173,12 @@ class SQLiteOnlineStore(OnlineStore):
         conn = self.connection()
         out = []
         try:
-            for ent in registry.entities:
-                conn.execute(f"DROP TABLE IF EXISTS {_q(self.table(ent))}")
-                out.append(f"dropped table {self.table(ent)}")
+            tables = [self.table(ent) for ent in registry.entities]
+            tables += sorted(name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                             if self.is_default_name(self.project, name) and name not in tables)
+            for table in tables:  # (and the tables of entities an apply deleted since)
+                conn.execute(f"DROP TABLE IF EXISTS {_q(table)}")
+                out.append(f"dropped table {table}")
             if self._state_exists(conn):
                 # (the published registry's rows, `:registry`..., are no view's state)
                 views = conn.execute("SELECT COUNT(*) FROM fsplug_state WHERE project = ? AND view NOT LIKE ':%'",

@@ -172,6 +172,37 @@ def test_teardown_then_incremental_refills(repo):
             == [10]
 
 
+def test_teardown_removes_the_data_of_an_entity_an_apply_deleted(repo):
+    """`plan` says a deleted view's online data "stays until `fsplug teardown`", but teardown removed
+    only the current registry's entities: the records of a deleted entity outlived it, and the view,
+    applied again, served them ("never materialized" in `fsplug status`, PRESENT in reads)."""
+    root = repo
+    defs = root / "defs.yaml"
+    full = defs.read_text()
+    zone = ("  - name: zone\n    join_keys: [{name: city, dtype: string}, {name: zone_id, dtype: int64}]\n",
+            "  - {name: zone_src, path: data/zone.parquet, timestamp_field: ts}\n",
+            "  - name: zone_stats\n    entity: zone\n    source: zone_src\n    ttl: none\n    features:\n"
+            "      - {name: demand, dtype: float64, bin: z_demand}\n")
+    without = full
+    for part in zone:
+        assert part in without
+        without = without.replace(part, "")
+    zones = {"city": ["sfo"], "zone_id": [1]}
+    with FeatureStore(root) as store:
+        store.apply()
+        store.push("zone_stats", {**zones, "ts": pa.array([datetime.now(UTC)], TS), "demand": [1.5]})
+        assert store.get_online_features(features=["zone_stats:demand"], entities=zones).to_dict()["demand"] == [1.5]
+        defs.write_text(without)
+        assert "- delete feature view zone_stats" in store.apply().diff.render()
+        lines = store.teardown()
+        defs.write_text(full)
+        store.apply()
+        res = store.get_online_features(features=["zone_stats:demand"], entities=zones)
+        assert res.status_names()["demand"] == ["NOT_FOUND"]
+        zone_table = store.online_store.default_name(store.registry.project, "zone")
+        assert any(line.endswith(zone_table) for line in lines), lines  # teardown says so
+
+
 def test_future_end_is_refused_and_rewind_is_explicit(repo):
     """Finding 2: `materialize-incremental 2030-01-01` moved the watermark to 2030 for good."""
     root = repo

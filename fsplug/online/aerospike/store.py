@@ -164,6 +164,7 @@ class AerospikeOnlineStore(OnlineStore):
         cl = self.client()
         ns = self.config.namespace
         sets = list(dict.fromkeys(self.set_name(e) for e in registry.entities))
+        sets += [s for s in self._project_sets(cl) if s not in sets]  # of entities an apply deleted since
         deadline = time.monotonic() + self.config.teardown_timeout_ms / 1000
         for s in sets:
             self._truncate(cl, s)
@@ -209,6 +210,22 @@ class AerospikeOnlineStore(OnlineStore):
         errors = [text for _node, (err, text) in replies.items() if err is not None or "ERROR" in (text or "")]
         if errors:
             raise StoreError(f"Aerospike truncate of set {set_name!r} failed: {errors[0]}")
+
+    def _project_sets(self, cl: Any) -> list[str]:
+        """The namespace's sets named `<project>-<entity>` that hold records on some node."""
+        replies = self._call("info of the namespace's sets", cl.info_all, f"sets/{self.config.namespace}")
+        found: set[str] = set()
+        for _node, (err, text) in replies.items():
+            if err is not None or (text or "").startswith("ERROR"):
+                raise StoreError(f"Aerospike info of the sets of namespace {self.config.namespace!r} failed: "
+                                 f"{err or text}")
+            for entry in (text or "").split(";"):
+                fields = dict(item.partition("=")[::2] for item in entry.strip().split(":"))
+                name = fields.get("set", "")
+                if (fields.get("objects", "0") != "0" and name != self.config.state_set
+                        and self.is_default_name(self.project, name)):
+                    found.add(name)
+        return sorted(found)
 
     def _set_objects(self, cl: Any, set_name: str) -> tuple[int, bool]:
         """(objects on all nodes together, whether any node is still truncating) of one set."""
