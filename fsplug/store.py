@@ -424,7 +424,7 @@ class FeatureStore:
 
         Raises:
             UserInputError: a text, bytes or list feature in the service (no number for a vector),
-                an unknown request column; EntityKeyError / RequestFeatureError as
+                an unknown request column or keyword; EntityKeyError / RequestFeatureError as
                 get_online_features; StoreError: the store failed.
         """
         plan = self._service_plan(service)
@@ -455,7 +455,9 @@ class FeatureStore:
         cols = {k: (v,) for k, v in entity_key.items()}
         if request:
             cols.update({k: (v,) for k, v in request.items()})
-        keys = plan.keys_by_group(cols, 1)
+        keys = plan.keys_by_group(cols, 1)  # (a missing join key first: EntityKeyError, "did you mean")
+        if not plan.accepted.issuperset(cols):  # an unknown keyword (a typo): refused, as get_online_features does
+            plan.check_columns(cols)
         req = plan.request_values(cols, 1)
         if row is not _UNREAD:
             rows: list[Any] = [[row]]

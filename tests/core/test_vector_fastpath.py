@@ -7,6 +7,7 @@ import random
 import textwrap
 
 import numpy as np
+import pytest
 
 from fsplug.kernel import NEVER_STALE, make_default, to_python
 from fsplug.result import OnlineResult
@@ -248,3 +249,19 @@ def test_to_numpy_without_statuses_equals_to_numpy_through_statuses(applied_ride
                 via = OnlineResult(plan, rows_in, req, n, NOW)
                 assert via.statuses.shape == direct.shape  # statuses first: the other path
                 np.testing.assert_array_equal(direct, via.to_numpy(fill))
+
+
+def test_get_feature_vector_refuses_an_unknown_keyword(applied_ride_repo):
+    """A typo among get_feature_vector's keywords (`surge_multiplyer=2.0`, or an extra key in the
+    `entity` of POST /get-feature-vector) was ignored: the request feature silently took its default,
+    where get_online_features refuses such a column with "did you mean"."""
+    from fsplug.errors import UserInputError
+
+    with FeatureStore(applied_ride_repo) as store:
+        req = {"pickup_distance_km": 1.2, "hour_of_day": 8}
+        vec = store.get_feature_vector("decline_model_v1", driver_id=1001, request=req, surge_multiplier=2.0)
+        assert vec.values[list(vec.names).index("surge_multiplier")] == 2.0  # a request feature as a keyword
+        with pytest.raises(UserInputError, match="'surge_multiplyer'.*did you mean 'surge_multiplier'"):
+            store.get_feature_vector("decline_model_v1", driver_id=1001, request=req, surge_multiplyer=2.0)
+        with pytest.raises(UserInputError, match="'zone'"):
+            store.get_feature_vector("decline_model_v1", driver_id=1001, zone=3, request=req)

@@ -182,6 +182,10 @@ def test_feature_vector_endpoint_matches_get_feature_vector(server, served_repo)
     assert body["statuses"] == [
         ("INVALID", "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")[s] for s in vec.statuses.tolist()
     ]
+    # a key the service does not take is refused, as /get-online-features refuses it, not ignored
+    r = server.post("/get-feature-vector", {"feature_service": "decline_model_v1",
+                                            "entity": {"driver_id": 1005, "surge_multiplyer": 2.0}, "request": req})
+    assert r.status_code == 422 and "did you mean 'surge_multiplier'" in r.json()["detail"], r.text
 
 
 def test_derived_features_flow_through_the_server(server, served_repo):
