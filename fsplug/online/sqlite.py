@@ -151,7 +151,7 @@ class SQLiteOnlineStore(OnlineStore):
                         cols[f.bin] = _SQL_TYPE[f.dtype]
                     cols[view.timestamp_bin] = "INTEGER"
                 keys = [(k.name, "INTEGER" if k.dtype is DType.INT64 else "TEXT") for k in ent.join_keys]
-                existing = {r[1] for r in conn.execute(f"PRAGMA table_info({_q(table)})")}
+                existing = {r[1]: r[2] for r in conn.execute(f"PRAGMA table_info({_q(table)})")}
                 if not existing:
                     defs = [f"{_q(k)} {t} NOT NULL" for k, t in keys] + [f"{_q(c)} {t}" for c, t in cols.items()]
                     pk = ", ".join(_q(k) for k, _ in keys)
@@ -164,6 +164,23 @@ class SQLiteOnlineStore(OnlineStore):
                         conn.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c)} {cols[c]}")
                     if added:
                         actions.append(f"added columns to {table}: {', '.join(added)}")
+                    # A column whose type changed (a feature's dtype did) is made again: its type's affinity
+                    # would convert new values (TEXT '0012' into INTEGER 12), and its old values are of the
+                    # old dtype. Its values are gone until the view is materialized again, as plan says.
+                    retyped = [c for c in cols if c in existing and existing[c].upper() != cols[c]]
+                    if retyped:
+                        conn.execute("BEGIN IMMEDIATE")  # readers never see the column missing
+                        try:
+                            for c in retyped:
+                                conn.execute(f"ALTER TABLE {_q(table)} DROP COLUMN {_q(c)}")
+                                conn.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c)} {cols[c]}")
+                            conn.execute("COMMIT")
+                        except BaseException:
+                            conn.execute("ROLLBACK")
+                            raise
+                        actions.append(f"made columns of {table} again with their new types (their values are "
+                                       f"gone until the next materialization): "
+                                       + ", ".join(f"{c} {existing[c]} -> {cols[c]}" for c in retyped))
         except apsw.Error as exc:
             raise translate(exc, "apply") from exc
         self._sql.clear()

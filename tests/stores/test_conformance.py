@@ -339,6 +339,24 @@ def test_apply_teardown_lifecycle(conf_repo):
         assert d["trips"] == [8] and d["extra__status"] == ["NULL_VALUE"]
 
 
+def test_a_feature_whose_dtype_changed_serves_the_new_values_as_written(conf_repo):
+    """`plan` says a dtype change invalidates stored data: re-materialize. SQLite kept the column's old
+    type, whose affinity turned the new string values into numbers ('0012' was served as 12, training
+    data said '0012')."""
+    ts = pa.timestamp("us", tz="UTC")
+    with FeatureStore(conf_repo) as store:
+        store.push("stats", {"driver_id": [1], "ts": pa.array([NOW], ts), "trips": [5], "rate": [0.5]})
+        defs = conf_repo / "defs.yaml"
+        defs.write_text(defs.read_text().replace("{name: trips, dtype: int64, bin: st_trips}",
+                                                 "{name: trips, dtype: string, bin: st_trips}"))
+        write_empty_sources(conf_repo)  # the source's column is text now
+        assert "features.trips.dtype: int64 -> string" in store.apply().diff.render()
+        later = pa.array([NOW + timedelta(seconds=1)] * 2, ts)
+        store.push("stats", {"driver_id": [1, 2], "ts": later, "trips": ["0012", "7"], "rate": [0.5, 0.5]})
+        d = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1, 2]}).to_dict()
+        assert d["trips"] == ["0012", "7"]
+
+
 def test_large_request_is_chunked_transparently(conf_repo):
     with FeatureStore(conf_repo) as store:
         ids = list(range(6000))
