@@ -23,7 +23,7 @@ from fsplug.console.auth import TokenRule
 from fsplug.console.context import PageContext, RegistryIndex
 from fsplug.console.lookup import feast_request, form_fields
 from fsplug.console.serving import serving_stats
-from fsplug.errors import FsplugError
+from fsplug.errors import FsplugError, UserInputError
 
 __all__ = ["Console", "applied_at"]
 
@@ -154,14 +154,18 @@ class Console:
         if service and service not in ctx.registry.feature_services:
             return 404, ops_pages.message_page("Not found", f"no feature service {service!r}", ctx.registry.project)
         fields = []
+        full = False
         if service:
-            plan = self.store.plan(service=service)
+            try:
+                plan = self.store.plan(service=service)
+            except UserInputError:  # two of its outputs share a name: it is read with view__feature names
+                plan, full = self.store.plan(service=service, full_feature_names=True), True
             descriptions = {f.name: f.description for r in ctx.registry.request_sources.values() for f in r.features}
             fields = form_fields(plan, descriptions)
         asked = "choose" not in query and any(query.get(f.name, "").strip() for f in fields if f.is_key)
         request = status = answer = None
         if asked:
-            request = feast_request(service, fields, query)
+            request = feast_request(service, fields, query, full)
             status, answer = await self._call_api(orjson.dumps(request))
         return 200, ops_pages.lookup_page(ctx, service, fields, query, request, status, answer)
 

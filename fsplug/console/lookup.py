@@ -85,17 +85,20 @@ def _values(text: str, dtype: DType) -> list[Any]:
     return [_value(part.strip(), dtype) for part in text.split(",")]
 
 
-def feast_request(service: str, fields: list[FormField], form: Mapping[str, str]) -> dict[str, Any]:
+def feast_request(service: str, fields: list[FormField], form: Mapping[str, str],
+                  full_feature_names: bool = False) -> dict[str, Any]:
     """The `POST /get-online-features` body for the form's values.
 
     Args:
         service: the feature service.
         fields: what `form_fields` gave for it.
         form: field name -> the text typed (missing or blank: not given).
+        full_feature_names: ask for `view__feature` names (a service two of whose outputs share a name).
 
     Returns:
-        `{"feature_service": service, "entities": {column: [values]}}`; `entities` holds the join keys
-        given and the request features given (one value repeated for every entity).
+        `{"feature_service": service, "entities": {column: [values]}}` (and `"full_feature_names": true`
+        when asked); `entities` holds the join keys given and the request features given (one value
+        repeated for every entity).
     """
     entities: dict[str, list[Any]] = {}
     for f in fields:
@@ -108,4 +111,7 @@ def feast_request(service: str, fields: list[FormField], form: Mapping[str, str]
         if not f.is_key and text.strip():
             vals = _values(text, f.dtype)
             entities[f.name] = vals * n if len(vals) == 1 and n > 1 else vals
-    return {"feature_service": service, "entities": entities}
+    body: dict[str, Any] = {"feature_service": service, "entities": entities}
+    if full_feature_names:
+        body["full_feature_names"] = True
+    return body

@@ -121,3 +121,38 @@ def test_a_registry_of_hundreds_of_views_is_listed_whole_with_its_stale_views(tm
             assert _get(srv, path).status_code == 200, path
     finally:
         srv.stop()
+
+
+def test_lookup_of_a_service_whose_outputs_share_a_name_answers_with_full_names(tmp_path):
+    """A service of two views that both have a feature `score` is served with full_feature_names; the
+    console's lookup asked without them, and answered every lookup of it with 503 "Unavailable"."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fsplug.store import FeatureStore
+    from tests.conftest import write_repo
+
+    repo = write_repo(tmp_path / "r", {"defs.yaml": """\
+        entities: [{name: user, join_key: user_id, dtype: string}]
+        sources: [{name: s, path: data/s.parquet, timestamp_field: ts}]
+        feature_views:
+          - {name: daily, entity: user, source: s, features: [{name: score, dtype: float64, bin: d_score}]}
+          - {name: hourly, entity: user, source: s, features: [{name: score, dtype: float64, bin: h_score}]}
+        feature_services:
+          - {name: both, features: ["daily:score", "hourly:score"]}
+        """})
+    (repo / "data").mkdir()
+    pq.write_table(pa.table({"user_id": ["u1"], "ts": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+                             "score": [0.25]}), repo / "data" / "s.parquet")
+    with FeatureStore(repo) as store:
+        store.apply()
+        store.materialize_incremental(datetime.now(UTC), progress=False)
+    srv = start(repo, command="ui")
+    try:
+        page = _get(srv, "/ui/lookup?service=both&user_id=u1")
+        assert page.status_code == 200, page.text
+        assert "daily__score" in page.text and "hourly__score" in page.text and "0.25" in page.text
+    finally:
+        srv.stop()
