@@ -151,7 +151,18 @@ class SQLiteOnlineStore(OnlineStore):
                         cols[f.bin] = _SQL_TYPE[f.dtype]
                     cols[view.timestamp_bin] = "INTEGER"
                 keys = [(k.name, "INTEGER" if k.dtype is DType.INT64 else "TEXT") for k in ent.join_keys]
-                existing = {r[1]: r[2] for r in conn.execute(f"PRAGMA table_info({_q(table)})")}
+                info = conn.execute(f"PRAGMA table_info({_q(table)})").fetchall()  # (cid, name, type, .., pk)
+                existing = {r[1]: r[2] for r in info}
+                stored_keys = [(r[1], r[2].upper()) for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+                if existing and stored_keys != keys:  # the entity's join keys changed (names or dtypes)
+                    # Its rows are keyed by other keys (and a TEXT key in an INTEGER column would turn
+                    # '01' into 1): the table is made again, empty, as plan says ("re-materialize").
+                    conn.execute(f"DROP TABLE {_q(table)}")
+                    actions.append(f"dropped table {table}: its join keys changed ("
+                                   + ", ".join(f"{k} {t}" for k, t in stored_keys) + " -> "
+                                   + ", ".join(f"{k} {t}" for k, t in keys) + "); its views' values are gone until "
+                                   "they are materialized again")
+                    existing = {}
                 if not existing:
                     defs = [f"{_q(k)} {t} NOT NULL" for k, t in keys] + [f"{_q(c)} {t}" for c, t in cols.items()]
                     pk = ", ".join(_q(k) for k, _ in keys)

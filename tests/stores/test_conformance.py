@@ -357,6 +357,27 @@ def test_a_feature_whose_dtype_changed_serves_the_new_values_as_written(conf_rep
         assert d["trips"] == ["0012", "7"]
 
 
+def test_an_entity_whose_join_keys_changed_keeps_its_new_keys_apart(conf_repo):
+    """`plan` says a join key change invalidates stored data: re-materialize. SQLite kept the table of the
+    old keys: a key made a string stayed an INTEGER column ('01' and '1' were one entity, served the
+    other's value), and a renamed key failed every write and read (`no such column`)."""
+    ts = pa.timestamp("us", tz="UTC")
+    defs = conf_repo / "defs.yaml"
+    old = "join_keys: [{name: city, dtype: string}, {name: zone_id, dtype: int64}]"
+    with FeatureStore(conf_repo) as store:
+        store.push("zone_stats", {"city": ["sfo"], "zone_id": [1], "ts": pa.array([NOW], ts), "demand": [1.0]})
+        for new_keys, key in (("{name: city, dtype: string}, {name: zone_id, dtype: string}", "zone_id"),
+                              ("{name: city, dtype: string}, {name: zone, dtype: string}", "zone")):
+            defs.write_text(defs.read_text().replace(old, f"join_keys: [{new_keys}]"))
+            old = f"join_keys: [{new_keys}]"
+            write_empty_sources(conf_repo)  # the source's key columns are the new ones
+            assert "! invalidates stored data" in store.apply().diff.render()
+            zones = {"city": ["sfo", "sfo"], key: ["01", "1"]}
+            store.push("zone_stats", {**zones, "ts": pa.array([NOW] * 2, ts), "demand": [2.0, 3.0]})
+            assert store.get_online_features(features=["zone_stats:demand"], entities=zones).to_dict() \
+                == {"demand": [2.0, 3.0]}, key
+
+
 def test_large_request_is_chunked_transparently(conf_repo):
     with FeatureStore(conf_repo) as store:
         ids = list(range(6000))
