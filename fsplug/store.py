@@ -261,8 +261,13 @@ class FeatureStore:
             d = diff(old, new)
             actions = self.online_store.apply(new, d)
             gone = [v for v in (old.feature_views if old is not None else ()) if v not in new.feature_views]
-            if gone:  # a view created again later starts from the beginning
-                self.online_store.delete_state(gone)
+            # a view created again later starts from the beginning; so does one whose stored data a change
+            # made wrong (materialize-incremental re-materializes it whole)
+            reset = [v for v in d.invalidated_views(new) if new.feature_views[v].online]
+            if gone or reset:
+                self.online_store.delete_state(gone + reset)
+            actions += [f"materialization state of view {v} reset: materialize-incremental runs it from the beginning"
+                        for v in reset]
             written = damaged or bool(d) or old is None or old.hash != new.hash or old.to_json() != new.to_json()
             if written:
                 store.save(new)

@@ -42,6 +42,17 @@ class RegistryDiff:
     def invalidating(self) -> bool:
         return any(c.invalidating for c in self.changes)
 
+    def invalidated_views(self, registry: Registry) -> list[str]:
+        """The views of `registry` (the new one) whose stored online data these changes make wrong: a
+        view whose entity, or a feature's dtype or bin, changed, and every view of an entity whose join
+        keys changed (a feature that is only removed leaves the others' data right)."""
+        def wrong(c: Change) -> bool:
+            return any(p in c.invalidating and new is not None for p, _, new in c.props)
+
+        views = {c.name for c in self.of("feature_views", "update") if wrong(c)}
+        entities = {c.name for c in self.of("entities", "update") if wrong(c)}
+        return [v.name for v in registry.feature_views.values() if v.name in views or v.entity in entities]
+
     def of(self, kind: str, action: str | None = None) -> list[Change]:
         return [c for c in self.changes if c.kind == kind and (action is None or c.action == action)]
 
@@ -59,8 +70,10 @@ class RegistryDiff:
         for c in self.changes:
             lines.append(f"{mark[c.action]} {word[c.action]} {KINDS[c.kind]} {c.name}")
             for prop, old, new in c.props:
-                flag = ("   ! invalidates stored data: re-materialize this view"
-                        if prop in c.invalidating else "")
+                flag = ""
+                if prop in c.invalidating:  # (a feature only removed leaves the view's watermark alone)
+                    flag = ("   ! invalidates stored data: re-materialize this view"
+                            + (" (apply resets its watermark)" if new is not None else ""))
                 lines.append(f"    {prop}: {_show(old)} -> {_show(new)}{flag}")
             if c.action == "delete" and c.kind == "feature_views":
                 lines.append("    ! its online data stays until `fsplug teardown`")

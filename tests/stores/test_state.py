@@ -203,6 +203,38 @@ def test_teardown_removes_the_data_of_an_entity_an_apply_deleted(repo):
         assert any(line.endswith(zone_table) for line in lines), lines  # teardown says so
 
 
+def test_a_change_that_invalidates_a_views_data_resets_its_watermark(repo):
+    """`plan` says a feature's dtype change invalidates stored data: "re-materialize this view". The
+    watermark stayed, so `materialize-incremental` found the view up to date and served what the store
+    had (the old dtype's values, or none); now apply resets it and the next incremental run refills the
+    view from the beginning. A change that invalidates nothing (a description) keeps the watermark."""
+    root = repo
+    now = datetime.now(UTC)
+    _write_sources(root, now)
+    defs = root / "defs.yaml"
+    with FeatureStore(root) as store:
+        store.apply()
+        store.materialize_incremental(now, progress=False)
+        defs.write_text(defs.read_text().replace("{name: rate, dtype: float64, bin: st_rate}",
+                                                 "{name: rate, dtype: float64, bin: st_rate, description: r}"))
+        store.apply()
+        assert store.materialization_state()["stats"].watermark == now
+        defs.write_text(defs.read_text().replace("{name: trips, dtype: int64, bin: st_trips}",
+                                                 "{name: trips, dtype: string, bin: st_trips}"))
+        pq.write_table(pa.table(_stats([1, 2, 3], now - timedelta(minutes=5), trips=["010", "020", "030"])),
+                       root / "data" / "stats.parquet")
+        applied = store.apply()
+        assert "features.trips.dtype: int64 -> string   ! invalidates stored data: re-materialize this view " \
+               "(apply resets its watermark)" in applied.diff.render()
+        lines = applied.store_actions
+        assert any("state of view stats reset" in line for line in lines), lines
+        assert set(store.materialization_state()) == {"all_types", "zone_stats"}
+        report = store.materialize_incremental(now, progress=False)
+        assert {v.view: (v.start, v.entities) for v in report.views}["stats"] == (None, 3)
+        res = store.get_online_features(features=["stats:trips"], entities={"driver_id": [1, 2, 3]})
+        assert res.to_dict()["trips"] == ["010", "020", "030"]
+
+
 def test_future_end_is_refused_and_rewind_is_explicit(repo):
     """Finding 2: `materialize-incremental 2030-01-01` moved the watermark to 2030 for good."""
     root = repo
