@@ -151,9 +151,10 @@ class SQLiteOnlineStore(OnlineStore):
                         cols[f.bin] = _SQL_TYPE[f.dtype]
                     cols[view.timestamp_bin] = "INTEGER"
                 keys = [(k.name, "INTEGER" if k.dtype is DType.INT64 else "TEXT") for k in ent.join_keys]
-                info = conn.execute(f"PRAGMA table_info({_q(table)})").fetchall()  # (cid, name, type, .., pk)
-                existing = {r[1]: r[2] for r in info}
-                stored_keys = [(r[1], r[2].upper()) for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+                info = [(str(r[1]), str(r[2]).upper(), int(r[5] or 0))  # (name, type, place in the primary key)
+                        for r in conn.execute(f"PRAGMA table_info({_q(table)})")]
+                existing = {name: t for name, t, _ in info}
+                stored_keys = [(name, t) for name, t, _ in sorted((r for r in info if r[2]), key=lambda r: r[2])]
                 if existing and stored_keys != keys:  # the entity's join keys changed (names or dtypes)
                     # Its rows are keyed by other keys (and a TEXT key in an INTEGER column would turn
                     # '01' into 1): the table is made again, empty, as plan says ("re-materialize").
@@ -178,7 +179,7 @@ class SQLiteOnlineStore(OnlineStore):
                     # A column whose type changed (a feature's dtype did) is made again: its type's affinity
                     # would convert new values (TEXT '0012' into INTEGER 12), and its old values are of the
                     # old dtype. Its values are gone until the view is materialized again, as plan says.
-                    retyped = [c for c in cols if c in existing and existing[c].upper() != cols[c]]
+                    retyped = [c for c in cols if c in existing and existing[c] != cols[c]]
                     if retyped:
                         conn.execute("BEGIN IMMEDIATE")  # readers never see the column missing
                         try:
