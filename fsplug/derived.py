@@ -11,7 +11,11 @@ no Python work per row (fewer where the types allow: a divisor that is never 0 i
 and/or/not of comparisons of one int input with constants is one table lookup). It also compiles into a plain-Python
 form for one row (`Compiled.one`, `Program.run_one`: get_feature_vector's), with the same results
 (numpy's int64 wrap-around, NaN rules and float conversions reproduced); functions only numpy computes
-exactly alike (log, exp, **, day, month) and UDFs have none.
+exactly alike (log, exp, **, day, month) and UDFs have none. A float result of arithmetic, min/max and a
+division by a number never 0 also has a form on float images (`Compiled.floats`: float64 inputs, NaN
+for null, no masks), and a test of an int input against constants its bounds (`Compiled.bound`):
+`to_numpy()` computes a program of these from its matrix's columns straight into its own
+(`Program.put_floats`, one lookup for all the tests of one input).
 
 Values are columns: `(values, null)`, where `values` is a numpy array (int64, float64, bool, object
 for strings, int64 microseconds for timestamps) and `null` is a bool mask or None (no nulls).
@@ -86,6 +90,8 @@ _DTYPES = {k: np.dtype(t) for k, t in _NP.items()}  # (builtin dtypes are single
 _PLACEHOLDER = {Kind.INT: 0, Kind.FLOAT: math.nan, Kind.BOOL: False, Kind.STR: "", Kind.TS: 0}
 _NULL_ONE = np.ones(1, dtype=bool)
 _NULL_ONE.flags.writeable = False  # (shared by every null row of one)
+_IMAGES = frozenset({DType.INT64, DType.FLOAT64})  # base columns whose float64 form derived features read
+_F53 = 2.0**53  # a float64 holds every int of smaller magnitude exactly
 
 Column = tuple[Any, Any]
 """(values, null): a numpy array (or a scalar, for constants) and a bool mask or None (no nulls)."""
@@ -185,6 +191,8 @@ _QUIET = frozenset({np.equal, np.not_equal, np.less, np.less_equal, np.greater, 
 _INT_WRAP = frozenset({np.add, np.subtract, np.multiply})
 """... nor these on int64 arrays (they wrap around silently)."""
 _FLOOR_QUIET = 2.0**-900  # an int64 over a float at least this is finite
+_FLOAT_OPS = frozenset({np.add, np.subtract, np.multiply, np.maximum, np.minimum})
+"""Binary operations whose float result is NaN where an operand is (numpy's maximum and minimum too)."""
 
 
 def _or(a: Any, b: Any) -> Any:
@@ -236,6 +244,7 @@ class _Node:
     floor: float | None = None  # > 0, and no value that is not null or NaN is below it (a divisor needs no check)
     quiet: bool = False  # its numpy operations raise no floating-point warning for any input (`Program.run`)
     bound: tuple[int, Intervals] | None = None  # a test of an int input: (its slot, where it is true)
+    floats: bool = False  # `fn` on float images (see `Compiled.floats`) gives this node's float image
 
 
 @dataclass(frozen=True)
@@ -254,6 +263,13 @@ class Compiled:
     raise `_NoScalar` for a row it cannot compute like `run` (Program.run_one then answers None)."""
     quiet: bool = False
     """Whether `run` raises no floating-point warning for any input (Program.run then needs no errstate)."""
+    floats: Callable[[Sequence[Column]], Column] | None = None
+    """For a float result, the computation on float images, or None where it has none: given each
+    argument as (its float64 values, NaN where null; None), `floats(args)[0]` is the result's values,
+    NaN where it is null, without a mask (int arguments as float64 hold what numpy's conversion of their
+    ints gives). Arithmetic, min/max/clip, abs, float() and a division by a number never 0 have it."""
+    bound: tuple[int, Intervals] | None = None
+    """For a bool result that tests one int argument against constants: (its index, where it is true)."""
 
 
 def compile_expression(text: str, types: Callable[[str], Kind], declared: DType) -> Compiled:
@@ -287,7 +303,8 @@ def compile_expression(text: str, types: Callable[[str], Kind], declared: DType)
             v = inner(env)
             return None if v is None or v != v else v
 
-    return Compiled(kind, args, node.text, run, one, node.quiet)
+    return Compiled(kind, args, node.text, run, one, node.quiet, fn if node.floats and kind is Kind.FLOAT else None,
+                    node.bound if kind is Kind.BOOL else None)
 
 
 def finish(kind: Kind, values: Any, null: Any, n: int) -> Column:
@@ -327,7 +344,8 @@ def _float(node: _Node) -> _Node:
         return np.asarray(v, dtype=np.float64), nl
 
     return _Node(Kind.FLOAT, f, node.text, float(node.const) if node.is_const else None, node.is_const,
-                 node.nullable, scalar=_lift1(node.scalar, float), floor=node.floor, quiet=node.quiet)
+                 node.nullable, scalar=_lift1(node.scalar, float), floor=node.floor, quiet=node.quiet,
+                 floats=node.floats)
 
 
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
@@ -388,7 +406,8 @@ class _Builder:
             raise self.fail(node, f"constant {v!r} is not a number, string or boolean (is_null(x) tests for null)")
         col = (_operand(v, kind), None)
         return _Node(kind, lambda env: col, repr(v), v, True, False, scalar=lambda env: v, quiet=True,
-                     floor=float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None)
+                     floor=float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None,
+                     floats=kind in _NUMERIC)
 
     def _Name(self, node: ast.Name) -> _Node:
         name = node.id
@@ -400,7 +419,7 @@ class _Builder:
             self.slots.append(name)
         i = self.slots.index(name)
         return _Node(kind, lambda env: env[i], f"{name}:{kind.value}", slot=i, scalar=operator.itemgetter(i),
-                     quiet=True)
+                     quiet=True, floats=kind in _NUMERIC)
 
     # ---- operators -----------------------------------------------------------------------------
     def _UnaryOp(self, node: ast.UnaryOp) -> _Node:
@@ -419,10 +438,11 @@ class _Builder:
                 v = -x.const
                 py = v.item() if isinstance(v, np.generic) else v  # (a folded constant is a numpy one)
                 return _Node(x.kind, lambda env: (v, None), repr(v), v, True, False, scalar=lambda env: py,
-                             quiet=True)
+                             quiet=True, floats=True)
             neg = (lambda v: _wrap(-v)) if x.kind is Kind.INT else operator.neg
             return _Node(x.kind, lambda env: (lambda c: (np.negative(c[0]), c[1]))(fn(env)), f"-{x.text}",
-                         nullable=x.nullable, scalar=_lift1(x.scalar, neg), quiet=x.quiet)
+                         nullable=x.nullable, scalar=_lift1(x.scalar, neg), quiet=x.quiet,
+                         floats=x.kind is Kind.FLOAT and x.floats)
         raise self.fail(node, f"{type(node.op).__name__} is not part of the expression language")
 
     def _map(self, kind: Kind, text: str, x: _Node, op: Callable[[Any], Any], sop: Callable[[Any], Any]) -> _Node:
@@ -505,7 +525,9 @@ class _Builder:
         floor = (max(floors) if floors and op is np.maximum else min(floors) if len(floors) == 2 and op is np.minimum
                  else None)
         quiet = a.quiet and b.quiet and domain is None and (op in _QUIET or (kind is Kind.INT and op in _INT_WRAP))
-        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar, floor=floor, quiet=quiet), a, b)
+        floats = kind is Kind.FLOAT and op in _FLOAT_OPS and a.floats and b.floats
+        return self._fold(_Node(kind, f, text, nullable=nullable, scalar=scalar, floor=floor, quiet=quiet,
+                                floats=floats), a, b)
 
     def _divide(self, kind: Kind, text: str, a: _Node, b: _Node, op: Callable[[Any, Any], Any]) -> _Node:
         """`op(a, b)` (a division or modulo), null where b is 0 (no check when b is never 0: `floor`)."""
@@ -548,7 +570,10 @@ class _Builder:
         # an int over a nonzero int, or over a float never below a floor, is finite: no warning
         quiet = (a.quiet and b.quiet and op is np.true_divide and a.kind is Kind.INT
                  and (b.kind is Kind.INT or (b.floor is not None and b.floor >= _FLOOR_QUIET)))
-        return self._fold(_Node(kind, f_nonzero if b.floor is not None else f, text, scalar=scalar, quiet=quiet), a, b)
+        # (by a divisor never 0, a float result: NaN in, NaN out; no check that a float image would miss)
+        floats = kind is Kind.FLOAT and b.floor is not None and a.floats and b.floats
+        return self._fold(_Node(kind, f_nonzero if b.floor is not None else f, text, scalar=scalar, quiet=quiet,
+                                floats=floats), a, b)
 
     @staticmethod
     def _fold(node: _Node, *parts: _Node) -> _Node:
@@ -563,7 +588,8 @@ class _Builder:
             return _Node(node.kind, lambda env: (v, True), node.text, scalar=lambda env: None, quiet=True)
         py = v.item() if isinstance(v, (np.generic, np.ndarray)) else v  # (a 0-d result too)
         return _Node(node.kind, lambda env: (v, None), node.text, v, True, False, scalar=lambda env: py,
-                     floor=float(py) if node.kind in _NUMERIC and py > 0 else None, quiet=True)
+                     floor=float(py) if node.kind in _NUMERIC and py > 0 else None, quiet=True,
+                     floats=node.kind in _NUMERIC)
 
     def _Compare(self, node: ast.Compare) -> _Node:
         for op in node.ops:
@@ -684,7 +710,7 @@ class _Builder:
         for a in args[1:]:
             out = self._binary(a.kind, "", out, a, ufunc)
         return _Node(out.kind, out.fn, f"{name}({', '.join(a.text for a in args)})", out.const, out.is_const,
-                     out.nullable, scalar=out.scalar, floor=out.floor, quiet=out.quiet)
+                     out.nullable, scalar=out.scalar, floor=out.floor, quiet=out.quiet, floats=out.floats)
 
     def _fn_min(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._reduce(node, args, "min", np.minimum)
@@ -695,9 +721,10 @@ class _Builder:
     def _unary_fn(self, node: ast.Call, args: list[_Node], name: str, kinds: Sequence[Kind], out: Kind | None,
                   op: Callable[[Any], Any], domain: Callable[[Any], Any] | None = None,
                   const_domain_error: str | None = None, sop: Callable[[Any], Any] | None = None,
-                  sdomain: Callable[[Any], bool] | None = None, quiet: bool = False) -> _Node:
+                  sdomain: Callable[[Any], bool] | None = None, quiet: bool = False, floats: bool = False) -> _Node:
         """`op(x)` for all rows, null where x is (or `domain` says so); `sop` / `sdomain` their scalar
-        forms (no scalar without `sop`, or with a `domain` but no `sdomain`)."""
+        forms (no scalar without `sop`, or with a `domain` but no `sdomain`); `floats`: a float `op`
+        gives NaN for NaN."""
         self._arity(node, name, 1, 1)
         (x,) = args
         self._want(node.args[0], x, kinds, f"{name}()")
@@ -722,11 +749,12 @@ class _Builder:
         elif sop is not None and sdomain is not None:
             scalar = _lift1(x.scalar, lambda v: None if sdomain(v) else sop(v))
         return self._fold(_Node(kind, f, f"{name}({x.text})", nullable=x.nullable or domain is not None,
-                                scalar=scalar, quiet=quiet and x.quiet), x)
+                                scalar=scalar, quiet=quiet and x.quiet,
+                                floats=floats and kind is Kind.FLOAT and domain is None and x.floats), x)
 
     def _fn_abs(self, node: ast.Call, args: list[_Node]) -> _Node:
         sop = (lambda v: _wrap(abs(v))) if args and args[0].kind is Kind.INT else abs
-        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs, sop=sop, quiet=True)
+        return self._unary_fn(node, args, "abs", _NUMERIC, None, np.abs, sop=sop, quiet=True, floats=True)
 
     def _fn_log(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._unary_fn(node, args, "log", _NUMERIC, Kind.FLOAT, np.log, lambda v: np.less_equal(v, 0),
@@ -740,7 +768,7 @@ class _Builder:
                               "is never defined", math.sqrt, lambda v: v < 0)  # (sqrt is exact everywhere)
 
     def _fn_float(self, node: ast.Call, args: list[_Node]) -> _Node:
-        return self._unary_fn(node, args, "float", _NUMERIC, Kind.FLOAT, lambda v: v, sop=float)
+        return self._unary_fn(node, args, "float", _NUMERIC, Kind.FLOAT, lambda v: v, sop=float, floats=True)
 
     def _fn_int(self, node: ast.Call, args: list[_Node]) -> _Node:
         return self._to_int(node, args, "int", np.trunc, math.trunc)
@@ -772,7 +800,7 @@ class _Builder:
         inner = self._binary(x.kind, "", x, lo, np.maximum)
         out = self._binary(x.kind, "", inner, hi, np.minimum)
         return _Node(out.kind, out.fn, f"clip({x.text}, {lo.text}, {hi.text})", out.const, out.is_const,
-                     out.nullable, scalar=out.scalar, floor=out.floor, quiet=out.quiet)
+                     out.nullable, scalar=out.scalar, floor=out.floor, quiet=out.quiet, floats=out.floats)
 
     def _fn_coalesce(self, node: ast.Call, args: list[_Node]) -> _Node:
         self._arity(node, "coalesce", 2, None)
@@ -898,13 +926,23 @@ def _bound(a: _Node, op: str, b: _Node) -> tuple[int, Intervals] | None:
     return a.slot, _normal(sets[op])
 
 
+def _edges(where: Intervals) -> list[int]:
+    """The sorted ends of `where`'s intervals (the unbounded ones left out)."""
+    return sorted({e for pair in where for e in pair} - {-_I64, _I64})
+
+
+def _stretches(where: Intervals, edges: Sequence[int]) -> list[bool]:
+    """Per stretch between sorted `edges` (below the first, then from each one on): whether it lies in `where`
+    (`edges` holds every end of `where`'s intervals)."""
+    return [any(lo <= x < hi for lo, hi in where) for x in (-_I64, *edges)]
+
+
 def _interval_test(text: str, slot: int, where: Intervals, nullable: bool) -> _Node:
     """Whether int input `slot` lies in `where` (null where it is), for any and/or/not of its
     comparisons with constants: which of the sorted edges of `where` each x has passed
     (`searchsorted`) picks the answer from a table, 2 numpy operations for any number of tests."""
-    edges = sorted({e for pair in where for e in pair} - {-_I64, _I64})
-    starts = [-_I64, *edges]  # the first value of each stretch between edges
-    answers = [any(lo <= x < hi for lo, hi in where) for x in starts]
+    edges = _edges(where)
+    answers = _stretches(where, edges)
     table, cut = np.array(answers, dtype=bool), np.array(edges, dtype=np.int64)
 
     def f(env: Sequence[Column]) -> Column:
@@ -1072,6 +1110,10 @@ def compile_step(ref: str, dtype: DType, expr: str | None, udf: str | None, slot
     return compiled, tuple(slots[name] for name in compiled.args)
 
 
+_FloatPlan = tuple[tuple[int, ...], tuple[tuple[int, np.ndarray, np.ndarray, Any], ...],
+                   tuple[tuple[int, Callable[[Sequence[Column]], Column], tuple[int, ...], float | None], ...]]
+
+
 @dataclass(frozen=True)
 class Step:
     """One compiled derived feature of a plan: what it computes and from which slots."""
@@ -1092,7 +1134,8 @@ class Program:
     where it is null, as for any input.
     """
 
-    def __init__(self, steps: tuple[Step, ...], n_base: int, dtypes: tuple[DType, ...]):
+    def __init__(self, steps: tuple[Step, ...], n_base: int, dtypes: tuple[DType, ...],
+                 base_dtypes: tuple[DType, ...] = ()):
         self.steps = steps
         self.n_base = n_base
         self.needed = tuple(sorted({s for st in steps for s in st.slots if s < n_base}))
@@ -1109,6 +1152,41 @@ class Program:
         self.has_one = all(one is not None for one in self._ones)
         """Whether every step has a one-row form (`run_one`): expressions without log, exp, ** nor
         day/month, and no UDF."""
+        plan = self._float_plan(base_dtypes)
+        self.floats = plan is not None
+        """Whether `put_floats` computes every step (`base_dtypes`, the base columns' dtypes, given)."""
+        self._float_slots, self._tests, self._float_steps = plan or ((), (), ())
+
+    def _float_plan(self, base_dtypes: tuple[DType, ...]) -> _FloatPlan | None:
+        """For `put_floats`: the base slots read; the tests of int inputs against constants grouped by
+        input: (its slot, the float edges of all its tests then inf, per stretch and test the answer
+        as a number, the last row for null: the default's number or NaN, the output columns); the
+        float steps: (output, `Compiled.floats`, slots, the default's number or None). None unless
+        every step is one of these, an output read by no other step, whose inputs are int64 or float64
+        base columns."""
+        tests: dict[int, list[tuple[int, Intervals, float]]] = {}
+        steps: list[tuple[int, Callable[[Sequence[Column]], Column], tuple[int, ...], float | None]] = []
+        for st in self.steps:
+            c = st.compiled
+            if st.output < 0 or not all(s < len(base_dtypes) and base_dtypes[s] in _IMAGES for s in st.slots):
+                return None
+            if c.floats is not None:
+                steps.append((st.output, c.floats, st.slots, None if st.default.stored is None else st.default.number))
+            elif c.bound is not None and all(abs(e) < _F53 for e in _edges(c.bound[1])):  # (exact as floats)
+                tests.setdefault(st.slots[c.bound[0]], []).append((st.output, c.bound[1], st.default.number))
+            else:
+                return None
+        groups = []
+        for slot, group in tests.items():
+            edges = sorted({e for _, where, _ in group for e in _edges(where)})
+            table = np.array([[*_stretches(where, edges), fill] for _, where, fill in group], dtype=np.float64).T
+            outputs = [p for p, _, _ in group]
+            cols: Any = (slice(outputs[0], outputs[0] + len(outputs))
+                         if outputs == list(range(outputs[0], outputs[0] + len(outputs))) else np.array(outputs))
+            # (NaN sorts after inf: a null row finds the last one)
+            groups.append((slot, np.array([*edges, math.inf], dtype=np.float64), np.ascontiguousarray(table), cols))
+        slots = tuple(sorted({s for st in self.steps for s in st.slots}))
+        return slots, tuple(groups), tuple(steps)
 
     def refuse_text(self) -> None:
         """Raise UserInputError naming the derived outputs with text values (`text_outputs`)."""
@@ -1136,6 +1214,25 @@ class Program:
             else:
                 slots[n_base + i] = (values, null)
         return out
+
+    def put_floats(self, out: np.ndarray, column: Callable[[int], np.ndarray]) -> None:
+        """Every step's column into the float64 matrix `out` as `put_numbers` puts it with defaults, from
+        float images: `column(slot)`, base column `slot` as float64 with its default where it is not
+        PRESENT and NaN where it is null, as `Kernel.numpy(fill_defaults=True)` holds it. Only when
+        `floats` is set; a test of an int input is one lookup for all the tests of that input."""
+        columns = {s: column(s) for s in self._float_slots}
+        for slot, cut, table, cols in self._tests:
+            out[:, cols] = table.take(cut.searchsorted(columns[slot], "right"), 0)
+        if self.quiet:
+            self._put_float_steps(out, columns)
+        else:
+            with np.errstate(all="ignore"):
+                self._put_float_steps(out, columns)
+
+    def _put_float_steps(self, out: np.ndarray, columns: Mapping[int, np.ndarray]) -> None:
+        for p, fn, slots, fill in self._float_steps:
+            values = fn([(columns[s], None) for s in slots])[0]
+            out[:, p] = values if fill is None else np.where(np.isnan(values), fill, values)
 
     def run_one(self, inputs: Mapping[int, Any]) -> list[Any] | None:
         """Every step's value for one row, in plain Python (None: null), from the base columns the steps

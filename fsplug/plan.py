@@ -187,7 +187,7 @@ class RetrievalPlan:
                      for name, slot in d.args}
             steps.append(Step(d.ref, d.output, make_default(d.dtype, d.default),
                               *compile_step(d.ref, d.dtype, d.expr, d.udf, dict(d.args), kinds)))
-        return Program(tuple(steps), len(base), tuple(c.dtype for c in self.columns))
+        return Program(tuple(steps), len(base), tuple(c.dtype for c in self.columns), tuple(c.dtype for c in base))
 
     def check_online(self) -> None:
         """Refuse an online read of this plan when it reads offline-only views (UserInputError)."""

@@ -120,7 +120,8 @@ class OnlineResult:
 
     def _place(self, base: np.ndarray, put: Any, computed: list[Any] | None = None) -> np.ndarray:
         """(n, columns): the base outputs (base[:, :k]) and each derived column, written by `put(out,
-        position, step, column)` (`computed`: the derived columns, if not `_derived`)."""
+        position, step, column)` (`computed`: the derived columns, if not `_derived`; no `put`: left
+        for the caller to write)."""
         out = np.empty((self.n, len(self.plan.columns)), dtype=base.dtype)
         pos = self.plan.base_index
         k = len(pos)
@@ -128,6 +129,8 @@ class OnlineResult:
             out[:, :k] = base[:, :k]
         else:
             out[:, pos] = base[:, :k]
+        if put is None:
+            return out
         columns = self._derived if computed is None else computed
         for p, si in self._program.outputs:
             put(out, p, si, columns[si])
@@ -161,6 +164,10 @@ class OnlineResult:
         whole = plan.base_first and len(plan.base_columns) == len(plan.base_positions)
         base = k.numpy(self._matrices, st, self._request, self.n, self.now_us, fill_defaults,
                        len(plan.columns) if whole else None)
+        if fill_defaults and prog.floats:  # every derived column computed from the matrix's, straight into it
+            out = base if whole else self._place(base, None)
+            prog.put_floats(out, lambda i: base[:, i])
+            return out
         computed = self._derived_from(lambda i: base[:, i], True, row=base[0]) if fill_defaults else self._derived
         if whole:
             for p, si in prog.outputs:

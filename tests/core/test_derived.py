@@ -224,6 +224,7 @@ derived_views:
     features:
       - {name: part, dtype: string, expr: "'morning' if hour_of_day < 12 and trips_today >= 0 else 'later'"}
       - {name: busy6, dtype: bool, expr: "trips_today >= 6"}
+      - {name: night, dtype: bool, default: false, expr: "hour_of_day >= 21 or hour_of_day < 6"}
 feature_services:
   - name: words
     features: [act:trips_today, ctx:*]
@@ -235,6 +236,10 @@ feature_services:
     features: [trip_context:is_peak_hour, trip_context:trips_per_hour, more:busy]
   - name: reordered
     features: [act:trips_today, more:busy, trip_context:trips_per_hour, trip_context:is_peak_hour]
+  - name: matrix
+    features: [act:trips_today, trip_context:is_peak_hour, ctx:night, ctx:busy6, trip_context:trips_per_hour]
+  - name: matrix_apart
+    features: [trip_context:is_peak_hour, act:trips_today, trip_context:trips_per_hour, ctx:night, ctx:busy6]
 """
 
 UDF = """\
@@ -346,6 +351,26 @@ def test_a_read_of_one_entity_serves_its_row_of_the_read_of_all(derived_repo, se
             for name, col in alone.columns.items():
                 a, b = col[0], every.columns[name][j]
                 assert a == b or (a != a and b != b), (service, j, name, a, b)
+
+
+@pytest.mark.parametrize("service", ["matrix", "matrix_apart"])
+def test_a_matrix_computes_its_derived_columns_from_its_own_columns(derived_repo, service):
+    """to_numpy() computes tests of an int input and arithmetic from its float columns, straight into
+    its derived columns (`Program.put_floats`): the values the other forms serve, defaults where null,
+    for a row alone too, with a request int beyond 2**53."""
+    entities = {**ENTITIES, "hour_of_day": [8, 22, 2**53 + 1, 5, 17]}
+    with FeatureStore(derived_repo) as store:
+        every = store.get_online_features(service=service, entities=entities)
+        assert every.plan.program.floats
+        m = every.to_numpy()
+        d = store.get_online_features(service=service, entities=entities).to_dict()
+        assert m.tolist() == [[float(d[name][j]) for name in d] for j in range(5)]
+        assert m[:, list(d).index("night")].tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+        assert m[:, list(d).index("trips_per_hour")].tolist() == [3.0, 0.0, -1.0, -1.0, -1.0]
+        for j in range(5):
+            one = {k: [v[j]] for k, v in entities.items()}
+            np.testing.assert_array_equal(store.get_online_features(service=service, entities=one).to_numpy()[0],
+                                          m[j])
 
 
 def test_event_time_of_a_derived_view_is_its_inputs(derived_repo):

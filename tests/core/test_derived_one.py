@@ -326,3 +326,139 @@ def test_folded_constants_are_plain_python_values_in_the_one_row_form():
         c = compile_expression(expr, _kind, DType(dtype))
         got = c.one([4] if c.args else [])
         assert type(got) in (int, float), (expr, got, type(got))
+
+
+# ---- the float form (`Compiled.floats`, `Program.put_floats`: to_numpy's) --------------------------
+
+def _image(kind: Kind, values: list) -> np.ndarray:
+    """An input as `to_numpy`'s matrix holds it: float64 (an int as numpy converts it), NaN where null."""
+    return np.array([math.nan if v is None else float(np.float64(v)) if kind is Kind.INT else v for v in values],
+                    dtype=np.float64)
+
+
+def _float_ops(depth: int) -> st.SearchStrategy[str]:
+    """Numeric expressions of the operations with a float form, and of some without one."""
+    leaf = st.one_of(st.sampled_from(["i", "j", "f", "g"]), INT_CONSTS, FLOAT_CONSTS)
+    if depth == 0:
+        return leaf
+    sub = _float_ops(depth - 1)
+    return st.one_of(
+        leaf,
+        st.tuples(sub, st.sampled_from(["+", "-", "*", "/", "//", "%"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(sub, st.sampled_from(["/", "//", "%"]), st.sampled_from(["max(f, 0.5)", "max(g, 3)", "2", "0.25",
+                                                                          "clip(j, 1, 9)", "min(3.5, max(f, 1))"])
+                  ).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["min", "max"]), sub, sub).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(st.sampled_from(["abs", "-", "float"]), sub).map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(sub, sub, sub).map(lambda t: f"clip({t[0]}, {t[1]}, {t[2]})"),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_float_ops(3), data=st.data())
+def test_the_float_form_computes_what_the_vectorized_form_computes(text, data):
+    """`Compiled.floats` on the inputs' float images (NaN where null) gives the values of `run`, NaN
+    exactly where `run` is null: nulls, NaN, infinities, -0.0 and ints beyond 2**53 included. An
+    expression said quiet stays quiet."""
+    c = _compiled(text, "float64")
+    if c.floats is None:
+        return
+    n = data.draw(st.integers(1, 8))
+    rows = data.draw(st.one_of(_rows(n), _edge_rows(n)))
+    with np.errstate(all="ignore"):
+        values, null = c.run([_column(KINDS[a], rows[a]) for a in c.args], n)
+    images = [(_image(KINDS[a], rows[a]), None) for a in c.args]
+    with warnings.catch_warnings(), np.errstate(all="raise" if c.quiet else "ignore"):
+        warnings.simplefilter("error")
+        got, got_null = c.floats(images)
+    assert got_null is None
+    got = np.broadcast_to(got, (n,))
+    for r in range(n):
+        if null is not None and null[r]:
+            assert math.isnan(got[r]), (text, r, got[r])
+        else:
+            assert _same(values[r].item(), got[r], False), (text, r, values[r], got[r])
+
+
+def test_which_expressions_have_a_float_form():
+    have = ["trips / max(hours, 0.5)", "f + i * 2.5", "max(f, g) - 1", "clip(f, 0, 1)", "abs(f)", "float(i)",
+            "i / 4", "-f", "f // 2", "f % 0.5", "i", "f * i / max(g, 1) + 1"]
+    have_not = ["i + 1", "i * 2 / 3.5", "f / g", "f / i", "log(f)", "coalesce(f, 1.0)", "f if f > 1 else g",
+                "round(f) / 2", "f ** 2", "sqrt(f)", "(t - t) / 2", "abs(i) / 2"]
+    kinds = {**KINDS, "trips": Kind.INT, "hours": Kind.FLOAT}
+    for text in have + have_not:
+        c = compile_expression(text, kinds.__getitem__, DType.FLOAT64)
+        assert (c.floats is not None) is (text in have), text
+    assert compile_expression("i >= 7 and i < 10", _kind, DType.BOOL).bound == (0, ((7, 10),))
+    assert compile_expression("f >= 7", _kind, DType.BOOL).bound is None
+
+
+SMALL_INTS = [-(2**53) + 1, -5, 0, 3, 6, 7, 10, 16, 19, 21, 24, 2**53 - 2]  # (edges within +-2**53)
+INT_EDGES = [-(2**63), -(2**63) + 1, -(2**53) - 1, -(2**53), -(2**53) + 1, -1, 0, 5, 6, 7, 9, 10, 18, 19, 20, 21, 22,
+             2**53 - 1, 2**53, 2**53 + 1, 2**63 - 2, 2**63 - 1]
+
+
+def _tests_of(name: str, depth: int) -> st.SearchStrategy[str]:
+    leaf = st.tuples(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), st.sampled_from(SMALL_INTS)).map(
+        lambda t: f"({name} {t[0]} {t[1]})")
+    if depth == 0:
+        return leaf
+    sub = _tests_of(name, depth - 1)
+    return st.one_of(leaf, sub.map(lambda x: f"(not {x})"),
+                     st.tuples(sub, st.sampled_from(["and", "or"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tests=st.lists(st.tuples(st.sampled_from(["i", "j"]), st.integers(0, 2)), min_size=1, max_size=4),
+       data=st.data())
+def test_a_program_put_from_float_images_is_put_numbers_of_its_run(tests, data):
+    """`Program.put_floats` (every test of one int input as one lookup, float steps from the matrix's
+    columns) writes what `put_numbers` writes of `Program.run`'s columns with defaults: nulls as the
+    step's default (NaN without one), output columns side by side or apart, in any order, ints at
+    int64's and float64's edges included."""
+    defs = [(f"t{k}", DType.BOOL, data.draw(_tests_of(name, depth)), data.draw(st.sampled_from([None, True, False])))
+            for k, (name, depth) in enumerate(tests)]
+    defs.append(("q", DType.FLOAT64, data.draw(st.sampled_from(["i / max(f, 0.5)", "f * 2 + j", "max(g, f) - i"])),
+                 data.draw(st.sampled_from([None, 0.25]))))
+    dtypes = {"i": DType.INT64, "j": DType.INT64, "f": DType.FLOAT64, "g": DType.FLOAT64}
+    slots = {name: k for k, name in enumerate(dtypes)}
+    width = len(dtypes) + len(defs) + 2
+    outputs = data.draw(st.permutations(range(len(dtypes), width)))
+    steps = []
+    for k, (name, dtype, expr, default) in enumerate(defs):
+        compiled, used = compile_step(name, dtype, expr, None, slots, dtypes)
+        steps.append(Step(name, outputs[k], make_default(dtype, default), compiled, used))
+    prog = Program(tuple(steps), len(dtypes), tuple(DType.FLOAT64 for _ in range(width)), tuple(dtypes.values()))
+    assert prog.floats
+    n = data.draw(st.integers(1, 8))
+    rows = {name: data.draw(st.lists(st.one_of(st.none(), st.sampled_from(INT_EDGES) if name in "ij"
+                                               else VALUES[Kind.FLOAT]), min_size=n, max_size=n)) for name in dtypes}
+    with np.errstate(all="ignore"):
+        computed = prog.run({k: _column(KINDS[name], rows[name]) for name, k in slots.items()}, n)
+    want = np.zeros((n, width))
+    for p, si in prog.outputs:
+        prog.put_numbers(want, p, si, computed[si], True)
+    got = np.zeros((n, width))
+    for name, k in slots.items():
+        got[:, k] = _image(KINDS[name], rows[name])
+    prog.put_floats(got, lambda k: got[:, k])
+    np.testing.assert_array_equal(got[:, len(dtypes):], want[:, len(dtypes):])
+
+
+def test_a_program_has_no_float_form_beyond_float64s_exact_ints_or_for_other_steps():
+    dtypes = {"i": DType.INT64, "f": DType.FLOAT64, "b": DType.BOOL, "x": DType.FLOAT32}
+
+    def prog(*exprs: str) -> Program:
+        steps = []
+        for k, expr in enumerate(exprs):
+            dtype = DType.FLOAT64 if "/" in expr else DType.BOOL
+            compiled, used = compile_step(f"d{k}", dtype, expr, None, {n: s for s, n in enumerate(dtypes)}, dtypes)
+            steps.append(Step(f"d{k}", 4 + k, make_default(dtype, None), compiled, used))
+        return Program(tuple(steps), 4, (DType.FLOAT64,) * (4 + len(exprs)), tuple(dtypes.values()))
+
+    assert prog("i >= 7 and i < 10", "i < 6 or i >= 9007199254740991", "f / 2").floats
+    assert not prog("i >= 7 and i < 10", "i < 9007199254740992").floats  # (edges kept where every int is a float64)
+    assert not prog("i >= 7", "f > 1").floats
+    assert not prog("i >= 7", "b").floats
+    assert not prog("x / 2").floats  # (float32: read from the rows, not the matrix)
+    assert not prog("f / i").floats
