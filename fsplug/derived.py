@@ -1110,8 +1110,9 @@ def compile_step(ref: str, dtype: DType, expr: str | None, udf: str | None, slot
     return compiled, tuple(slots[name] for name in compiled.args)
 
 
-_FloatPlan = tuple[tuple[int, ...], tuple[tuple[int, np.ndarray, np.ndarray, Any], ...],
-                   tuple[tuple[int, Callable[[Sequence[Column]], Column], tuple[int, ...], float | None], ...]]
+_FloatStep = tuple[int, Callable[[Sequence[Column]], Column], tuple[int, ...], float | None, int]
+_FloatPlan = tuple[tuple[int, ...], tuple[tuple[int, np.ndarray, np.ndarray, Any, tuple[int, ...]], ...],
+                   tuple[_FloatStep, ...]]
 
 
 @dataclass(frozen=True)
@@ -1160,31 +1161,33 @@ class Program:
     def _float_plan(self, base_dtypes: tuple[DType, ...]) -> _FloatPlan | None:
         """For `put_floats`: the base slots read; the tests of int inputs against constants grouped by
         input: (its slot, the float edges of all its tests then inf, per stretch and test the answer
-        as a number, the last row for null: the default's number or NaN, the output columns); the
-        float steps: (output, `Compiled.floats`, slots, the default's number or None). None unless
-        every step is one of these, an output read by no other step, whose inputs are int64 or float64
-        base columns."""
-        tests: dict[int, list[tuple[int, Intervals, float]]] = {}
-        steps: list[tuple[int, Callable[[Sequence[Column]], Column], tuple[int, ...], float | None]] = []
-        for st in self.steps:
+        as a number, the last row for null: the default's number or NaN, the output columns, the
+        steps); the float steps: (output, `Compiled.floats`, slots, the default's number or None, the
+        step). None unless every step is one of these, an output read by no other step, whose inputs
+        are int64 or float64 base columns."""
+        tests: dict[int, list[tuple[int, Intervals, float, int]]] = {}
+        steps: list[_FloatStep] = []
+        for i, st in enumerate(self.steps):
             c = st.compiled
             if st.output < 0 or not all(s < len(base_dtypes) and base_dtypes[s] in _IMAGES for s in st.slots):
                 return None
             if c.floats is not None:
-                steps.append((st.output, c.floats, st.slots, None if st.default.stored is None else st.default.number))
+                fill = None if st.default.stored is None else st.default.number
+                steps.append((st.output, c.floats, st.slots, fill, i))
             elif c.bound is not None and all(abs(e) < _F53 for e in _edges(c.bound[1])):  # (exact as floats)
-                tests.setdefault(st.slots[c.bound[0]], []).append((st.output, c.bound[1], st.default.number))
+                tests.setdefault(st.slots[c.bound[0]], []).append((st.output, c.bound[1], st.default.number, i))
             else:
                 return None
         groups = []
         for slot, group in tests.items():
-            edges = sorted({e for _, where, _ in group for e in _edges(where)})
-            table = np.array([[*_stretches(where, edges), fill] for _, where, fill in group], dtype=np.float64).T
-            outputs = [p for p, _, _ in group]
+            edges = sorted({e for _, where, _, _ in group for e in _edges(where)})
+            table = np.array([[*_stretches(where, edges), fill] for _, where, fill, _ in group], dtype=np.float64).T
+            outputs = [p for p, _, _, _ in group]
             cols: Any = (slice(outputs[0], outputs[0] + len(outputs))
                          if outputs == list(range(outputs[0], outputs[0] + len(outputs))) else np.array(outputs))
             # (NaN sorts after inf: a null row finds the last one)
-            groups.append((slot, np.array([*edges, math.inf], dtype=np.float64), np.ascontiguousarray(table), cols))
+            groups.append((slot, np.array([*edges, math.inf], dtype=np.float64), np.ascontiguousarray(table), cols,
+                           tuple(i for _, _, _, i in group)))
         slots = tuple(sorted({s for st in self.steps for s in st.slots}))
         return slots, tuple(groups), tuple(steps)
 
@@ -1215,24 +1218,43 @@ class Program:
                 slots[n_base + i] = (values, null)
         return out
 
-    def put_floats(self, out: np.ndarray, column: Callable[[int], np.ndarray]) -> None:
+    def put_floats(self, out: np.ndarray, column: Callable[[int], np.ndarray]) -> list[Any]:
         """Every step's column into the float64 matrix `out` as `put_numbers` puts it with defaults, from
         float images: `column(slot)`, base column `slot` as float64 with its default where it is not
         PRESENT and NaN where it is null, as `Kernel.numpy(fill_defaults=True)` holds it. Only when
-        `floats` is set; a test of an int input is one lookup for all the tests of that input."""
+        `floats` is set; a test of an int input is one lookup for all the tests of that input.
+        Returns what `float_nulls` reads (arrays of its own, not `out`'s)."""
         columns = {s: column(s) for s in self._float_slots}
-        for slot, cut, table, cols in self._tests:
-            out[:, cols] = table.take(cut.searchsorted(columns[slot], "right"), 0)
+        kept = []
+        for slot, cut, table, cols, _ in self._tests:
+            at = cut.searchsorted(columns[slot], "right")
+            out[:, cols] = table.take(at, 0)
+            kept.append(at)
         if self.quiet:
-            self._put_float_steps(out, columns)
+            self._put_float_steps(out, columns, kept)
         else:
             with np.errstate(all="ignore"):
-                self._put_float_steps(out, columns)
+                self._put_float_steps(out, columns, kept)
+        return kept
 
-    def _put_float_steps(self, out: np.ndarray, columns: Mapping[int, np.ndarray]) -> None:
-        for p, fn, slots, fill in self._float_steps:
+    def _put_float_steps(self, out: np.ndarray, columns: Mapping[int, np.ndarray], kept: list[Any]) -> None:
+        for p, fn, slots, fill, _ in self._float_steps:
             values = fn([(columns[s], None) for s in slots])[0]
             out[:, p] = values if fill is None else np.where(np.isnan(values), fill, values)
+            kept.append(values if values.base is None else values.copy())  # (an input as it is: `column`'s)
+
+    def float_nulls(self, kept: Sequence[Any]) -> list[Any]:
+        """Per step, its null mask (None: no nulls), from what `put_floats` returned: a test is null
+        where its input is (it found the last stretch), a float step where its value is NaN."""
+        nulls: list[Any] = [None] * len(self.steps)
+        for (_, cut, _, _, steps), at in zip(self._tests, kept[:len(self._tests)], strict=True):
+            null = at == len(cut)
+            for i in steps:
+                nulls[i] = null if null.any() else None
+        for (*_, i), values in zip(self._float_steps, kept[len(self._tests):], strict=True):
+            null = np.isnan(values)
+            nulls[i] = null if null.any() else None
+        return nulls
 
     def run_one(self, inputs: Mapping[int, Any]) -> list[Any] | None:
         """Every step's value for one row, in plain Python (None: null), from the base columns the steps

@@ -73,6 +73,7 @@ class OnlineResult:
         self.now_us = now_us
         self.errors = errors
         self._read_times: dict[str, Any] | None = None  # set with `_python`: per view, its rows' event times
+        self._floats_kept: list[Any] | None = None  # set by `to_numpy` when it computes derived columns itself
 
     @_lazy
     def _tuples(self) -> list[list[tuple[Any, ...]]]:
@@ -120,8 +121,8 @@ class OnlineResult:
 
     def _place(self, base: np.ndarray, put: Any, computed: list[Any] | None = None) -> np.ndarray:
         """(n, columns): the base outputs (base[:, :k]) and each derived column, written by `put(out,
-        position, step, column)` (`computed`: the derived columns, if not `_derived`; no `put`: left
-        for the caller to write)."""
+        position, step, computed[step])` (`computed`: per step what `put` takes, by default its
+        `_derived` column; no `put`: left for the caller to write)."""
         out = np.empty((self.n, len(self.plan.columns)), dtype=base.dtype)
         pos = self.plan.base_index
         k = len(pos)
@@ -139,10 +140,13 @@ class OnlineResult:
     @_lazy
     def statuses(self) -> np.ndarray:
         """(n, columns) uint8 array of FieldStatus values (derived: PRESENT where computed, else NULL_VALUE)."""
-        if self._program is None:
+        prog = self._program
+        if prog is None:
             return self._base_statuses
-        put = self._program.put_statuses
-        return self._place(self._base_statuses, lambda out, p, si, col: put(out, p, col[1]))
+        put = prog.put_statuses
+        kept = self._floats_kept  # (after to_numpy: the null masks from what it computed)
+        nulls = [null for _, null in self._derived] if kept is None else prog.float_nulls(kept)
+        return self._place(self._base_statuses, lambda out, p, si, null: put(out, p, null), nulls)
 
     def to_numpy(self, fill_defaults: bool = True) -> np.ndarray:
         """(n, columns) float64 matrix in plan order, for models.
@@ -166,7 +170,7 @@ class OnlineResult:
                        len(plan.columns) if whole else None)
         if fill_defaults and prog.floats:  # every derived column computed from the matrix's, straight into it
             out = base if whole else self._place(base, None)
-            prog.put_floats(out, lambda i: base[:, i])
+            self._floats_kept = prog.put_floats(out, lambda i: base[:, i])
             return out
         computed = self._derived_from(lambda i: base[:, i], True, row=base[0]) if fill_defaults else self._derived
         if whole:

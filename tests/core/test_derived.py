@@ -357,7 +357,7 @@ def test_a_read_of_one_entity_serves_its_row_of_the_read_of_all(derived_repo, se
 def test_a_matrix_computes_its_derived_columns_from_its_own_columns(derived_repo, service):
     """to_numpy() computes tests of an int input and arithmetic from its float columns, straight into
     its derived columns (`Program.put_floats`): the values the other forms serve, defaults where null,
-    for a row alone too, with a request int beyond 2**53."""
+    for a row alone too, with a request int beyond 2**53; the statuses then come from what it computed."""
     entities = {**ENTITIES, "hour_of_day": [8, 22, 2**53 + 1, 5, 17]}
     with FeatureStore(derived_repo) as store:
         every = store.get_online_features(service=service, entities=entities)
@@ -371,6 +371,10 @@ def test_a_matrix_computes_its_derived_columns_from_its_own_columns(derived_repo
             one = {k: [v[j]] for k, v in entities.items()}
             np.testing.assert_array_equal(store.get_online_features(service=service, entities=one).to_numpy()[0],
                                           m[j])
+        m[:] = 0.0  # (the caller's matrix: the statuses do not read it)
+        st = store.get_online_features(service=service, entities=entities).statuses
+        assert every.statuses.tolist() == st.tolist()
+        assert st[:, list(d).index("trips_per_hour")].tolist() == [1, 1, 2, 2, 2]
 
 
 def test_event_time_of_a_derived_view_is_its_inputs(derived_repo):

@@ -415,7 +415,7 @@ def test_a_program_put_from_float_images_is_put_numbers_of_its_run(tests, data):
     """`Program.put_floats` (every test of one int input as one lookup, float steps from the matrix's
     columns) writes what `put_numbers` writes of `Program.run`'s columns with defaults: nulls as the
     step's default (NaN without one), output columns side by side or apart, in any order, ints at
-    int64's and float64's edges included."""
+    int64's and float64's edges included; `float_nulls` gives `run`'s null masks."""
     defs = [(f"t{k}", DType.BOOL, data.draw(_tests_of(name, depth)), data.draw(st.sampled_from([None, True, False])))
             for k, (name, depth) in enumerate(tests)]
     defs.append(("q", DType.FLOAT64, data.draw(st.sampled_from(["i / max(f, 0.5)", "f * 2 + j", "max(g, f) - i"])),
@@ -441,8 +441,12 @@ def test_a_program_put_from_float_images_is_put_numbers_of_its_run(tests, data):
     got = np.zeros((n, width))
     for name, k in slots.items():
         got[:, k] = _image(KINDS[name], rows[name])
-    prog.put_floats(got, lambda k: got[:, k])
+    kept = prog.put_floats(got, lambda k: got[:, k])
     np.testing.assert_array_equal(got[:, len(dtypes):], want[:, len(dtypes):])
+    for (_, null), got_null in zip(computed, prog.float_nulls(kept), strict=True):
+        assert got_null is None or got_null.any()
+        np.testing.assert_array_equal(np.zeros(n, bool) if got_null is None else got_null,
+                                      np.zeros(n, bool) if null is None else null)
 
 
 def test_a_program_has_no_float_form_beyond_float64s_exact_ints_or_for_other_steps():
