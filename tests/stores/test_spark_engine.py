@@ -681,13 +681,24 @@ from fsplug.engines.spark import SparkEngine
 spark = SparkEngine(SparkConfig(master="local[1]", conf=json.loads(sys.argv[1]))).session()
 mx = spark._jvm.java.lang.management.ManagementFactory
 hotspot = mx.getPlatformMXBean(spark._jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+def frozen(batches):
+    import gc
+    import pyarrow as pa
+    import fsplug.engines.spark  # not in the daemon: the worker's first task imports it, as a job's does
+    for _ in batches:
+        pass
+    yield pa.RecordBatch.from_pydict({"frozen": [gc.get_freeze_count() > 0]})
+def python_job():
+    return spark.range(1, numPartitions=1).mapInArrow(frozen, "frozen boolean").collect()[0][0]
+frozen_then = [python_job(), python_job()]  # one worker (reused), the first job's and the second's
 def where(_):
     import os, pyspark
     yield pyspark.__file__, os.environ.get("MIMALLOC_PURGE_DELAY")
 print(json.dumps({"level": hotspot.getVMOption("TieredStopAtLevel").getValue(),
                   "args": list(mx.getRuntimeMXBean().getInputArguments()),
                   "compress": spark.sparkContext.getConf().get("spark.shuffle.compress"),
-                  "worker_pyspark": spark.sparkContext.parallelize([0], 1).mapPartitions(where).collect()[0]}))
+                  "worker_pyspark": spark.sparkContext.parallelize([0], 1).mapPartitions(where).collect()[0],
+                  "frozen": frozen_then}))
 spark.stop()
 """
 
@@ -711,6 +722,8 @@ def test_a_local_session_the_engine_starts_compiles_with_c1_only_and_keeps_the_u
     import pyspark
 
     assert got["worker_pyspark"] == [pyspark.__file__, "-1"]  # and the workers keep the memory they free
+    # a worker freezes what its first task left (which imported modules): its next task finds it frozen
+    assert got["frozen"] == [False, True]
 
 
 def test_the_worker_daemon_drops_only_the_installed_packages_own_zip(tmp_path):
@@ -729,6 +742,30 @@ def test_the_worker_daemon_drops_only_the_installed_packages_own_zip(tmp_path):
     assert not prefer_installed_pyspark(other) and other[1] == "/opt/spark/python/lib/pyspark.zip"
     not_after = [str(site), own]  # the package comes first already, or is not on the path: leave it
     assert not prefer_installed_pyspark(not_after) and own in not_after
+
+
+def test_the_worker_daemon_freezes_what_is_left_after_a_task_that_imported_modules(monkeypatch):
+    """After a task that imported modules, the worker collects its garbage and freezes the rest (the
+    collection pyspark's daemon runs after every task then skips those objects); after a task that
+    imported nothing, nothing more is frozen. The task's exit code goes back to the daemon."""
+    import types
+
+    from fsplug.engines import spark_daemon
+
+    done: list[str] = []
+    monkeypatch.setattr(spark_daemon, "gc", types.SimpleNamespace(collect=lambda: done.append("collect"),
+                                                                  freeze=lambda: done.append("freeze")))
+
+    def task(imports: bool, code: int) -> int:
+        if imports:
+            monkeypatch.setitem(sys.modules, f"fsplug_probe_{len(sys.modules)}", types.ModuleType("probe"))
+        return code
+
+    run = spark_daemon.freezing(task)
+    assert run(False, 0) == 0 and done == []
+    assert run(True, 0) == 0 and done == ["collect", "freeze"]
+    assert run(False, 0) == 0 and done == ["collect", "freeze"]
+    assert run(True, 1) == 1 and done == ["collect", "freeze"] * 2
 
 
 def _local_options(monkeypatch, conf: dict, master: str = "local[1]") -> dict:
