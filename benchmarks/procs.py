@@ -1,11 +1,10 @@
-"""Process trees under /proc: the benchmarks' child processes (Spark's JVM and workers, a server's workers)."""
+"""Process trees under /proc: the benchmarks' child processes (Spark's JVM and Python workers)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
-__all__ = ["descendants", "pin"]
+__all__ = ["descendants"]
 
 
 def descendants(root: int) -> dict[int, str]:
@@ -31,14 +30,3 @@ def descendants(root: int) -> dict[int, str]:
         todo.extend(children.get(pid, []))
     return out
 
-
-def pin(root: int, cpus: set[int]) -> None:
-    """Run every thread of process `root` and of the processes under it on `cpus` only (Linux)."""
-    for pid in [root, *descendants(root)]:
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-        except OSError:
-            continue
-        for tid in tids:
-            with contextlib.suppress(OSError):  # (a thread that ended meanwhile)
-                os.sched_setaffinity(tid, cpus)

@@ -10,8 +10,8 @@ is drawn from a fixed, seeded list of random driver ids (a Lua script cycles thr
 Reported per case (the median of `--runs` wrk runs per figure): requests/s, p50, p99 (wrk's
 latency distribution), non-2xx responses and socket errors; and, for the same requests, the
 in-process p50 in this process (`get_online_features(...).to_dict()`, or `get_feature_vector` for
-the vector endpoint) and the server's p50 minus it, so the HTTP server's own cost is visible.
-`--pin` runs wrk on a CPU of its own at one connection (see `_wrk`), for every system.
+the vector endpoint; measured beside each wrk run of the case, the median kept) and the server's p50
+minus it, so the HTTP server's own cost is visible.
 `--with-feast` runs `feast serve` with the same `--workers`; `--canned` runs uvicorn as `fsplug serve`
 runs it, answering every request with a response `fsplug serve` gave for that case (the HTTP stack's
 own floor: `benchmarks/canned_app.py`). Results go to
@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.data import RESULTS, ROOT, SERVICE, dataset, fresh_end, make_fsplug_repo
-from benchmarks.procs import pin
 
 TOKEN_ENV = "FSPLUG_SERVE_TOKEN"  # fsplug serve's default token variable
 TOKEN = "benchmark-token"  # (a benchmark's server on loopback; with --with-feast it takes writes for the client check)
@@ -96,27 +96,15 @@ def _bodies(
 
 
 def _wrk(
-    url: str, path: str, bodies: list[dict[str, Any]], connections: int, seconds: int, work: Path,
-    server: int | None = None,
+    url: str, path: str, bodies: list[dict[str, Any]], connections: int, seconds: int, work: Path
 ) -> dict:
-    """One wrk run. `server`: the server's pid, to pin (`--pin`): with one connection, wrk runs on the last
-    CPU and the server's processes on the others (as if wrk ran on another host: the two alternate, and
-    neither evicts the other's caches); with more, every process may use every CPU."""
     body_file = work / "bodies.txt"
     body_file.write_text("\n".join(json.dumps(b, separators=(",", ":")) for b in bodies) + "\n")
     script = work / "load.lua"
     script.write_text(_LUA % {"bodies": body_file, "path": path})
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
-    cpus = os.sched_getaffinity(0)
-    wrk_cpus = cpus
-    if server is not None:
-        split = connections == 1 and len(cpus) > 1
-        wrk_cpus = {max(cpus)} if split else cpus
-        pin(server, cpus - wrk_cpus if split else cpus)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         preexec_fn=lambda: os.sched_setaffinity(0, wrk_cpus)).stdout
-    pinned = f"taskset -c {','.join(map(str, sorted(wrk_cpus)))} " if wrk_cpus != cpus else ""
-    return {"command": pinned + " ".join(cmd[:-3] + ["<script>", url]), **_parse_wrk(out)}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return {"command": " ".join(cmd[:-3] + ["<script>", url]), **_parse_wrk(out)}
 
 
 _UNITS = {"us": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
@@ -208,7 +196,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, p
 
 def _canned_rows(
     cases: list[tuple[int, list[dict[str, Any]], bytes]], work: Path, conns: list[int], seconds: int,
-    workers: int, runs: int, pinned: bool,
+    workers: int, runs: int,
 ) -> list[dict[str, Any]]:
     """uvicorn with `fsplug serve`'s options (httptools, uvloop, no access log) and `workers`, answering
     each case's requests with a response fsplug serve gave for that case (benchmarks/canned_app.py)."""
@@ -229,9 +217,8 @@ def _canned_rows(
         try:
             _wait_ready(url, proc, path="/")
             _wrk(url, "/get-online-features", bodies, 1, 1, work)  # warm-up
-            server = proc.pid if pinned else None
             for c in conns:
-                res = _median_of_runs([_wrk(url, "/get-online-features", bodies, c, seconds, work, server)
+                res = _median_of_runs([_wrk(url, "/get-online-features", bodies, c, seconds, work)
                                        for _ in range(runs)])
                 rows.append({"system": "uvicorn, canned response", "endpoint": "/get-online-features",
                              "entities": n, "connections": c, **res, "in_process_p50_us": None,
@@ -280,7 +267,7 @@ def _feast_client_check(ds: Any, ids: list[int], work: Path, url: str, repo: Pat
 
 def _feast_rows(
     ds: Any, ids: list[int], work: Path, entity_counts: list[int], conns: list[int], seconds: int,
-    workers: int, runs: int, pinned: bool,
+    workers: int, runs: int,
 ) -> list[dict[str, Any]]:
     """`feast serve` (Feast in benchmarks/.feast-venv) on the same data and store kind, under the same wrk."""
     from benchmarks.feast_side import VENV, ensure_venv, spec_for
@@ -303,9 +290,8 @@ def _feast_rows(
         for n in entity_counts:
             bodies = _bodies(ids, n, 2000, False, seed=n, feast=True)
             _wrk(url, "/get-online-features", bodies, 1, 1, work)
-            server = proc.pid if pinned else None
             for c in conns:
-                res = _median_of_runs([_wrk(url, "/get-online-features", bodies, c, seconds, work, server)
+                res = _median_of_runs([_wrk(url, "/get-online-features", bodies, c, seconds, work)
                                        for _ in range(runs)])
                 rows.append(
                     {
@@ -343,12 +329,6 @@ def main(argv: list[str] | None = None) -> int:
         "--canned",
         action="store_true",
         help="also uvicorn (as fsplug serve runs it) answering a recorded response: the HTTP stack's floor",
-    )
-    ap.add_argument(
-        "--pin",
-        action="store_true",
-        help="with 1 connection, wrk on the last CPU and the server on the others (as from another host); "
-        "the same for every system",
     )
     ap.add_argument(
         "--with-feast",
@@ -413,39 +393,38 @@ def main(argv: list[str] | None = None) -> int:
                                              headers={"content-type": "application/json"})
                 with urllib.request.urlopen(req, timeout=10) as r:
                     url_canned_bodies.append((n, bodies, r.read()))
-            ref = _in_process_p50(repo, bodies, 2000, vector)
             _wrk(url, path, bodies, 1, 1, work)  # warm-up
+            # the in-process p50 is measured beside every wrk run and its median kept: one measurement
+            # moved by up to 1.8x with the host's speed between two runs of the benchmark
+            refs: list[float] = []
+            case_rows = []
             for c in conns:
-                res = _median_of_runs([_wrk(url, path, bodies, c, seconds, work, proc.pid if args.pin else None)
-                                       for _ in range(args.runs)])
-                row = {
-                    "system": "fsplug serve",
-                    "endpoint": path,
-                    "entities": n,
-                    "connections": c,
-                    **res,
-                    "in_process_p50_us": ref,
-                }
-                rows.append(row)
+                runs = []
+                for _ in range(args.runs):
+                    refs.append(_in_process_p50(repo, bodies, 2000, vector))
+                    runs.append(_wrk(url, path, bodies, c, seconds, work))
+                case_rows.append({"system": "fsplug serve", "endpoint": path, "entities": n, "connections": c,
+                                  **_median_of_runs(runs)})
+            ref = statistics.median(refs)
+            for row in case_rows:
+                rows.append({**row, "in_process_p50_us": ref, "in_process_p50s_us": refs})
                 print(
-                    f"{path:22s} {n:3d} entities, {c} conn: {res['requests_per_s']:9,.0f} req/s  "
-                    f"p50 {res['p50_us']:8.0f} us  p99 {res['p99_us']:8.0f} us  non-2xx {res['non_2xx']}  "
-                    f"socket errors {res['socket_errors']}"
-                    + (f"  (in-process p50 {ref:.0f} us)" if ref else "")
+                    f"{path:22s} {n:3d} entities, {row['connections']} conn: {row['requests_per_s']:9,.0f} req/s  "
+                    f"p50 {row['p50_us']:8.0f} us  p99 {row['p99_us']:8.0f} us  non-2xx {row['non_2xx']}  "
+                    f"socket errors {row['socket_errors']}  (in-process p50 {ref:.0f} us)"
                 )
         if args.with_feast:
             client_check = _feast_client_check(ds, ids, work, url, repo)
     finally:
         _stop(proc)
     if args.canned:
-        rows += _canned_rows(url_canned_bodies, work, conns, seconds, args.workers, args.runs, args.pin)
+        rows += _canned_rows(url_canned_bodies, work, conns, seconds, args.workers, args.runs)
     if args.with_feast:
-        rows += _feast_rows(ds, ids, work, entity_counts, conns, seconds, args.workers, args.runs, args.pin)
+        rows += _feast_rows(ds, ids, work, entity_counts, conns, seconds, args.workers, args.runs)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     meta = {
         "drivers": drivers,
         "workers": args.workers,
-        "pin": args.pin,
         "runs": args.runs,
         "seconds": seconds,
         "nproc": os.cpu_count(),
