@@ -130,12 +130,6 @@ class ViewWriteStats:
     newest_us: int | None = None
 
 
-def _set_session_conf(spark: Any) -> None:
-    """The SQL settings every session the engine runs jobs in has (see the module docstring: Time)."""
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-
-
 def _spark_defaults_keys() -> set[str]:
     """The keys set in the spark-defaults.conf that spark-submit reads when pyspark starts the JVM
     (`$SPARK_CONF_DIR`, else `$SPARK_HOME/conf`, else the pyspark package's `conf`): the engine's local
@@ -172,7 +166,6 @@ class SparkEngine:
     def __init__(self, config: SparkConfig | None = None):
         self.config = config or SparkConfig()
         self._spark: Any = None
-        self._splits: Any = None
 
     # -- session -------------------------------------------------------------------------------
 
@@ -205,27 +198,10 @@ class SparkEngine:
         except Exception as exc:  # the JVM did not start: pyspark raises several types for it
             raise EngineError(f"cannot start Spark: {_java_problem()}; the Spark engine needs Java 17 or newer "
                               f"(`java` on PATH, or JAVA_HOME). Spark said: {_cause(exc)}") from exc
-        _set_session_conf(spark)
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
         self._spark = spark
         return spark
-
-    def _splits_session(self) -> Any:
-        """The session materialization's jobs over Parquet splits run in: a session of its own on the same
-        SparkContext, with adaptive query execution off unless `conf` sets it. Those jobs size their
-        shuffles themselves (a partition per bucket, a task per writer), so AQE has nothing to merge, and
-        its re-planning after each shuffle cost CPU (10M drivers on local[1], a helper's A/B: 0.6 to 2.8 s
-        cold, 1.6 to 2.4 s warm). The user's session (training data's window, which AQE does merge) is left
-        as it is."""
-        if self._splits is None:
-            spark = self.session()
-            key = "spark.sql.adaptive.enabled"
-            if key in self.config.conf or key in _spark_defaults_keys():
-                self._splits = spark
-            else:
-                self._splits = spark.newSession()
-                _set_session_conf(self._splits)
-                self._splits.conf.set("spark.sql.adaptive.enabled", "false")
-        return self._splits
 
     @staticmethod
     def store_problem(store: OnlineStore) -> str:
@@ -390,7 +366,7 @@ class SparkEngine:
             _write_splits if src is None else _write_rows, job=job, store_cls=type(store), config=store.config,
             repo_root=store.repo_root, project=store.project, fail_marker=os.environ.get(FAIL_ONCE_ENV))
         if src is None:
-            picked = self._splits_session().range(len(splits), numPartitions=len(splits)).mapInArrow(
+            picked = spark.range(len(splits), numPartitions=len(splits)).mapInArrow(
                 functools.partial(_pick_splits, job=job), _SHUFFLED)
         else:  # a task per partition of Spark's scan of the table
             picked = _table_rows(src, job, [*key_types, *times]).mapInArrow(

@@ -816,27 +816,6 @@ def test_the_local_defaults_leave_the_users_settings_alone(tmp_path, monkeypatch
     assert "spark.python.daemon.module" not in opts and not any(k.startswith("spark.executorEnv.") for k in opts)
 
 
-def test_parquet_materialization_runs_in_a_session_of_its_own_without_adaptive_execution(spark):
-    """The split jobs size their shuffles themselves, so they run with AQE off, in a session of their own
-    on the same SparkContext with the engine's SQL settings; the user's session keeps its AQE, and a
-    `conf` that sets AQE is obeyed by the split jobs too."""
-    from fsplug.config import SparkConfig
-    from fsplug.engines.spark import SparkEngine
-
-    engine = SparkEngine(SparkConfig())
-    engine._spark = spark  # (the tests' session, as an active session would be reused)
-    before = spark.conf.get("spark.sql.adaptive.enabled")
-    own = engine._splits_session()
-    assert own is not spark and own.sparkContext is spark.sparkContext and engine._splits_session() is own
-    assert own.conf.get("spark.sql.adaptive.enabled") == "false"
-    assert own.conf.get("spark.sql.session.timeZone") == "UTC"
-    assert own.conf.get("spark.sql.legacy.parquet.nanosAsLong") == "true"
-    assert spark.conf.get("spark.sql.adaptive.enabled") == before
-    told = SparkEngine(SparkConfig(conf={"spark.sql.adaptive.enabled": True}))
-    told._spark = spark
-    assert told._splits_session() is spark
-
-
 # ---- catalog tables: names, formats, types and changes the engine must not trip over -------------
 
 SMALL_DEFS = """\
