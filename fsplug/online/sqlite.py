@@ -19,7 +19,8 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import apsw
 from pydantic import Field
@@ -74,6 +75,19 @@ _STATE_DDL = ("CREATE TABLE IF NOT EXISTS fsplug_state (project TEXT NOT NULL, v
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def _immediate(conn: apsw.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock at its start (`BEGIN IMMEDIATE`): committed when
+    the block ends, rolled back when it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def translate(exc: apsw.Error, what: str) -> StoreError:
@@ -181,15 +195,10 @@ class SQLiteOnlineStore(OnlineStore):
                     # old dtype. Its values are gone until the view is materialized again, as plan says.
                     retyped = [c for c in cols if c in existing and existing[c] != cols[c]]
                     if retyped:
-                        conn.execute("BEGIN IMMEDIATE")  # readers never see the column missing
-                        try:
+                        with _immediate(conn):  # readers never see the column missing
                             for c in retyped:
                                 conn.execute(f"ALTER TABLE {_q(table)} DROP COLUMN {_q(c)}")
                                 conn.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c)} {cols[c]}")
-                            conn.execute("COMMIT")
-                        except BaseException:
-                            conn.execute("ROLLBACK")
-                            raise
                         actions.append(f"made columns of {table} again with their new types (their values are "
                                        f"gone until the next materialization): "
                                        + ", ".join(f"{c} {existing[c]} -> {cols[c]}" for c in retyped))
@@ -291,15 +300,10 @@ class SQLiteOnlineStore(OnlineStore):
         step = self.config.write_batch_rows
         try:
             for i in range(0, len(rows), step):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate(conn):
                     before = conn.total_changes()
                     conn.executemany(sql, rows[i:i + step])
                     written += conn.total_changes() - before
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
         except apsw.Error as exc:
             raise translate(exc, f"write of view {view.name!r}") from exc
         return written
