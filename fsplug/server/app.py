@@ -42,7 +42,7 @@ import hmac
 import logging
 import os
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 from collections.abc import Awaitable, Callable, Sequence
@@ -717,15 +717,29 @@ def _iso(times: Sequence[int | None]) -> bytes:
 
 
 _TS_CACHE: dict[int | None, bytes] = {None: orjson.dumps(_EPOCH)}
-_EPOCH_DT = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+_DATES: dict[int, str] = {}
+"""Per day since the epoch: its ISO date, `YYYY-MM-DD` (filled as days are seen; a day's entities share it)."""
+_HOURS_MINUTES = tuple(f"T{m // 60:02d}:{m % 60:02d}:" for m in range(1440))
+_SECONDS = tuple(f"{s:02d}" for s in range(60))
 
 
 def _format_us(us: int | None) -> str:
-    """One time (microseconds since the epoch) as protobuf's JSON writes a Timestamp: 0, 3 or 6 decimals."""
+    """One time (microseconds since the epoch) as protobuf's JSON writes a Timestamp: 0, 3 or 6 decimals.
+
+    Put together from per-day, per-minute and per-second texts: about a fifth of `strftime`'s cost, and
+    an entity's event time is often one no earlier request had (so the caller's cache misses).
+    """
     if us is None:
         return _EPOCH
-    base = (_EPOCH_DT + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S")
-    frac = us % 1_000_000
+    seconds, frac = divmod(us, 1_000_000)
+    day, second = divmod(seconds, 86_400)
+    date = _DATES.get(day)
+    if date is None:
+        if len(_DATES) >= 100_000:
+            _DATES.clear()
+        date = _DATES[day] = datetime.fromordinal(_EPOCH_ORDINAL + day).date().isoformat()
+    base = date + _HOURS_MINUTES[second // 60] + _SECONDS[second % 60]
     if not frac:
         return base + "Z"
     if not frac % 1000:

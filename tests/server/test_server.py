@@ -12,11 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, UTC
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fsplug.store import FeatureStore
 from tests.conftest import build_served_repo, write_repo
@@ -817,6 +819,17 @@ def test_event_times_are_written_as_protobuf_json_timestamps():
     ]
     assert orjson.loads(_iso(times[:1])) == ["2021-12-31T23:00:00Z"]  # the cached text is the same (one: still a list)
     assert _iso([]) == b"[]"
+
+
+@given(st.integers(min_value=-62_135_596_800_000_000, max_value=253_402_300_799_999_999))
+def test_event_time_text_is_the_calendar_time_of_its_microseconds(us):
+    """The server's formatter (per-day and per-minute texts) against datetime's own calendar, years 1 to 9999."""
+    from fsplug.server.app import _format_us
+
+    dt = datetime(1970, 1, 1) + timedelta(microseconds=us)
+    digits = f"{dt.microsecond:06d}".rstrip("0")
+    frac = "" if not digits else "." + (digits.ljust(3, "0") if len(digits) <= 3 else digits.ljust(6, "0"))
+    assert _format_us(us) == f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt:%H:%M:%S}{frac}Z"
 
 
 CLASHING = """\
