@@ -302,14 +302,8 @@ class FeatureServerApp:
                     404, "not_found", f"no endpoint {path}; see GET /health, POST /get-online-features"
                 )
             status, body, headers = await handler(scope, receive)
-        except HTTPError as err:
-            status, headers = err.status, _JSON + err.headers
-            body = orjson.dumps({"error": err.kind, "detail": err.detail})
-            m.child(m.ERRORS, endpoint, err.kind).inc()
-        except Exception:  # a bug: logged here with its traceback, never sent
-            log.exception("internal error answering %s", path)
-            status, headers, body = 500, _JSON, b'{"error":"internal","detail":"internal server error"}'
-            m.child(m.ERRORS, endpoint, "internal").inc()
+        except Exception as exc:
+            status, body, headers = self._failure(endpoint, exc)
         finally:
             m.request_finished()
         m.child(m.REQUESTS, endpoint, str(status)).inc()
@@ -322,8 +316,64 @@ class FeatureServerApp:
         )
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    def _failure(endpoint: str, exc: Exception) -> tuple[int, bytes, list[Any]]:
+        """The answer to a request that raised `exc`: its HTTPError, or 500 without detail for a bug (logged
+        here with its traceback, never sent); counted in the error metrics."""
+        if isinstance(exc, HTTPError):
+            m.child(m.ERRORS, endpoint, exc.kind).inc()
+            return exc.status, orjson.dumps({"error": exc.kind, "detail": exc.detail}), _JSON + exc.headers
+        log.exception("internal error answering %s", endpoint, exc_info=exc)
+        m.child(m.ERRORS, endpoint, "internal").inc()
+        return 500, b'{"error":"internal","detail":"internal server error"}', _JSON
+
+    # ---- the read endpoints' direct path (fsplug.server.protocol) -------------------------
+    READ_PATHS = ("/get-online-features", "/get-feature-vector")
+    """The endpoints `answer` serves: a complete POST body in, a response out, no ASGI round."""
+
+    def answer(self, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes, list[Any]]:
+        """Answer a POST to one of `READ_PATHS` whose whole body has arrived, as the ASGI path would.
+
+        The same checks, errors, metrics and response as `POST path` through `__call__`, without the
+        ASGI messages: fsplug's uvicorn protocol calls it when the request's last byte is in.
+
+        Args:
+            path: one of `READ_PATHS`.
+            headers: the request's headers, names in lower case.
+            body: the request's body.
+
+        Returns:
+            (status, response body, response headers without content-length).
+        """
+        t0 = time.perf_counter()
+        m.request_started()
+        try:
+            if self.config.auth_reads:
+                self._check_token(headers)
+            req = self._parse_body(body)
+            if path == "/get-online-features":
+                status, out, out_headers = self._online_features(req, t0)
+            else:
+                status, out, out_headers = self._feature_vector(req, t0)
+        except Exception as exc:
+            status, out, out_headers = self._failure(path, exc)
+        finally:
+            m.request_finished()
+        m.child(m.REQUESTS, path, str(status)).inc()
+        return status, out, out_headers
+
+    def body_late(self, path: str) -> tuple[int, bytes, list[Any]]:
+        """The answer (408) to a request to `path` whose body did not arrive within `body_timeout_s`."""
+        status, out, headers = self._failure(path, HTTPError(
+            408, "body_timeout", f"request body not received within {self.config.body_timeout_s} s"))
+        m.child(m.REQUESTS, path, str(status)).inc()
+        return status, out, headers
+
     def _authorize(self, scope: dict[str, Any]) -> None:
-        for name, value in scope["headers"]:
+        self._check_token(scope["headers"])
+
+    def _check_token(self, headers: list[tuple[bytes, bytes]]) -> None:
+        for name, value in headers:
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
                 if (
@@ -372,6 +422,11 @@ class FeatureServerApp:
             raise HTTPError(
                 408, "body_timeout", f"request body not received within {self.config.body_timeout_s} s"
             ) from None
+        return self._parse_body(body)
+
+    def _parse_body(self, body: bytes) -> Any:
+        """A request body as the JSON object it must be (400/413 otherwise)."""
+        limit = self.config.max_body_bytes
         if len(body) > limit:
             raise HTTPError(413, "body_too_large", f"request body of {len(body)} bytes; the limit is {limit}")
         try:
@@ -421,7 +476,9 @@ class FeatureServerApp:
         t0 = time.perf_counter()
         if self.config.auth_reads:
             self._authorize(scope)
-        req = await self._body(scope, receive)
+        return self._online_features(await self._body(scope, receive), t0)
+
+    def _online_features(self, req: Any, t0: float) -> tuple[int, bytes, list[Any]]:
         features = req.get("features")
         service = req.get("feature_service")
         entities = req.get("entities")
@@ -477,7 +534,9 @@ class FeatureServerApp:
         t0 = time.perf_counter()
         if self.config.auth_reads:
             self._authorize(scope)
-        req = await self._body(scope, receive)
+        return self._feature_vector(await self._body(scope, receive), t0)
+
+    def _feature_vector(self, req: Any, t0: float) -> tuple[int, bytes, list[Any]]:
         service = req.get("feature_service")
         entity = req.get("entity")
         request = req.get("request")
