@@ -27,6 +27,9 @@ not received in time, 401 without the token, 404/405, 503 with `Retry-After` for
 failure, 504 for a read past its budget, 500 (no detail) for anything else. No response carries a
 stack trace; fsplug's errors never hold credentials.
 
+`fsplug serve` runs it on uvicorn with fsplug.server.protocol, which hands a complete read request of the
+two read endpoints to `answer()` directly (the same checks, errors and metrics, without the ASGI round).
+
 Each request uses the plan of the registry current when it started; a newly applied registry is
 picked up by a poll (`registry_poll_s`) that compiles the new plans first and then swaps one
 reference, so no request fails or mixes two registries.
