@@ -190,18 +190,21 @@ class SQLiteOnlineStore(OnlineStore):
                         conn.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c)} {cols[c]}")
                     if added:
                         actions.append(f"added columns to {table}: {', '.join(added)}")
-                    # A column whose type changed (a feature's dtype did) is made again: its type's affinity
-                    # would convert new values (TEXT '0012' into INTEGER 12), and its old values are of the
-                    # old dtype. Its values are gone until the view is materialized again, as plan says.
-                    retyped = [c for c in cols if c in existing and existing[c] != cols[c]]
-                    if retyped:
+                    # A column another definition wrote (`diff.stale`: a view created again, a feature added
+                    # back, a dtype changed) is made again, empty: its values are not the new definition's
+                    # (and a changed type's affinity would convert new values: TEXT '0012' into INTEGER 12).
+                    # Its values are gone until the view is materialized again.
+                    stale = {b for e, b in diff.stale if e == ent.name}
+                    remade = [c for c in cols if c in existing and (c in stale or existing[c] != cols[c])]
+                    if remade:
                         with _immediate(conn):  # readers never see the column missing
-                            for c in retyped:
+                            for c in remade:
                                 conn.execute(f"ALTER TABLE {_q(table)} DROP COLUMN {_q(c)}")
                                 conn.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(c)} {cols[c]}")
-                        actions.append(f"made columns of {table} again with their new types (their values are "
-                                       f"gone until the next materialization): "
-                                       + ", ".join(f"{c} {existing[c]} -> {cols[c]}" for c in retyped))
+                        actions.append(f"emptied columns of {table} that another definition wrote (their values "
+                                       f"are gone until the next materialization): "
+                                       + ", ".join(f"{c} {existing[c]}" + (f" -> {cols[c]}" if existing[c] != cols[c]
+                                                                          else "") for c in remade))
         except apsw.Error as exc:
             raise translate(exc, "apply") from exc
         self._sql.clear()

@@ -34,6 +34,12 @@ class RegistryDiff:
 
     changes: tuple[Change, ...]
     project: tuple[str, str] | None = None
+    stale: tuple[tuple[str, str], ...] = ()
+    """(entity, bin) of the new registry's online views whose stored values another definition wrote:
+    the bin was not the same view's, with the same dtype, in the old registry (a view created again, a
+    feature added back or moved, a dtype or bin changed, a view made online). `apply` empties them in
+    the online store: they are null (the view's event time too: not found) until materialized again.
+    Empty on a first apply (no old registry: nothing is known of what the store holds)."""
 
     def __bool__(self) -> bool:
         return bool(self.changes) or self.project is not None
@@ -139,4 +145,21 @@ def diff(old: Registry | None, new: Registry) -> RegistryDiff:
             if name not in after:
                 changes.append(Change("delete", kind, name))
     project = (old.project, new.project) if old is not None and old.project != new.project else None
-    return RegistryDiff(tuple(changes), project)
+    return RegistryDiff(tuple(changes), project, _stale(old, new) if old is not None else ())
+
+
+def _writers(registry: Registry) -> dict[tuple[str, str], tuple[str, str]]:
+    """(entity, bin) -> (view, dtype) of what writes each bin of the registry's online views (a view's
+    event-time bin: dtype "timestamp")."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for v in registry.feature_views.values():
+        if v.online:
+            for f in v.features:
+                out[(v.entity, f.bin)] = (v.name, str(f.dtype))
+            out[(v.entity, v.timestamp_bin)] = (v.name, "timestamp")
+    return out
+
+
+def _stale(old: Registry, new: Registry) -> tuple[tuple[str, str], ...]:
+    before = _writers(old)
+    return tuple(eb for eb, w in _writers(new).items() if before.get(eb) != w)

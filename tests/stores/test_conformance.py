@@ -357,6 +357,69 @@ def test_a_feature_whose_dtype_changed_serves_the_new_values_as_written(conf_rep
         assert d["trips"] == ["0012", "7"]
 
 
+def test_a_feature_removed_and_added_back_serves_no_old_value(conf_repo):
+    """A feature removed from a view, then added back by a later apply, served the values stored before
+    its removal as PRESENT: apply empties it (NULL_VALUE until materialized again); the view's other
+    features keep theirs."""
+    ts = pa.timestamp("us", tz="UTC")
+    defs = conf_repo / "defs.yaml"
+    with_rate = defs.read_text()
+    rate = "      - {name: rate, dtype: float64, bin: st_rate}\n"
+    with FeatureStore(conf_repo) as store:
+        ids = list(range(1, 301))  # (records in many partitions: Aerospike's scans go a slice at a time)
+        store.push("stats", {"driver_id": ids, "ts": pa.array([NOW] * 300, ts), "trips": ids, "rate": [0.5] * 300})
+        defs.write_text(with_rate.replace(rate, ""))
+        store.apply()
+        defs.write_text(with_rate)
+        actions = store.apply().store_actions
+        d = store.get_online_features(features=["stats:trips", "stats:rate"], entities={"driver_id": ids}).to_dict(
+            include_statuses=True)
+        assert d == {"trips": ids, "trips__status": ["PRESENT"] * 300,
+                     "rate": [None] * 300, "rate__status": ["NULL_VALUE"] * 300}
+        assert "st_rate" in actions[-1] and "emptied" in actions[-1], actions
+
+
+def test_a_view_deleted_and_created_again_serves_no_old_value(conf_repo):
+    """A view deleted, then applied again, served the values stored before its deletion as PRESENT:
+    apply empties its bins and event time (NOT_FOUND until materialized again)."""
+    ts = pa.timestamp("us", tz="UTC")
+    defs = conf_repo / "defs.yaml"
+    full = defs.read_text()
+    view = full[full.index("  - name: zone_stats\n"):full.index("feature_services:")]
+    with FeatureStore(conf_repo) as store:
+        store.push("zone_stats", {"city": ["sfo"], "zone_id": [1], "ts": pa.array([NOW], ts), "demand": [1.5]})
+        defs.write_text(full.replace(view, ""))
+        store.apply()
+        defs.write_text(full)
+        store.apply()
+        res = store.get_online_features(features=["zone_stats:demand"], entities={"city": ["sfo"], "zone_id": [1]})
+        assert res.status_names() == {"demand": ["NOT_FOUND"]}
+        store.push("zone_stats", {"city": ["sfo"], "zone_id": [1], "ts": pa.array([NOW], ts), "demand": [2.5]})
+        res = store.get_online_features(features=["zone_stats:demand"], entities={"city": ["sfo"], "zone_id": [1]})
+        assert res.to_dict(include_statuses=True) == {"demand": [2.5], "demand__status": ["PRESENT"]}
+
+
+def test_a_feature_whose_dtype_changed_serves_no_value_of_the_old_dtype(conf_repo):
+    """Aerospike kept the old dtype's values: the stored int was served as a string, and read as a
+    list[float64] it crashed the read (`float()` of each element of an int). Apply empties the feature
+    (NULL_VALUE until materialized again; its watermark is reset) on both stores."""
+    ts = pa.timestamp("us", tz="UTC")
+    defs = conf_repo / "defs.yaml"
+    with FeatureStore(conf_repo) as store:
+        store.push("stats", {"driver_id": [1], "ts": pa.array([NOW], ts), "trips": [5], "rate": [0.5]})
+        for dtype in ("list[float64]", "string"):
+            defs.write_text(defs.read_text().replace("dtype: int64, bin: st_trips", f"dtype: '{dtype}', bin: st_trips"))
+            write_empty_sources(conf_repo)
+            store.apply()
+            res = store.get_online_features(features=["stats:trips", "stats:rate"], entities={"driver_id": [1]})
+            assert res.to_dict(include_statuses=True) == {
+                "trips": [None], "trips__status": ["NULL_VALUE"], "rate": [0.5], "rate__status": ["PRESENT"]}, dtype
+            defs.write_text(defs.read_text().replace(f"dtype: '{dtype}', bin: st_trips", "dtype: int64, bin: st_trips"))
+            write_empty_sources(conf_repo)
+            store.apply()
+            store.push("stats", {"driver_id": [1], "ts": pa.array([NOW], ts), "trips": [5], "rate": [0.5]})
+
+
 def test_an_entity_whose_join_keys_changed_keeps_its_new_keys_apart(conf_repo):
     """`plan` says a join key change invalidates stored data: re-materialize. SQLite kept the table of the
     old keys: a key made a string stayed an INTEGER column ('01' and '1' were one entity, served the

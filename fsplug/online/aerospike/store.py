@@ -148,8 +148,51 @@ class AerospikeOnlineStore(OnlineStore):
             raise NamespaceNotFoundError(
                 f"Aerospike namespace {ns!r} does not exist on the cluster (it has: {', '.join(names) or 'none'}); "
                 "fix online_store.namespace in feature_store.yaml")
-        return [f"namespace {ns!r} found; sets: " + ", ".join(self.set_name(e) for e in registry.entities)
-                + f"; materialization state in set {self.config.state_set!r}"]
+        out = [f"namespace {ns!r} found; sets: " + ", ".join(self.set_name(e) for e in registry.entities)
+               + f"; materialization state in set {self.config.state_set!r}"]
+        by_set: dict[str, list[str]] = {}
+        for entity, b in diff.stale:  # bins another definition wrote: emptied, as SQLite's columns
+            by_set.setdefault(self.set_name(entity), []).append(b)
+        for set_name, bins in by_set.items():
+            n = self._empty_bins(set_name, bins)
+            out.append(f"emptied bins {', '.join(bins)} of set {ns}.{set_name} that another definition wrote "
+                       f"({n} records; their values are gone until the next materialization)")
+        return out
+
+    def _empty_bins(self, set_name: str, bins: list[str]) -> int:
+        """Delete `bins` from every record of the set holding one; returns how many records held one.
+
+        Per slice of the partitions (so a large set is never held whole): a scan that returns only the
+        records holding one of them, then batch writes deleting the bins by digest (a record left
+        without bins is gone); a record removed meanwhile is skipped."""
+        aerospike = driver()
+        from aerospike_helpers.batch.records import BatchRecords, Write
+
+        cl = self.client()
+        ns = self.config.namespace
+        ops = [{"op": aerospike.OPERATOR_WRITE, "bin": b, "val": None} for b in bins]
+        policy = {"exists": aerospike.POLICY_EXISTS_UPDATE}
+        step = self.config.write_batch_size
+        what = f"batch_write emptying bins of set {set_name!r}"
+        n = 0
+        for begin in range(0, _PARTITIONS, _PARTITIONS_PER_SCAN):
+            query = cl.query(ns, set_name)
+            query.select(*bins)
+            found = self._call(f"scan of set {set_name!r}", query.results,
+                               {"total_timeout": self.config.teardown_timeout_ms,
+                                "partition_filter": {"begin": begin, "count": _PARTITIONS_PER_SCAN}})
+            n += len(found)
+            for start in range(0, len(found), step):
+                recs = [Write((ns, set_name, None, key[3]), ops, policy=policy)
+                        for key, _, _ in found[start:start + step]]
+                res = self._call(what, cl.batch_write, BatchRecords(recs),
+                                 {"total_timeout": self.config.write_total_timeout_ms,
+                                  "max_retries": self.config.max_retries})
+                for r in res.batch_records:
+                    if r.result not in (OK, KEY_NOT_FOUND):
+                        raise store_error(Context(what, self._hosts, ns, self.config.write_total_timeout_ms, key=r.key),
+                                          r.result, batch_code=getattr(res, "result", None))
+        return n
 
     def teardown(self, registry: Registry) -> list[str]:
         """Truncate the project's sets and wait until every node holds none of their records.
@@ -481,6 +524,9 @@ class _TimedOut:
     record = None
 
 
+
+_PARTITIONS = 4096  # an Aerospike namespace's partitions
+_PARTITIONS_PER_SCAN = 256  # apply's scans for bins to empty, a 16th of the set at a time
 
 _PLACEHOLDER = -0x5EED_F5F5_1234  # stands for "this row's event timestamp" in the compiled guard
 
