@@ -116,6 +116,8 @@ class Console:
                                [(b"www-authenticate", b'Bearer realm="fsplug console"')])
         try:
             status, body = await self._page(path, query)
+        except UserInputError as exc:  # the request asked for something wrong: 422 with why, as the API answers
+            status, body = 422, ops_pages.message_page("Invalid request", str(exc))
         except FsplugError as exc:  # the store failed: say so, as the API would (no traceback)
             log.warning("console page %s failed: %s", path, exc)
             status, body = 503, ops_pages.message_page("Unavailable", f"{type(exc).__name__}: {exc}")

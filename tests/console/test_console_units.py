@@ -123,3 +123,40 @@ def test_no_console_module_imports_the_server():
     console = [m for m in graph if m == "fsplug.console" or m.startswith("fsplug.console.")]
     assert "fsplug.console.app" in console
     assert {(m, t) for m in console for t in graph[m] if t.startswith("fsplug.server")} == set()
+
+
+def _get_page(console, path: str) -> tuple[int, str]:
+    """(status, body) of a GET of `path` from the console's ASGI app, in process."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def send(msg):
+        sent.append(msg)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": []}
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own (browser tests leave one running in this thread)
+        pool.submit(lambda: asyncio.run(console(scope, receive, send))).result()
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]).decode()
+
+
+@pytest.mark.parametrize(("error", "status"), [("user", 422), ("store", 503)])
+def test_a_page_that_raises_answers_as_the_api_does(applied_ride_repo, monkeypatch, error, status):
+    """A UserInputError raised while rendering a page was answered 503 "Unavailable", as a store failure:
+    it is the request's fault, answered 422 with its message; a store failure stays 503."""
+    from fsplug.console import ops_pages
+    from fsplug.console.app import Console
+    from fsplug.errors import StoreError, UserInputError
+
+    def fail(ctx):
+        raise (UserInputError if error == "user" else StoreError)(f"the {error} message")
+
+    monkeypatch.setattr(ops_pages, "freshness_page", fail)
+    with FeatureStore(applied_ride_repo) as store:
+        got, body = _get_page(Console(store, api=None, token=None, auth_reads=False, metrics=list), "/ui/freshness")
+    assert got == status and f"the {error} message" in body
