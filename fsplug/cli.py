@@ -13,7 +13,7 @@ from typing import Any
 from collections.abc import Sequence
 
 from fsplug.errors import EntityKeyError, FsplugError
-from fsplug.types import as_utc
+from fsplug.types import as_utc, format_ttl
 
 __all__ = ["main"]
 
@@ -205,7 +205,7 @@ def _one_line(item: dict[str, Any]) -> str:
         detail = f"keys {keys}; views: {', '.join(item['feature_views']) or 'none'}"
     elif kind == "feature view":
         detail = (f"entity {item['entity']}, source {item['source']}, {len(item['features'])} features, "
-                  f"ttl {item['ttl_seconds'] or 'none'}{'s' if item['ttl_seconds'] else ''}"
+                  f"ttl {format_ttl(item['ttl_seconds'])}"
                   + ("" if item["online"] else ", offline only"))
     elif kind == "feature service":
         detail = f"{len(item['features'])} refs: {', '.join(item['features'])}"

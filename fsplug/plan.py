@@ -31,7 +31,7 @@ from fsplug.kernel import (
 )
 from fsplug.registry import Registry, check_ref
 from fsplug.request import KeyList, keys_by_group, request_values
-from fsplug.types import DType
+from fsplug.types import DType, format_ttl
 
 __all__ = ["OutputColumn", "ViewRead", "EntityGroup", "DerivedStep", "RetrievalPlan", "compile_plan", "now_us",
            "FastVector", "DERIVED"]
@@ -401,7 +401,7 @@ class RetrievalPlan:
             lines.append(f"    bins: {', '.join(g.bins)}")
             for v in g.views:
                 ttl = ("never stale" if v.ttl_us == NEVER_STALE
-                       else f"ttl {_fmt_seconds(int(v.ttl_us) // 1_000_000)}")
+                       else f"ttl {format_ttl(int(v.ttl_us) // 1_000_000)}")
                 lines.append(f"    view {v.name}: timestamp bin {v.timestamp_bin}, {ttl}")
         lines.append("  output columns:")
         for i, c in enumerate(self.columns):
@@ -434,14 +434,6 @@ class RetrievalPlan:
     def request_values(self, entities: Mapping[str, Sequence[Any]], n: int) -> dict[int, list[Any]]:
         """Validated request-time feature values by output column position (fsplug.request)."""
         return request_values(self, entities, n)
-
-
-def _fmt_seconds(s: int) -> str:
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if s % size == 0 and s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
 
 
 def compile_plan(

@@ -158,6 +158,18 @@ def parse_ttl(value: Any) -> int | None:
     return seconds or None
 
 
+def format_ttl(seconds: int | None) -> str:
+    """A ttl as YAML writes it, the inverse of `parse_ttl`: `2d`, `1d12h`, `90s`; `none` for None (or 0)."""
+    if not seconds:
+        return "none"
+    parts = []
+    for unit, size in _UNIT.items():
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
 def check_default(dtype: DType, value: Any) -> Any:
     """Return `value` as a valid default of `dtype`, or raise ValueError saying what fits."""
     if value is None:

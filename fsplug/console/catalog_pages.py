@@ -14,8 +14,9 @@ from fsplug import catalog
 from fsplug.console.context import KIND_PATHS, PageContext
 from fsplug.console.freshness import freshness
 from fsplug.console.html import Html, el, href, join
-from fsplug.console.layout import badge, fmt_age, fmt_time, fmt_ttl, link, page, props_table, table
+from fsplug.console.layout import badge, fmt_age, fmt_time, link, page, props_table, table
 from fsplug.errors import FsplugError, ReferenceNotFoundError
+from fsplug.types import format_ttl
 
 __all__ = ["entities_page", "sources_page", "views_page", "services_page", "object_page", "search_page",
            "NotFound"]
@@ -88,7 +89,7 @@ def views_page(ctx: PageContext) -> bytes:
         v = reg.feature_views[n]
         f = fresh[n]
         rows.append([link("views", n), link("entities", v.entity), link("sources", v.source.name),
-                     fmt_ttl(v.ttl_seconds), len(v.features), v.owner, _tags(v.tags),
+                     format_ttl(v.ttl_seconds), len(v.features), v.owner, _tags(v.tags),
                      badge(f.status, f.status.split()[0]), _links("services", idx.services_of_view.get(n, []), 4)])
         classes.append("stale" if f.stale else None)
     body = [_search_form("views", ctx.q("q"), "feature views"), note,
@@ -132,7 +133,7 @@ def _value(ctx: PageContext, obj: dict[str, Any], key: str, value: Any) -> Any:
         names = value if isinstance(value, list) else [value]
         return join([link(_LINKED[key], n) for n in names]) if names and names != [None] else "-"
     if key == "ttl_seconds":
-        return fmt_ttl(value) + ("" if value is None else f" ({value:,} s)")
+        return format_ttl(value) + ("" if value is None else f" ({value:,} s)")
     if key == "features" and obj["kind"] == "feature service":
         return el("ol", *[el("li", _ref(ctx, r)) for r in value])
     if isinstance(value, dict):
@@ -180,7 +181,7 @@ def _view_freshness(ctx: PageContext, name: str) -> list[Any]:
     f = freshness(ctx.registry, ctx.store.materialization_state([name]), ctx.now, [name])[0]
     run = f.last_run
     rows = [("status", badge(f.status, f.status.split()[0])), ("newest event", fmt_time(f.newest_event)),
-            ("age", fmt_age(f.age_seconds)), ("ttl", fmt_ttl(f.ttl_seconds)), ("watermark", fmt_time(f.watermark))]
+            ("age", fmt_age(f.age_seconds)), ("ttl", format_ttl(f.ttl_seconds)), ("watermark", fmt_time(f.watermark))]
     if run is not None:
         rows += [("last run", f"{fmt_time(run.finished_at)}: {run.entities:,} entities, {run.rows_read:,} rows "
                   f"read, {run.written:,} written in {run.seconds:.2f} s"),

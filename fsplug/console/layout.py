@@ -8,7 +8,7 @@ from typing import Any
 
 from fsplug.console.html import Html, el, href, raw
 
-__all__ = ["page", "fmt_time", "fmt_age", "fmt_ttl", "badge", "props_table", "table", "link", "NAV"]
+__all__ = ["page", "fmt_time", "fmt_age", "badge", "props_table", "table", "link", "NAV"]
 
 NAV = (
     ("", "Overview"),
@@ -107,16 +107,6 @@ def fmt_age(seconds: float | None) -> str:
     if s < 86400:
         return f"{sign}{s // 3600} h {s % 3600 // 60} min"
     return f"{sign}{s // 86400} d {s % 86400 // 3600} h"
-
-
-def fmt_ttl(seconds: int | None) -> str:
-    """A view's ttl as written in YAML units (`2h`, `2d`); `none` when the view never goes stale."""
-    if not seconds:
-        return "none"
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def badge(text: str, kind: str) -> Html:

@@ -11,9 +11,10 @@ from fsplug.console.charts import fmt_seconds, histogram_chart, percentile_chart
 from fsplug.console.context import PageContext
 from fsplug.console.freshness import FRESH, NEVER, STALE, freshness
 from fsplug.console.html import Html, el, href
-from fsplug.console.layout import badge, fmt_age, fmt_time, fmt_ttl, link, page, props_table, table
+from fsplug.console.layout import badge, fmt_age, fmt_time, link, page, props_table, table
 from fsplug.console.lookup import FormField
 from fsplug.console.serving import ServingStats
+from fsplug.types import format_ttl
 
 __all__ = ["overview_page", "freshness_page", "serving_page", "lookup_page", "login_page", "message_page"]
 
@@ -46,7 +47,7 @@ def overview_page(ctx: PageContext, store_kind: str, store_address: str, applied
                         for label, n, path in counts], class_="cards")
     body: list[Any] = [props, cards]
     if stale:
-        rows = [[link("views", f.view), fmt_ttl(f.ttl_seconds), fmt_time(f.newest_event), fmt_age(f.age_seconds)]
+        rows = [[link("views", f.view), format_ttl(f.ttl_seconds), fmt_time(f.newest_event), fmt_age(f.age_seconds)]
                 for f in stale]
         body.append(el("div", el("strong", f"{len(stale)} stale view{'s' if len(stale) > 1 else ''}: "),
                        "their newest materialized event is older than their ttl, so they serve OUTSIDE_MAX_AGE "
@@ -73,7 +74,7 @@ def freshness_page(ctx: PageContext) -> bytes:
         if (want and f.status != want) or (hits is not None and f.view not in hits):
             continue
         run = f.last_run
-        rows.append([link("views", f.view), link("entities", f.entity), fmt_ttl(f.ttl_seconds),
+        rows.append([link("views", f.view), link("entities", f.entity), format_ttl(f.ttl_seconds),
                      _status_badge(f.status), fmt_time(f.newest_event), fmt_age(f.age_seconds),
                      fmt_time(f.watermark), fmt_time(run.finished_at) if run else "-",
                      f"{run.entities:,}" if run else "-", f"{run.rows_read:,}" if run else "-",

@@ -159,7 +159,7 @@ def test_list_and_describe(applied_ride_repo, capsys):
     repo = str(applied_ride_repo)
     code, out, _ = run(capsys, "list", "views", "--repo", repo)
     assert code == 0 and out.splitlines()[0].startswith("driver_stats: entity driver, source driver_stats_daily, "
-                                                        "7 features, ttl 172800s")
+                                                        "7 features, ttl 2d")
     code, out, _ = run(capsys, "list", "sources", "--repo", repo, "--json")
     kinds = {(s["name"], s["kind"]) for s in json.loads(out)}
     assert ("driver_stats_daily", "source") in kinds and ("ride_request", "request source") in kinds

@@ -281,3 +281,14 @@ def test_symlinked_data_inside_the_repo_is_allowed(make_repo, tmp_path):
     write_empty_sources(repo)  # written through the symlink
     assert (elsewhere / "stats.parquet").is_file()
     FeatureStore(repo).apply()  # the user's own symlink is followed; only '..' escapes are refused
+
+
+@pytest.mark.parametrize("seconds", [None, 1, 59, 60, 90, 3600, 5400, 86400, 90061, 172800, 604800, 694861, 10**9])
+def test_a_ttl_is_shown_as_yaml_writes_it(seconds):
+    """`fsplug list views` printed `ttl 86400s` for a view whose YAML says `ttl: 1d`: every place that
+    shows a ttl writes it in YAML's units, the form parse_ttl reads back to the same seconds."""
+    from fsplug.types import format_ttl, parse_ttl
+
+    text = format_ttl(seconds)
+    assert parse_ttl(text) == seconds
+    assert seconds is None or seconds < 60 or not text.endswith(f"{seconds}s")
