@@ -12,7 +12,7 @@ from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Sequence
 
-from fsplug.errors import EntityKeyError, FsplugError
+from fsplug.errors import EntityKeyError, FsplugError, OutputNameClashError
 from fsplug.types import as_utc, format_ttl
 
 __all__ = ["main"]
@@ -437,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
+    except OutputNameClashError as exc:  # (worded for the CLI: its flag, not the Python argument)
+        print(f"error: {exc.with_fix('--full-feature-names')}", file=sys.stderr)
+        return 1
     except FsplugError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

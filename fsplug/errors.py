@@ -7,6 +7,7 @@
     │   ├── ReferenceNotFoundError             unknown feature / view / service / entity
     │   ├── EntityKeyError                     missing or mistyped entity keys in a request
     │   ├── RequestFeatureError                missing or mistyped request-time features
+    │   ├── OutputNameClashError               two outputs of one name: served only with full feature names
     │   └── SourceDataError                    offline Parquet data that does not match its view
     ├── RegistryError                          no registry applied yet, or a corrupt one
     ├── EngineError                            a batch job on an engine (Spark) failed or cannot start
@@ -46,6 +47,7 @@ __all__ = [
     "ReferenceNotFoundError",
     "EntityKeyError",
     "RequestFeatureError",
+    "OutputNameClashError",
     "SourceDataError",
     "RegistryError",
     "EngineError",
@@ -120,6 +122,22 @@ class EntityKeyError(UserInputError):
 
 class RequestFeatureError(UserInputError):
     """Request-time features are missing or of the wrong type."""
+
+
+class OutputNameClashError(UserInputError):
+    """Two outputs of a request would have one name: served only with full feature names (view__feature).
+
+    The message names the fix in the caller's terms: `full_feature_names=True` in Python; a front end
+    words it its own way with `with_fix` (the CLI: `--full-feature-names`)."""
+
+    def __init__(self, name: str, refs: tuple[str, str], fix: str = "full_feature_names=True"):
+        super().__init__(f"output name {name!r} comes from both {refs[0]} and {refs[1]}; "
+                         f"use {fix} (view__feature names)")
+        self.name, self.refs = name, refs
+
+    def with_fix(self, fix: str) -> OutputNameClashError:
+        """The same error, its message naming `fix` as the way to ask for full feature names."""
+        return OutputNameClashError(self.name, self.refs, fix)
 
 
 class SourceDataError(UserInputError):

@@ -17,7 +17,7 @@ from typing import Any
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from fsplug.derived import Program, Step, compile_step
-from fsplug.errors import ReferenceNotFoundError, UserInputError, did_you_mean
+from fsplug.errors import OutputNameClashError, ReferenceNotFoundError, UserInputError, did_you_mean
 from fsplug.kernel import (
     NEVER_STALE,
     NULL_VALUE,
@@ -485,10 +485,7 @@ def compile_plan(
     seen: dict[str, str] = {}
     for c in columns:
         if c.name in seen:
-            raise UserInputError(
-                f"output name {c.name!r} comes from both {seen[c.name]} and {c.ref}; "
-                "use full_feature_names=True (view__feature names)"
-            )
+            raise OutputNameClashError(c.name, (seen[c.name], c.ref))
         seen[c.name] = c.ref
     inputs, derived = _derived_steps(registry, columns, groups)
     base = [c for c in columns if not c.is_derived] + inputs

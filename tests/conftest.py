@@ -79,6 +79,26 @@ def make_repo(tmp_path):
 
 
 @pytest.fixture
+def clashing_repo(make_repo) -> Path:
+    """An applied repo whose views `a` and `b` both have a feature `x` (service `both` reads the two):
+    their outputs share a name unless full feature names are asked for."""
+    from fsplug.store import FeatureStore
+
+    repo = make_repo({"d.yaml": """\
+        entities: [{name: driver, join_key: driver_id, dtype: int64}]
+        sources: [{name: s, path: s.parquet, timestamp_field: ts}]
+        feature_views:
+          - {name: a, entity: driver, source: s, features: [{name: x, dtype: int64, bin: ax}]}
+          - {name: b, entity: driver, source: s, features: [{name: x, dtype: int64, bin: bx}]}
+        feature_services: [{name: both, features: ["a:x", "b:x"]}]
+        """})
+    write_empty_sources(repo)
+    with FeatureStore(repo) as store:
+        store.apply()
+    return repo
+
+
+@pytest.fixture
 def ride_repo(tmp_path) -> Path:
     """A copy of the shipped feature_repo's definitions (no data)."""
     dst = tmp_path / "ride_repo"

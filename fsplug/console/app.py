@@ -23,7 +23,7 @@ from fsplug.console.auth import TokenRule
 from fsplug.console.context import PageContext, RegistryIndex
 from fsplug.console.lookup import feast_request, form_fields
 from fsplug.console.serving import serving_stats
-from fsplug.errors import FsplugError, UserInputError
+from fsplug.errors import FsplugError, OutputNameClashError, UserInputError
 
 __all__ = ["Console", "applied_at"]
 
@@ -160,7 +160,7 @@ class Console:
         if service:
             try:
                 plan = self.store.plan(service=service)
-            except UserInputError:  # two of its outputs share a name: it is read with view__feature names
+            except OutputNameClashError:  # two of its outputs share a name: it is read with view__feature names
                 plan, full = self.store.plan(service=service, full_feature_names=True), True
             descriptions = {f.name: f.description for r in ctx.registry.request_sources.values() for f in r.features}
             fields = form_fields(plan, descriptions)

@@ -371,3 +371,15 @@ def test_apply_from_a_folder_without_definitions_deletes_nothing(applied_ride_re
     assert code == 1 and "no definition files" in err and "fsplug teardown" in err, err
     with FeatureStore(host) as fs:
         assert "driver_stats" in fs.registry.feature_views
+
+
+def test_clashing_output_names_are_answered_with_the_cli_flag(clashing_repo, capsys):
+    """Two views' `x` in one service: the CLI said "use full_feature_names=True" (the Python argument);
+    it names its own flag, which serves the outputs as view__feature."""
+    repo = clashing_repo
+    lookup = ["get-online-features", "--service", "both", "--entity", "driver_id=1"]
+    for argv in (["plan", "--service", "both"], lookup):
+        code, _, err = run(capsys, *argv, "--repo", str(repo))
+        assert code == 1 and "use --full-feature-names (view__feature names)" in err, err
+        code, out, err = run(capsys, *argv, "--full-feature-names", "--repo", str(repo))
+        assert code == 0 and "a__x" in out and "b__x" in out, err

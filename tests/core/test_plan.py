@@ -11,7 +11,6 @@ import pytest
 from fsplug.errors import ReferenceNotFoundError, UserInputError
 from fsplug.store import FeatureStore
 from fsplug.types import DType
-from tests.conftest import write_empty_sources
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -92,17 +91,8 @@ def test_plan_errors(applied_ride_repo, kwargs, err, match):
         FeatureStore(applied_ride_repo).plan(**kwargs)
 
 
-def test_name_collision_needs_full_names(make_repo):
-    repo = make_repo({"d.yaml": """\
-        entities: [{name: driver, join_key: driver_id, dtype: int64}]
-        sources: [{name: s, path: s.parquet, timestamp_field: ts}]
-        feature_views:
-          - {name: a, entity: driver, source: s, features: [{name: x, dtype: int64, bin: ax}]}
-          - {name: b, entity: driver, source: s, features: [{name: x, dtype: int64, bin: bx}]}
-        """})
-    write_empty_sources(repo)
-    store = FeatureStore(repo)
-    store.apply()
+def test_name_collision_needs_full_names(clashing_repo):
+    store = FeatureStore(clashing_repo)
     with pytest.raises(UserInputError, match="full_feature_names=True"):
         store.plan(features=["a:x", "b:x"])
     plan = store.plan(features=["a:x", "b:x"], full_feature_names=True)
