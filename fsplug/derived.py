@@ -1115,6 +1115,15 @@ _FloatPlan = tuple[tuple[int, ...], tuple[tuple[int, np.ndarray, np.ndarray, Any
                    tuple[_FloatStep, ...]]
 
 
+def as_f32(values: np.ndarray) -> np.ndarray:
+    """Float64 values rounded to float32 (a float32 output's values as every form serves them)."""
+    return values.astype(np.float32).astype(np.float64)
+
+
+def _rounded(values: Sequence[float], f32: bool) -> Sequence[float]:
+    return as_f32(np.asarray(values, dtype=np.float64)).tolist() if f32 else values
+
+
 @dataclass(frozen=True)
 class Step:
     """One compiled derived feature of a plan: what it computes and from which slots."""
@@ -1144,6 +1153,9 @@ class Program:
         self.outputs = tuple(sorted((st.output, i) for i, st in enumerate(steps) if st.output >= 0))
         """(output position, step index) of each derived output column, by position."""
         self.dtypes = dtypes
+        self.f32 = tuple(st.output >= 0 and dtypes[st.output] is DType.FLOAT32 for st in steps)
+        """Per step, whether it is a float32 output: computed in float64, served rounded to float32 in every
+        form (`as_f32`; a default as declared)."""
         self.text_outputs = tuple(st.ref for st in steps if st.output >= 0 and st.compiled.kind is Kind.STR)
         """The derived outputs with text values (no number for a model vector)."""
         self._fills = tuple(None if st.default.stored is None else st.default.stored for st in steps)
@@ -1181,7 +1193,8 @@ class Program:
         groups = []
         for slot, group in tests.items():
             edges = sorted({e for _, where, _, _ in group for e in _edges(where)})
-            table = np.array([[*_stretches(where, edges), fill] for _, where, fill, _ in group], dtype=np.float64).T
+            table = np.array([[*_rounded(_stretches(where, edges), self.f32[i]), fill] for _, where, fill, i in group],
+                             dtype=np.float64).T
             outputs = [p for p, _, _, _ in group]
             cols: Any = (slice(outputs[0], outputs[0] + len(outputs))
                          if outputs == list(range(outputs[0], outputs[0] + len(outputs))) else np.array(outputs))
@@ -1238,8 +1251,10 @@ class Program:
         return kept
 
     def _put_float_steps(self, out: np.ndarray, columns: Mapping[int, np.ndarray], kept: list[Any]) -> None:
-        for p, fn, slots, fill, _ in self._float_steps:
+        for p, fn, slots, fill, i in self._float_steps:
             values = fn([(columns[s], None) for s in slots])[0]
+            if self.f32[i]:
+                values = as_f32(values)
             out[:, p] = values if fill is None else np.where(np.isnan(values), fill, values)
             kept.append(values if values.base is None else values.copy())  # (an input as it is: `column`'s)
 
@@ -1299,6 +1314,8 @@ class Program:
         """Into column `position` of the float64 matrix `out`, as a model vector holds it: bool 0/1,
         timestamps as seconds; null -> the default (or NaN)."""
         values, null = column
+        if self.f32[step]:
+            values = as_f32(values)
         out[:, position] = values * 1e-6 if self.steps[step].compiled.kind is Kind.TS else values
         if null is not None:
             out[null, position] = self.steps[step].default.number if fill_defaults else np.nan
@@ -1317,7 +1334,7 @@ class Program:
         if kind is Kind.TS:
             vals = [EPOCH + timedelta(microseconds=v) for v in values.tolist()]
         elif dtype is DType.FLOAT32:
-            vals = values.astype(np.float32).astype(np.float64).tolist()
+            vals = as_f32(values).tolist()
         else:
             vals = values.tolist()
         if null is not None:

@@ -28,6 +28,7 @@ from fsplug.kernel import (
     Kernel,
     ViewSpec,
     make_default,
+    to_python,
 )
 from fsplug.registry import Registry, check_ref
 from fsplug.request import KeyList, keys_by_group, request_values
@@ -323,7 +324,7 @@ class RetrievalPlan:
             if null is not None and null[0]:
                 out_v[p], out_s[p] = prog.steps[si].default.number, NULL_VALUE
             else:
-                out_v[p], out_s[p] = float(value[0]), PRESENT
+                out_v[p], out_s[p] = (to_python(DType.FLOAT32, value[0]) if prog.f32[si] else float(value[0])), PRESENT
         return out_v, out_s
 
     @cached_property
@@ -349,6 +350,7 @@ class RetrievalPlan:
         if results is None:
             return None
         k, perm = self._one_layout
+        f32 = prog.f32
         derived: list[Any] = []
         codes: list[int] | None = None
         for j, (_, si) in enumerate(prog.outputs):  # same rule as Program.numbers / statuses
@@ -359,7 +361,7 @@ class RetrievalPlan:
                     codes = [PRESENT] * len(prog.outputs)
                 codes[j] = NULL_VALUE
             else:
-                derived.append(float(r))
+                derived.append(to_python(DType.FLOAT32, r) if f32[si] else float(r))
         vals = (*values[:k], *derived)
         sts: Sequence[int] | None = None
         if statuses is not None or codes is not None:

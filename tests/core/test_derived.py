@@ -225,6 +225,13 @@ derived_views:
       - {name: part, dtype: string, expr: "'morning' if hour_of_day < 12 and trips_today >= 0 else 'later'"}
       - {name: busy6, dtype: bool, expr: "trips_today >= 6"}
       - {name: night, dtype: bool, default: false, expr: "hour_of_day >= 21 or hour_of_day < 6"}
+  - name: f32
+    inputs: [ride_request, act]
+    features:
+      - {name: per7, dtype: float32, default: 0.1, expr: "trips_today / 7"}
+      - {name: shift7, dtype: float32, expr: "hours_on_shift / 7 + surge"}
+      - {name: step7, dtype: float32, expr: "0.7 if hour_of_day > 10 else 1.7"}
+      - {name: log7, dtype: float32, expr: "log(trips_today + 7)"}
 feature_services:
   - name: words
     features: [act:trips_today, ctx:*]
@@ -238,6 +245,10 @@ feature_services:
     features: [act:trips_today, more:busy, trip_context:trips_per_hour, trip_context:is_peak_hour]
   - name: matrix
     features: [act:trips_today, trip_context:is_peak_hour, ctx:night, ctx:busy6, trip_context:trips_per_hour]
+  - name: floats32
+    features: [f32:*]
+  - name: floats32_rows
+    features: [act:trips_today, f32:per7, f32:step7, f32:log7]
   - name: matrix_apart
     features: [trip_context:is_peak_hour, act:trips_today, trip_context:trips_per_hour, ctx:night, ctx:busy6]
 """
@@ -375,6 +386,29 @@ def test_a_matrix_computes_its_derived_columns_from_its_own_columns(derived_repo
         st = store.get_online_features(service=service, entities=entities).statuses
         assert every.statuses.tolist() == st.tolist()
         assert st[:, list(d).index("trips_per_hour")].tolist() == [1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("service", ["floats32", "floats32_rows"])
+def test_a_float32_derived_feature_is_a_float32_in_every_form(derived_repo, service):
+    """to_dict() served a float32 derived feature rounded to float32, to_numpy() (and get_feature_vector)
+    its float64 value unrounded: every form serves the float32 value (a default as declared)."""
+    with FeatureStore(derived_repo) as store:
+        res = store.get_online_features(service=service, entities=ENTITIES)
+        d = res.to_dict()
+        assert d["per7"][0] == float(np.float32(6 / 7)) != 6 / 7 and d["per7"][2] == float(np.float32(2 / 7))
+        assert d["step7"][:2] == [float(np.float32(1.7)), float(np.float32(0.7))]
+        assert d["log7"][0] == float(np.float32(math.log(13)))
+        want = [[np.nan if d[name][j] is None else float(d[name][j]) for name in d] for j in range(5)]
+        np.testing.assert_array_equal(res.to_numpy(), want)
+        np.testing.assert_array_equal(res.columns["per7"], np.array(d["per7"], dtype=np.float32))
+        for j, (driver, hour) in enumerate(zip(ENTITIES["driver_id"], ENTITIES["hour_of_day"], strict=True)):
+            vec = store.get_feature_vector(service, driver_id=driver, request={"hour_of_day": hour})
+            np.testing.assert_array_equal(vec.values, want[j])
+            one = {k: [v[j]] for k, v in ENTITIES.items()}
+            np.testing.assert_array_equal(store.get_online_features(service=service, entities=one).to_numpy()[0],
+                                          want[j])
+        bare = store.get_online_features(service=service, entities=ENTITIES).to_numpy(fill_defaults=False)
+        np.testing.assert_array_equal(bare[0], want[0])
 
 
 def test_event_time_of_a_derived_view_is_its_inputs(derived_repo):
