@@ -162,14 +162,18 @@ class AerospikeOnlineStore(OnlineStore):
     def _empty_bins(self, set_name: str, bins: list[str]) -> int:
         """Delete `bins` from every record of the set holding one; returns how many records held one.
 
-        Per slice of the partitions (so a large set is never held whole): a scan that returns only the
-        records holding one of them, then batch writes deleting the bins by digest (a record left
-        without bins is gone); a record removed meanwhile is skipped."""
+        Per slice of the partitions (so a large set is never held whole): a scan whose filter
+        expression, evaluated on the nodes, returns only the keys of records holding one of them (a set
+        where none does sends nothing back and is not written), then batch writes deleting the bins by
+        digest (a record left without bins is gone); a record removed meanwhile is skipped."""
         aerospike = driver()
+        from aerospike_helpers import expressions as exp
         from aerospike_helpers.batch.records import BatchRecords, Write
 
         cl = self.client()
         ns = self.config.namespace
+        holds = [exp.BinExists(b) for b in bins]
+        holding = (holds[0] if len(holds) == 1 else exp.Or(*holds)).compile()
         ops = [{"op": aerospike.OPERATOR_WRITE, "bin": b, "val": None} for b in bins]
         policy = {"exists": aerospike.POLICY_EXISTS_UPDATE}
         step = self.config.write_batch_size
@@ -177,10 +181,10 @@ class AerospikeOnlineStore(OnlineStore):
         n = 0
         for begin in range(0, _PARTITIONS, _PARTITIONS_PER_SCAN):
             query = cl.query(ns, set_name)
-            query.select(*bins)
             found = self._call(f"scan of set {set_name!r}", query.results,
-                               {"total_timeout": self.config.teardown_timeout_ms,
-                                "partition_filter": {"begin": begin, "count": _PARTITIONS_PER_SCAN}})
+                               {"total_timeout": self.config.teardown_timeout_ms, "expressions": holding,
+                                "partition_filter": {"begin": begin, "count": _PARTITIONS_PER_SCAN}},
+                               {"nobins": True})
             n += len(found)
             for start in range(0, len(found), step):
                 recs = [Write((ns, set_name, None, key[3]), ops, policy=policy)
