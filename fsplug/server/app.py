@@ -71,6 +71,8 @@ __all__ = ["FeatureServerApp", "create_app", "app_from_env"]
 log = logging.getLogger("fsplug.server")
 
 _EPOCH = "1970-01-01T00:00:00Z"
+_VECTOR_KEYWORDS = frozenset({"self", "service", "request", "timeout_ms"})
+"""The names of `FeatureStore.get_feature_vector`'s own parameters, which an entity's keys cannot be."""
 _JSON = [(b"content-type", b"application/json")]
 _RETRY_AFTER_S = b"1"
 
@@ -555,8 +557,9 @@ class FeatureServerApp:
             raise HTTPError(400, "invalid_request", '"request" must map request features to values')
         store = self.store
         label = service if service in store.registry.feature_services else "?"
-        if set(entity) & {"service", "request", "timeout_ms"}:
-            raise HTTPError(422, "entity_key", f"no entity has a join key named {sorted(entity)}")
+        reserved = set(entity) & _VECTOR_KEYWORDS
+        if reserved:  # (get_feature_vector's own parameters: passed as join keys, they would clash)
+            raise HTTPError(422, "entity_key", f"no entity has a join key named {', '.join(sorted(reserved))}")
         try:
             t1 = time.perf_counter()
             vec = store.get_feature_vector(

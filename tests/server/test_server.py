@@ -190,6 +190,16 @@ def test_feature_vector_endpoint_matches_get_feature_vector(server, served_repo)
     assert r.status_code == 422 and "did you mean 'surge_multiplier'" in r.json()["detail"], r.text
 
 
+@pytest.mark.parametrize("name", ["self", "service", "request", "timeout_ms"])
+def test_feature_vector_entity_named_like_a_parameter_is_refused_not_a_500(server, name):
+    # the entity's keys become get_feature_vector's keyword arguments: one named like its own
+    # parameters (`self` included) is the client's mistake (422), not a server error
+    r = server.post("/get-feature-vector", {"feature_service": "decline_model_v1",
+                                            "entity": {"driver_id": 1005, name: 2}})
+    assert (r.status_code, r.json()["error"]) == (422, "entity_key"), r.text
+    assert name in r.json()["detail"]
+
+
 def test_derived_features_flow_through_the_server(server, served_repo):
     """decline_model_v2 carries the derived trip_context: the server serves it from the same plan."""
     body = service_request([1001, 1002, 1003, 99_999_999], "decline_model_v2")
