@@ -407,14 +407,15 @@ class FeatureServerApp:
                     raise HTTPError(
                         413, "body_too_large", f"request body of {declared} bytes; the limit is {limit}"
                     )
+        deadline = time.monotonic() + self.config.body_timeout_s  # for the whole body, not each chunk
         try:
-            msg = await self._receive(receive)
+            msg = await self._receive(receive, deadline)
             body = msg.get("body", b"")
             if msg.get("more_body"):
                 parts = [body]
                 size = len(body)
                 while msg.get("more_body"):
-                    msg = await self._receive(receive)
+                    msg = await self._receive(receive, deadline)
                     chunk = msg.get("body", b"")
                     size += len(chunk)
                     if size > limit:
@@ -442,8 +443,10 @@ class FeatureServerApp:
             raise HTTPError(400, "invalid_request", "the request body must be a JSON object")
         return data
 
-    async def _receive(self, receive: Receive) -> dict[str, Any]:
-        """`receive()`, cancelled by the body watchdog past `body_timeout_s` (then TimeoutError).
+    async def _receive(self, receive: Receive, deadline: float) -> dict[str, Any]:
+        """`receive()`, cancelled by the body watchdog past `deadline` (`time.monotonic()`; then
+        TimeoutError): the request's whole body must arrive within `body_timeout_s`, so a client
+        trickling it a byte at a time gets 408 too.
 
         One watchdog task per worker checks the waiting requests a few times per timeout, instead of
         a timer per request (`asyncio.wait_for` costs about 13 us a call, more than parsing the body).
@@ -451,7 +454,7 @@ class FeatureServerApp:
         task = asyncio.current_task()
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._body_watchdog())
-        self._awaiting[task] = time.monotonic() + self.config.body_timeout_s
+        self._awaiting[task] = deadline
         try:
             return await receive()
         except asyncio.CancelledError:

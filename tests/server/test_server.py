@@ -3,6 +3,8 @@ metrics, the token rule, registry hot swaps, a host without the repo, SIGTERM, d
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import select
@@ -372,6 +374,27 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_others_are_served(serv
         assert head.startswith(b"HTTP/1.1 408"), reply
         assert b'"body_timeout"' in body
         assert 0.5 <= waited < 5, waited  # the timeout (0.6 s) plus at most the watchdog's period
+        # a body trickled a byte at a time (each byte well within the timeout) must still arrive whole in time
+        body = json.dumps(service_request([1001])).encode()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as slow:
+            slow.sendall(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body))
+            t0 = time.monotonic()
+            slow.setblocking(False)
+            reply = b""
+            for i in range(len(body)):  # 0.1 s a byte: the whole body would take several seconds
+                try:
+                    slow.sendall(body[i:i + 1])
+                except OSError:  # the server answered and may have closed the connection
+                    break
+                time.sleep(0.1)
+                with contextlib.suppress(BlockingIOError):
+                    reply += slow.recv(4096)
+                if reply:
+                    break
+            waited = time.monotonic() - t0
+        assert reply.startswith(b"HTTP/1.1 408"), reply
+        assert waited < 3, waited
     finally:
         srv.stop()
 
