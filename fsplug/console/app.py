@@ -109,7 +109,8 @@ class Console:
                                                    (b"set-cookie", self.rule.clear_cookie(scope).encode())])
         if method not in ("GET", "HEAD"):
             return await _html(send, 405, ops_pages.message_page("Not allowed", f"{method} is not allowed on "
-                                                                  f"{path}: the console only reads"))
+                                                                  f"{path}: the console only reads"),
+                               [(b"allow", b"GET, HEAD")])
         if not self.rule.allows(scope):
             target = path + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
             return await _html(send, 401, ops_pages.login_page(target, False),
@@ -204,7 +205,8 @@ class Console:
         if method == "GET":
             return await _html(send, 200, ops_pages.login_page(_safe_next(query.get("next", "/ui/")), False))
         if method != "POST":
-            return await _html(send, 405, ops_pages.message_page("Not allowed", f"{method} /ui/login"))
+            return await _html(send, 405, ops_pages.message_page("Not allowed", f"{method} /ui/login"),
+                               [(b"allow", b"GET, POST")])
         form = await _form(receive)
         nxt = _safe_next(form.get("next", "/ui/"))
         if not self.rule.check_token(form.get("token", "")):

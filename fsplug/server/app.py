@@ -302,7 +302,10 @@ class FeatureServerApp:
         try:
             if handler is None:
                 if path in self._paths:
-                    raise HTTPError(405, "method_not_allowed", f"{scope['method']} is not allowed on {path}")
+                    allowed = [m for m, p in self._routes if p == path]
+                    allowed += ["HEAD"] if "GET" in allowed else []  # (RFC 9110: a 405 says what is allowed)
+                    raise HTTPError(405, "method_not_allowed", f"{scope['method']} is not allowed on {path}",
+                                    [(b"allow", ", ".join(allowed).encode())])
                 raise HTTPError(
                     404, "not_found", f"no endpoint {path}; see GET /health, POST /get-online-features"
                 )

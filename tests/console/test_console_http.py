@@ -64,7 +64,10 @@ def test_an_open_server_has_an_open_console_that_only_reads(console_server):
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
     for method in ("POST", "PUT", "DELETE"):
-        assert httpx.request(method, console_server.url + "/ui/views").status_code == 405
+        r = httpx.request(method, console_server.url + "/ui/views")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"  # (RFC 9110: a 405 says what is allowed)
+    r = httpx.put(console_server.url + "/ui/login")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
 
 
 def test_the_root_leads_to_the_console(console_server):

@@ -240,6 +240,9 @@ def test_health_ready_and_routing(server):
     assert server.client.get("/nope").status_code == 404
     r = server.client.get("/get-online-features")
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    assert r.headers["allow"] == "POST"  # RFC 9110 15.5.6: a 405 lists the methods the resource takes
+    r = server.client.post("/health")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
     for path in ("/health", "/ready"):  # HEAD (load balancers' health checks): GET's status and headers, no body
         head, get = server.client.head(path), server.client.get(path)
         assert head.status_code == 200 and head.content == b"", (path, head.status_code)
