@@ -10,6 +10,7 @@ the metrics and answered by the very code that answers API clients.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,8 @@ _HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _MAX_FORM_BYTES = 8192
+_FORM_TIMEOUT_S = 10.0
+"""The login form's limits: a larger body answers 413, one not received in time 408 (as the API's)."""
 
 _LISTS = {
     "entities": catalog_pages.entities_page,
@@ -208,6 +211,12 @@ class Console:
             return await _html(send, 405, ops_pages.message_page("Not allowed", f"{method} /ui/login"),
                                [(b"allow", b"GET, POST")])
         form = await _form(receive)
+        if isinstance(form, int):  # too large or too slow: answered, and the connection closed (the
+            # rest of the body is not read)
+            title = "Too large" if form == 413 else "Too slow"
+            detail = (f"the sign-in form is larger than {_MAX_FORM_BYTES} bytes" if form == 413
+                      else f"the sign-in form was not received within {_FORM_TIMEOUT_S:g} s")
+            return await _html(send, form, ops_pages.message_page(title, detail), [(b"connection", b"close")])
         nxt = _safe_next(form.get("next", "/ui/"))
         if not self.rule.check_token(form.get("token", "")):
             return await _html(send, 401, ops_pages.login_page(nxt, True))
@@ -220,15 +229,23 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/ui/") and not target.startswith("//") and "\\" not in target else "/ui/"
 
 
-async def _form(receive: Receive) -> dict[str, str]:
-    """A small url-encoded form body (at most 8 KiB are read)."""
+async def _form(receive: Receive) -> dict[str, str] | int:
+    """A small url-encoded form body; 413 when it is larger than _MAX_FORM_BYTES, 408 when it is not
+    received within _FORM_TIMEOUT_S (the rest is not read: a client cannot hold the worker's
+    attention with an endless or trickled body)."""
     chunks, size = [], 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _FORM_TIMEOUT_S
     while True:
-        msg = await receive()
+        try:
+            msg = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return 408
         chunk = msg.get("body", b"")
         size += len(chunk)
-        if size <= _MAX_FORM_BYTES:
-            chunks.append(chunk)
+        if size > _MAX_FORM_BYTES:
+            return 413
+        chunks.append(chunk)
         if not msg.get("more_body"):
             break
     return {k: v[0] for k, v in parse_qs(b"".join(chunks).decode("utf-8", "replace")).items()}

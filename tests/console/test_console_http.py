@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import time
+
 import httpx
 from fsplug.console.auth import COOKIE, session_value
 from tests.server.conftest import TOKEN, Server, start
@@ -55,6 +59,26 @@ def test_login_goes_back_only_to_console_pages(guarded):
     for target in ("https://evil.example/", "//evil.example/ui/", "/get-online-features", "/ui\\..\\x"):
         r = httpx.post(guarded.url + "/ui/login", data={"token": TOKEN, "next": target})
         assert r.status_code == 303 and r.headers["location"] == "/ui/", target
+
+
+def test_the_login_form_has_a_size_limit_and_closes_an_endless_body(guarded):
+    # the sign-in form is read before the token is known: an endless (chunked) body must not be read on
+    # and on, as the API's endpoints stop at --max-body-bytes
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as s:
+        s.sendall(b"POST /ui/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+        s.setblocking(False)
+        reply, t0 = b"", time.monotonic()
+        while time.monotonic() - t0 < 5 and not reply:
+            with contextlib.suppress(OSError):  # (BlockingIOError: the server is not reading)
+                s.sendall(b"1000\r\n" + b"a" * 4096 + b"\r\n")
+            time.sleep(0.01)
+            with contextlib.suppress(BlockingIOError):
+                reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"connection: close" in reply.lower()
+    r = httpx.post(guarded.url + "/ui/login", data={"token": TOKEN, "next": "/ui/"})  # a real form still signs in
+    assert r.status_code == 303
 
 
 def test_an_open_server_has_an_open_console_that_only_reads(console_server):
