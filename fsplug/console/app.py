@@ -225,8 +225,11 @@ class Console:
 
 
 def _safe_next(target: str) -> str:
-    """Where to go after signing in: a console path only (never another site)."""
-    return target if target.startswith("/ui/") and not target.startswith("//") and "\\" not in target else "/ui/"
+    """Where to go after signing in: a console path only (never another site), and no control character
+    (a CR or LF would end the Location header: uvicorn refuses to send it and drops the connection)."""
+    if not target.startswith("/ui/") or "\\" in target or any(c < " " or c == "\x7f" for c in target):
+        return "/ui/"
+    return target
 
 
 async def _form(receive: Receive) -> dict[str, str] | int:

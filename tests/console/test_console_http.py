@@ -56,7 +56,8 @@ def test_the_bearer_header_opens_the_console_too(guarded):
 
 
 def test_login_goes_back_only_to_console_pages(guarded):
-    for target in ("https://evil.example/", "//evil.example/ui/", "/get-online-features", "/ui\\..\\x"):
+    for target in ("https://evil.example/", "//evil.example/ui/", "/get-online-features", "/ui\\..\\x",
+                   "/ui/\r\nSet-Cookie: x=1", "/ui/\x00", "/ui/\x7f"):
         r = httpx.post(guarded.url + "/ui/login", data={"token": TOKEN, "next": target})
         assert r.status_code == 303 and r.headers["location"] == "/ui/", target
 
