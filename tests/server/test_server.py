@@ -1030,6 +1030,47 @@ def call_app(app, path: str, body: dict) -> tuple[int, dict]:
     return start_msg["status"], json.loads(body_msg["body"])
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/get-online-features", {"features": ["every:i"], "entities": {"thing_id": ["a"]}}),
+    ("/get-feature-vector", {"feature_service": "nope", "entity": {"thing_id": "a"}}),
+])
+def test_request_duration_starts_once_the_body_is_in(every_dtype_app, path, body):
+    # fsplug_request_duration_seconds is the server's time from the request's body to its response (as
+    # /push's): a client that takes 0.5 s to upload its body must not show as a 0.5 s request
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fsplug.server import metrics as m
+
+    series = m.child(m.REQUEST_SECONDS, path, "" if "features" in body else "?")
+
+    def observed() -> float:  # pending in this process, plus what was flushed to the client's series
+        return series.total + series.child._sum.get()
+
+    raw = json.dumps(body).encode()
+    parts = [(raw[:5], True, 0.0), (raw[5:], False, 0.5)]  # the body's second part comes 0.5 s later
+
+    async def run() -> int:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            chunk, more, delay = parts.pop(0)
+            await asyncio.sleep(delay)
+            return {"type": "http.request", "body": chunk, "more_body": more}
+
+        async def send(msg: dict) -> None:
+            sent.append(msg)
+
+        await every_dtype_app({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send)
+        return sent[0]["status"]
+
+    before = observed()
+    with ThreadPoolExecutor(1) as pool:
+        status = pool.submit(asyncio.run, run()).result()
+    assert status in (200, 422) and not parts
+    assert 0 < observed() - before < 0.25, observed() - before
+
+
 def test_bytes_features_are_served_as_base64_as_feasts_server_does(every_dtype_app):
     import pyarrow as pa
 
