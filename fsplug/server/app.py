@@ -534,6 +534,10 @@ class FeatureServerApp:
             body = feast_response(res, entities)
         except FsplugError as exc:
             m.child(m.REQUEST_SECONDS, "/get-online-features", label).observe(time.perf_counter() - t0)
+            if isinstance(exc, EntityKeyError) and any(type(v) is not list for v in entities.values()):
+                # not the request's shape (a column that is no list): 400, as for `entities` itself (checked
+                # here, once the API refused it, so that a well-formed request pays nothing for it)
+                raise HTTPError(400, "invalid_request", str(exc)) from None
             raise _error_of(exc) from None
         m.child(m.ENTITIES, "/get-online-features").observe(res.n)
         m.child(m.REQUEST_SECONDS, "/get-online-features", label).observe(time.perf_counter() - t0)

@@ -308,6 +308,20 @@ ERROR_CASES = [
         "invalid_request",
         '"entities" must map',
     ),
+    (
+        "an entities column that is no list",
+        {"features": ["driver_stats:trips_30d"], "entities": {"driver_id": 1001}},
+        400,
+        "invalid_request",
+        dict(features=["driver_stats:trips_30d"], entities={"driver_id": 1001}),
+    ),
+    (
+        "an entities column that is a mapping",
+        {"features": ["driver_stats:trips_30d"], "entities": {"driver_id": [1001], "x": {"a": 1}}},
+        400,
+        "invalid_request",
+        dict(features=["driver_stats:trips_30d"], entities={"driver_id": [1001], "x": {"a": 1}}),
+    ),
 ]
 
 
