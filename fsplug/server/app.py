@@ -427,9 +427,11 @@ class FeatureServerApp:
                         )
                     parts.append(chunk)
                 body = b"".join(parts)
-        except TimeoutError:
+        except TimeoutError:  # (and the connection is closed: a client still trickling its body would
+            # otherwise keep it open, each byte restarting uvicorn's keep-alive timer; RFC 9110 15.5.9)
             raise HTTPError(
-                408, "body_timeout", f"request body not received within {self.config.body_timeout_s} s"
+                408, "body_timeout", f"request body not received within {self.config.body_timeout_s} s",
+                [(b"connection", b"close")],
             ) from None
         return self._parse_body(body)
 

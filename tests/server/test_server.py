@@ -387,8 +387,13 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_others_are_served(serv
                     break
                 reply += chunk
             waited = time.monotonic() - t0
+            # and the connection is closed, not kept for a client that would trickle on (its bytes would
+            # keep restarting the keep-alive timer)
+            slow.settimeout(2)
+            assert slow.recv(1) == b""
         head, _, body = reply.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408"), reply
+        assert b"connection: close" in head.lower()
         assert b'"body_timeout"' in body
         assert 0.5 <= waited < 5, waited  # the timeout (0.6 s) plus at most the watchdog's period
         # a body trickled a byte at a time (each byte well within the timeout) must still arrive whole in time
