@@ -892,4 +892,23 @@ def create_app(config: ServerConfig) -> FeatureServerApp:
 
 def app_from_env() -> FeatureServerApp:
     """uvicorn's factory in each worker: the app for the ServerConfig `serve()` put in the environment."""
-    return create_app(ServerConfig.from_env())
+    config = ServerConfig.from_env()
+    _log_like_uvicorn(config.log_level)
+    return create_app(config)
+
+
+def _log_like_uvicorn(level: str) -> None:
+    """Send fsplug's own log records (the startup line, registry swaps, failed polls, 500s' tracebacks) to
+    stderr in uvicorn's format, at the server's log level: uvicorn configures only its own loggers, so
+    without this fsplug's INFO records were dropped and its warnings printed bare by logging's last resort.
+    Left alone when the application configured the `fsplug` logger itself."""
+    logger = logging.getLogger("fsplug")
+    if logger.handlers:
+        return
+    from uvicorn.logging import DefaultFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False

@@ -233,6 +233,18 @@ def test_derived_features_flow_through_the_server(server, served_repo):
     assert got["values"][-3] == 1.0  # 8 h is a peak hour
 
 
+def test_the_servers_own_log_lines_reach_its_log(server):
+    # uvicorn configures only its own loggers: fsplug's INFO records (this line, registry swaps) must
+    # still reach the log, one startup line per worker, in uvicorn's format
+    line = "fsplug.server: fsplug serve: project 'srv', registry "
+    deadline = time.monotonic() + 30  # (ready means one worker is: the other may still be starting)
+    while server.output().count(line) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    out = server.output()
+    assert out.count(line) == 2, out
+    assert re.search(r"^INFO: +fsplug\.server: fsplug serve: project", out, re.M), out
+
+
 def test_health_ready_and_routing(server):
     assert server.client.get("/health").json() == {"status": "ok"}
     ready = server.client.get("/ready").json()
