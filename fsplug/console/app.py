@@ -11,6 +11,7 @@ the metrics and answered by the very code that answers API clients.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -172,7 +173,11 @@ class Console:
         request = status = answer = None
         if asked:
             request = feast_request(service, fields, query, full)
-            status, answer = await self._call_api(orjson.dumps(request))
+            try:
+                body = orjson.dumps(request)
+            except TypeError:  # an int past 64 bits (typed in a key field): JSON has it, orjson does not
+                body = json.dumps(request).encode()  # sent as typed: the API refuses it with its message
+            status, answer = await self._call_api(body)
         return 200, ops_pages.lookup_page(ctx, service, fields, query, request, status, answer)
 
     async def _call_api(self, body: bytes) -> tuple[int, Any]:

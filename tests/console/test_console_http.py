@@ -95,6 +95,14 @@ def test_an_open_server_has_an_open_console_that_only_reads(console_server):
     assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
 
 
+def test_a_lookup_of_a_key_past_64_bits_shows_the_apis_refusal(console_server):
+    # an int64 key typed with more digits than 64 bits hold: the API's refusal, not a 500 page
+    r = _get(console_server, "/ui/lookup?service=decline_model_v1&driver_id=99999999999999999999999"
+                             "&pickup_distance_km=1&hour_of_day=8")
+    assert r.status_code == 200, r.text
+    assert 'id="lookup-error"' in r.text and "driver_id" in r.text
+
+
 def test_the_root_leads_to_the_console(console_server):
     r = _get(console_server, "/")
     assert r.status_code == 307 and r.headers["location"] == "/ui/"
