@@ -123,7 +123,8 @@ class FeatureServerApp:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.store: Any = None  # FeatureStore, opened in startup()
-        self._token = (os.environ.get(config.token_env) or "").encode() or None
+        # (surrounding whitespace dropped: a secret file's trailing newline can never arrive in a header)
+        self._token = (os.environ.get(config.token_env) or "").strip().encode() or None
         self._marker: Any = None  # what the registry poll compares (published hash or file stamp)
         self._poll_error: str | None = None  # the registry poll's last failure, logged once
         self._poll_task: asyncio.Task[None] | None = None

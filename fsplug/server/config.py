@@ -58,7 +58,7 @@ class ServerConfig:
             raise ConfigError("timeouts and the body size limit must be positive")
         if self.registry_poll_s < 0:
             raise ConfigError(f"--registry-poll {self.registry_poll_s}: 0 (off) or a number of seconds")
-        if (self.enable_push or self.auth_reads) and not os.environ.get(self.token_env):
+        if (self.enable_push or self.auth_reads) and not (os.environ.get(self.token_env) or "").strip():
             what = "--enable-push" if self.enable_push else "--auth-reads"
             raise ConfigError(
                 f"{what} needs an API token: set the environment variable {self.token_env} "

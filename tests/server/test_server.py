@@ -492,6 +492,31 @@ def test_push_refuses_to_start_without_token(served_repo):
     assert out.returncode == 1 and "FSPLUG_SERVE_TOKEN" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_token_with_a_trailing_newline_still_matches(tmp_path, monkeypatch):
+    # a token read from a secret file often ends with a newline, which no header can carry: it is
+    # compared without its surrounding whitespace (else every guarded request is 401, with no hint why)
+    from fsplug.errors import ConfigError
+    from fsplug.server.app import create_app
+    from fsplug.server.config import ServerConfig
+    from tests.conftest import write_empty_sources
+
+    repo = write_repo(tmp_path / "nl", {"defs.yaml": EVERY_DTYPE}, config=SQLITE_YAML)
+    write_empty_sources(repo)
+    with FeatureStore(repo) as fs:
+        fs.apply()
+    monkeypatch.setenv("FSPLUG_SERVE_TOKEN", TOKEN + "\n")
+    app = create_app(ServerConfig(repo=str(repo), registry_poll_s=0, enable_push=True, auth_reads=True))
+    app.startup()
+    try:
+        status, body = call_app(app, "/get-online-features", {"features": ["every:i"], "entities": {"thing_id": ["a"]}})
+        assert status == 200, body
+    finally:
+        app.shutdown()
+    monkeypatch.setenv("FSPLUG_SERVE_TOKEN", " \n")  # only whitespace: no token at all
+    with pytest.raises(ConfigError, match="needs an API token"):
+        ServerConfig(repo=str(repo), enable_push=True).check()
+
+
 # ---- metrics ----------------------------------------------------------------------------------
 def _metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
