@@ -96,11 +96,15 @@ class FeatureServerProtocol(HttpToolsProtocol):
             self._direct_timer = None
         body = self._direct_body[0] if len(self._direct_body) == 1 else b"".join(self._direct_body)
         self._direct_body = []
-        self._respond(*self._server_app.answer(path, self.headers, body))
+        self._respond(path, *self._server_app.answer(path, self.headers, body))
 
     # ---- the response --------------------------------------------------------------------------
-    def _respond(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def _respond(self, path: str, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Write one response (head and body in one write), then keep the connection or close it."""
+        if self.access_log:  # uvicorn's access line
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else ""
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', client, "POST", path, self.parser.get_http_version(),
+                                    status)  # (the five arguments uvicorn's access formatter takes)
         keep_alive = self._direct_keep_alive
         head = [STATUS_LINE[status]]
         for name, value in (*self.server_state.default_headers, *headers):
@@ -129,7 +133,7 @@ class FeatureServerProtocol(HttpToolsProtocol):
         if path is None or self.transport.is_closing():
             return
         self._direct_keep_alive = False
-        self._respond(*self._server_app.body_late(path))
+        self._respond(path, *self._server_app.body_late(path))
 
     # ---- connection events ---------------------------------------------------------------------
     def shutdown(self) -> None:

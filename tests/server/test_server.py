@@ -383,12 +383,24 @@ def test_body_limits_and_bad_json(server):
     assert server.post("/get-online-features", service_request([1001])).status_code == 200
 
 
-def test_a_body_that_does_not_arrive_in_time_gets_408_and_others_are_served(served_repo):
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_others_are_served(served_repo, framing):
+    """With a Content-Length the read is answered by fsplug's protocol directly; chunked, through uvicorn's
+    ASGI path: both time the whole body."""
+    chunked = framing == "chunked"
+
+    def request_head(n: int) -> bytes:
+        length = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % n
+        return (b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + length + b"\r\n\r\n")
+
+    def piece(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data) if chunked else data
+
     srv = start(served_repo, "--body-timeout", "0.6", "--registry-poll", "0")
     try:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as slow:
-            slow.sendall(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{\"feature_service\": ")  # and then nothing
+            slow.sendall(request_head(100) + piece(b"{\"feature_service\": "))  # and then nothing
             t0 = time.monotonic()
             # the stalled request does not hold up another connection
             assert srv.post("/get-online-features", service_request([1001])).status_code == 200
@@ -411,14 +423,13 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_others_are_served(serv
         # a body trickled a byte at a time (each byte well within the timeout) must still arrive whole in time
         body = json.dumps(service_request([1001])).encode()
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as slow:
-            slow.sendall(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body))
+            slow.sendall(request_head(len(body)))
             t0 = time.monotonic()
             slow.setblocking(False)
             reply = b""
             for i in range(len(body)):  # 0.1 s a byte: the whole body would take several seconds
                 try:
-                    slow.sendall(body[i:i + 1])
+                    slow.sendall(piece(body[i:i + 1]))
                 except OSError:  # the server answered and may have closed the connection
                     break
                 time.sleep(0.1)
@@ -431,6 +442,25 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_others_are_served(serv
         assert waited < 3, waited
     finally:
         srv.stop()
+
+
+def test_the_access_log_has_a_line_for_each_request_on_either_path(served_repo):
+    """A read with a Content-Length (answered by fsplug's protocol directly), a chunked one and a
+    health check (uvicorn's ASGI path) each get uvicorn's access line."""
+    srv = start(served_repo, "--access-log", "--registry-poll", "0")
+    try:
+        assert srv.post("/get-online-features", service_request([1001])).status_code == 200
+        body = json.dumps(service_request([1002])).encode()
+        r = srv.client.post("/get-online-features", content=iter([body]))  # (an iterator: sent chunked)
+        assert r.status_code == 200 and r.request.headers["transfer-encoding"] == "chunked"
+        assert srv.client.post("/get-feature-vector", content=b"{}").status_code == 400
+        assert srv.client.get("/health").status_code == 200
+    finally:
+        srv.stop()
+    lines = [line for line in srv.output().splitlines() if '" 200' in line or '" 400' in line]
+    assert sum('"POST /get-online-features HTTP/1.1" 200' in line for line in lines) == 2, srv.output()
+    assert any('"POST /get-feature-vector HTTP/1.1" 400' in line for line in lines), srv.output()
+    assert any('"GET /health HTTP/1.1" 200' in line for line in lines), srv.output()
 
 
 # ---- push and the token -----------------------------------------------------------------------
