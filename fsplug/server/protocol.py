@@ -15,6 +15,9 @@ unchanged. `fsplug serve` passes this class as uvicorn's `http` protocol.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -41,6 +44,7 @@ class FeatureServerProtocol(HttpToolsProtocol):
         self._direct_body: list[bytes] = []
         self._direct_keep_alive = True
         self._direct_timer: asyncio.TimerHandle | None = None
+        self._closing = False  # shut down with a request still to answer: close after answering it
 
     def _direct_path(self) -> str | None:
         """The read endpoint this request may be answered at directly, or None (uvicorn's path)."""
@@ -74,10 +78,13 @@ class FeatureServerProtocol(HttpToolsProtocol):
         path = self._direct_path()
         if path is None:
             super().on_headers_complete()
+            if self._closing and self.cycle is not None:
+                self.cycle.keep_alive = False
             return
         self._direct = path
         self._direct_body = []
-        self._direct_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        self._direct_keep_alive = (not self._closing and self.parser.get_http_version() != "1.0"
+                                   and self.parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         if self._direct is None:
@@ -137,12 +144,22 @@ class FeatureServerProtocol(HttpToolsProtocol):
 
     # ---- connection events ---------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Graceful shutdown: a request being received directly is answered first, then the connection
-        closes (uvicorn waits for connections to close)."""
-        if self._direct is not None:
+        """Graceful shutdown: a request being received, or whose bytes wait unread in the socket (the
+        loop was busy answering another connection when the signal came), is answered first, then the
+        connection closes (uvicorn waits for connections to close); an idle connection closes now."""
+        if self._direct is not None or self._unread_bytes():
             self._direct_keep_alive = False
+            self._closing = True
         else:
             super().shutdown()
+
+    def _unread_bytes(self) -> bool:
+        """Whether the connection's socket holds bytes the loop has not read yet."""
+        sock = self.transport.get_extra_info("socket")
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+        except (AttributeError, OSError, ValueError):
+            return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._direct_timer is not None:

@@ -20,15 +20,17 @@ READ = json.dumps(service_request([1001, 1002, 99999])).encode()
 
 
 class RecordingTransport(asyncio.Transport):
-    """A connection's transport that keeps what the server writes."""
+    """A connection's transport that keeps what the server writes (`sock`: the socket it says it has)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sock: Any = None) -> None:
         super().__init__()
         self.writes: list[bytes] = []
         self.closed = False
+        self.sock = sock
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 6566), "peername": ("127.0.0.1", 50000)}.get(name, default)
+        info = {"sockname": ("127.0.0.1", 6566), "peername": ("127.0.0.1", 50000), "socket": self.sock}
+        return info.get(name, default)
 
     def write(self, data: Any) -> None:
         self.writes.append(bytes(data))
@@ -77,8 +79,9 @@ def responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     return out
 
 
-def run(app, script):
-    """Run `script(protocol, transport, server_state)` (a coroutine function) on a connection of a fresh loop."""
+def run(app, script, sock: Any = None):
+    """Run `script(protocol, transport, server_state)` (a coroutine function) on a connection of a fresh loop
+    (whose transport says its socket is `sock`)."""
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
@@ -90,7 +93,7 @@ def run(app, script):
         state = ServerState()
         proto = FeatureServerProtocol(config=config, server_state=state, app_state={},
                                       _loop=asyncio.get_running_loop())
-        transport = RecordingTransport()
+        transport = RecordingTransport(sock)
         proto.connection_made(transport)
         return await script(proto, transport, state)
 
@@ -248,3 +251,33 @@ def test_shutdown_while_a_read_arrives_answers_it_then_closes(app):
     still_open, writes, closed = run(app, script)
     [(status, headers, _)] = responses(writes[0])
     assert still_open and status == 200 and headers["connection"] == "close" and closed
+
+
+def test_shutdown_answers_a_request_whose_bytes_wait_unread_then_closes(app):
+    """SIGTERM while the loop was busy with another connection: this one's request is in its socket,
+    not yet read. It is answered (then the connection closes); an idle connection closes at once."""
+    import socket
+
+    server_end, client_end = socket.socketpair()
+    try:
+        data = post("/get-online-features", READ)
+        client_end.sendall(data)  # in the server end's buffer, unread
+
+        async def script(proto, transport, state):
+            proto.shutdown()
+            still_open = not transport.closed
+            proto.data_received(server_end.recv(len(data) + 1))  # the loop reads it
+            return still_open, list(transport.writes), transport.closed
+
+        still_open, writes, closed = run(app, script, server_end)
+        [(status, headers, _)] = responses(writes[0])
+        assert still_open and status == 200 and headers["connection"] == "close" and closed
+
+        async def idle(proto, transport, state):
+            proto.shutdown()
+            return transport.closed
+
+        assert run(app, idle, server_end)  # nothing unread now: closed at once
+    finally:
+        server_end.close()
+        client_end.close()
