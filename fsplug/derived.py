@@ -38,9 +38,11 @@ import importlib
 import inspect
 import math
 import operator
+import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -956,6 +958,24 @@ def _interval_test(text: str, slot: int, where: Intervals, nullable: bool) -> _N
     return _Node(Kind.BOOL, f, text, nullable=nullable, scalar=scalar, bound=(slot, where), quiet=True)
 
 
+@lru_cache(maxsize=128)
+def _packer(n: int, code: str) -> Callable[..., bytes]:
+    return struct.Struct(f"{n}{code}").pack
+
+
+def _image(values: Sequence[Any], n: int, ints: bool) -> np.ndarray:
+    """`n` plain numbers (`ints`: of an int64 column), None for null, as float64 with NaN for null: the
+    values `np.array(values, dtype=np.float64)` gives (a number through its float, correctly rounded;
+    an int64 the same through numpy's conversion), packed by `struct` (about half numpy's cost per
+    value), or by numpy (`fromiter`) when `struct` refuses one (None; a float among ints)."""
+    try:
+        if ints:
+            return np.frombuffer(_packer(n, "q")(*values), np.int64).astype(np.float64)
+        return np.frombuffer(_packer(n, "d")(*values), np.float64)
+    except struct.error:
+        return np.fromiter(values, np.float64, n)
+
+
 def _calendar(us: Any, unit: str, within: str) -> Any:
     t = np.asarray(us, dtype=np.int64).astype("datetime64[us]")
     return (t.astype(f"datetime64[{unit}]") - t.astype(f"datetime64[{within}]")).astype(np.int64)
@@ -1169,6 +1189,10 @@ class Program:
         self.floats = plan is not None
         """Whether `put_floats` computes every step (`base_dtypes`, the base columns' dtypes, given)."""
         self._float_slots, self._tests, self._float_steps = plan or ((), (), ())
+        self.test_slots = tuple(slot for slot, *_ in self._tests)
+        """The int inputs of the float plan's tests (`python_floats` looks up one that holds one value once)."""
+        self._py_tests, self._py_floats = self._python_plan()
+        self._int_slots = frozenset(i for i, d in enumerate(base_dtypes) if d is DType.INT64)
 
     def _float_plan(self, base_dtypes: tuple[DType, ...]) -> _FloatPlan | None:
         """For `put_floats`: the base slots read; the tests of int inputs against constants grouped by
@@ -1203,6 +1227,75 @@ class Program:
                            tuple(i for _, _, _, i in group)))
         slots = tuple(sorted({s for st in self.steps for s in st.slots}))
         return slots, tuple(groups), tuple(steps)
+
+    def _python_plan(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """For `python_floats`, `_float_plan`'s with answers and places as `to_dict` serves them: per test
+        group (its slot, its float edges then inf, its edges as ints, per stretch and test the answer
+        as a Python bool then per test the default's `python` for null, as an object array and as
+        lists, and its tests' indexes in `outputs`); per float step (its function, its slots, whether
+        its output is float32, its default's `python`, its index in `outputs`)."""
+        where = {si: k for k, (_, si) in enumerate(self.outputs)}
+        tests = []
+        for slot, cut, table, _, steps in self._tests:
+            objects = np.empty(table.shape, dtype=object)
+            objects[:-1] = (table[:-1] != 0).tolist()
+            objects[-1] = [self.steps[i].default.python for i in steps]
+            tests.append((slot, cut, [int(e) for e in cut[:-1]], objects, objects.tolist(),
+                          tuple(where[i] for i in steps)))
+        floats = tuple((fn, slots, self.dtypes[p] is DType.FLOAT32, self.steps[i].default.python, where[i])
+                       for p, fn, slots, _, i in self._float_steps)
+        return tuple(tests), floats
+
+    def python_floats(self, column: Callable[[int], Sequence[Any]], same: Sequence[int], n: int
+                      ) -> tuple[list[list[Any]], list[list[int] | None]]:
+        """Per output (in `outputs` order): its values as `python` serves them of `run`'s column, and its
+        status codes (None: all PRESENT), computed as `put_floats` computes them: `column(slot)` gives
+        base column `slot`'s `n` plain values with defaults in place and None where null
+        (`Kernel.python`'s), converted to float64 (`_image`). The tests of an input in `same` (one int
+        in every row) are looked up once. Only when `floats` is set."""
+        values: list[Any] = [None] * len(self.outputs)
+        codes: list[Any] = [None] * len(self.outputs)
+        images: dict[int, np.ndarray] = {}
+        for slot, cut, edges, objects, rows, places in self._py_tests:
+            if slot in same:
+                for k, v in zip(places, rows[bisect.bisect_right(edges, column(slot)[0])], strict=True):
+                    values[k] = [v] * n
+                continue
+            image = images[slot] = _image(column(slot), n, slot in self._int_slots)
+            at = cut.searchsorted(image, "right")
+            null = at == len(cut)
+            null_codes = np.where(null, NULL_VALUE, PRESENT).tolist() if np.count_nonzero(null) else None
+            for k, vals in zip(places, objects.take(at, 0).T.tolist(), strict=True):
+                values[k] = vals
+                codes[k] = null_codes
+        if self.quiet:
+            self._python_float_steps(values, codes, column, images, n)
+        else:
+            with np.errstate(all="ignore"):
+                self._python_float_steps(values, codes, column, images, n)
+        return values, codes
+
+    def _python_float_steps(self, values: list[Any], codes: list[Any], column: Callable[[int], Sequence[Any]],
+                            images: dict[int, np.ndarray], n: int) -> None:
+        for fn, slots, float32, fill, k in self._py_floats:
+            args = []
+            for s in slots:
+                image = images.get(s)
+                if image is None:
+                    image = images[s] = _image(column(s), n, s in self._int_slots)
+                args.append((image, None))
+            result = fn(args)[0]
+            if result.shape != (n,):  # (a constant)
+                result = np.broadcast_to(result, (n,))
+            if float32:  # (as `python` serves it)
+                result = result.astype(np.float32).astype(np.float64)
+            vals = values[k] = result.tolist()
+            if (total := sum(vals)) != total:  # a NaN (or +inf and -inf): null where NaN, served as the default
+                null = np.isnan(result)
+                if np.count_nonzero(null):
+                    codes[k] = np.where(null, NULL_VALUE, PRESENT).tolist()
+                    for j in np.flatnonzero(null).tolist():
+                        vals[j] = fill
 
     def refuse_text(self) -> None:
         """Raise UserInputError naming the derived outputs with text values (`text_outputs`)."""

@@ -290,6 +290,8 @@ class Kernel:
         """Per request column: (position, column, the Python types taken as they are)."""
         self._request_numbers = tuple((i, c.dtype) for i, c, _ in self.requests)
         """Per request column: (position, dtype), for `numpy`."""
+        self._int_requests = frozenset(i for i, c, _ in self.requests if c.dtype is DType.INT64)
+        """The int64 request columns (`same_ints`)."""
         self.all_numeric = all(g.numeric for g in self.groups)
         """Every group's bins hold numbers: `numpy` needs no status codes."""
         self.fast: FastVector | None = None
@@ -754,6 +756,17 @@ class Kernel:
             else:
                 return None
         return tuple(recipe)
+
+    def same_ints(self, request: Mapping[int, Sequence[Any]], columns: Sequence[int]) -> tuple[int, ...]:
+        """The int64 request columns among `columns` whose rows all hold one int (a C-level `count`; their
+        values are checked ints, `request_values`)."""
+        same = []
+        for i in columns:
+            if i in self._int_requests:
+                vals = request[i]
+                if vals.count(vals[0]) == len(vals):
+                    same.append(i)
+        return tuple(same)
 
     def vector_inputs(self, values: Sequence[float], statuses: Sequence[int], columns: Sequence[int]
                       ) -> dict[int, tuple[np.ndarray, Any]]:

@@ -208,6 +208,13 @@ class OnlineResult:
             out[p] = derived(si, cols[p])
         return out
 
+    def _placed(self, base: list[Any], derived: list[Any]) -> list[Any]:
+        """`_merged`, given the derived outputs' values in `Program.outputs` order."""
+        if self.plan.base_first:
+            return base[:len(self.plan.base_positions)] + derived
+        at = {si: d for (_, si), d in zip(self._program.outputs, derived, strict=True)}
+        return self._merged(base, lambda si, c: at[si])
+
     @_lazy
     def event_timestamps(self) -> dict[str, np.ndarray]:
         """Per view: datetime64[us] event time of the rows read (NaT when not found). A derived view's
@@ -227,6 +234,10 @@ class OnlineResult:
         prog = self._program
         if prog is None:
             return values, codes
+        if prog.floats and self.n > 1:  # computed as to_numpy computes them, from `values`
+            dv, dc = prog.python_floats(values.__getitem__, self._kernel.same_ints(self._request, prog.test_slots),
+                                        self.n)
+            return self._placed(values, dv), self._placed(codes, dc)
         self._derived_from(lambda i: np.array(values[i], dtype=np.float64), lists=values)  # (None -> NaN)
         derived = self._derived
         return (self._merged(values, lambda si, c: prog.python(si, c.dtype, derived[si])),

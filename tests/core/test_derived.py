@@ -411,6 +411,33 @@ def test_a_float32_derived_feature_is_a_float32_in_every_form(derived_repo, serv
         np.testing.assert_array_equal(bare[0], want[0])
 
 
+@pytest.mark.parametrize("hours", [[22] * 5, [8, 22, 2**53 + 1, 5, 17], [2**53 + 1] * 5])
+def test_to_dict_computes_a_matrix_programs_columns_from_its_plain_values(derived_repo, hours):
+    """to_dict() of a program `to_numpy()` computes from its matrix computes it from its plain values
+    (`Program.python_floats`), an hour the same in every row looked up once: the values and statuses of
+    each entity read alone (the one-row form), and the matrix's."""
+    entities = {**ENTITIES, "hour_of_day": hours}
+    with FeatureStore(derived_repo) as store:
+        res = store.get_online_features(service="matrix", entities=entities)
+        d = res.to_dict(include_statuses=True)
+        assert store.get_online_features(service="matrix", entities=entities).to_numpy().tolist() == [
+            [float(d[name][j]) for name in res.plan.names] for j in range(5)]
+        assert d["trips_per_hour__status"] == ["PRESENT", "PRESENT", "NULL_VALUE", "NULL_VALUE", "NULL_VALUE"]
+        for j in range(5):
+            one = store.get_online_features(service="matrix", entities={k: [v[j]] for k, v in entities.items()})
+            assert {k: v[j] for k, v in d.items()} == {k: v[0] for k, v in one.to_dict(include_statuses=True).items()}
+
+
+def test_same_ints_finds_the_int_requests_that_hold_one_value(derived_repo):
+    with FeatureStore(derived_repo) as store:
+        plan = store.plan(service="matrix")
+        hour = next(i for i, c in enumerate(plan.kernel.columns) if c.is_request)
+        trips = next(i for i, c in enumerate(plan.kernel.columns) if c.name == "trips_today")
+        assert plan.kernel.same_ints({hour: [7, 7, 7]}, (hour,)) == (hour,)
+        assert plan.kernel.same_ints({hour: [7, 7, 8]}, (hour,)) == ()
+        assert plan.kernel.same_ints({hour: [7], trips: [7]}, (hour, trips)) == (hour,)  # (a stored column)
+
+
 def test_event_time_of_a_derived_view_is_its_inputs(derived_repo):
     with FeatureStore(derived_repo) as store:
         res = store.get_online_features(service="svc", entities=ENTITIES)

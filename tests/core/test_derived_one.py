@@ -408,6 +408,41 @@ def _tests_of(name: str, depth: int) -> st.SearchStrategy[str]:
                      st.tuples(sub, st.sampled_from(["and", "or"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"))
 
 
+FLOAT_INPUTS = {"i": DType.INT64, "j": DType.INT64, "f": DType.FLOAT64, "g": DType.FLOAT64}
+
+
+def _float_program(tests, data, float32: bool = False):
+    """A program of tests of int inputs and a float step that `Program.put_floats` computes (outputs side
+    by side or apart, in any order; `float32`: the float step's output may be declared float32), and
+    n random rows of its inputs (None: null; ints at int64's and float64's edges)."""
+    defs = [(f"t{k}", DType.BOOL, data.draw(_tests_of(name, depth)), data.draw(st.sampled_from([None, True, False])))
+            for k, (name, depth) in enumerate(tests)]
+    defs.append(("q", DType.FLOAT64, data.draw(st.sampled_from(["i / max(f, 0.5)", "f * 2 + j", "max(g, f) - i"])),
+                 data.draw(st.sampled_from([None, 0.25]))))
+    slots = {name: k for k, name in enumerate(FLOAT_INPUTS)}
+    width = len(FLOAT_INPUTS) + len(defs) + 2
+    outputs = data.draw(st.permutations(range(len(FLOAT_INPUTS), width)))
+    out_dtypes = [DType.FLOAT64] * width
+    if float32 and data.draw(st.booleans(), label="q declared float32"):
+        out_dtypes[outputs[len(defs) - 1]] = DType.FLOAT32
+    steps = []
+    for k, (name, dtype, expr, default) in enumerate(defs):
+        compiled, used = compile_step(name, dtype, expr, None, slots, FLOAT_INPUTS)
+        steps.append(Step(name, outputs[k], make_default(dtype, default), compiled, used))
+    prog = Program(tuple(steps), len(FLOAT_INPUTS), tuple(out_dtypes), tuple(FLOAT_INPUTS.values()))
+    assert prog.floats
+    n = data.draw(st.integers(1, 8))
+    rows = {name: data.draw(st.lists(st.one_of(st.none(), st.sampled_from(INT_EDGES) if name in "ij"
+                                               else VALUES[Kind.FLOAT]), min_size=n, max_size=n))
+            for name in FLOAT_INPUTS}
+    return prog, slots, width, rows, n
+
+
+def _run(prog, slots, rows, n):
+    with np.errstate(all="ignore"):
+        return prog.run({k: _column(KINDS[name], rows[name]) for name, k in slots.items()}, n)
+
+
 @settings(max_examples=200, deadline=None)
 @given(tests=st.lists(st.tuples(st.sampled_from(["i", "j"]), st.integers(0, 2)), min_size=1, max_size=4),
        data=st.data())
@@ -416,25 +451,9 @@ def test_a_program_put_from_float_images_is_put_numbers_of_its_run(tests, data):
     columns) writes what `put_numbers` writes of `Program.run`'s columns with defaults: nulls as the
     step's default (NaN without one), output columns side by side or apart, in any order, ints at
     int64's and float64's edges included; `float_nulls` gives `run`'s null masks."""
-    defs = [(f"t{k}", DType.BOOL, data.draw(_tests_of(name, depth)), data.draw(st.sampled_from([None, True, False])))
-            for k, (name, depth) in enumerate(tests)]
-    defs.append(("q", DType.FLOAT64, data.draw(st.sampled_from(["i / max(f, 0.5)", "f * 2 + j", "max(g, f) - i"])),
-                 data.draw(st.sampled_from([None, 0.25]))))
-    dtypes = {"i": DType.INT64, "j": DType.INT64, "f": DType.FLOAT64, "g": DType.FLOAT64}
-    slots = {name: k for k, name in enumerate(dtypes)}
-    width = len(dtypes) + len(defs) + 2
-    outputs = data.draw(st.permutations(range(len(dtypes), width)))
-    steps = []
-    for k, (name, dtype, expr, default) in enumerate(defs):
-        compiled, used = compile_step(name, dtype, expr, None, slots, dtypes)
-        steps.append(Step(name, outputs[k], make_default(dtype, default), compiled, used))
-    prog = Program(tuple(steps), len(dtypes), tuple(DType.FLOAT64 for _ in range(width)), tuple(dtypes.values()))
-    assert prog.floats
-    n = data.draw(st.integers(1, 8))
-    rows = {name: data.draw(st.lists(st.one_of(st.none(), st.sampled_from(INT_EDGES) if name in "ij"
-                                               else VALUES[Kind.FLOAT]), min_size=n, max_size=n)) for name in dtypes}
-    with np.errstate(all="ignore"):
-        computed = prog.run({k: _column(KINDS[name], rows[name]) for name, k in slots.items()}, n)
+    prog, slots, width, rows, n = _float_program(tests, data)
+    computed = _run(prog, slots, rows, n)
+    base = len(FLOAT_INPUTS)
     want = np.zeros((n, width))
     for p, si in prog.outputs:
         prog.put_numbers(want, p, si, computed[si], True)
@@ -442,11 +461,44 @@ def test_a_program_put_from_float_images_is_put_numbers_of_its_run(tests, data):
     for name, k in slots.items():
         got[:, k] = _image(KINDS[name], rows[name])
     kept = prog.put_floats(got, lambda k: got[:, k])
-    np.testing.assert_array_equal(got[:, len(dtypes):], want[:, len(dtypes):])
+    np.testing.assert_array_equal(got[:, base:], want[:, base:])
     for (_, null), got_null in zip(computed, prog.float_nulls(kept), strict=True):
         assert got_null is None or got_null.any()
         np.testing.assert_array_equal(np.zeros(n, bool) if got_null is None else got_null,
                                       np.zeros(n, bool) if null is None else null)
+
+
+def _identical(a, b) -> bool:
+    """The same plain value: type, value, NaN for NaN, the sign of a zero."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (a != a and b != b) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    return a == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(tests=st.lists(st.tuples(st.sampled_from(["i", "j"]), st.integers(0, 2)), min_size=1, max_size=4),
+       data=st.data())
+def test_a_program_computed_from_plain_values_serves_python_of_its_run(tests, data):
+    """`Program.python_floats` (to_dict's form: plain values converted to float images, tests of one int
+    input as one lookup, or looked up once when the input holds one int in every row) gives, per
+    output, the values `Program.python` serves of `run`'s column (defaults where null, bools as bools,
+    float32 rounding) and PRESENT / NULL_VALUE codes where `run` is null (None when no row is)."""
+    prog, slots, _, rows, n = _float_program(tests, data, float32=True)
+    same: tuple[int, ...] = ()
+    if data.draw(st.booleans(), label="i holds one int in every row"):
+        rows["i"] = [data.draw(st.sampled_from(INT_EDGES))] * n
+        same = (slots["i"],)
+    computed = _run(prog, slots, rows, n)
+    values, codes = prog.python_floats(lambda k: rows[list(FLOAT_INPUTS)[k]], same, n)
+    assert len(values) == len(codes) == len(prog.outputs)
+    for (p, si), got, got_codes in zip(prog.outputs, values, codes, strict=True):
+        want = prog.python(si, prog.dtypes[p], computed[si])
+        assert len(got) == n and all(_identical(a, b) for a, b in zip(got, want, strict=True)), (si, got, want)
+        null = computed[si][1]
+        want_codes = None if null is None or not null.any() else [2 if x else 1 for x in null.tolist()]
+        assert got_codes == want_codes, (si, got_codes, want_codes)
 
 
 def test_a_program_has_no_float_form_beyond_float64s_exact_ints_or_for_other_steps():
