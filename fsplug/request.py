@@ -15,8 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fsplug.definitions import did_you_mean
-from fsplug.errors import EntityKeyError, RequestFeatureError
+from fsplug.errors import EntityKeyError, RequestFeatureError, did_you_mean
 from fsplug.types import EPOCH, DType, as_utc
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fsplug.definitions import KINDS
 from fsplug.registry.model import Registry
 
 __all__ = ["Change", "RegistryDiff", "diff"]
@@ -64,6 +63,8 @@ class RegistryDiff:
 
     def render(self) -> str:
         """The diff as `fsplug plan` prints it."""
+        from fsplug.definitions import KINDS
+
         if not self:
             return "No changes"
         mark = {"create": "+", "update": "~", "delete": "-"}
@@ -123,6 +124,8 @@ def _invalidating(kind: str, prop: str, old: Any) -> bool:
 
 def diff(old: Registry | None, new: Registry) -> RegistryDiff:
     """What changes from `old` (None = nothing applied yet) to `new`, in a stable order."""
+    from fsplug.definitions import KINDS
+
     old_defs = old.definitions() if old else {k: [] for k in KINDS}
     new_defs = new.definitions()
     changes: list[Change] = []

@@ -4,6 +4,9 @@
 YAML always gives the same hash. Materialization state is not here: it lives in the online store
 (fsplug/state.py). JSON (de)serialization is
 generic (codec.py): a field added to one of these classes is stored and hashed with no other change.
+
+This module imports no pydantic model and no YAML (the config and the definitions load in the two
+functions that need them): the Spark engine's tasks unpickle a `FeatureView` in every Python worker.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fsplug.config import resolve_repo_path
-from fsplug.definitions import MAX_BIN_BYTES, RESERVED_BIN_PREFIX
 from fsplug.errors import ConfigError, ReferenceNotFoundError, RegistryError, did_you_mean
 from fsplug.registry.codec import decode, encode
 from fsplug.types import DType
@@ -89,6 +90,8 @@ class Source:
                    ": run it with `--engine spark` (engine=\"spark\"), or set materialization.engine: spark")
             raise ConfigError(f"source {self.name!r} is the Spark catalog table {self.table!r}, which only the "
                               f"Spark engine reads{fix}")
+        from fsplug.config import resolve_repo_path
+
         return resolve_repo_path(repo_root, self.path)
 
     def spark_path(self, repo_root: Path) -> Path | None:
@@ -282,6 +285,8 @@ def content_hash(registry: Registry) -> str:
 
 def timestamp_bin(view_name: str) -> str:
     """The reserved bin/column holding a view's event timestamps: `_ts_<view>`, shortened to 15 bytes."""
+    from fsplug.definitions import MAX_BIN_BYTES, RESERVED_BIN_PREFIX
+
     name = RESERVED_BIN_PREFIX + view_name
     if len(name.encode()) <= MAX_BIN_BYTES:
         return name
