@@ -2,7 +2,7 @@
 engine's results.
 
 Materialization of one view (`SparkEngine.write_latest`): Spark runs the tasks and moves rows between
-them; the work in the tasks is the local engine's own code (`offline/parquet.py`: `compact_rows`,
+them; the work in the tasks (`spark_tasks.py`) is the local engine's own code (`offline/parquet.py`: `compact_rows`,
 `latest_rids`, `finish_batch`), so both engines pick the same rows and cast them the same way. The
 source (the files fsplug's reader lists, hive partitions included) is cut into splits of whole row
 groups, in scan order, each row with a row id (its position in the scan order). Three stages:
@@ -53,7 +53,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,7 +63,19 @@ from urllib.parse import unquote, urlparse
 from fsplug.config import SparkConfig
 from fsplug.errors import ConfigError, EngineError, EntityKeyError, SourceDataError, UserInputError
 from fsplug.extras import require
-from fsplug.online.base import OnlineStore, WriteBatch
+from fsplug.engines.spark_tasks import (
+    FAIL_ONCE_ENV,
+    Job,
+    Split,
+    map_table,
+    pick_buckets,
+    pick_rows,
+    pick_splits,
+    winner_rids,
+    write_rows,
+    write_splits,
+)
+from fsplug.online.base import OnlineStore
 from fsplug.types import DType
 
 if TYPE_CHECKING:
@@ -74,16 +86,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SparkEngine", "ViewWriteStats", "FAIL_ONCE_ENV", "is_spark_frame"]
 
-FAIL_ONCE_ENV = "FSPLUG_SPARK_FAIL_ONCE"
 # source rows per split (whole row groups of one file): a task of the first stage reads one split
 _SPLIT_ROWS = 1 << 20
 # by default a bucket of entities per this many source rows (the local engine's in-memory sort size),
 # and a writing task per this many, at least one per core each
 _ROWS_PER_BUCKET = 4_000_000
 _ROWS_PER_TASK = 4_000_000
-_BLOB_ROWS = 1 << 17  # compact rows per Arrow IPC blob moved between stages
-_WRITE_ROWS = 65536  # rows per store write, as the local engine's batches
-_SAMPLE_ROWS = 65536  # rows of a split sampled to decide whether a pick within the split pays
 # `file:`, `file://`: Spark writes both forms of one path; a catalog table's files may be on another host
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?/*"
 # settings of a local-mode session the engine starts itself (a `conf` entry overrides them):
@@ -359,26 +367,27 @@ class SparkEngine:
         if not total:
             return ViewWriteStats()
         cores = spark.sparkContext.defaultParallelism
-        job = _Job(schema=dataset.schema, splits=splits, key_types=dict(key_types), ts_field=ts, created_field=created,
+        job = Job(schema=dataset.schema, splits=splits, key_types=dict(key_types), ts_field=ts, created_field=created,
                    columns=columns, start=start, end=end, view=view,
                    buckets=self.config.partitions or max(cores, -(-total // _ROWS_PER_BUCKET)))
         writer = functools.partial(
-            _write_splits if src is None else _write_rows, job=job, store_cls=type(store), config=store.config,
+            write_splits if src is None else write_rows, job=job, store_cls=type(store), config=store.config,
             repo_root=store.repo_root, project=store.project, fail_marker=os.environ.get(FAIL_ONCE_ENV))
         if src is None:
             picked = spark.range(len(splits), numPartitions=len(splits)).mapInArrow(
-                functools.partial(_pick_splits, job=job), _SHUFFLED)
+                functools.partial(pick_splits, job=job), _struct(_SHUFFLED))
         else:  # a task per partition of Spark's scan of the table
             picked = _table_rows(src, job, [*key_types, *times]).mapInArrow(
-                functools.partial(_pick_rows, job=job), _SHUFFLED)
-        winners = _by_part(picked, job.buckets).mapInArrow(functools.partial(_pick_buckets, job=job), _SHUFFLED)
+                functools.partial(pick_rows, job=job), _struct(_SHUFFLED))
+        winners = _by_part(picked, job.buckets).mapInArrow(functools.partial(pick_buckets, job=job),
+                                                            _struct(_SHUFFLED))
         if src is None:
             writers = self.config.partitions or min(len(splits), max(cores, -(-total // _ROWS_PER_TASK)))
-            written = _by_part(winners, writers).mapInArrow(writer, _COUNTS)
+            written = _by_part(winners, writers).mapInArrow(writer, _struct(_COUNTS))
         else:  # the winners' rows, joined back by row id (and a row of counts that no source row matches)
             rows_of = _table_rows(src, job, list(dict.fromkeys([*key_types, ts, *columns])))
-            written = rows_of.join(winners.mapInArrow(_winner_rids, _WINNERS), "__rid", "right").mapInArrow(
-                writer, _COUNTS)
+            written = rows_of.join(winners.mapInArrow(winner_rids, _struct(_WINNERS)), "__rid", "right").mapInArrow(
+                writer, _struct(_COUNTS))
         try:
             rows = written.collect()
         except Exception as exc:
@@ -498,33 +507,17 @@ class SparkEngine:
 
         arrow_in = to_arrow_schema(df.schema, timezone="UTC")
         empty = fn(pa.Table.from_batches([], schema=arrow_in))
-        return df.mapInArrow(functools.partial(_map_table, fn=fn), from_arrow_schema(empty.schema))
+        return df.mapInArrow(functools.partial(map_table, fn=fn), from_arrow_schema(empty.schema))
 
 
 # ---------------------------------------------------------------------------------------------
-# executor side
+# the jobs' plumbing (driver side; what runs in the tasks is in spark_tasks.py)
 
 
-def _map_table(batches: Iterator[pa.RecordBatch], fn: Callable[[pa.Table], pa.Table]) -> Iterator[pa.RecordBatch]:
-    import pyarrow as pa
-
-    for batch in batches:
-        yield from fn(pa.Table.from_batches([batch])).to_batches()
-
-
-@dataclass(frozen=True)
-class _Split:
-    """Consecutive row groups of one file: what a task of the first and of the last stage reads."""
-
-    fragment: Any  # a pyarrow ParquetFileFragment restricted to the row groups
-    first: int  # row id of its first row: the rows of every split before it, in scan order
-    rows: int
-
-
-def _splits(dataset: Any) -> list[_Split]:
+def _splits(dataset: Any) -> list[Split]:
     """The source in splits of about _SPLIT_ROWS rows (whole row groups), in scan order: files in
     the order of the dataset's fragments (their paths), row groups in file order."""
-    out: list[_Split] = []
+    out: list[Split] = []
     base = 0
     for frag in dataset.get_fragments():
         frag.ensure_complete_metadata()
@@ -534,53 +527,28 @@ def _splits(dataset: Any) -> list[_Split]:
             groups.append(rg.id)
             rows += rg.num_rows
             if rows >= _SPLIT_ROWS:
-                out.append(_Split(frag.subset(row_group_ids=groups), base, rows))
+                out.append(Split(frag.subset(row_group_ids=groups), base, rows))
                 base, groups, rows = base + rows, [], 0
         if rows:
-            out.append(_Split(frag.subset(row_group_ids=groups), base, rows))
+            out.append(Split(frag.subset(row_group_ids=groups), base, rows))
             base += rows
     return out
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What the tasks of one view's materialization need (pickled into each task)."""
-
-    schema: Any  # the dataset's schema: files are read as the local engine reads them
-    splits: list[_Split]
-    key_types: dict[str, DType]
-    ts_field: str
-    created_field: str | None
-    columns: dict[str, DType]
-    start: datetime | None
-    end: datetime
-    view: FeatureView
-    buckets: int
-
-    @property
-    def firsts(self) -> Any:
-        import numpy as np
-
-        return np.array([sp.first for sp in self.splits], dtype=np.int64)
-
-    def read(self, split: _Split, columns: list[str], **kwargs: Any) -> Iterator[pa.RecordBatch]:
-        """The split's rows (all of them, unfiltered: positions are row ids), errors naming the file."""
-        import pyarrow as pa
-
-        from fsplug.errors import SourceDataError
-        from fsplug.offline.arrow import SCAN_OPTIONS, first_line
-
-        try:
-            yield from split.fragment.to_batches(schema=self.schema, columns=columns, use_threads=False,
-                                                 fragment_scan_options=SCAN_OPTIONS, **kwargs)
-        except (pa.ArrowException, OSError) as e:
-            raise SourceDataError(f"{split.fragment.path}: reading failed: {first_line(e)}") from e
 
 
 # the rows moved between stages: Arrow IPC streams of compact rows, addressed to a partition; a stage's
 # row and null-key counts ride along on its first row
 _SHUFFLED = "part int, blob binary, rows long, null_keys long"
 _COUNTS = "rows long, entities long, written long, null_keys long, newest long"
+
+
+def _struct(fields: str) -> Any:
+    """The schema `fields` ("name type, ...", the types int, long and binary) as a pyspark StructType, made
+    here: a schema given as a string is parsed by the JVM's SQL parser, whose first use in an application
+    costs 0.6 to 0.7 CPU-s (on a started local session), where a StructType goes to the JVM as JSON (0.05)."""
+    from pyspark.sql.types import BinaryType, IntegerType, LongType, StructField, StructType
+
+    types = {"int": IntegerType(), "long": LongType(), "binary": BinaryType()}
+    return StructType([StructField(name, types[kind]) for name, kind in (f.split() for f in fields.split(","))])
 
 
 def _by_part(df: Any, n: int) -> Any:
@@ -590,278 +558,11 @@ def _by_part(df: Any, n: int) -> Any:
     return df.repartition(n, "part")
 
 
-def _shuffled(table: pa.Table | pa.RecordBatch | None, part: Any, rows: int, null_keys: int) -> pa.RecordBatch:
-    """`table`'s rows as IPC blobs of at most _BLOB_ROWS rows, each addressed to its rows' `part`."""
-    import numpy as np
-    import pyarrow as pa
-
-    parts: list[int] = []
-    blobs: list[bytes | None] = []
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
-    if table is not None and table.num_rows:
-        part = part.astype(np.uint16 if part.max() < 1 << 16 else np.int64)  # 16 bits: a linear (radix) sort
-        if part.min() != part.max():
-            order = np.argsort(part, kind="stable")
-            part = part[order]
-            table = table.take(pa.array(order))
-        bounds = [0, *(np.flatnonzero(np.diff(part)) + 1).tolist(), len(part)]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            for at in range(lo, hi, _BLOB_ROWS):
-                sink = pa.BufferOutputStream()
-                with pa.ipc.new_stream(sink, table.schema, options=options) as out:
-                    out.write(table.slice(at, min(hi, at + _BLOB_ROWS) - at))
-                parts.append(int(part[lo]))
-                blobs.append(sink.getvalue().to_pybytes())
-    if not parts:  # nothing to send but the counts
-        parts, blobs = [0], [None]
-    zeros = [0] * (len(parts) - 1)
-    return pa.RecordBatch.from_pydict({
-        "part": pa.array(parts, pa.int32()), "blob": pa.array(blobs, pa.binary()),
-        "rows": pa.array([rows, *zeros], pa.int64()), "null_keys": pa.array([null_keys, *zeros], pa.int64())})
-
-
-def _received(batches: Iterator[pa.RecordBatch]) -> tuple[list[tuple[int, pa.Table]], int, int]:
-    """The (part, table) of each blob a task received, and the counts that came with them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    tables: list[tuple[int, pa.Table]] = []
-    rows = null_keys = 0
-    for b in batches:
-        rows += int(pc.sum(b.column("rows")).as_py() or 0)
-        null_keys += int(pc.sum(b.column("null_keys")).as_py() or 0)
-        for part, blob in zip(b.column("part").to_pylist(), b.column("blob"), strict=True):
-            if blob.is_valid:
-                tables.append((part, pa.ipc.open_stream(blob.as_buffer()).read_all()))
-    return tables, rows, null_keys
-
-
-def _pick_splits(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
-    """Stage 1, one task per split: the split's keys and times, its rows numbered by their place in the
-    scan order, as `_candidates`."""
-    import numpy as np
-    import pyarrow as pa
-
-    cols = list(dict.fromkeys([*job.key_types, job.ts_field, *([job.created_field] if job.created_field else [])]))
-    for ids in batches:
-        for sid in ids.column(0).to_pylist():
-            split = job.splits[sid]
-            table = pa.Table.from_batches(list(job.read(split, cols)), schema=pa.schema(
-                [job.schema.field(c) for c in cols]))
-            _check_rows(split, table.num_rows)
-            yield _candidates(table.append_column("__rid", pa.array(np.arange(split.first, split.first + split.rows))),
-                              job)
-
-
-def _pick_rows(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
-    """Stage 1 of a catalog table, one task per partition of Spark's scan of it: the partition's rows
-    (keys, times, `__rid`), picked and addressed as `_pick_splits` does with a split's."""
-    import pyarrow as pa
-
-    received = [_unpacked(b) for b in batches]
-    if received:
-        yield _candidates(pa.Table.from_batches(received), job)
-
-
-def _candidates(table: pa.Table, job: _Job) -> pa.RecordBatch:
-    """Rows of one task of stage 1 (keys, times, row ids in `__rid`): those in the window with non-null
-    keys as compact rows, only the latest per entity within them when that pays (`_worth_prepicking`; the
-    local engine's pick, and a row that loses here loses overall), addressed to their entity's bucket
-    (the local engine's key hash), with the counts."""
-    import numpy as np
-    import pyarrow as pa
-
-    from fsplug.offline.arrow import time_filter
-    from fsplug.offline.parquet import compact_rows, latest_rids
-    from fsplug.offline.spill import hash_keys
-
-    keys = list(job.key_types)
-    table = table.filter(time_filter(job.ts_field, table.schema.field(job.ts_field).type, job.start, job.end))
-    compact, null_keys = compact_rows(table, keys, job.ts_field, job.created_field, table.column("__rid").to_numpy())
-    bucket = None
-    if compact is not None:
-        hashes = hash_keys(compact.columns[:len(keys)])
-        if _worth_prepicking(hashes):
-            rids = np.sort(latest_rids(pa.Table.from_batches([compact]), len(keys), job.created_field is not None))
-            at = np.searchsorted(compact.column("rid").to_numpy(), rids)
-            compact, hashes = compact.take(pa.array(at)), hashes[at]
-        bucket = hashes % np.uint64(job.buckets)
-    return _shuffled(compact, bucket, table.num_rows, null_keys)
-
-
-def _worth_prepicking(hashes: Any) -> bool:
-    """Whether a split's rows repeat keys enough for picking within the split to pay (the pick sorts
-    the split; it then moves and sorts fewer rows): at least half its rows would go, as estimated from
-    the repeated keys in a sample of _SAMPLE_ROWS rows (a pair of rows of one key falls in a sample of
-    s of n rows with probability (s/n)^2). Deciding either way gives the same winners."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = len(hashes)
-    s = min(n, _SAMPLE_ROWS)
-    sample = hashes if s == n else hashes[np.random.default_rng(n).choice(n, s, replace=False)]
-    repeated = s - pc.count_distinct(pa.array(sample)).as_py()
-    return repeated * n * n >= s * s * (n // 2) if s < n else repeated * 2 >= n
-
-
-def _pick_buckets(batches: Iterator[pa.RecordBatch], job: _Job) -> Iterator[pa.RecordBatch]:
-    """Stage 2, one task per bucket of entities: every split's candidates of its entities, the winner
-    of each by the local engine's pick, its row id addressed to the split that holds the row."""
-    import numpy as np
-    import pyarrow as pa
-
-    from fsplug.offline.parquet import latest_rids
-
-    tables, rows, null_keys = _received(batches)
-    winners = None
-    split_of = None
-    if tables:
-        compact = pa.concat_tables([t for _, t in tables]).combine_chunks()
-        tables.clear()
-        rids = latest_rids(compact, len(job.key_types), job.created_field is not None)
-        winners = pa.table({"rid": pa.array(rids, pa.int64())})
-        # a catalog table's winners are joined back to its rows: no split to address them to
-        split_of = np.searchsorted(job.firsts, rids, side="right") - 1 if job.splits else np.zeros(len(rids), int)
-    yield _shuffled(winners, split_of, rows, null_keys)
-
-
-def _check_rows(split: _Split, rows: int) -> None:
-    if rows != split.rows:
-        from fsplug.errors import SourceDataError
-
-        raise SourceDataError(f"{split.fragment.path}: changed while it was being read "
-                              f"({split.rows} rows, then {rows})")
-
-
-class _Writer:
-    """Stage 3's writes in one task: rows cast by the local engine's own function (`finish_batch`), gathered
-    into batches of about _WRITE_ROWS and written through the store's own `write` (the store object is
-    made from its config at the first write); the counts for the driver."""
-
-    def __init__(self, job: _Job, store_cls: type[OnlineStore], config: Any, repo_root: Path, project: str,
-                 fail_marker: str | None):
-        self.job, self.fail_marker = job, fail_marker
-        self.make_store = functools.partial(store_cls, config, repo_root, project)
-        self.store: OnlineStore | None = None
-        self.keys = list(job.key_types)
-        self.names = list(dict.fromkeys([*self.keys, job.ts_field, *job.columns]))
-        self.pending: list[pa.RecordBatch] = []
-        self.entities = self.written = 0
-        self.newest: int | None = None
-
-    def add(self, rows: pa.RecordBatch, source: str) -> None:
-        """Winning rows read from `source` (named in cast errors): cast now, written once enough wait."""
-        from fsplug.offline.parquet import finish_batch
-
-        job = self.job
-        self.pending.append(finish_batch(rows, source, self.names, job.ts_field, job.key_types, job.columns))
-        if sum(b.num_rows for b in self.pending) >= _WRITE_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-
-        if not self.pending:
-            return
-        if self.store is None:
-            self.store = self.make_store()
-        for out in pa.Table.from_batches(self.pending).combine_chunks().to_batches():
-            wb = WriteBatch.from_arrow(self.job.view, self.keys, out)
-            self.written += self.store.write(wb)
-            self.entities += out.num_rows
-            top = int(wb.event_ts_us.max())
-            self.newest = top if self.newest is None else max(self.newest, top)
-            if self.fail_marker:
-                _fail_once(self.fail_marker)
-        self.pending.clear()
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-
-    def counts(self, rows: int, null_keys: int) -> pa.RecordBatch:
-        import pyarrow as pa
-
-        return pa.RecordBatch.from_pydict({"rows": [rows], "entities": [self.entities], "written": [self.written],
-                                           "null_keys": [null_keys], "newest": pa.array([self.newest], pa.int64())})
-
-
-def _write_splits(batches: Iterator[pa.RecordBatch], **writer: Any) -> Iterator[pa.RecordBatch]:
-    """Stage 3, each task a share of the splits: the winners' rows read from the split (all the
-    view's columns) and written by a `_Writer`; yields one row of counts."""
-    import numpy as np
-    import pyarrow as pa
-
-    out = _Writer(**writer)
-    job = out.job
-    tables, rows, null_keys = _received(batches)
-    by_split: dict[int, list[Any]] = {}
-    for part, t in tables:
-        by_split.setdefault(part, []).append(t.column("rid").to_numpy())
-    tables.clear()
-    try:
-        for sid in sorted(by_split):
-            split = job.splits[sid]
-            at = np.sort(np.concatenate(by_split.pop(sid))) - split.first
-            base = 0
-            for batch in job.read(split, out.names, batch_size=65536):
-                lo, hi = np.searchsorted(at, [base, base + batch.num_rows])
-                if hi > lo:
-                    out.add(batch.take(pa.array(at[lo:hi] - base)), split.fragment.path)
-                base += batch.num_rows
-            _check_rows(split, base)
-        out.flush()
-    finally:
-        out.close()
-    yield out.counts(rows, null_keys)
-
-
 # the winners' side of stage 3's join: no user column is at the top level of either side (`_table_rows`)
 _WINNERS = "__rid long, __rows long, __null_keys long"
 
 
-def _winner_rids(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Stage 2's blobs of a catalog table's winners as rows of row ids, and the counts on a row of their
-    own (row id -1: no source row has it)."""
-    import pyarrow as pa
-
-    tables, rows, null_keys = _received(batches)
-    for _, t in tables:
-        n = t.num_rows
-        yield pa.RecordBatch.from_pydict({"__rid": t.column("rid").combine_chunks(),
-                                          "__rows": pa.array([0] * n, pa.int64()),
-                                          "__null_keys": pa.array([0] * n, pa.int64())})
-    yield pa.RecordBatch.from_pydict({"__rid": pa.array([-1], pa.int64()), "__rows": pa.array([rows], pa.int64()),
-                                      "__null_keys": pa.array([null_keys], pa.int64())})
-
-
-def _write_rows(batches: Iterator[pa.RecordBatch], **writer: Any) -> Iterator[pa.RecordBatch]:
-    """Stage 3 of a catalog table: the winners' rows, joined back by row id, written by a `_Writer`
-    (the counts ride on rows that match no source row); yields one row of counts. A winner that matches
-    no row of the table (the table changed since stage 1 read it) is a SourceDataError."""
-    import pyarrow.compute as pc
-
-    out = _Writer(**writer)
-    table = out.job.view.source.table
-    rows = null_keys = 0
-    try:
-        for b in batches:
-            rows += int(pc.sum(b.column("__rows")).as_py() or 0)
-            null_keys += int(pc.sum(b.column("__null_keys")).as_py() or 0)
-            winners = b.filter(pc.greater_equal(b.column("__rid"), 0))
-            if winners.column("__v").null_count:
-                raise SourceDataError(f"table {table!r}: changed while it was read (a row picked from it is no "
-                                      "longer in it); run again")
-            if winners.num_rows:
-                out.add(_unpacked(winners), table)
-        out.flush()
-    finally:
-        out.close()
-    yield out.counts(rows, null_keys)
-
-
-def _table_rows(src: Any, job: _Job, names: list[str]) -> Any:
+def _table_rows(src: Any, job: Job, names: list[str]) -> Any:
     """Driver side: a catalog table's rows as `__rid` (the row id: the file's rank in path order, then the
     row's index in the file, as a split numbers its rows) and `__v`, a struct of the `names` columns (so
     that no user column meets stage 3's internal columns), the event and created times as Spark
@@ -873,23 +574,6 @@ def _table_rows(src: Any, job: _Job, names: list[str]) -> Any:
     values = F.struct(*(F.timestamp_micros(F.col(f"__us_{n}")).alias(n) if n in times else F.col(f"`{n}`")
                         for n in names))
     return src.select(rid.alias("__rid"), values.alias("__v"))
-
-
-def _unpacked(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A batch of `_table_rows` as the rows' own columns and `__rid`."""
-    import pyarrow as pa
-
-    return pa.RecordBatch.from_struct_array(batch.column("__v")).append_column("__rid", batch.column("__rid"))
-
-
-def _fail_once(marker: str) -> None:
-    """The test hook of FAIL_ONCE_ENV: the first task to create `marker` fails (its retry does not)."""
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.close(fd)
-    raise RuntimeError(f"injected failure ({FAIL_ONCE_ENV}={marker})")
 
 
 # ---------------------------------------------------------------------------------------------

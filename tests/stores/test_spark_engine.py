@@ -744,6 +744,21 @@ def test_the_worker_daemon_drops_only_the_installed_packages_own_zip(tmp_path):
     assert not prefer_installed_pyspark(not_after) and own in not_after
 
 
+def test_a_workers_first_task_imports_none_of_the_drivers_side():
+    """What a materialization task unpickles and runs in a fresh Python worker (the task functions, the view,
+    the store's base class) imports neither the driver's side of the engine (pyspark's SQL functions) nor
+    fsplug's config and definitions (pydantic models, the YAML loader): a worker imports those modules on the
+    job's clock, in its first task."""
+    probe = ("import sys, fsplug.engines.spark_tasks, fsplug.registry.model, fsplug.online.base; "
+             "print(' '.join(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    loaded = set(done.stdout.split())
+    assert {"fsplug.engines.spark_tasks", "fsplug.registry.model", "fsplug.online.base"} <= loaded
+    driver_side = {"fsplug.engines.spark", "fsplug.config", "fsplug.definitions", "fsplug._yaml",
+                   "fsplug.registry.compile", "yaml", "pyspark.sql.functions"}
+    assert loaded & driver_side == set()
+
+
 def test_the_worker_daemon_freezes_what_is_left_after_a_task_that_imported_modules(monkeypatch):
     """After a task that imported modules, the worker collects its garbage and freezes the rest (the
     collection pyspark's daemon runs after every task then skips those objects); after a task that
@@ -920,7 +935,7 @@ def test_a_winner_that_matches_no_table_row_is_an_error_not_a_row_of_nulls():
     stage 1 read it) stops the task with SourceDataError instead of writing nulls."""
     from types import SimpleNamespace
 
-    from fsplug.engines.spark import _write_rows
+    from fsplug.engines.spark_tasks import write_rows
 
     job = SimpleNamespace(key_types={"driver_id": None}, ts_field="ts", columns={"rows": None},
                           view=SimpleNamespace(source=SimpleNamespace(table="db.t")))
@@ -930,7 +945,7 @@ def test_a_winner_that_matches_no_table_row_is_an_error_not_a_row_of_nulls():
                                         "__rows": pa.array([0], pa.int64()), "__null_keys": pa.array([0], pa.int64())})
     with pytest.raises(SourceDataError, match=r"table 'db.t': changed while it was read \(a row picked from it is no "
                                               r"longer in it\); run again"):
-        next(_write_rows(iter([batch]), job=job, store_cls=object, config=None, repo_root=Path("."), project="p",
+        next(write_rows(iter([batch]), job=job, store_cls=object, config=None, repo_root=Path("."), project="p",
                          fail_marker=None))
 
 
