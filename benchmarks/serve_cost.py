@@ -3,8 +3,9 @@
 The issue's latency goal compares the server's p50 with the in-process call for the same request,
 and wall-clock figures move with the host's speed. This counts instructions instead (valgrind's
 callgrind, repeatable on a busy machine; see benchmarks/instructions.py): per request, the server's
-ASGI app called in process (the body parsed, checked, read, the Feast response encoded, metrics
-updated; uvicorn and the socket are not in it: `python -m benchmarks serve --canned` measures those)
+app called in process as `fsplug serve`'s protocol calls it for a read (`FeatureServerApp.answer`: the
+body parsed, checked, read, the Feast response encoded, metrics updated; uvicorn's parsing and the
+socket are not in it)
 against `get_online_features(...).to_dict()`, and the vector endpoint against `get_feature_vector`,
 at 1 and 50 entities. The data is `python -m benchmarks serve`'s (`examples/generate_data.py`, seed
 7, 1 day, SQLite, `decline_model_v1`), the requests its seeded bodies. `--code DIR` (repeatable)
@@ -15,7 +16,6 @@ same repo, so versions compare case by case. Results go to `benchmarks/results/s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
@@ -43,11 +43,6 @@ def _child(repo: Path, calls: int) -> None:
     app.startup()
     store = app.store
     ids = json.loads((repo / "ids.json").read_text())
-    loop = asyncio.new_event_loop()
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise SystemExit(f"the server answered {message['status']}")
 
     def phase(path: str, n: int, side: str) -> Any:
         vector = path == "/get-feature-vector"
@@ -57,16 +52,15 @@ def _child(repo: Path, calls: int) -> None:
                 return lambda i: store.get_feature_vector(SERVICE, request=bodies[i]["request"], **bodies[i]["entity"])
             return lambda i: store.get_online_features(service=SERVICE, entities=bodies[i]["entities"]).to_dict()
         raw = [orjson.dumps(b) for b in bodies]
-        scope = {"type": "http", "method": "POST", "path": path,
-                 "headers": [(b"content-type", b"application/json")]}
+        headers = [(b"content-type", b"application/json")]
 
-        async def many(lo: int, hi: int) -> None:
-            for i in range(lo, hi):
-                async def receive(body: bytes = raw[i]) -> dict[str, Any]:
-                    return {"type": "http.request", "body": body, "more_body": False}
-                await app(scope, receive, send)
+        def many(rng: tuple[int, int]) -> None:
+            for i in range(*rng):
+                status = app.answer(path, headers, raw[i])[0]
+                if status != 200:
+                    raise SystemExit(f"the server answered {status}")
 
-        return lambda rng: loop.run_until_complete(many(*rng))
+        return many
 
     fns = [(side, phase(path, n, side)) for path, n in CASES for side in SIDES]
     for side, fn in fns:  # warm: compiled plans, caches, the statement cache
@@ -81,7 +75,7 @@ def _child(repo: Path, calls: int) -> None:
             for i in range(calls):
                 fn(i)
         else:
-            fn((0, calls))  # (one loop run for all: the event loop's own start is not a request's cost)
+            fn((0, calls))
         time.sleep(0)
 
 
