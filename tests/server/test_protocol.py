@@ -97,7 +97,16 @@ def run(app, script, sock: Any = None):
         proto.connection_made(transport)
         return await script(proto, transport, state)
 
-    return asyncio.run(main())
+    return in_own_loop(main())
+
+
+def in_own_loop(coro: Any) -> Any:
+    """`asyncio.run(coro)` in a thread of its own: the test process's main thread may hold a running loop
+    (the console's browser tests leave Playwright's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def asgi_answer(app, path: str, body: bytes) -> tuple[int, bytes]:
@@ -110,7 +119,7 @@ def asgi_answer(app, path: str, body: bytes) -> tuple[int, bytes]:
     async def send(msg: dict) -> None:
         sent.append(msg)
 
-    asyncio.run(app({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send))
+    in_own_loop(app({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send))
     return sent[0]["status"], sent[1]["body"]
 
 
