@@ -55,6 +55,7 @@ import orjson
 from fsplug.errors import (
     EntityKeyError,
     FsplugError,
+    OutputNameClashError,
     ReferenceNotFoundError,
     RequestFeatureError,
     StoreTimeoutError,
@@ -541,6 +542,8 @@ class FeatureServerApp:
                 # not the request's shape (a column that is no list): 400, as for `entities` itself (checked
                 # here, once the API refused it, so that a well-formed request pays nothing for it)
                 raise HTTPError(400, "invalid_request", str(exc)) from None
+            if isinstance(exc, OutputNameClashError):  # worded for a JSON client
+                exc = exc.with_fix('"full_feature_names": true')
             raise _error_of(exc) from None
         m.child(m.ENTITIES, "/get-online-features").observe(res.n)
         m.child(m.REQUEST_SECONDS, "/get-online-features", label).observe(time.perf_counter() - t0)
