@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -277,19 +278,31 @@ def _edge_rows(n: int) -> st.SearchStrategy[dict[str, list]]:
                                   for name, k in KINDS.items()})
 
 
-def _numbers_of_quiet_ops(depth: int) -> st.SearchStrategy[str]:
-    """Numeric expressions of the operations that may be quiet (and of some that are not)."""
+Branches = Callable[[st.SearchStrategy[str]], list[st.SearchStrategy[str]]]
+"""Given the sub-expressions' strategy, the strategies of one level's operations."""
+
+
+def _nested(depth: int, branches: Branches) -> st.SearchStrategy[str]:
+    """Expressions over the inputs i, j, f, g and constants, `depth` levels of `branches(sub)` deep."""
     leaf = st.one_of(st.sampled_from(["i", "j", "f", "g"]), INT_CONSTS, FLOAT_CONSTS)
     if depth == 0:
         return leaf
-    sub = _numbers_of_quiet_ops(depth - 1)
-    return st.one_of(
-        leaf,
+    return st.one_of(leaf, *branches(_nested(depth - 1, branches)))
+
+
+def _quiet_branches(sub: st.SearchStrategy[str]) -> list[st.SearchStrategy[str]]:
+    """The operations that may be quiet (and some that are not)."""
+    return [
         st.tuples(sub, st.sampled_from(["+", "-", "*", "/"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
         st.tuples(st.sampled_from(["min", "max", "coalesce"]), sub, sub).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
         st.tuples(st.sampled_from(["abs", "-"]), sub).map(lambda t: f"{t[0]}({t[1]})"),
         st.tuples(sub, sub, sub).map(lambda t: f"({t[0]} if {t[1]} > {t[2]} else {t[1]})"),
-    )
+    ]
+
+
+def _numbers_of_quiet_ops(depth: int) -> st.SearchStrategy[str]:
+    """Numeric expressions of the operations that may be quiet (and of some that are not)."""
+    return _nested(depth, _quiet_branches)
 
 
 _QUIET_TOPS = st.tuples(_numbers_of_quiet_ops(1), st.sampled_from(["+", "-", "*", "/"]), _numbers_of_quiet_ops(2))
@@ -336,14 +349,9 @@ def _image(kind: Kind, values: list) -> np.ndarray:
                     dtype=np.float64)
 
 
-def _float_ops(depth: int) -> st.SearchStrategy[str]:
-    """Numeric expressions of the operations with a float form, and of some without one."""
-    leaf = st.one_of(st.sampled_from(["i", "j", "f", "g"]), INT_CONSTS, FLOAT_CONSTS)
-    if depth == 0:
-        return leaf
-    sub = _float_ops(depth - 1)
-    return st.one_of(
-        leaf,
+def _float_branches(sub: st.SearchStrategy[str]) -> list[st.SearchStrategy[str]]:
+    """The operations with a float form (and some without one)."""
+    return [
         st.tuples(sub, st.sampled_from(["+", "-", "*", "/", "//", "%"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
         st.tuples(sub, st.sampled_from(["/", "//", "%"]), st.sampled_from(["max(f, 0.5)", "max(g, 3)", "2", "0.25",
                                                                           "clip(j, 1, 9)", "min(3.5, max(f, 1))"])
@@ -351,7 +359,12 @@ def _float_ops(depth: int) -> st.SearchStrategy[str]:
         st.tuples(st.sampled_from(["min", "max"]), sub, sub).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
         st.tuples(st.sampled_from(["abs", "-", "float"]), sub).map(lambda t: f"{t[0]}({t[1]})"),
         st.tuples(sub, sub, sub).map(lambda t: f"clip({t[0]}, {t[1]}, {t[2]})"),
-    )
+    ]
+
+
+def _float_ops(depth: int) -> st.SearchStrategy[str]:
+    """Numeric expressions of the operations with a float form, and of some without one."""
+    return _nested(depth, _float_branches)
 
 
 @settings(max_examples=400, deadline=None)
