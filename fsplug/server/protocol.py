@@ -22,14 +22,16 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from fsplug.server.app import FeatureServerApp
+
 __all__ = ["FeatureServerProtocol"]
 
-_READ_URLS = {b"/get-online-features": "/get-online-features", b"/get-feature-vector": "/get-feature-vector"}
+_READ_URLS = {path.encode(): path for path in FeatureServerApp.READ_PATHS}
 
 
-def _feature_server(app: Any) -> Any:
+def _feature_server(app: Any) -> FeatureServerApp | None:
     """The FeatureServerApp under uvicorn's middleware (None when the app is another one)."""
-    while app is not None and not hasattr(app, "answer"):
+    while app is not None and not isinstance(app, FeatureServerApp):
         app = getattr(app, "app", None)
     return app
 
@@ -39,7 +41,7 @@ class FeatureServerProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._server_app = _feature_server(self.app)
+        self._server_app: Any = _feature_server(self.app)  # (a direct request exists only when it is not None)
         self._direct: str | None = None  # the read endpoint of the request being received directly
         self._direct_body: list[bytes] = []
         self._direct_keep_alive = True
